@@ -1,0 +1,548 @@
+/*
+ * dispatch.c - one FlatView's address -> section table, built as QEMU builds its
+ * AddressSpaceDispatch.
+ *
+ * Building follows QEMU's order step by step (head sub-page, whole pages, tail
+ * sub-page; nodes allocated top-down on demand; post-order skip compaction), so
+ * section numbers and node numbers come out identical to QEMU's and `info mtree
+ * -f -d` can be reproduced byte for byte.  A built dispatch is immutable except
+ * for its most-recently-used section, which readers update with relaxed atomics.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pymem.h"
+
+#define L2_BITS 9
+#define L2_SIZE 512
+#define MIN_PAGE_BITS 10
+#define MAX_PAGE_BITS 16
+
+typedef struct entry {
+    uint32_t skip : 6;   /* levels to skip; 0 marks a leaf (ptr is a section) */
+    uint32_t ptr : 26;   /* node index, section index, or PM_NIL */
+} entry;
+
+typedef entry node[L2_SIZE];
+
+/* One piece of a sub-page: bytes first..last of the page go to `section`. */
+typedef struct subpage_piece {
+    uint32_t first, last, section;
+} subpage_piece;
+
+typedef struct section {
+    pm_range r;
+    subpage_piece *pieces;   /* sub-page sections only: sorted, disjoint */
+    uint32_t npieces, cap_pieces;
+} section;
+
+struct pm_dispatch {
+    unsigned page_bits, levels;
+    entry root;
+    node *nodes;
+    uint32_t nodes_nb, nodes_alloc, max_nodes;
+    section *sections;
+    uint32_t sections_nb, sections_alloc, max_sections;
+    uint32_t mru;            /* accessed atomically: readers race on it */
+    uint64_t next_start;     /* the lowest address the next range may start at */
+    int any_added, full, committed, broken;
+    pm_stats *stats;
+};
+
+static inline int covers(const section *s, uint64_t addr)
+{
+    return addr >= s->r.start && addr <= s->r.last;
+}
+
+/* ------------------------------------------------------------- building */
+
+static pm_status section_add(pm_dispatch *d, const pm_range *r, uint32_t *index)
+{
+    if (d->sections_nb >= d->max_sections) {
+        return PM_ERR_TOO_MANY_SECTIONS;
+    }
+    if (d->sections_nb == d->sections_alloc) {
+        uint32_t n = d->sections_alloc ? d->sections_alloc * 2 : 16;
+        section *s = realloc(d->sections, (size_t)n * sizeof(*s));
+        if (!s) {
+            return PM_ERR_NOMEM;
+        }
+        d->sections = s;
+        d->sections_alloc = n;
+    }
+    section *s = &d->sections[d->sections_nb];
+    memset(s, 0, sizeof(*s));
+    s->r = *r;
+    *index = d->sections_nb++;
+    return PM_OK;
+}
+
+/* Room for every node one page-range insertion can allocate (two per level). */
+static pm_status nodes_reserve(pm_dispatch *d)
+{
+    uint32_t want = d->nodes_nb + 3 * d->levels;
+    if (want <= d->nodes_alloc) {
+        return PM_OK;
+    }
+    uint32_t n = d->nodes_alloc ? d->nodes_alloc : 16;
+    while (n < want) {
+        n *= 2;
+    }
+    node *nodes = realloc(d->nodes, (size_t)n * sizeof(node));
+    if (!nodes) {
+        return PM_ERR_NOMEM;
+    }
+    d->nodes = nodes;
+    d->nodes_alloc = n;
+    return PM_OK;
+}
+
+static pm_status node_alloc(pm_dispatch *d, int leaf_level, uint32_t *index)
+{
+    if (d->nodes_nb >= d->max_nodes) {
+        return PM_ERR_TOO_MANY_NODES;
+    }
+    /* Level-0 nodes start as "every page unassigned"; others as "nothing below". */
+    entry e = { .skip = leaf_level ? 0 : 1, .ptr = leaf_level ? 0 : PM_NIL };
+    node *n = &d->nodes[d->nodes_nb];
+    for (int i = 0; i < L2_SIZE; i++) {
+        (*n)[i] = e;
+    }
+    *index = d->nodes_nb++;
+    return PM_OK;
+}
+
+/*
+ * Point `*nb` pages from `*index` at `leaf`, below entry `lp` of `level`.  Pages
+ * aligned to a whole step of this level become one leaf entry here, as in QEMU.
+ * `lp` may point into d->nodes: nodes_reserve() guarantees no reallocation.
+ */
+static pm_status page_set_level(pm_dispatch *d, entry *lp, uint64_t *index,
+                                uint64_t *nb, uint32_t leaf, int level)
+{
+    uint64_t step = (uint64_t)1 << (level * L2_BITS);
+
+    if (lp->skip && lp->ptr == PM_NIL) {
+        uint32_t n;
+        pm_status st = node_alloc(d, level == 0, &n);
+        if (st != PM_OK) {
+            return st;
+        }
+        lp->ptr = n;
+    }
+    entry *p = d->nodes[lp->ptr];
+    entry *e = &p[(*index >> (level * L2_BITS)) & (L2_SIZE - 1)];
+
+    while (*nb && e < &p[L2_SIZE]) {
+        if ((*index & (step - 1)) == 0 && *nb >= step) {
+            e->skip = 0;
+            e->ptr = leaf;
+            *index += step;
+            *nb -= step;
+        } else {
+            pm_status st = page_set_level(d, e, index, nb, leaf, level - 1);
+            if (st != PM_OK) {
+                return st;
+            }
+        }
+        ++e;
+    }
+    return PM_OK;
+}
+
+static pm_status page_set(pm_dispatch *d, uint64_t index, uint64_t nb, uint32_t leaf)
+{
+    pm_status st = nodes_reserve(d);
+    if (st != PM_OK) {
+        return st;
+    }
+    return page_set_level(d, &d->root, &index, &nb, leaf, (int)d->levels - 1);
+}
+
+/* The page-level section of addr (sub-pages not resolved), as QEMU's phys_page_find. */
+static inline uint32_t page_find(const pm_dispatch *d, uint64_t addr)
+{
+    entry lp = d->root;
+    uint64_t index = addr >> d->page_bits;
+    int i = (int)d->levels;
+
+    while (lp.skip && (i -= lp.skip) >= 0) {
+        if (lp.ptr == PM_NIL) {
+            return 0;
+        }
+        lp = d->nodes[lp.ptr][(index >> (i * L2_BITS)) & (L2_SIZE - 1)];
+    }
+    if (lp.skip) {
+        return 0;
+    }
+    /* Compaction may have skipped levels: the leaf must really cover addr. */
+    return covers(&d->sections[lp.ptr], addr) ? lp.ptr : 0;
+}
+
+static pm_status subpage_append(section *sp, uint32_t first, uint32_t last,
+                                uint32_t sec)
+{
+    if (sp->npieces == sp->cap_pieces) {
+        uint32_t n = sp->cap_pieces ? sp->cap_pieces * 2 : 4;
+        subpage_piece *p = realloc(sp->pieces, (size_t)n * sizeof(*p));
+        if (!p) {
+            return PM_ERR_NOMEM;
+        }
+        sp->pieces = p;
+        sp->cap_pieces = n;
+    }
+    sp->pieces[sp->npieces++] = (subpage_piece){ first, last, sec };
+    return PM_OK;
+}
+
+/* A piece smaller than a page: goes through its page's sub-page section. */
+static pm_status register_subpage(pm_dispatch *d, const pm_range *r)
+{
+    uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
+    uint64_t base = r->start & ~page_mask;
+    uint32_t existing = page_find(d, base);
+    uint32_t sp_index, sec;
+    pm_status st;
+
+    if (!(d->sections[existing].r.flags & PM_SECTION_SUBPAGE)) {
+        /* QEMU registers the page's sub-page before the piece's own section. */
+        pm_range page = { .start = base, .last = base + page_mask,
+                          .region = UINT32_MAX, .flags = PM_SECTION_SUBPAGE };
+        st = section_add(d, &page, &sp_index);
+        if (st == PM_OK) {
+            st = page_set(d, base >> d->page_bits, 1, sp_index);
+        }
+        if (st != PM_OK) {
+            return st;
+        }
+    } else {
+        sp_index = existing;
+    }
+    st = section_add(d, r, &sec);
+    if (st != PM_OK) {
+        return st;
+    }
+    return subpage_append(&d->sections[sp_index], (uint32_t)(r->start - base),
+                          (uint32_t)(r->last - base), sec);
+}
+
+static pm_status register_multipage(pm_dispatch *d, const pm_range *r)
+{
+    uint32_t sec;
+    pm_status st = section_add(d, r, &sec);
+    if (st != PM_OK) {
+        return st;
+    }
+    uint64_t pages = ((r->last - r->start) >> d->page_bits) + 1;
+    return page_set(d, r->start >> d->page_bits, pages, sec);
+}
+
+static pm_range piece(const pm_range *r, uint64_t start, uint64_t last)
+{
+    pm_range p = *r;
+    p.start = start;
+    p.last = last;
+    p.offset = r->offset + (start - r->start);
+    return p;
+}
+
+/* Unaligned head, whole pages, unaligned tail: QEMU's flatview_add_to_dispatch. */
+static pm_status add_range(pm_dispatch *d, const pm_range *r)
+{
+    uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
+    uint64_t start = r->start;
+    pm_status st;
+
+    if (start & page_mask) {
+        uint64_t head_last = start | page_mask;
+        if (head_last >= r->last) {
+            return register_subpage(d, r);
+        }
+        pm_range head = piece(r, start, head_last);
+        st = register_subpage(d, &head);
+        if (st != PM_OK) {
+            return st;
+        }
+        start = head_last + 1;
+    }
+    /* Pages wholly inside [start, last]: last page ends at last rounded down. */
+    if (((r->last + 1) & page_mask) == 0) {
+        /* The range ends on a page boundary (or at 2^64): all whole pages. */
+        pm_range body = piece(r, start, r->last);
+        return register_multipage(d, &body);
+    }
+    uint64_t tail_start = r->last & ~page_mask;
+    if (tail_start > start) {
+        pm_range body = piece(r, start, tail_start - 1);
+        st = register_multipage(d, &body);
+        if (st != PM_OK) {
+            return st;
+        }
+    }
+    pm_range tail = piece(r, tail_start, r->last);
+    return register_subpage(d, &tail);
+}
+
+pm_status pm_dispatch_new(unsigned page_bits, pm_stats *stats, pm_dispatch **out)
+{
+    *out = NULL;
+    if (page_bits < MIN_PAGE_BITS || page_bits > MAX_PAGE_BITS) {
+        return PM_ERR_PAGE_BITS;
+    }
+    pm_dispatch *d = calloc(1, sizeof(*d));
+    if (!d) {
+        return PM_ERR_NOMEM;
+    }
+    d->page_bits = page_bits;
+    d->levels = (64 - page_bits - 1) / L2_BITS + 1;
+    d->root = (entry){ .skip = 1, .ptr = PM_NIL };
+    d->max_nodes = PM_NIL;
+    d->max_sections = PM_NIL;
+    d->stats = stats;
+
+    pm_range unassigned = { .start = 0, .last = UINT64_MAX, .region = UINT32_MAX };
+    uint32_t index;
+    if (section_add(d, &unassigned, &index) != PM_OK) {
+        free(d);
+        return PM_ERR_NOMEM;
+    }
+    if (stats) {
+        __atomic_add_fetch(&stats->live_dispatches, 1, __ATOMIC_RELAXED);
+    }
+    *out = d;
+    return PM_OK;
+}
+
+pm_status pm_dispatch_set_limits(pm_dispatch *d, uint32_t max_sections,
+                                 uint32_t max_nodes)
+{
+    if (d->any_added || max_sections > PM_NIL || max_nodes > PM_NIL ||
+        max_sections < 1) {
+        return PM_ERR_STATE;
+    }
+    d->max_sections = max_sections;
+    d->max_nodes = max_nodes;
+    return PM_OK;
+}
+
+pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range)
+{
+    if (d->committed || d->broken) {
+        return PM_ERR_STATE;
+    }
+    if (range->last < range->start) {
+        return PM_ERR_SIZE;
+    }
+    if (d->full || (d->any_added && range->start < d->next_start)) {
+        return PM_ERR_ORDER;
+    }
+    if (range->flags & PM_SECTION_SUBPAGE) {
+        return PM_ERR_STATE;
+    }
+    pm_status st = add_range(d, range);
+    if (st != PM_OK) {
+        /* A half-registered range cannot be taken back: the dispatch is dead. */
+        d->broken = 1;
+        return st;
+    }
+    d->any_added = 1;
+    if (range->last == UINT64_MAX) {
+        d->full = 1;
+    } else {
+        d->next_start = range->last + 1;
+    }
+    return PM_OK;
+}
+
+/* ---------------------------------------------------------- compaction */
+
+static void compact(entry *lp, node *nodes)
+{
+    unsigned valid_ptr = L2_SIZE;
+    int valid = 0;
+
+    if (lp->ptr == PM_NIL) {
+        return;
+    }
+    entry *p = nodes[lp->ptr];
+    for (unsigned i = 0; i < L2_SIZE; i++) {
+        if (p[i].ptr == PM_NIL) {
+            continue;
+        }
+        valid_ptr = i;
+        valid++;
+        if (p[i].skip) {
+            compact(&p[i], nodes);
+        }
+    }
+    if (valid != 1) {
+        return;
+    }
+    /* One child left: the parent entry points past this node. */
+    lp->ptr = p[valid_ptr].ptr;
+    if (!p[valid_ptr].skip) {
+        lp->skip = 0;
+    } else {
+        lp->skip += p[valid_ptr].skip;
+    }
+}
+
+pm_status pm_dispatch_commit(pm_dispatch *d)
+{
+    if (d->committed || d->broken) {
+        return PM_ERR_STATE;
+    }
+    if (d->root.skip) {
+        compact(&d->root, d->nodes);
+    }
+    d->committed = 1;
+    return PM_OK;
+}
+
+void pm_dispatch_free(pm_dispatch *d)
+{
+    if (!d) {
+        return;
+    }
+    for (uint32_t i = 0; i < d->sections_nb; i++) {
+        free(d->sections[i].pieces);
+    }
+    free(d->sections);
+    free(d->nodes);
+    if (d->stats) {
+        __atomic_sub_fetch(&d->stats->live_dispatches, 1, __ATOMIC_RELAXED);
+    }
+    free(d);
+}
+
+/* -------------------------------------------------------------- lookups */
+
+static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
+{
+    uint32_t lo = 0, hi = sp->npieces;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        const subpage_piece *p = &sp->pieces[mid];
+        if (off < p->first) {
+            hi = mid;
+        } else if (off > p->last) {
+            lo = mid + 1;
+        } else {
+            return p->section;
+        }
+    }
+    return 0;
+}
+
+/* QEMU's address_space_lookup_region: MRU first, then the radix walk. */
+static inline uint32_t lookup(pm_dispatch *d, uint64_t addr)
+{
+    uint32_t s = __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
+    if (s == 0 || !covers(&d->sections[s], addr)) {
+        s = page_find(d, addr);
+        __atomic_store_n(&d->mru, s, __ATOMIC_RELAXED);
+    }
+    const section *sec = &d->sections[s];
+    if (sec->r.flags & PM_SECTION_SUBPAGE) {
+        uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
+        return subpage_resolve(sec, (uint32_t)(addr & page_mask));
+    }
+    return s;
+}
+
+uint32_t pm_dispatch_lookup(pm_dispatch *d, uint64_t addr)
+{
+    return d->committed ? lookup(d, addr) : 0;
+}
+
+void pm_dispatch_lookup_many(pm_dispatch *d, const uint64_t *addrs,
+                             uint32_t *sections, size_t n)
+{
+    if (!d->committed) {
+        memset(sections, 0, n * sizeof(*sections));
+        return;
+    }
+    uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
+    uint32_t mru = __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t addr = addrs[i];
+        if (mru == 0 || !covers(&d->sections[mru], addr)) {
+            mru = page_find(d, addr);
+        }
+        const section *sec = &d->sections[mru];
+        sections[i] = (sec->r.flags & PM_SECTION_SUBPAGE)
+                          ? subpage_resolve(sec, (uint32_t)(addr & page_mask))
+                          : mru;
+    }
+    __atomic_store_n(&d->mru, mru, __ATOMIC_RELAXED);
+}
+
+uint32_t pm_dispatch_translate(pm_dispatch *d, uint64_t addr, uint64_t len,
+                               uint64_t *offset_in_region, uint64_t *plen)
+{
+    uint32_t s = pm_dispatch_lookup(d, addr);
+    const section *sec = &d->sections[s];
+    uint64_t in_section = addr - sec->r.start;
+    *offset_in_region = sec->r.offset + in_section;
+    /* Bytes left in the section, minus one, so that 2^64 cannot overflow. */
+    uint64_t left_minus_one = sec->r.last - addr;
+    *plen = (len == 0 || len - 1 <= left_minus_one) ? len : left_minus_one + 1;
+    return s;
+}
+
+/* -------------------------------------------------------- introspection */
+
+uint32_t pm_dispatch_page_bits(const pm_dispatch *d) { return d->page_bits; }
+uint32_t pm_dispatch_levels(const pm_dispatch *d) { return d->levels; }
+uint32_t pm_dispatch_section_count(const pm_dispatch *d) { return d->sections_nb; }
+uint32_t pm_dispatch_node_count(const pm_dispatch *d) { return d->nodes_nb; }
+
+pm_status pm_dispatch_section(const pm_dispatch *d, uint32_t index, pm_range *out)
+{
+    if (index >= d->sections_nb) {
+        return PM_ERR_RANGE;
+    }
+    *out = d->sections[index].r;
+    return PM_OK;
+}
+
+pm_status pm_dispatch_node(const pm_dispatch *d, uint32_t index,
+                           uint8_t *skips, uint32_t *ptrs)
+{
+    if (index >= d->nodes_nb) {
+        return PM_ERR_RANGE;
+    }
+    for (int i = 0; i < L2_SIZE; i++) {
+        skips[i] = (uint8_t)d->nodes[index][i].skip;
+        ptrs[i] = d->nodes[index][i].ptr;
+    }
+    return PM_OK;
+}
+
+void pm_dispatch_root(const pm_dispatch *d, uint32_t *ptr, uint32_t *skip)
+{
+    *ptr = d->root.ptr;
+    *skip = d->root.skip;
+}
+
+uint32_t pm_dispatch_mru(const pm_dispatch *d)
+{
+    return __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
+}
+
+uint32_t pm_dispatch_subpage_pieces(const pm_dispatch *d, uint32_t index,
+                                    uint32_t *firsts, uint32_t *lasts,
+                                    uint32_t *sections, uint32_t max)
+{
+    if (index >= d->sections_nb) {
+        return 0;
+    }
+    const section *sp = &d->sections[index];
+    uint32_t n = sp->npieces < max ? sp->npieces : max;
+    for (uint32_t i = 0; i < n; i++) {
+        firsts[i] = sp->pieces[i].first;
+        lasts[i] = sp->pieces[i].last;
+        sections[i] = sp->pieces[i].section;
+    }
+    return sp->npieces;
+}

@@ -1,0 +1,120 @@
+/*
+ * pymem.h - the whole C API of pymem's core, and nothing else.
+ *
+ * pymem/_build.py feeds this file to cffi's cdef, so it must stay plain C99 that
+ * cdef can parse: no macros with arguments, no includes, no inline code.  Every
+ * function either returns a pm_status or cannot fail.  Nothing here prints,
+ * aborts or keeps global state, except the RCU reader registry.
+ */
+#ifndef PYMEM_H
+#define PYMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum pm_status {
+    PM_OK = 0,
+    PM_ERR_NOMEM = 1,          /* an allocation failed */
+    PM_ERR_ORDER = 2,          /* ranges not in address order or overlapping */
+    PM_ERR_SIZE = 3,           /* empty range, or one wrapping past 2^64 */
+    PM_ERR_TOO_MANY_SECTIONS = 4, /* section index would not fit an entry */
+    PM_ERR_TOO_MANY_NODES = 5, /* node index would not fit an entry */
+    PM_ERR_PAGE_BITS = 6,      /* page_bits outside 10..16 */
+    PM_ERR_STATE = 7,          /* call not valid in the object's state */
+    PM_ERR_IN_READER = 8,      /* synchronize called inside a read-side section */
+    PM_ERR_RANGE = 9           /* index or address out of range */
+} pm_status;
+
+/* ---------------------------------------------------------------- dispatch */
+
+/*
+ * A dispatch is the lookup structure of one FlatView, built exactly as QEMU's
+ * AddressSpaceDispatch so that section and node numbers are QEMU's: a table of
+ * sections (#0 is "unassigned"), sub-page sections for partial pages, and a
+ * radix tree of 512-entry nodes, 9 bits per level, compacted after building.
+ */
+
+typedef struct pm_dispatch pm_dispatch;
+
+/* Counts live dispatches of one owner (a MemorySystem); optional. */
+typedef struct pm_stats {
+    long live_dispatches;
+    long live_address_spaces;
+} pm_stats;
+
+/* Section flags.  The dispatch stores them; only SUBPAGE is its own. */
+#define PM_SECTION_SUBPAGE 1     /* a page-sized sub-page container */
+#define PM_SECTION_RAM 2         /* reads and writes go straight to host memory */
+#define PM_SECTION_READONLY 4    /* writes are dropped (ROM, read-only alias) */
+#define PM_SECTION_ROMD 8        /* ROM device in romd mode: reads direct */
+#define PM_SECTION_IOMMU 16      /* an IOMMU region: translate, then retry */
+#define PM_SECTION_NONVOLATILE 32
+
+#define PM_DIRTY_VGA 1
+#define PM_DIRTY_CODE 2
+#define PM_DIRTY_MIGRATION 4
+
+#define PM_NIL 67108863          /* 2^26 - 1: the largest ptr an entry holds */
+
+/* One flat range handed to the builder, or one section read back. */
+typedef struct pm_range {
+    uint64_t start;     /* first address in the address space */
+    uint64_t last;      /* last address, inclusive (a size of 2^64 fits) */
+    uint64_t offset;    /* offset of start within the region */
+    uint32_t region;    /* the caller's region id */
+    uint32_t flags;     /* PM_SECTION_* */
+    uint8_t *host;      /* the region's memory for RAM/ROM, else NULL */
+    uint8_t *dirty;     /* the region's per-page dirty bytes, or NULL */
+    uint32_t dirty_mask; /* PM_DIRTY_* bits a write through this range sets */
+} pm_range;
+
+pm_status pm_dispatch_new(unsigned page_bits, pm_stats *stats, pm_dispatch **out);
+/* Lower the section and node limits below the entry format's (for tests). */
+pm_status pm_dispatch_set_limits(pm_dispatch *d, uint32_t max_sections,
+                                 uint32_t max_nodes);
+/* Add one flat range; ranges must come in address order, without overlap. */
+pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range);
+/* Finish building: compact the radix tree.  Lookups need a committed dispatch. */
+pm_status pm_dispatch_commit(pm_dispatch *d);
+void pm_dispatch_free(pm_dispatch *d);
+
+/* Lookups (committed dispatch).  The result is a section index, sub-pages resolved. */
+uint32_t pm_dispatch_lookup(pm_dispatch *d, uint64_t addr);
+void pm_dispatch_lookup_many(pm_dispatch *d, const uint64_t *addrs,
+                             uint32_t *sections, size_t n);
+/* Section, offset in region, and the length from addr that stays inside it. */
+uint32_t pm_dispatch_translate(pm_dispatch *d, uint64_t addr, uint64_t len,
+                               uint64_t *offset_in_region, uint64_t *plen);
+
+/* Introspection, for printing and tests. */
+uint32_t pm_dispatch_page_bits(const pm_dispatch *d);
+uint32_t pm_dispatch_levels(const pm_dispatch *d);
+uint32_t pm_dispatch_section_count(const pm_dispatch *d);
+pm_status pm_dispatch_section(const pm_dispatch *d, uint32_t index, pm_range *out);
+uint32_t pm_dispatch_node_count(const pm_dispatch *d);
+/* Fills skips[512] and ptrs[512] of node `index`. */
+pm_status pm_dispatch_node(const pm_dispatch *d, uint32_t index,
+                           uint8_t *skips, uint32_t *ptrs);
+void pm_dispatch_root(const pm_dispatch *d, uint32_t *ptr, uint32_t *skip);
+/* The most recently used section (a page-level one: sub-pages unresolved). */
+uint32_t pm_dispatch_mru(const pm_dispatch *d);
+/* A sub-page section's pieces: offsets within the page and their sections. */
+uint32_t pm_dispatch_subpage_pieces(const pm_dispatch *d, uint32_t section,
+                                    uint32_t *firsts, uint32_t *lasts,
+                                    uint32_t *sections, uint32_t max);
+
+/* --------------------------------------------------------------------- rcu */
+
+/*
+ * Readers: nestable, per-thread (a thread registers itself on first use and is
+ * unregistered when it exits).  synchronize waits until every read-side section
+ * that began before it has ended; inside a read-side section it returns
+ * PM_ERR_IN_READER instead of deadlocking.
+ */
+void pm_rcu_read_lock(void);
+void pm_rcu_read_unlock(void);
+pm_status pm_rcu_synchronize(void);
+
+#endif /* PYMEM_H */

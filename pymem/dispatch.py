@@ -1,0 +1,246 @@
+"""Python face of the C dispatch: one FlatView's address -> section table.
+
+`Dispatch.build(ranges, page_bits)` validates the flat ranges in Python (order,
+overlap, sizes), hands them to C in address order and commits; the result is
+immutable apart from its most-recently-used section. Lookups return section
+indices; `sections()` maps them back to the ranges they came from.
+"""
+from __future__ import annotations
+
+from array import array
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
+
+from ._native import ffi, lib
+from .errors import CapacityError, RangeOrderError, TopologyError, check
+
+ADDRESS_SPACE_SIZE = 1 << 64
+MIN_PAGE_BITS = 10
+MAX_PAGE_BITS = 16
+ENTRY_LIMIT = lib.PM_NIL
+NODE_ENTRIES = 512
+
+SECTION_SUBPAGE = lib.PM_SECTION_SUBPAGE
+SECTION_RAM = lib.PM_SECTION_RAM
+SECTION_READONLY = lib.PM_SECTION_READONLY
+SECTION_ROMD = lib.PM_SECTION_ROMD
+SECTION_IOMMU = lib.PM_SECTION_IOMMU
+SECTION_NONVOLATILE = lib.PM_SECTION_NONVOLATILE
+
+NO_REGION = 0xFFFFFFFF
+"""The region id of section #0 (unassigned) and of sub-page sections."""
+
+
+class DispatchRange(NamedTuple):
+    """One flat range as the builder takes it: `size` may be 2^64."""
+
+    start: int
+    size: int
+    offset: int = 0
+    region: int = 0
+    flags: int = 0
+
+
+class Section(NamedTuple):
+    """One entry of the sections table."""
+
+    index: int
+    start: int
+    size: int
+    offset: int
+    region: int
+    flags: int
+
+    @property
+    def last(self) -> int:
+        return self.start + self.size - 1
+
+    @property
+    def is_subpage(self) -> bool:
+        return bool(self.flags & SECTION_SUBPAGE)
+
+
+class Translation(NamedTuple):
+    """What `translate` answers: the section, the offset in its region, the
+    length from the address that stays inside the section."""
+
+    section: int
+    offset_in_region: int
+    length: int
+
+
+def check_page_bits(page_bits: int) -> None:
+    if not isinstance(page_bits, int) or isinstance(page_bits, bool):
+        raise TypeError(f"page_bits must be an int, not {type(page_bits).__name__}")
+    if not MIN_PAGE_BITS <= page_bits <= MAX_PAGE_BITS:
+        raise TopologyError(
+            f"page_bits must be between {MIN_PAGE_BITS} and {MAX_PAGE_BITS}, not {page_bits}")
+
+
+def _check_range(i: int, r: DispatchRange, next_start: Optional[int]) -> int:
+    """Validate one range against its predecessor; returns its exclusive end."""
+    for field in ("start", "size", "offset", "region", "flags"):
+        value = getattr(r, field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"range {i}: {field} must be an int, not {type(value).__name__}")
+    if r.size <= 0:
+        raise TopologyError(f"range {i} at {r.start:#x}: size must be positive, not {r.size}")
+    if r.start < 0 or r.start >= ADDRESS_SPACE_SIZE:
+        raise TopologyError(f"range {i}: start {r.start:#x} is outside the 64-bit space")
+    end = r.start + r.size
+    if end > ADDRESS_SPACE_SIZE:
+        raise TopologyError(
+            f"range {i} at {r.start:#x}: size {r.size:#x} runs past 2^64")
+    if not 0 <= r.offset < ADDRESS_SPACE_SIZE or r.offset + r.size > ADDRESS_SPACE_SIZE:
+        raise TopologyError(f"range {i} at {r.start:#x}: offset {r.offset:#x} out of range")
+    if not 0 <= r.region < NO_REGION:
+        raise TopologyError(f"range {i}: region id {r.region} out of range")
+    if r.flags & SECTION_SUBPAGE or r.flags < 0 or r.flags > 0xFFFFFFFF:
+        raise TopologyError(f"range {i}: invalid flags {r.flags:#x}")
+    if next_start is not None and r.start < next_start:
+        raise RangeOrderError(
+            f"range {i} at {r.start:#x} starts before the end of range {i - 1} "
+            f"({next_start:#x}): ranges must be sorted and must not overlap")
+    return end
+
+
+class Dispatch:
+    """A committed dispatch table, owned by this object (freed with it)."""
+
+    __slots__ = ("_d", "page_bits", "_keepalive", "__weakref__")
+
+    def __init__(self, handle: Any, page_bits: int, keepalive: Any = None) -> None:
+        self._d = handle
+        self.page_bits = page_bits
+        self._keepalive = keepalive
+
+    @classmethod
+    def build(cls, ranges: Iterable[DispatchRange], page_bits: int = 12, *,
+              stats: Any = None, hosts: Optional[Sequence[Any]] = None,
+              max_sections: int = ENTRY_LIMIT, max_nodes: int = ENTRY_LIMIT) -> "Dispatch":
+        """Build and commit a dispatch from ranges given in address order.
+
+        `hosts`, if given, holds per range a (host pointer, dirty pointer,
+        dirty mask) triple of cffi pointers for the access path. The limits
+        exist to test the capacity errors without allocating 2^26 nodes.
+        """
+        check_page_bits(page_bits)
+        ranges = [r if isinstance(r, DispatchRange) else DispatchRange(*r) for r in ranges]
+        next_start = None
+        for i, r in enumerate(ranges):
+            if next_start == ADDRESS_SPACE_SIZE:
+                raise RangeOrderError(
+                    f"range {i} at {r.start:#x} follows a range that ends at 2^64")
+            next_start = _check_range(i, r, next_start)
+        out = ffi.new("pm_dispatch **")
+        check(lib.pm_dispatch_new(page_bits, stats if stats is not None else ffi.NULL, out),
+              "creating a dispatch")
+        handle = ffi.gc(out[0], lib.pm_dispatch_free)
+        if max_sections != ENTRY_LIMIT or max_nodes != ENTRY_LIMIT:
+            check(lib.pm_dispatch_set_limits(handle, max_sections, max_nodes), "setting limits")
+        c_range = ffi.new("pm_range *")
+        for i, r in enumerate(ranges):
+            c_range.start = r.start
+            c_range.last = r.start + r.size - 1
+            c_range.offset = r.offset
+            c_range.region = r.region
+            c_range.flags = r.flags
+            if hosts is not None and hosts[i] is not None:
+                c_range.host, c_range.dirty, c_range.dirty_mask = hosts[i]
+            else:
+                c_range.host = ffi.NULL
+                c_range.dirty = ffi.NULL
+                c_range.dirty_mask = 0
+            status = lib.pm_dispatch_add(handle, c_range)
+            if status:
+                kind = "sections" if status == lib.PM_ERR_TOO_MANY_SECTIONS else "nodes"
+                if status in (lib.PM_ERR_TOO_MANY_SECTIONS, lib.PM_ERR_TOO_MANY_NODES):
+                    limit = max_sections if kind == "sections" else max_nodes
+                    raise CapacityError(
+                        f"range {i} at {r.start:#x} (size {r.size:#x}) needs more than "
+                        f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
+                check(status, f"adding range {i} at {r.start:#x}")
+        check(lib.pm_dispatch_commit(handle), "committing a dispatch")
+        return cls(handle, page_bits, hosts)
+
+    def close(self) -> None:
+        """Free the C table now (only when no reader can still hold it)."""
+        if self._d is not None:
+            ffi.release(self._d)
+            self._d = None
+
+    @property
+    def handle(self) -> Any:
+        """The `pm_dispatch *` (for other C calls)."""
+        return self._d
+
+    def lookup(self, addr: int) -> int:
+        """The section index of `addr` (sub-pages resolved)."""
+        return lib.pm_dispatch_lookup(self._d, addr)
+
+    def lookup_many(self, addrs: Any, out: Any = None) -> Any:
+        """Section indices of a buffer of uint64 addresses, in one C call.
+
+        `addrs` is any contiguous buffer of uint64 (array('Q'), a numpy uint64
+        array, bytes); the result goes into `out` (a writable buffer of uint32)
+        or a new array('I').
+        """
+        src = ffi.from_buffer("uint64_t[]", addrs)
+        n = len(src)
+        if out is None:
+            out = array("I", bytes(4 * n))
+        dst = ffi.from_buffer("uint32_t[]", out, require_writable=True)
+        if len(dst) < n:
+            raise ValueError(f"out holds {len(dst)} uint32 entries, {n} needed")
+        lib.pm_dispatch_lookup_many(self._d, src, dst, n)
+        return out
+
+    def translate(self, addr: int, length: int = 1) -> Translation:
+        """Section of `addr`, offset in its region, and how much of `length`
+        from `addr` stays inside the section."""
+        xlat = ffi.new("uint64_t[2]")
+        s = lib.pm_dispatch_translate(self._d, addr, length, xlat, xlat + 1)
+        return Translation(s, xlat[0], xlat[1])
+
+    @property
+    def levels(self) -> int:
+        return lib.pm_dispatch_levels(self._d)
+
+    @property
+    def mru(self) -> int:
+        """The most recently used page-level section (QEMU's mru_section)."""
+        return lib.pm_dispatch_mru(self._d)
+
+    def section_count(self) -> int:
+        return lib.pm_dispatch_section_count(self._d)
+
+    def section(self, index: int) -> Section:
+        r = ffi.new("pm_range *")
+        check(lib.pm_dispatch_section(self._d, index, r), f"section {index}")
+        return Section(index, r.start, r.last - r.start + 1, r.offset, r.region, r.flags)
+
+    def sections(self) -> list:
+        return [self.section(i) for i in range(self.section_count())]
+
+    def subpage(self, index: int) -> list:
+        """Pieces (first, last, section) of sub-page section `index`, page-relative."""
+        n = lib.pm_dispatch_subpage_pieces(self._d, index, ffi.NULL, ffi.NULL, ffi.NULL, 0)
+        firsts, lasts, secs = (ffi.new("uint32_t[]", max(n, 1)) for _ in range(3))
+        lib.pm_dispatch_subpage_pieces(self._d, index, firsts, lasts, secs, n)
+        return [(firsts[i], lasts[i], secs[i]) for i in range(n)]
+
+    @property
+    def root(self) -> tuple:
+        """The root entry as (ptr, skip)."""
+        ptr = ffi.new("uint32_t[2]")
+        lib.pm_dispatch_root(self._d, ptr, ptr + 1)
+        return ptr[0], ptr[1]
+
+    def node_count(self) -> int:
+        return lib.pm_dispatch_node_count(self._d)
+
+    def node(self, index: int) -> list:
+        """Entries of node `index` as a list of 512 (skip, ptr) pairs."""
+        skips = ffi.new("uint8_t[]", NODE_ENTRIES)
+        ptrs = ffi.new("uint32_t[]", NODE_ENTRIES)
+        check(lib.pm_dispatch_node(self._d, index, skips, ptrs), f"node {index}")
+        return list(zip(skips, ptrs))

@@ -1,0 +1,63 @@
+"""pymem's exceptions, and the one helper that turns a C status into one of them.
+
+Bad arguments and bad topologies raise ValueError/TypeError subclasses whose
+messages name the regions and numbers involved; bus errors raise MemTxError.
+"""
+from __future__ import annotations
+
+from typing import NoReturn
+
+
+class PymemError(Exception):
+    """Base of every pymem exception."""
+
+
+class TopologyError(PymemError, ValueError):
+    """A region tree or flat-range list that cannot be built as asked."""
+
+
+class RangeOrderError(TopologyError):
+    """Flat ranges out of address order, or overlapping."""
+
+
+class CapacityError(TopologyError):
+    """More sections or radix nodes than a dispatch entry can address."""
+
+
+class DumpParseError(PymemError, ValueError):
+    """A QEMU text dump that does not parse; the message names the line."""
+
+    def __init__(self, message: str, lineno: int | None = None, line: str | None = None):
+        where = f"line {lineno}: " if lineno is not None else ""
+        shown = f": {line.strip()!r}" if line is not None else ""
+        super().__init__(f"{where}{message}{shown}")
+        self.lineno = lineno
+        self.line = line
+
+
+class RcuError(PymemError, RuntimeError):
+    """RCU misuse, such as waiting for a grace period inside a read-side section."""
+
+
+_STATUS_TEXT = {
+    1: (MemoryError, "out of memory"),
+    2: (RangeOrderError, "ranges are not in address order or overlap"),
+    3: (TopologyError, "range is empty or wraps past 2^64"),
+    4: (CapacityError, "more sections than a dispatch entry can address"),
+    5: (CapacityError, "more radix nodes than a dispatch entry can address"),
+    6: (TopologyError, "page_bits must be between 10 and 16"),
+    7: (RuntimeError, "operation not valid in this state"),
+    8: (RcuError, "synchronize_rcu() called inside an RCU read-side section"),
+    9: (IndexError, "index out of range"),
+}
+
+
+def _raise(status: int, context: str) -> NoReturn:
+    exc_type, text = _STATUS_TEXT.get(status, (RuntimeError, f"C status {status}"))
+    raise exc_type(f"{context}: {text}" if context else text)
+
+
+def check(status: int, context: str = "") -> None:
+    """Raise the exception for a non-zero C status; `context` says what was done."""
+    if status:
+        _raise(status, context)
