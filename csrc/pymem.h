@@ -105,6 +105,23 @@ uint32_t pm_dispatch_subpage_pieces(const pm_dispatch *d, uint32_t section,
                                     uint32_t *firsts, uint32_t *lasts,
                                     uint32_t *sections, uint32_t max);
 
+/* ----------------------------------------------------------- address space */
+
+/*
+ * The C side of an AddressSpace: the pointer to its current dispatch, which
+ * readers load inside an RCU read-side section.  Publishing swaps it atomically
+ * and hands back the old one; the caller frees that after a grace period.
+ */
+typedef struct pm_as pm_as;
+
+pm_status pm_as_new(pm_stats *stats, pm_as **out);
+void pm_as_free(pm_as *as);
+/* Make d (NULL: nothing rendered) current; returns the previous dispatch. */
+pm_dispatch *pm_as_publish(pm_as *as, pm_dispatch *d);
+/* Batched lookup through the current dispatch, inside a read-side section. */
+void pm_as_lookup_many(pm_as *as, const uint64_t *addrs, uint32_t *sections,
+                       size_t n);
+
 /* --------------------------------------------------------------------- rcu */
 
 /*
