@@ -1,0 +1,73 @@
+"""QEMU's `info mtree -f -d` dispatch block, printed from one of our dispatches.
+
+QEMU prints, under each FlatView, its AddressSpaceDispatch: the sections table
+(with historic labels that go by index, not by content) and every radix node,
+reachable or not, as runs of equal entries.  We print the same bytes from the C
+tables, so a diff against QEMU's dump is a diff of the data structures.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+from ..dispatch import NO_REGION, SECTION_IOMMU, SECTION_SUBPAGE, Dispatch
+
+ENTRY_NIL = (1 << 26) - 1
+
+# QEMU labels the first four sections by position, whatever they now hold.
+_INDEX_LABELS = (" [unassigned]", " [not dirty]", " [ROM]", " [watch]")
+
+
+def _entry_run(first: int, last: int, skip: int, ptr: int) -> str:
+    where = f"\t{first:3d}      " if first == last else f"\t{first:3d}..{last:<3d} "
+    if ptr == ENTRY_NIL:
+        target = " ptr=NIL"
+    elif skip == 0:
+        target = f" ptr=#{ptr}"
+    else:
+        target = f" ptr=[{ptr}]"
+    return f"{where} skip={skip} {target}"
+
+
+def node_lines(entries: List[tuple]) -> List[str]:
+    """One node's 512 (skip, ptr) entries as QEMU prints them: runs of equal ones."""
+    lines = []
+    run_start = 0
+    for i in range(1, len(entries) + 1):
+        if i == len(entries) or entries[i] != entries[run_start]:
+            skip, ptr = entries[run_start]
+            lines.append(_entry_run(run_start, i - 1, skip, ptr))
+            run_start = i
+    return lines
+
+
+def format_dispatch(dispatch: Dispatch, name_of: Callable[[int], Optional[str]],
+                    root_region: Optional[int], mru: bool = True) -> str:
+    """The `  Dispatch` block of one FlatView.
+
+    `name_of(region_id)` names a section's region (None prints `(noname)`);
+    sections whose region is `root_region` get ` [ROOT]`.  `mru=False` leaves
+    out the ` [MRU]` marker, which depends on past lookups.
+    """
+    out = ["  Dispatch", "    Physical sections"]
+    mru_index = dispatch.mru if mru else -1
+    for s in dispatch.sections():
+        if s.region == NO_REGION or s.flags & SECTION_SUBPAGE:
+            name = None
+        else:
+            name = name_of(s.region)
+        line = f"      #{s.index} @{s.start:016x}..{s.last:016x} {name or '(noname)'}"
+        if s.index < len(_INDEX_LABELS):
+            line += _INDEX_LABELS[s.index]
+        if root_region is not None and s.region == root_region:
+            line += " [ROOT]"
+        if s.index == mru_index and s.index != 0:
+            line += " [MRU]"
+        if s.flags & SECTION_IOMMU:
+            line += " [iommu]"
+        out.append(line)
+    ptr, skip = dispatch.root
+    out.append(f"    Nodes (9 bits per level, {dispatch.levels} levels) ptr=[{ptr}] skip={skip}")
+    for n in range(dispatch.node_count()):
+        out.append(f"      [{n}]")
+        out.extend(node_lines(dispatch.node(n)))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,144 @@
+"""QEMU's `info mtree -f` text: parsed into FlatView blocks, and rebuilt with dispatch.
+
+`dispatch_from_flat` is the conformance harness of the C dispatch: it takes the
+flat ranges QEMU printed, builds our dispatch for each view, and prints the
+`info mtree -f -d` text QEMU would print for it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+from ..dispatch import SECTION_IOMMU, Dispatch, DispatchRange
+from ..errors import DumpParseError
+from .dispatch_text import format_dispatch
+
+_RANGE = re.compile(
+    r"^  ([0-9a-f]{16})-([0-9a-f]{16}) \(prio (-?\d+), ([a-z/]+)\): (.*?)(?: @([0-9a-f]{16}))?$")
+_AS = re.compile(r'^ AS "(.*)", root: (.*)$')
+
+
+@dataclass
+class FlatRangeText:
+    """One range line of `info mtree -f`."""
+
+    start: int
+    last: int
+    priority: int
+    type: str
+    name: str
+    offset: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.last - self.start + 1
+
+    def line(self) -> str:
+        text = f"  {self.start:016x}-{self.last:016x} (prio {self.priority}, {self.type}): {self.name}"
+        return text + (f" @{self.offset:016x}" if self.offset else "")
+
+
+@dataclass
+class FlatViewText:
+    """One `FlatView #n` block: its AS lines, root name (None: `(none)`), ranges."""
+
+    number: int
+    as_lines: List[str] = field(default_factory=list)
+    root: Optional[str] = None
+    ranges: List[FlatRangeText] = field(default_factory=list)
+
+    def header_lines(self) -> List[str]:
+        return ([f"FlatView #{self.number}"] + self.as_lines
+                + [f" Root memory region: {self.root if self.root is not None else '(none)'}"])
+
+
+def parse_flat(text: str) -> List[FlatViewText]:
+    """Parse `info mtree -f` (or `-f -d`: dispatch blocks are skipped)."""
+    views: List[FlatViewText] = []
+    view: Optional[FlatViewText] = None
+    in_dispatch = False
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            in_dispatch = False
+            continue
+        m = re.match(r"^FlatView #(\d+)$", line)
+        if m:
+            view = FlatViewText(int(m.group(1)))
+            views.append(view)
+            in_dispatch = False
+            continue
+        if view is None:
+            raise DumpParseError("text before the first 'FlatView #n' line", lineno, line)
+        if in_dispatch:
+            continue
+        if line == "  Dispatch":
+            in_dispatch = True
+            continue
+        m = _AS.match(line)
+        if m:
+            if view.ranges:
+                raise DumpParseError("AS line after the ranges of a FlatView", lineno, line)
+            view.as_lines.append(line)
+            continue
+        if line.startswith(" Root memory region: "):
+            name = line[len(" Root memory region: "):]
+            view.root = None if name == "(none)" else name
+            continue
+        if line == "  No rendered FlatView":
+            continue
+        m = _RANGE.match(line)
+        if not m:
+            raise DumpParseError("not a line of 'info mtree -f'", lineno, line)
+        start, last = int(m.group(1), 16), int(m.group(2), 16)
+        if last < start:
+            raise DumpParseError("range ends before it starts", lineno, line)
+        if view.ranges and start <= view.ranges[-1].last:
+            raise DumpParseError("range overlaps or precedes the previous one", lineno, line)
+        view.ranges.append(FlatRangeText(start, last, int(m.group(3)), m.group(4), m.group(5),
+                                         int(m.group(6), 16) if m.group(6) else 0))
+    return views
+
+
+def _looks_like_iommu(name: str) -> bool:
+    # A flat dump prints IOMMU regions as plain i/o; QEMU's IOMMU regions carry
+    # "iommu" in their names (smmuv3-iommu-memory-region-*, virtio-iommu-*, ...).
+    return "iommu" in name
+
+
+def build_view_dispatch(view: FlatViewText, page_bits: int,
+                        iommu: Optional[Iterable[str]] = None) -> tuple:
+    """Our dispatch for one parsed view, with its region-name table."""
+    iommu_names = set(iommu) if iommu is not None else None
+    ids: Dict[str, int] = {}
+    ranges = []
+    for r in view.ranges:
+        region = ids.setdefault(r.name, len(ids))
+        is_iommu = r.name in iommu_names if iommu_names is not None else _looks_like_iommu(r.name)
+        ranges.append(DispatchRange(r.start, r.size, r.offset, region,
+                                    SECTION_IOMMU if is_iommu else 0))
+    names = {v: k for k, v in ids.items()}
+    return Dispatch.build(ranges, page_bits), names, ids.get(view.root) if view.root else None
+
+
+def dispatch_from_flat(text: str, page_bits: int = 12,
+                       iommu: Optional[Iterable[str]] = None) -> str:
+    """`info mtree -f -d` text for the FlatViews of an `info mtree -f` dump.
+
+    `iommu` names the IOMMU regions (printed ` [iommu]`); by default a region
+    whose name contains "iommu" is taken for one, as a flat dump cannot say.
+    """
+    out = []
+    for view in parse_flat(text):
+        out.extend(view.header_lines())
+        if not view.ranges:
+            out.append("  No rendered FlatView")
+            out.append("")
+            continue
+        out.extend(r.line() for r in view.ranges)
+        try:
+            dispatch, names, root_id = build_view_dispatch(view, page_bits, iommu)
+        except ValueError as exc:
+            raise type(exc)(f"FlatView #{view.number}: {exc}") from exc
+        out.append(format_dispatch(dispatch, names.get, root_id))
+    return "\n".join(out) + ("\n" if out else "")
