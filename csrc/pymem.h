@@ -133,5 +133,7 @@ void pm_as_lookup_many(pm_as *as, const uint64_t *addrs, uint32_t *sections,
 void pm_rcu_read_lock(void);
 void pm_rcu_read_unlock(void);
 pm_status pm_rcu_synchronize(void);
+/* Non-zero while the calling thread is inside a read-side section. */
+int pm_rcu_in_reader(void);
 
 #endif /* PYMEM_H */

@@ -1,0 +1,196 @@
+"""RCU for Python: deferred destruction of what C readers may still hold.
+
+C readers (address-space lookups and accesses) run with the GIL released, truly in
+parallel with a writer that swaps in a new view. The old view's dispatch, and every
+buffer and handle a reader can reach through it, must outlive those readers: the
+writer hands its release to `call_rcu`, and one reclaimer thread runs it after a
+grace period. The reclaimer waits in C (`pm_rcu_synchronize`, GIL released), then
+runs the whole batch queued before the wait started, so one grace period covers
+many commits.
+"""
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import os
+import sys
+import threading
+import traceback
+import types
+from typing import Callable, Iterator
+
+from ._native import lib
+from .errors import RcuError, check
+
+__all__ = ["call_rcu", "drain_call_rcu", "in_read_section", "read_lock", "synchronize_rcu"]
+
+# How long interpreter exit waits for the reclaimer's last grace period. A daemon
+# thread parked inside a read-side section would otherwise hang exit for good.
+_SHUTDOWN_TIMEOUT = 5.0
+
+_cond = threading.Condition()
+_pending: list = []                 # queued, grace period not yet started
+_batch: collections.deque = collections.deque()  # grace period started or over
+_queued = 0                         # callbacks ever queued
+_done = 0                           # callbacks run (or failed)
+_thread: threading.Thread | None = None
+_stopping = False                   # set at interpreter exit
+
+
+def in_read_section() -> bool:
+    """Whether this thread is inside an RCU read-side section."""
+    return bool(lib.pm_rcu_in_reader())
+
+
+@contextlib.contextmanager
+def read_lock() -> Iterator[None]:
+    """Hold an RCU read-side section for the `with` body (nestable).
+
+    Nothing freed through `call_rcu` after the section began is freed before
+    it ends. Keep it short and never wait for the writer inside it.
+    """
+    lib.pm_rcu_read_lock()
+    try:
+        yield
+    finally:
+        lib.pm_rcu_read_unlock()
+
+
+def synchronize_rcu() -> None:
+    """Wait until every read-side section that has begun has ended.
+
+    Raises RcuError inside a read-side section, where waiting would never end.
+    """
+    check(lib.pm_rcu_synchronize())
+
+
+def call_rcu(fn: Callable[[], object]) -> None:
+    """Run `fn()` on the reclaimer thread after a grace period.
+
+    Callbacks run in the order they were queued. An exception in one is
+    reported through sys.unraisablehook and the rest still run.
+    """
+    global _queued
+    if not callable(fn):
+        raise TypeError(f"call_rcu() needs a callable, not {type(fn).__name__}")
+    with _cond:
+        if _stopping:
+            inline = True
+        else:
+            inline = False
+            _pending.append(fn)
+            _queued += 1
+            _start_reclaimer()
+            _cond.notify_all()
+    if inline:
+        _run_after_exit(fn)
+
+
+def drain_call_rcu() -> None:
+    """Wait until every callback queued before this call has run.
+
+    Raises RcuError inside a read-side section or from a callback, where the
+    reclaimer could never get there.
+    """
+    if in_read_section():
+        raise RcuError("drain_call_rcu() called inside an RCU read-side section")
+    if threading.current_thread() is _thread:
+        raise RcuError("drain_call_rcu() called from an RCU callback")
+    with _cond:
+        target = _queued
+        if _pending and not _stopping:
+            _start_reclaimer()  # after fork the child has none yet
+        while _done < target:
+            _cond.wait()
+
+
+def _start_reclaimer() -> None:
+    """Start the reclaimer if it is not running (called with _cond held)."""
+    global _thread
+    if _thread is not None and _thread.is_alive():
+        return
+    # Daemon: threading joins non-daemon threads *before* atexit handlers run,
+    # so a non-daemon reclaimer would never be told to stop.
+    _thread = threading.Thread(target=_reclaim, name="pymem-rcu-reclaimer", daemon=True)
+    _thread.start()
+
+
+def _reclaim() -> None:
+    """The reclaimer's loop: take a batch, wait a grace period, run the batch."""
+    global _pending, _done
+    while True:
+        with _cond:
+            while not _pending and not _stopping:
+                _cond.wait()
+            if not _pending:
+                return
+            # Take the batch before the grace period starts: everything in it
+            # was unpublished before this point, so one grace period covers it.
+            _batch.extend(_pending)
+            _pending = []
+        synchronize_rcu()
+        while _batch:
+            fn = _batch.popleft()
+            _run(fn)
+            with _cond:
+                _done += 1
+                _cond.notify_all()
+
+
+def _run(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except BaseException:
+        _report(fn, sys.exc_info())
+
+
+def _report(fn: object, exc_info: tuple) -> None:
+    """Hand a callback's exception to sys.unraisablehook, as CPython does for
+    errors nobody can catch (finalizers, weakref callbacks)."""
+    exc_type, exc_value, exc_tb = exc_info
+    msg = "Exception ignored in RCU callback"
+    if sys.unraisablehook is sys.__unraisablehook__:
+        # The default hook accepts only CPython's own argument type; print as it would.
+        lines = traceback.format_exception(exc_type, exc_value, exc_tb)
+        sys.stderr.write(f"{msg}: {fn!r}\n{''.join(lines)}")
+        return
+    sys.unraisablehook(types.SimpleNamespace(
+        exc_type=exc_type, exc_value=exc_value, exc_traceback=exc_tb,
+        err_msg=msg, object=fn))
+
+
+def _run_after_exit(fn: Callable[[], object]) -> None:
+    """call_rcu after the reclaimer stopped: wait here and run now."""
+    if in_read_section():
+        return  # the process is exiting; leaking beats waiting forever
+    synchronize_rcu()
+    _run(fn)
+
+
+def _shutdown() -> None:
+    """At interpreter exit: let the reclaimer run what is queued, then stop it."""
+    global _stopping
+    with _cond:
+        _stopping = True
+        _cond.notify_all()
+        thread = _thread
+    if thread is not None and not in_read_section():
+        thread.join(_SHUTDOWN_TIMEOUT)
+
+
+def _after_fork_in_child() -> None:
+    """Only the forking thread survives fork: start over with a fresh lock and
+    reclaimer (started on demand), requeueing the batch the parent's reclaimer
+    had taken. A callback that was running at the fork is lost in the child."""
+    global _cond, _pending, _thread, _done
+    _cond = threading.Condition()
+    _pending = list(_batch) + _pending
+    _batch.clear()
+    _done = _queued - len(_pending)
+    _thread = None
+
+
+atexit.register(_shutdown)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
