@@ -1,0 +1,27 @@
+"""The C core compiles warning-free with -Wall -Wextra -Werror."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CSRC = Path(__file__).resolve().parent.parent / "csrc"
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.parametrize("source", sorted(p.name for p in CSRC.glob("*.c")))
+def test_c_source_compiles_with_warnings_as_errors(source, tmp_path):
+    result = subprocess.run(
+        ["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-c",
+         str(CSRC / source), "-I", str(CSRC), "-o", str(tmp_path / "out.o")],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_header_is_the_whole_api_and_parses_for_cffi():
+    from pymem._build import HEADER, _cdef_text
+    from cffi import FFI
+
+    FFI().cdef(_cdef_text(HEADER.read_text()))

@@ -1,0 +1,243 @@
+"""The C dispatch against the pure-Python model, and its handling of bad input."""
+from __future__ import annotations
+
+from array import array
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pymem import CapacityError, Dispatch, DispatchRange, RangeOrderError, TopologyError
+from pymem.dispatch import ENTRY_LIMIT
+
+from .model import SPACE, DispatchModel
+
+settings.register_profile("pymem", deadline=None, max_examples=150,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pymem")
+
+
+@st.composite
+def flat_views(draw):
+    """(page_bits, ranges): sorted, disjoint ranges of every scale, up to all of 2^64."""
+    page_bits = draw(st.integers(10, 16))
+    ps = 1 << page_bits
+    scale = st.one_of(
+        st.integers(1, 3),                                   # single bytes and slivers
+        st.integers(1, 2 * ps),                              # sub-page and around a page
+        st.integers(1, 64).map(lambda n: n * ps),            # whole pages
+        st.integers(1, 1 << 44),                             # large, unaligned
+        st.integers(1, 4).map(lambda n: n << (page_bits + 9)),  # level-1 leaves
+    )
+    gap = st.one_of(st.just(0), scale)
+    ranges = []
+    addr = draw(st.one_of(st.just(0), scale))
+    for _ in range(draw(st.integers(0, 24))):
+        size = draw(scale)
+        if addr + size > SPACE:
+            break
+        ranges.append((addr, size, draw(st.integers(0, 1 << 32))))
+        addr += size + draw(gap)
+        if addr >= SPACE:
+            break
+    if draw(st.booleans()) and addr < SPACE:
+        ranges.append((addr, SPACE - addr, 0))               # a range ending at 2^64
+    return page_bits, ranges
+
+
+def build(page_bits, ranges):
+    return Dispatch.build([DispatchRange(s, n, o, i) for i, (s, n, o) in enumerate(ranges)],
+                          page_bits)
+
+
+def probes(page_bits, ranges, data):
+    ps = 1 << page_bits
+    out = {0, SPACE - 1}
+    for start, size, _ in ranges:
+        last = start + size - 1
+        for a in (start - 1, start, start + 1, last - 1, last, last + 1,
+                  start - start % ps, last - last % ps + ps - 1):
+            if 0 <= a < SPACE:
+                out.add(a)
+    out.update(data.draw(st.lists(st.integers(0, SPACE - 1), max_size=20)))
+    return sorted(out)
+
+
+@given(flat_views(), st.data())
+def test_every_address_resolves_to_the_models_section(view, data):
+    page_bits, ranges = view
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    assert d.section_count() == len(model.sections)
+    for addr in probes(page_bits, ranges, data):
+        assert d.lookup(addr) == model.lookup(addr), hex(addr)
+
+
+@given(flat_views(), st.data())
+def test_batched_lookup_matches_single_lookups(view, data):
+    page_bits, ranges = view
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    addrs = probes(page_bits, ranges, data)
+    data.draw(st.randoms()).shuffle(addrs)
+    got = d.lookup_many(array("Q", addrs))
+    assert list(got) == [model.lookup(a) for a in addrs]
+
+
+@given(flat_views(), st.data())
+def test_translate_never_crosses_a_section_end(view, data):
+    page_bits, ranges = view
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    for addr in probes(page_bits, ranges, data):
+        length = data.draw(st.integers(1, 1 << 20))
+        t = d.translate(addr, length)
+        assert tuple(t) == model.translate(addr, length)
+        section = d.section(t.section)
+        assert addr + t.length - 1 <= section.last
+
+
+@given(flat_views())
+def test_sections_table_matches_the_models_numbering(view):
+    page_bits, ranges = view
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    assert [(s.start, s.last) for s in d.sections()] == model.sections
+
+
+def test_section_zero_is_unassigned_and_covers_everything():
+    d = build(12, [(0x1000, 0x1000, 0)])
+    s0 = d.section(0)
+    assert (s0.start, s0.size, s0.is_subpage) == (0, SPACE, False)
+    assert d.lookup(0) == 0 and d.lookup(SPACE - 1) == 0 and d.lookup(0x1800) == 1
+
+
+def test_partial_page_gets_a_subpage_section_before_its_own():
+    d = build(12, [(0x10, 0x10, 0), (0x20, 0x8, 0)])
+    sections = d.sections()
+    assert sections[1].is_subpage and (sections[1].start, sections[1].size) == (0, 0x1000)
+    assert [(s.start, s.size) for s in sections[2:]] == [(0x10, 0x10), (0x20, 0x8)]
+    assert d.subpage(1) == [(0x10, 0x1f, 2), (0x20, 0x27, 3)]
+    assert [d.lookup(a) for a in (0xf, 0x10, 0x1f, 0x20, 0x27, 0x28)] == [0, 2, 2, 3, 3, 0]
+
+
+def test_whole_space_range_is_one_section():
+    d = build(12, [(0, SPACE, 0)])
+    assert d.section(1).size == SPACE
+    assert d.lookup(SPACE - 1) == 1 and d.translate(SPACE - 4, 100).length == 4
+
+
+def test_aligned_block_becomes_a_leaf_at_a_higher_level():
+    # 512 pages aligned to 2 MiB: one level-1 entry is a leaf, no level-0 node for it.
+    d = build(12, [(0x200000, 0x200000, 0)])
+    assert d.node_count() == d.levels - 1
+    assert d.root == (1, 0)          # compacted all the way down to the leaf
+    assert [d.lookup(a) for a in (0x1fffff, 0x200000, 0x3fffff, 0x400000)] == [0, 1, 1, 0]
+
+
+def test_compaction_skips_levels_with_one_child():
+    d = build(12, [(0x1000, 0x1000, 0)])
+    ptr, skip = d.root
+    assert skip > 1 and d.lookup(0x1000) == 1
+
+
+def test_lookup_sets_the_mru_to_the_page_level_section():
+    d = build(12, [(0x10, 0x10, 0), (0x2000, 0x1000, 0)])
+    d.lookup(0x2010)
+    assert d.mru == 3
+    d.lookup(0x18)
+    assert d.mru == 1      # the sub-page, as QEMU's mru_section
+
+
+def test_lookup_many_fills_a_caller_buffer():
+    d = build(12, [(0x1000, 0x1000, 0)])
+    out = array("I", [7, 7, 7])
+    assert d.lookup_many(array("Q", [0, 0x1000, 0x1fff]), out) is out
+    assert list(out) == [0, 1, 1]
+
+
+def test_lookup_many_rejects_a_short_output_buffer():
+    d = build(12, [(0x1000, 0x1000, 0)])
+    with pytest.raises(ValueError, match="2 needed"):
+        d.lookup_many(array("Q", [0, 1]), array("I", [0]))
+
+
+@pytest.mark.parametrize("page_bits", [9, 17, 0, 64])
+def test_page_bits_out_of_range_is_refused(page_bits):
+    with pytest.raises(TopologyError, match="page_bits must be between 10 and 16"):
+        Dispatch.build([], page_bits)
+
+
+def test_unsorted_ranges_are_refused_naming_the_range():
+    with pytest.raises(RangeOrderError, match="range 1 at 0x1000"):
+        build(12, [(0x2000, 0x1000, 0), (0x1000, 0x1000, 0)])
+
+
+def test_overlapping_ranges_are_refused():
+    with pytest.raises(RangeOrderError, match="range 1 at 0x1fff starts before the end"):
+        build(12, [(0x1000, 0x1000, 0), (0x1fff, 0x10, 0)])
+
+
+def test_a_range_after_one_ending_at_2_64_is_refused():
+    with pytest.raises(RangeOrderError, match="ends at 2\\^64"):
+        build(12, [(0, SPACE, 0), (0, 1, 0)])
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_empty_sizes_are_refused(size):
+    with pytest.raises(TopologyError, match="size must be positive"):
+        build(12, [(0x1000, size, 0)])
+
+
+def test_sizes_beyond_2_64_are_refused():
+    with pytest.raises(TopologyError, match="runs past 2\\^64"):
+        build(12, [(0x1000, SPACE, 0)])
+
+
+def test_non_integer_fields_are_a_type_error():
+    with pytest.raises(TypeError, match="start must be an int"):
+        Dispatch.build([DispatchRange("0", 1)], 12)
+
+
+def test_more_sections_than_allowed_is_a_capacity_error():
+    ranges = [(i * 0x1000, 0x1000, 0) for i in range(10)]
+    with pytest.raises(CapacityError, match="needs more than 5 sections"):
+        Dispatch.build([DispatchRange(*r) for r in ranges], 12, max_sections=5)
+
+
+def test_more_nodes_than_allowed_is_a_capacity_error():
+    ranges = [(i << 40, 0x1000, 0) for i in range(10)]
+    with pytest.raises(CapacityError, match="needs more than 8 nodes"):
+        Dispatch.build([DispatchRange(*r) for r in ranges], 12, max_nodes=8)
+
+
+def test_the_default_limits_are_what_an_entry_can_address():
+    assert ENTRY_LIMIT == (1 << 26) - 1
+
+
+def test_a_failed_build_raises_without_leaking_a_half_built_table():
+    from pymem._native import ffi
+
+    stats = ffi.new("pm_stats *")
+    with pytest.raises(CapacityError):
+        Dispatch.build([DispatchRange(i << 30, 1) for i in range(10)], 12, stats=stats,
+                       max_sections=4)
+    import gc
+
+    gc.collect()
+    assert stats.live_dispatches == 0
+
+
+def test_freed_dispatches_are_counted_down():
+    from pymem._native import ffi
+
+    stats = ffi.new("pm_stats *")
+    d = Dispatch.build([DispatchRange(0, 0x1000)], 12, stats=stats)
+    assert stats.live_dispatches == 1
+    d.close()
+    assert stats.live_dispatches == 0
+
+
+@pytest.mark.parametrize("page_bits", range(10, 17))
+def test_every_page_size_resolves_pages_and_subpages(page_bits):
+    ps = 1 << page_bits
+    ranges = [(3, 5, 0), (ps, 3 * ps, 0x100), (5 * ps - 2, 4, 0)]
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    for addr in range(0, 6 * ps, max(1, ps // 64)):
+        assert d.lookup(addr) == model.lookup(addr)
