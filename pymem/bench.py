@@ -172,17 +172,12 @@ def format_table(results: List[Result]) -> str:
 
 
 def load_flat_views(args: argparse.Namespace) -> tuple:
-    from importlib import resources
+    from . import machines
 
     if args.mtree:
-        raise NotImplementedError("--mtree needs the region-tree importer")
-    name = args.machine
-    try:
-        text = resources.files("pymem.machines").joinpath(f"{name}.flat.txt").read_text()
-    except FileNotFoundError:
-        raise ValueError(f"no bundled machine named {name!r}") from None
-    hints = json.loads(resources.files("pymem.machines").joinpath(f"{name}.hints.json").read_text())
-    return parse_flat(text), hints.get("page_bits", 12)
+        raise ValueError("--mtree needs the region-tree importer (issue 3)")
+    return (parse_flat(machines.read(args.machine, "flat.txt")),
+            json.loads(machines.read(args.machine, "hints.json")).get("page_bits", 12))
 
 
 def run_bench(args: argparse.Namespace) -> int:

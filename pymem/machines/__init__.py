@@ -1,0 +1,34 @@
+"""Bundled machine maps: real QEMU 7.2 dumps (`info mtree -D` + hints) by name.
+
+`load("q35")` rebuilds the q35 machine as QEMU had it after booting its
+firmware (PCI BARs, PAM and SMRAM programmed); MMIO regions get harmless
+default ops (reads return 0, writes are ignored).
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import TYPE_CHECKING, List
+
+if TYPE_CHECKING:
+    from ..address_space import MemorySystem
+
+
+def available() -> List[str]:
+    """Names of the bundled machines."""
+    return sorted(p.name[: -len(".mtree-D.txt")] for p in resources.files(__name__).iterdir()
+                  if p.name.endswith(".mtree-D.txt"))
+
+
+def read(name: str, kind: str) -> str:
+    """One file of a bundled machine: kind is "mtree-D.txt", "flat.txt" or "hints.json"."""
+    if name not in available():
+        raise ValueError(f"no bundled machine named {name!r} (have: {', '.join(available())})")
+    return resources.files(__name__).joinpath(f"{name}.{kind}").read_text()
+
+
+def load(name: str = "q35") -> "MemorySystem":
+    """The bundled machine `name` as a MemorySystem."""
+    from ..qemu.mtree import load_mtree
+
+    return load_mtree(read(name, "mtree-D.txt"), json.loads(read(name, "hints.json")))
