@@ -1,0 +1,214 @@
+"""MemorySystem and AddressSpace: transactions, commits and shared FlatViews.
+
+A MemorySystem is what QEMU keeps in globals: the address spaces, the memory
+listeners, the transaction depth, and the registry of FlatViews keyed by the
+region each view renders.  Edits inside `with system.transaction():` are
+committed once, when the outermost transaction ends; an edit outside any
+transaction is its own transaction, as in QEMU.
+
+A commit renders one FlatView per distinct root (address spaces whose roots
+reduce to the same region share it and its dispatch), builds every dispatch
+before touching any address space, so a failure leaves all of them on their
+last good view, and only then swaps the views in, telling the listeners.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional
+
+from ._native import ffi, lib
+from .access import AccessMixin
+from .dispatch import check_page_bits
+from .errors import TopologyError, check
+from .flatview import FlatView, get_flatview_root, render
+from .listener import (MemoryListener, insert_by_priority, listener_add_address_space,
+                       listener_del_address_space, update_topology)
+from .region import MemoryRegion, reachable
+
+
+class MemorySystem:
+    """The regions' world: address spaces, listeners, views, transactions."""
+
+    def __init__(self, page_bits: int = 12) -> None:
+        check_page_bits(page_bits)
+        self.page_bits = page_bits
+        self._stats = ffi.new("pm_stats *")
+        # QEMU's big lock: writers (edits, commits) are serialised by it.
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._update_pending = False
+        self._spaces: List[AddressSpace] = []
+        self._listeners: List[MemoryListener] = []
+        self._views: Dict[Optional[int], FlatView] = {}
+        # Views whose last reference is gone; they are freed after an RCU
+        # grace period, when no reader can still hold their dispatch.
+        self._retired: List[FlatView] = []
+        # QEMU renders the empty view once and keeps it forever; every
+        # address space whose root renders nothing shares it.
+        self._empty_view = FlatView(None, [], page_bits, self._reclaim, self._stats)
+        self._views[None] = self._empty_view
+        self._empty_view.ref()
+
+    # ----------------------------------------------------------- public API
+
+    def address_space(self, root: MemoryRegion, name: str) -> "AddressSpace":
+        """A new address space seeing the tree under `root`."""
+        if not isinstance(root, MemoryRegion):
+            raise TypeError(f"address_space {name!r}: root must be a MemoryRegion, "
+                            f"not {type(root).__name__}")
+        if not isinstance(name, str):
+            raise TypeError("address_space: name must be a str")
+        with self._lock:
+            self._adopt(root)
+            asp = AddressSpace(self, root, name)
+            self._spaces.append(asp)
+            # address_space_init: the new space gets its view at once, shared
+            # with any space already on the same root.
+            phys = get_flatview_root(root)
+            key = phys.id if phys is not None else None
+            view = self._views.get(key)
+            if view is None:
+                view = self._generate(phys)
+                self._views[key] = view
+            asp._set_flatview(view)
+            return asp
+
+    @contextmanager
+    def transaction(self) -> Iterator["MemorySystem"]:
+        """Batch edits; the outermost exit commits them (even after an
+        exception, since the edits made so far are in the tree)."""
+        with self._lock:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._update_pending:
+                    self._commit()
+
+    @property
+    def address_spaces(self) -> List["AddressSpace"]:
+        """Address spaces in creation order."""
+        return list(self._spaces)
+
+    def flatviews(self) -> Dict[FlatView, List["AddressSpace"]]:
+        """Each current view and the address spaces on it, in creation order."""
+        out: Dict[FlatView, List[AddressSpace]] = {}
+        for asp in self._spaces:
+            out.setdefault(asp.flatview, []).append(asp)
+        return out
+
+    @property
+    def live_dispatches(self) -> int:
+        """Dispatch tables of this system not yet freed (C's count)."""
+        return self._stats.live_dispatches
+
+    # ------------------------------------------------------------ internals
+
+    def _adopt(self, region: MemoryRegion) -> None:
+        """Make `region` and all it reaches part of this system, so their
+        edits commit here."""
+        found = list(reachable(region))
+        for mr in found:
+            if mr._system is not None and mr._system is not self:
+                raise TopologyError(f"region {mr.name!r} (reached from {region.name!r}) "
+                                    f"belongs to another MemorySystem")
+        for mr in found:
+            mr._system = self
+
+    def _reclaim(self, view: FlatView) -> None:
+        self._retired.append(view)
+
+    def _generate(self, root: Optional[MemoryRegion]) -> FlatView:
+        if root is None:
+            return self._empty_view
+        return FlatView(root, render(root), self.page_bits, self._reclaim, self._stats)
+
+    def _commit(self) -> None:
+        keys: List[Optional[int]] = []
+        views: Dict[Optional[int], FlatView] = {}
+        try:
+            for asp in self._spaces:
+                phys = get_flatview_root(asp.root)
+                key = phys.id if phys is not None else None
+                keys.append(key)
+                if key not in views:
+                    views[key] = self._generate(phys)
+        except BaseException:
+            for view in views.values():
+                if view is not self._empty_view:
+                    view.destroy()
+            raise
+        # flatviews_reset: the registry drops its references to the old views
+        # (address spaces still hold theirs) and takes the new ones.
+        if None not in views:
+            views[None] = self._empty_view
+        self._empty_view.ref()
+        old = self._views
+        self._views = views
+        for view in old.values():
+            view.unref()
+        self._update_pending = False
+        for listener in self._listeners:
+            listener.begin()
+        for asp, key in zip(self._spaces, keys):
+            asp._set_flatview(views[key])
+        for listener in self._listeners:
+            listener.commit()
+
+
+class AddressSpace(AccessMixin):
+    """A view of a region tree from its root, as the CPU or a device sees it."""
+
+    def __init__(self, system: MemorySystem, root: MemoryRegion, name: str) -> None:
+        self.system = system
+        self.root = root
+        self.name = name
+        self.flatview: Optional[FlatView] = None
+        self.listeners: List[MemoryListener] = []
+        out = ffi.new("pm_as **")
+        check(lib.pm_as_new(system._stats, out), f"creating address space {name!r}")
+        # The destructor holds the stats so they outlive the handle that
+        # counts itself in them.
+        self._cas = ffi.gc(out[0], lambda handle, _stats=system._stats: lib.pm_as_free(handle))
+
+    def _set_flatview(self, new: FlatView) -> None:
+        """QEMU's address_space_set_flatview: diff for the listeners, then publish."""
+        old = self.flatview
+        if old is new:
+            return
+        new.ref()
+        if self.listeners:
+            update_topology(self, old, new)
+        assert new.dispatch is not None
+        lib.pm_as_publish(self._cas, new.dispatch.handle)
+        self.flatview = new
+        if old is not None:
+            old.unref()
+
+    def register_listener(self, listener: MemoryListener) -> None:
+        """Add a listener; it is shown the current view at once."""
+        if not isinstance(listener, MemoryListener):
+            raise TypeError("register_listener: listener must be a MemoryListener")
+        with self.system._lock:
+            if any(listener is other for other in self.system._listeners):
+                raise TopologyError(f"listener {listener!r} is already registered")
+            insert_by_priority(self.system._listeners, listener)
+            insert_by_priority(self.listeners, listener)
+            assert self.flatview is not None
+            listener_add_address_space(listener, self.flatview)
+
+    def unregister_listener(self, listener: MemoryListener) -> None:
+        """Remove a listener; it sees every range of the current view deleted."""
+        with self.system._lock:
+            if not any(listener is other for other in self.listeners):
+                raise TopologyError(f"listener {listener!r} is not registered on "
+                                    f"address space {self.name!r}")
+            assert self.flatview is not None
+            listener_del_address_space(listener, self.flatview)
+            self.system._listeners.remove(listener)
+            self.listeners.remove(listener)
+
+    def __repr__(self) -> str:
+        return f"<AddressSpace {self.name!r} root={self.root.name!r}>"

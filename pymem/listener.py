@@ -1,0 +1,138 @@
+"""MemoryListener: callbacks told how an address space's flat map changed.
+
+At every commit QEMU diffs each address space's old FlatView against its new
+one (address_space_update_topology_pass): a first pass deletes the ranges that
+vanished or changed, a second adds the new ones and reports the unchanged ones
+(region_nop) and dirty-logging changes.  Deletions run in reverse listener
+order and additions forward, so listeners unwind in the opposite order to the
+one they built up in.  We reproduce the passes and the orders exactly.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, NamedTuple, Optional
+
+if TYPE_CHECKING:
+    from .address_space import AddressSpace
+    from .flatview import FlatRange, FlatView
+    from .region import MemoryRegion
+
+
+class MemoryRegionSection(NamedTuple):
+    """A piece of a region as mapped in a FlatView (QEMU's MemoryRegionSection)."""
+
+    mr: "MemoryRegion"
+    fv: Optional["FlatView"]
+    offset_within_region: int
+    size: int
+    offset_within_address_space: int
+    readonly: bool
+    nonvolatile: bool
+
+
+def section_from_flat_range(fr: "FlatRange", fv: Optional["FlatView"]) -> MemoryRegionSection:
+    return MemoryRegionSection(fr.region, fv, fr.offset_in_region, fr.size, fr.addr,
+                               fr.readonly, fr.nonvolatile)
+
+
+class MemoryListener:
+    """Subclass and override the callbacks you need; the defaults do nothing.
+
+    `priority` orders listeners (lower first for forward calls), as in QEMU.
+    """
+
+    priority: int = 0
+
+    def begin(self) -> None:
+        """A commit (or this listener's registration) starts."""
+
+    def commit(self) -> None:
+        """A commit (or this listener's registration) ends."""
+
+    def region_add(self, section: MemoryRegionSection) -> None:
+        """`section` appeared in the address space."""
+
+    def region_del(self, section: MemoryRegionSection) -> None:
+        """`section` left the address space (or changed attributes)."""
+
+    def region_nop(self, section: MemoryRegionSection) -> None:
+        """`section` is in both the old and the new view, unchanged."""
+
+    def log_start(self, section: MemoryRegionSection, old: int, new: int) -> None:
+        """Dirty logging gained clients: `old` and `new` are the masks."""
+
+    def log_stop(self, section: MemoryRegionSection, old: int, new: int) -> None:
+        """Dirty logging lost clients: `old` and `new` are the masks."""
+
+
+def insert_by_priority(listeners: List[MemoryListener], listener: MemoryListener) -> None:
+    """Insert after every listener of lower or equal priority (QEMU's order)."""
+    i = len(listeners)
+    while i > 0 and listeners[i - 1].priority > listener.priority:
+        i -= 1
+    listeners.insert(i, listener)
+
+
+def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatView") -> None:
+    """Tell `asp`'s listeners how `old` became `new`: deletions, then the rest."""
+    old_ranges = old.ranges if old is not None else []
+    _pass(asp, old, old_ranges, new.ranges, adding=False)
+    _pass(asp, old, old_ranges, new.ranges, adding=True)
+
+
+def _pass(asp: "AddressSpace", fv: Optional["FlatView"], old: List["FlatRange"],
+          new: List["FlatRange"], adding: bool) -> None:
+    forward = asp.listeners
+    backward = forward[::-1]
+    iold = inew = 0
+    while iold < len(old) or inew < len(new):
+        frold = old[iold] if iold < len(old) else None
+        frnew = new[inew] if inew < len(new) else None
+        if frold is not None and (frnew is None or frold.addr < frnew.addr
+                                  or (frold.addr == frnew.addr and not frold.same_as(frnew))):
+            # In the old view only, or at the same place with other attributes.
+            if not adding:
+                section = section_from_flat_range(frold, fv)
+                for listener in backward:
+                    listener.region_del(section)
+            iold += 1
+        elif frold is not None and frnew is not None and frold.same_as(frnew):
+            if adding:
+                section = section_from_flat_range(frnew, fv)
+                for listener in forward:
+                    listener.region_nop(section)
+                if frnew.dirty_log & ~frold.dirty_log:
+                    for listener in forward:
+                        listener.log_start(section, frold.dirty_log, frnew.dirty_log)
+                if frold.dirty_log & ~frnew.dirty_log:
+                    for listener in backward:
+                        listener.log_stop(section, frold.dirty_log, frnew.dirty_log)
+            iold += 1
+            inew += 1
+        else:
+            if adding:
+                section = section_from_flat_range(frnew, fv)
+                for listener in forward:
+                    listener.region_add(section)
+            inew += 1
+
+
+def listener_add_address_space(listener: MemoryListener, fv: "FlatView") -> None:
+    """Replay the current view to a newly registered listener."""
+    listener.begin()
+    for fr in fv.ranges:
+        section = section_from_flat_range(fr, fv)
+        listener.region_add(section)
+        if fr.dirty_log:
+            listener.log_start(section, 0, fr.dirty_log)
+    listener.commit()
+
+
+def listener_del_address_space(listener: MemoryListener, fv: "FlatView") -> None:
+    """Take the current view away from a listener being unregistered."""
+    listener.begin()
+    for fr in fv.ranges:
+        section = section_from_flat_range(fr, fv)
+        if fr.dirty_log:
+            listener.log_stop(section, fr.dirty_log, 0)
+        listener.region_del(section)
+    listener.commit()

@@ -1,0 +1,505 @@
+"""MemoryRegion: the nodes of QEMU's region tree, and the edits that change it.
+
+A region is RAM, ROM, a ROM device, MMIO ("i/o"), an IOMMU, a pure container,
+or an alias of a window of another region.  Any region but an alias may hold
+subregions at offsets and priorities; rendering (pymem/flatview.py) turns a
+tree into the flat map an address space sees.  Edits are validated here, before
+anything changes, so a bad edit leaves the tree and every view as they were;
+a valid edit on a region that belongs to a MemorySystem is committed at once,
+or at the end of the enclosing transaction, as QEMU does.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+import mmap
+import weakref
+from contextlib import contextmanager
+from typing import (TYPE_CHECKING, Any, Callable, Iterator, List, Optional)
+
+from .dispatch import NO_REGION
+from .errors import TopologyError
+
+if TYPE_CHECKING:
+    from .address_space import AddressSpace, MemorySystem
+
+ADDRESS_SPACE_SIZE = 1 << 64
+PRIORITY_MIN = -(1 << 31)
+PRIORITY_MAX = (1 << 31) - 1
+
+RAM = "ram"
+ROM = "rom"
+ROM_DEVICE = "rom_device"
+IO = "io"
+ALIAS = "alias"
+CONTAINER = "container"
+IOMMU = "iommu"
+
+# QEMU's dirty-memory clients, as the bits of a region's dirty-log mask.
+DIRTY_MEMORY_VGA = 1
+DIRTY_MEMORY_CODE = 2
+DIRTY_MEMORY_MIGRATION = 4
+
+_ids = itertools.count(1)
+_by_id: "weakref.WeakValueDictionary[int, MemoryRegion]" = weakref.WeakValueDictionary()
+
+
+class MemoryRegionOps:
+    """How an MMIO region is accessed: QEMU's MemoryRegionOps.
+
+    `read(offset, size) -> int` and `write(offset, value, size)`; `valid_*`
+    are the access sizes the device accepts, `impl_*` the sizes its callbacks
+    handle (wider accesses are split, narrower ones widened).
+    """
+
+    __slots__ = ("read", "write", "endianness", "valid_min", "valid_max",
+                 "impl_min", "impl_max", "unaligned")
+
+    def __init__(self, read: Callable[[int, int], int],
+                 write: Callable[[int, int, int], None], endianness: str = "little",
+                 valid_min: int = 1, valid_max: int = 4, impl_min: int = 1,
+                 impl_max: int = 4, unaligned: bool = False) -> None:
+        if not callable(read) or not callable(write):
+            raise TypeError("MemoryRegionOps needs callable read and write")
+        if endianness not in ("little", "big"):
+            raise ValueError(f"endianness must be 'little' or 'big', not {endianness!r}")
+        for label, lo, hi in (("valid", valid_min, valid_max), ("impl", impl_min, impl_max)):
+            if lo not in (1, 2, 4, 8) or hi not in (1, 2, 4, 8) or lo > hi:
+                raise ValueError(f"{label} access sizes must be powers of two in 1..8 "
+                                 f"with min <= max, not {lo}..{hi}")
+        self.read = read
+        self.write = write
+        self.endianness = endianness
+        self.valid_min = valid_min
+        self.valid_max = valid_max
+        self.impl_min = impl_min
+        self.impl_max = impl_max
+        self.unaligned = unaligned
+
+
+def _check_size(what: str, size: Any) -> int:
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise TypeError(f"{what}: size must be an int, not {type(size).__name__}")
+    if not 0 <= size <= ADDRESS_SPACE_SIZE:
+        raise TopologyError(f"{what}: size {size:#x} is beyond 2^64")
+    return size
+
+
+def _check_offset(what: str, offset: Any) -> int:
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise TypeError(f"{what}: offset must be an int, not {type(offset).__name__}")
+    if not 0 <= offset < ADDRESS_SPACE_SIZE:
+        raise TopologyError(f"{what}: offset {offset:#x} is beyond 2^64")
+    return offset
+
+
+class _ConstructorOrAttribute:
+    """`MemoryRegion.container(...)` builds a container while `mr.container` is
+    its parent, and likewise for `alias`: QEMU's names for both, so the class
+    attribute is the constructor and the instance attribute is the link."""
+
+    def __init__(self, constructor: Callable[..., "MemoryRegion"]) -> None:
+        self.constructor = constructor
+        self.__doc__ = constructor.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = getattr(owner, "_" + name)
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self.constructor.__get__(owner, owner)
+        return self.slot.__get__(obj, owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.slot.__set__(obj, value)
+
+
+class MemoryRegion:
+    """One node of a region tree; build it with the class-method constructors."""
+
+    __slots__ = ("id", "name", "size", "kind", "ops", "readonly", "romd", "enabled",
+                 "priority", "addr", "_container", "_alias", "alias_offset", "_subs",
+                 "nonvolatile", "dirty_log", "translate", "target", "_buffer",
+                 "_system", "__weakref__")
+
+    def __init__(self, name: str, size: int, kind: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"region name must be a str, not {type(name).__name__}")
+        self.id = next(_ids)
+        if self.id >= NO_REGION:
+            raise TopologyError("more than 2^32 - 2 regions created")
+        self.name = name
+        self.size = _check_size(f"region {name!r}", size)
+        self.kind = kind
+        self.ops: Optional[MemoryRegionOps] = None
+        self.readonly = False
+        self.romd = kind == ROM_DEVICE
+        self.enabled = True
+        self.priority = 0
+        self.addr = 0
+        self.container: Optional[MemoryRegion] = None
+        self.alias: Optional[MemoryRegion] = None
+        self.alias_offset = 0
+        # Kept in reverse of QEMU's subregion order (lowest priority first,
+        # oldest first among equals) so the common add is an append.
+        self._subs: List[MemoryRegion] = []
+        self.nonvolatile = False
+        self.dirty_log = 0
+        self.translate: Optional[Callable[..., Any]] = None
+        self.target: Optional[AddressSpace] = None
+        self._buffer: Any = None
+        self._system: Optional[MemorySystem] = None
+        _by_id[self.id] = self
+
+    # ------------------------------------------------------------ constructors
+
+    @classmethod
+    def ram(cls, name: str, size: int, buffer: Any = None) -> "MemoryRegion":
+        """RAM of `size` bytes: `buffer` (any writable buffer of that size) or our own zeroes."""
+        mr = cls(name, size, RAM)
+        if buffer is not None:
+            mr._buffer = _wrap_buffer(name, buffer, size)
+        return mr
+
+    @classmethod
+    def rom(cls, name: str, size: Optional[int] = None, data: Optional[bytes] = None) -> "MemoryRegion":
+        """Read-only memory holding `data` (zero-padded to `size`)."""
+        if size is None:
+            if data is None:
+                raise TypeError(f"rom {name!r}: give a size, data, or both")
+            size = len(data)
+        mr = cls(name, size, ROM)
+        mr.readonly = True
+        if data is not None:
+            if len(data) > size:
+                raise ValueError(f"rom {name!r}: {len(data)} bytes of data do not fit "
+                                 f"its size {size:#x}")
+            mr.buffer[:len(data)] = data
+        return mr
+
+    @classmethod
+    def rom_device(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
+        """A ROM device: reads straight from memory in romd mode, writes to `ops`."""
+        mr = cls(name, size, ROM_DEVICE)
+        mr.ops = _check_ops(name, ops)
+        return mr
+
+    @classmethod
+    def io(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
+        """MMIO: every access goes to `ops`."""
+        mr = cls(name, size, IO)
+        mr.ops = _check_ops(name, ops)
+        return mr
+
+    def _new_alias(cls, name: str, target: "MemoryRegion", offset: int, size: int) -> "MemoryRegion":
+        """A window of `size` bytes onto `target`, starting `offset` bytes into it."""
+        if not isinstance(target, MemoryRegion):
+            raise TypeError(f"alias {name!r}: target must be a MemoryRegion, "
+                            f"not {type(target).__name__}")
+        mr = cls(name, size, ALIAS)
+        mr.alias = target
+        mr.alias_offset = _check_offset(f"alias {name!r}", offset)
+        return mr
+
+    def _new_container(cls, name: str, size: int) -> "MemoryRegion":
+        """A pure container: renders only its subregions."""
+        return cls(name, size, CONTAINER)
+
+    alias = _ConstructorOrAttribute(classmethod(_new_alias))
+    container = _ConstructorOrAttribute(classmethod(_new_container))
+    del _new_alias, _new_container
+
+    @classmethod
+    def iommu(cls, name: str, size: int, translate: Callable[..., Any],
+              target: Optional["AddressSpace"] = None) -> "MemoryRegion":
+        """An IOMMU region: accesses are translated by `translate` into `target`."""
+        if not callable(translate):
+            raise TypeError(f"iommu {name!r}: translate must be callable")
+        mr = cls(name, size, IOMMU)
+        mr.translate = translate
+        mr.target = target
+        return mr
+
+    @staticmethod
+    def by_id(region_id: int) -> Optional["MemoryRegion"]:
+        """The live region with this id, or None."""
+        return _by_id.get(region_id)
+
+    # ------------------------------------------------------------- properties
+
+    @property
+    def terminates(self) -> bool:
+        """Whether the region renders itself (QEMU's mr->terminates)."""
+        return self.kind not in (CONTAINER, ALIAS)
+
+    @property
+    def ram_backed(self) -> bool:
+        """RAM and ROM: accesses go straight to `buffer`."""
+        return self.kind in (RAM, ROM)
+
+    @property
+    def subregions(self) -> List["MemoryRegion"]:
+        """Subregions in QEMU's order: highest priority first, newest first among equals."""
+        return self._subs[::-1]
+
+    @property
+    def system(self) -> Optional["MemorySystem"]:
+        return self._system
+
+    @property
+    def buffer(self) -> memoryview:
+        """The contents of a RAM, ROM or ROM-device region, writable."""
+        if self.kind not in (RAM, ROM, ROM_DEVICE):
+            raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
+        if self._buffer is None:
+            # Anonymous mmap: zero pages cost nothing until touched, so a
+            # machine's gigabytes of RAM are free until the guest writes them.
+            self._buffer = (memoryview(mmap.mmap(-1, self.size)) if self.size
+                            else memoryview(bytearray()))
+        return self._buffer
+
+    def type_name(self) -> str:
+        """The type `info mtree` prints: an alias shows its target's."""
+        mr = self
+        while mr.alias is not None:
+            mr = mr.alias
+        if mr.kind == ROM_DEVICE and mr.romd:
+            return "romd"
+        if mr.ram_backed:
+            return "rom" if mr.readonly else "ram"
+        return "i/o"
+
+    def __repr__(self) -> str:
+        return f"<MemoryRegion {self.name!r} {self.kind} size={self.size:#x}>"
+
+    # ------------------------------------------------------------------ edits
+
+    @contextmanager
+    def _edit(self) -> Iterator[None]:
+        system = self._system
+        if system is None:
+            yield
+        else:
+            with system.transaction():
+                yield
+
+    def _update_pending(self) -> None:
+        if self._system is not None:
+            self._system._update_pending = True
+
+    def add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
+        """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
+        and among equals the region added last wins (QEMU's order)."""
+        if not isinstance(region, MemoryRegion):
+            raise TypeError(f"add_subregion: region must be a MemoryRegion, "
+                            f"not {type(region).__name__}")
+        where = f"adding {region.name!r} to {self.name!r}"
+        _check_offset(where, offset)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError(f"{where}: priority must be an int")
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise TopologyError(f"{where}: priority {priority} does not fit 32 bits")
+        if offset + region.size > ADDRESS_SPACE_SIZE:
+            raise TopologyError(f"{where}: offset {offset:#x} + size {region.size:#x} "
+                                f"runs past 2^64")
+        if self.kind == ALIAS:
+            raise TopologyError(f"{where}: {self.name!r} is an alias and cannot hold "
+                                f"subregions")
+        if region.container is not None:
+            raise TopologyError(f"{where}: {region.name!r} is already a subregion of "
+                                f"{region.container.name!r}")
+        path = _path_to(region, self)
+        if path is not None:
+            chain = " -> ".join(repr(r.name) for r in path)
+            raise TopologyError(f"{where} would make a cycle: {self.name!r} is reached "
+                                f"from {region.name!r} ({chain})")
+        if (self._system is not None and region._system is not None
+                and region._system is not self._system):
+            raise TopologyError(f"{where}: the regions belong to different MemorySystems")
+        with self._edit():
+            if self._system is not None:
+                self._system._adopt(region)
+            region.priority = priority
+            region.addr = offset
+            self._insert(region)
+            if self.enabled and region.enabled:
+                self._update_pending()
+
+    def _insert(self, region: "MemoryRegion") -> None:
+        region.container = self
+        subs = self._subs
+        # QEMU puts a region before every sibling of lower or equal priority
+        # (so the newest wins ties): in our reversed list, after all of them.
+        if not subs or subs[-1].priority <= region.priority:
+            subs.append(region)
+        else:
+            subs.insert(bisect.bisect_right(subs, region.priority,
+                                            key=lambda r: r.priority), region)
+
+    def del_subregion(self, region: "MemoryRegion") -> None:
+        """Unmap `region`, which must be a direct subregion of this one."""
+        if not isinstance(region, MemoryRegion):
+            raise TypeError(f"del_subregion: region must be a MemoryRegion, "
+                            f"not {type(region).__name__}")
+        if region.container is not self:
+            owner = (f"a subregion of {region.container.name!r}"
+                     if region.container is not None else "not mapped anywhere")
+            raise TopologyError(f"removing {region.name!r} from {self.name!r}: it is {owner}")
+        with self._edit():
+            self._subs.remove(region)
+            region.container = None
+            if self.enabled and region.enabled:
+                self._update_pending()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Show or hide the region and its whole subtree."""
+        enabled = bool(enabled)
+        if enabled == self.enabled:
+            return
+        with self._edit():
+            self.enabled = enabled
+            self._update_pending()
+
+    def set_address(self, addr: int) -> None:
+        """Move the region within its container (QEMU re-adds it, keeping its priority)."""
+        where = f"moving {self.name!r}"
+        _check_offset(where, addr)
+        if addr + self.size > ADDRESS_SPACE_SIZE:
+            raise TopologyError(f"{where} to {addr:#x}: size {self.size:#x} runs past 2^64")
+        if addr == self.addr:
+            return
+        container = self.container
+        with self._edit():
+            self.addr = addr
+            if container is not None:
+                container._subs.remove(self)
+                container._insert(self)
+                if container.enabled and self.enabled:
+                    self._update_pending()
+
+    def set_alias_offset(self, offset: int) -> None:
+        """Slide an alias's window over its target."""
+        if self.kind != ALIAS:
+            raise TopologyError(f"set_alias_offset: {self.name!r} is not an alias")
+        _check_offset(f"alias {self.name!r}", offset)
+        if offset == self.alias_offset:
+            return
+        with self._edit():
+            self.alias_offset = offset
+            if self.enabled:
+                self._update_pending()
+
+    def set_size(self, size: int) -> None:
+        """Resize the region (its window; RAM contents are not reallocated)."""
+        _check_size(f"region {self.name!r}", size)
+        if self.container is not None and self.addr + size > ADDRESS_SPACE_SIZE:
+            raise TopologyError(f"resizing {self.name!r} at {self.addr:#x} to {size:#x} "
+                                f"runs past 2^64")
+        if self._buffer is not None and size > len(self._buffer):
+            raise TopologyError(f"resizing {self.name!r} to {size:#x}: its memory holds "
+                                f"only {len(self._buffer):#x} bytes")
+        if size == self.size:
+            return
+        with self._edit():
+            self.size = size
+            self._update_pending()
+
+    def set_readonly(self, readonly: bool) -> None:
+        """Make writes through this region (and, for an alias or container, below it) drop."""
+        readonly = bool(readonly)
+        if readonly == self.readonly:
+            return
+        with self._edit():
+            self.readonly = readonly
+            if self.enabled:
+                self._update_pending()
+
+    def set_nonvolatile(self, nonvolatile: bool) -> None:
+        nonvolatile = bool(nonvolatile)
+        if nonvolatile == self.nonvolatile:
+            return
+        with self._edit():
+            self.nonvolatile = nonvolatile
+            if self.enabled:
+                self._update_pending()
+
+    def set_romd(self, romd: bool) -> None:
+        """Switch a ROM device between romd mode (direct reads) and MMIO mode."""
+        if self.kind != ROM_DEVICE:
+            raise TopologyError(f"set_romd: {self.name!r} is not a ROM device")
+        romd = bool(romd)
+        if romd == self.romd:
+            return
+        with self._edit():
+            self.romd = romd
+            if self.enabled:
+                self._update_pending()
+
+    def set_log(self, log: bool, client: int = DIRTY_MEMORY_VGA) -> None:
+        """Start or stop dirty logging for `client` (listeners see log_start/log_stop)."""
+        if client not in (DIRTY_MEMORY_VGA, DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION):
+            raise ValueError(f"set_log: unknown dirty-memory client {client}")
+        mask = (self.dirty_log & ~client) | (client if log else 0)
+        if mask == self.dirty_log:
+            return
+        with self._edit():
+            self.dirty_log = mask
+            if self.enabled:
+                self._update_pending()
+
+
+def _check_ops(name: str, ops: Any) -> MemoryRegionOps:
+    if not isinstance(ops, MemoryRegionOps):
+        raise TypeError(f"region {name!r}: ops must be a MemoryRegionOps, "
+                        f"not {type(ops).__name__}")
+    return ops
+
+
+def _wrap_buffer(name: str, buffer: Any, size: int) -> memoryview:
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        raise TypeError(f"ram {name!r}: buffer must support the buffer protocol, "
+                        f"not {type(buffer).__name__}") from None
+    if view.readonly:
+        raise ValueError(f"ram {name!r}: buffer is read-only")
+    if not view.contiguous:
+        raise ValueError(f"ram {name!r}: buffer is not contiguous")
+    view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    if view.nbytes != size:
+        raise ValueError(f"ram {name!r}: buffer holds {view.nbytes:#x} bytes, "
+                         f"size is {size:#x}")
+    return view
+
+
+def _path_to(start: MemoryRegion, goal: MemoryRegion) -> Optional[List[MemoryRegion]]:
+    """A chain of subregion and alias links from `start` to `goal`, if any."""
+    stack: List[tuple] = [(start, [start])]
+    seen = set()
+    while stack:
+        mr, path = stack.pop()
+        if mr is goal:
+            return path
+        if mr.id in seen:
+            continue
+        seen.add(mr.id)
+        if mr.alias is not None:
+            stack.append((mr.alias, path + [mr.alias]))
+        for sub in mr._subs:
+            stack.append((sub, path + [sub]))
+    return None
+
+
+def reachable(root: MemoryRegion) -> Iterator[MemoryRegion]:
+    """Every region reached from `root` through subregions and aliases, once each."""
+    stack = [root]
+    seen = set()
+    while stack:
+        mr = stack.pop()
+        if mr.id in seen:
+            continue
+        seen.add(mr.id)
+        yield mr
+        if mr.alias is not None:
+            stack.append(mr.alias)
+        stack.extend(mr._subs)
