@@ -74,18 +74,20 @@ static void unregister_reader(void *arg)
     __atomic_store_n(&r->ctr, 0, __ATOMIC_RELAXED);
 }
 
-/* fork() copies only the calling thread: hold both locks across it so the child
- * inherits consistent lists, then drop every reader but the forking thread's. */
+/* fork() copies only the calling thread.  Hold the registry lock across it so
+ * the child inherits consistent links, then keep only the forking thread's
+ * record.  gp_lock is not taken: a writer may hold it for as long as a reader
+ * (perhaps the forking thread) stays in its section, and waiting for it here
+ * would deadlock; instead the child, where that writer does not exist, gets a
+ * fresh one. */
 static void before_fork(void)
 {
-    pthread_mutex_lock(&gp_lock);
     pthread_mutex_lock(&registry_lock);
 }
 
 static void after_fork_parent(void)
 {
     pthread_mutex_unlock(&registry_lock);
-    pthread_mutex_unlock(&gp_lock);
 }
 
 static void after_fork_child(void)
@@ -94,8 +96,8 @@ static void after_fork_child(void)
     if (self.registered) {
         list_insert(&registry, &self);
     }
+    pthread_mutex_init(&gp_lock, NULL);
     pthread_mutex_unlock(&registry_lock);
-    pthread_mutex_unlock(&gp_lock);
 }
 
 static void init(void)
