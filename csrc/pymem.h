@@ -122,6 +122,57 @@ pm_dispatch *pm_as_publish(pm_as *as, pm_dispatch *d);
 void pm_as_lookup_many(pm_as *as, const uint64_t *addrs, uint32_t *sections,
                        size_t n);
 
+/* ------------------------------------------------------------------ access */
+
+/*
+ * Reads and writes through an address space's current dispatch, inside an RCU
+ * read-side section.  C does what needs no Python: RAM and ROM are copied with
+ * memcpy (ROM devices in romd mode too, for reads), and RAM writes set the
+ * region's per-page dirty bytes.  Any other piece (MMIO, a ROM device's ops,
+ * an IOMMU, unassigned space, a write to a read-only section) ends the call:
+ * it reports where, and the caller applies QEMU's rules to that piece and
+ * calls again for the rest.  Each call loads the current dispatch afresh.
+ */
+
+/* Where a read or write stopped, or what pm_as_translate found. */
+typedef struct pm_access {
+    uint64_t done;      /* bytes completed before the piece left to the caller */
+    uint64_t offset;    /* offset of that piece in its region */
+    uint64_t len;       /* bytes of the rest of the access inside its section */
+    uint32_t region;    /* the region id; UINT32_MAX for unassigned space */
+    uint32_t flags;     /* the section's PM_SECTION_* flags */
+} pm_access;
+
+/* 0: all `len` bytes done; 1: stopped, *stop says where. */
+int pm_as_read(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t len,
+               pm_access *stop);
+int pm_as_write(pm_as *as, uint64_t addr, const uint8_t *buf, uint64_t len,
+                pm_access *stop);
+/* The section under addr (out->done is 0). */
+void pm_as_translate(pm_as *as, uint64_t addr, uint64_t len, pm_access *out);
+
+/*
+ * Fixed-width loads and stores, for a CPU loop (pymem/_fastpath binds them).
+ * Loads of up to 4 bytes answer UINT64_MAX, which no such load can hold, when
+ * the access is not plain memory; 8-byte loads answer 0 and fill *value, or
+ * nonzero.  Stores take the value's low bytes and answer 0 when done.  Any
+ * nonzero answer sends the caller to the slow path, which follows QEMU.
+ */
+uint64_t pm_as_ldub(pm_as *as, uint64_t addr);
+uint64_t pm_as_lduw_le(pm_as *as, uint64_t addr);
+uint64_t pm_as_lduw_be(pm_as *as, uint64_t addr);
+uint64_t pm_as_ldl_le(pm_as *as, uint64_t addr);
+uint64_t pm_as_ldl_be(pm_as *as, uint64_t addr);
+int pm_as_ldq_le(pm_as *as, uint64_t addr, uint64_t *value);
+int pm_as_ldq_be(pm_as *as, uint64_t addr, uint64_t *value);
+int pm_as_stb(pm_as *as, uint64_t addr, uint64_t val);
+int pm_as_stw_le(pm_as *as, uint64_t addr, uint64_t val);
+int pm_as_stw_be(pm_as *as, uint64_t addr, uint64_t val);
+int pm_as_stl_le(pm_as *as, uint64_t addr, uint64_t val);
+int pm_as_stl_be(pm_as *as, uint64_t addr, uint64_t val);
+int pm_as_stq_le(pm_as *as, uint64_t addr, uint64_t val);
+int pm_as_stq_be(pm_as *as, uint64_t addr, uint64_t val);
+
 /* --------------------------------------------------------------------- rcu */
 
 /*
