@@ -1,4 +1,8 @@
-"""Build glue: setuptools compiles the cffi extension declared in pymem/_build.py."""
-from setuptools import setup
+"""Build glue: the cffi core (pymem/_build.py) and the fast-path builtins module."""
+from setuptools import Extension, setup
 
-setup(cffi_modules=["pymem/_build.py:ffibuilder"])
+setup(
+    cffi_modules=["pymem/_build.py:ffibuilder"],
+    ext_modules=[Extension("pymem._fastpath", ["csrc/ext/fastpath.c"],
+                           extra_compile_args=["-O2", "-Wall", "-Wextra"])],
+)

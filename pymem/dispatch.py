@@ -8,8 +8,9 @@ indices; `sections()` maps them back to the ranges they came from.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, NoReturn, Optional, Sequence
 
+from . import _fastpath
 from ._native import ffi, lib
 from .errors import CapacityError, RangeOrderError, TopologyError, check
 
@@ -59,13 +60,9 @@ class Section(NamedTuple):
         return bool(self.flags & SECTION_SUBPAGE)
 
 
-class Translation(NamedTuple):
-    """What `translate` answers: the section, the offset in its region, the
-    length from the address that stays inside the section."""
-
-    section: int
-    offset_in_region: int
-    length: int
+Translation = _fastpath.Translation
+"""What `translate` answers: (section, offset_in_region, length), where length
+is how much of the asked length from the address stays inside the section."""
 
 
 def check_page_bits(page_bits: int) -> None:
@@ -103,15 +100,43 @@ def _check_range(i: int, r: DispatchRange, next_start: Optional[int]) -> int:
     return end
 
 
-class Dispatch:
-    """A committed dispatch table, owned by this object (freed with it)."""
+def c_address(cdata: Any) -> int:
+    """The address of a cffi pointer or of a `lib` function, as an int."""
+    return int(ffi.cast("uintptr_t", cdata))
 
-    __slots__ = ("_d", "page_bits", "_keepalive", "__weakref__")
+
+def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
+              fallback: Any = None) -> Callable:
+    """A builtin calling `lib.<function>(handle, ...)` without cffi's argument
+    handling (see csrc/ext/fastpath.c); it keeps `handle` alive."""
+    fn = c_address(ffi.addressof(lib, function))
+    return _fastpath.bind(kind, fn, c_address(handle), width, fallback, handle)
+
+
+def _closed(*args: Any) -> NoReturn:
+    raise ValueError("the dispatch is closed")
+
+
+class Dispatch:
+    """A committed dispatch table, owned by this object (freed with it).
+
+    `lookup(addr) -> int` is the section index of `addr`, sub-pages resolved;
+    `translate(addr, length=1) -> Translation` adds the offset in the region
+    and the length that stays inside the section.  Both are builtins bound to
+    the C table, the cheapest calls Python can make.
+    """
+
+    __slots__ = ("_d", "page_bits", "_keepalive", "lookup", "translate", "__weakref__")
+
+    lookup: Callable[[int], int]
+    translate: Callable[..., Translation]
 
     def __init__(self, handle: Any, page_bits: int, keepalive: Any = None) -> None:
         self._d = handle
         self.page_bits = page_bits
         self._keepalive = keepalive
+        self.lookup = bind_fast("lookup", "pm_dispatch_lookup", handle)
+        self.translate = bind_fast("translate", "pm_dispatch_translate", handle)
 
     @classmethod
     def build(cls, ranges: Iterable[DispatchRange], page_bits: int = 12, *,
@@ -165,6 +190,7 @@ class Dispatch:
     def close(self) -> None:
         """Free the C table now (only when no reader can still hold it)."""
         if self._d is not None:
+            self.lookup = self.translate = _closed
             ffi.release(self._d)
             self._d = None
 
@@ -172,10 +198,6 @@ class Dispatch:
     def handle(self) -> Any:
         """The `pm_dispatch *` (for other C calls)."""
         return self._d
-
-    def lookup(self, addr: int) -> int:
-        """The section index of `addr` (sub-pages resolved)."""
-        return lib.pm_dispatch_lookup(self._d, addr)
 
     def lookup_many(self, addrs: Any, out: Any = None) -> Any:
         """Section indices of a buffer of uint64 addresses, in one C call.
@@ -193,13 +215,6 @@ class Dispatch:
             raise ValueError(f"out holds {len(dst)} uint32 entries, {n} needed")
         lib.pm_dispatch_lookup_many(self._d, src, dst, n)
         return out
-
-    def translate(self, addr: int, length: int = 1) -> Translation:
-        """Section of `addr`, offset in its region, and how much of `length`
-        from `addr` stays inside the section."""
-        xlat = ffi.new("uint64_t[2]")
-        s = lib.pm_dispatch_translate(self._d, addr, length, xlat, xlat + 1)
-        return Translation(s, xlat[0], xlat[1])
 
     @property
     def levels(self) -> int:

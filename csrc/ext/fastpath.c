@@ -1,0 +1,247 @@
+/*
+ * fastpath.c - the `pymem._fastpath` module: one-argument Python builtins bound
+ * to a C core function and its object, for the calls an emulator makes millions
+ * of times (lookup, RAM loads and stores).
+ *
+ * Why it exists: a cffi call with two arguments costs about 80 ns of argument
+ * handling before the C function runs, more than the whole pure-Python bisect
+ * lookup it must beat.  A builtin with METH_O / METH_FASTCALL costs about 30 ns.
+ * This module holds no C core code: it calls the core through function pointers
+ * taken from `pymem._native` (so there is one RCU registry, not two), and falls
+ * back to a Python callable when the core answers "not in C" (MMIO and friends).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef uint32_t (*lookup_fn)(void *obj, uint64_t addr);
+typedef uint64_t (*load_fn)(void *obj, uint64_t addr);
+typedef int (*load64_fn)(void *obj, uint64_t addr, uint64_t *value);
+typedef int (*store_fn)(void *obj, uint64_t addr, uint64_t value);
+typedef uint32_t (*translate_fn)(void *obj, uint64_t addr, uint64_t len,
+                                 uint64_t *offset_in_region, uint64_t *plen);
+
+static PyStructSequence_Field translation_fields[] = {
+    { "section", "the section index" },
+    { "offset_in_region", "the address's offset in the section's region" },
+    { "length", "how much of the asked length stays inside the section" },
+    { NULL, NULL },
+};
+
+static PyStructSequence_Desc translation_desc = {
+    "pymem.Translation",
+    "What translate answers: section, offset in its region, length inside it.",
+    translation_fields, 3,
+};
+
+static PyTypeObject *TranslationType;
+
+#define LOAD_MISS UINT64_MAX  /* no load of 32 bits or fewer can return it */
+
+typedef struct {
+    PyObject_HEAD
+    void *fn;
+    void *obj;
+    unsigned width;          /* bytes, for stores: values must fit */
+    PyObject *fallback;      /* called as the slow path; may be None */
+    PyObject *keepalive;     /* owns the C object `obj` points to */
+} Bound;
+
+static void bound_dealloc(Bound *self)
+{
+    Py_XDECREF(self->fallback);
+    Py_XDECREF(self->keepalive);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject BoundType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymem._fastpath.Bound",
+    .tp_basicsize = sizeof(Bound),
+    .tp_dealloc = (destructor)bound_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A C function and its object, bound for the fast path.",
+};
+
+static int as_address(PyObject *arg, uint64_t *addr)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *addr = v;
+    return 0;
+}
+
+static PyObject *call_lookup(PyObject *self_, PyObject *arg)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr;
+    if (as_address(arg, &addr) < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(((lookup_fn)self->fn)(self->obj, addr));
+}
+
+static PyObject *call_load(PyObject *self_, PyObject *arg)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr;
+    if (as_address(arg, &addr) < 0) {
+        return NULL;
+    }
+    uint64_t v = ((load_fn)self->fn)(self->obj, addr);
+    if (v != LOAD_MISS) {
+        return PyLong_FromUnsignedLongLong(v);
+    }
+    return PyObject_CallOneArg(self->fallback, arg);
+}
+
+static PyObject *call_load64(PyObject *self_, PyObject *arg)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr, v;
+    if (as_address(arg, &addr) < 0) {
+        return NULL;
+    }
+    if (((load64_fn)self->fn)(self->obj, addr, &v) == 0) {
+        return PyLong_FromUnsignedLongLong(v);
+    }
+    return PyObject_CallOneArg(self->fallback, arg);
+}
+
+static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr, value;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "expected 2 arguments (addr, value), got %zd", nargs);
+        return NULL;
+    }
+    if (as_address(args[0], &addr) < 0) {
+        return NULL;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->width < 8 && (v >> (8 * self->width)) != 0) {
+        PyErr_Format(PyExc_ValueError, "value %llu does not fit in %u bytes", v, self->width);
+        return NULL;
+    }
+    value = v;
+    if (((store_fn)self->fn)(self->obj, addr, value) == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_Vectorcall(self->fallback, args, 2, NULL);
+}
+
+static PyObject *call_translate(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr, len = 1, offset, plen;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "expected (addr, length=1), got %zd arguments", nargs);
+        return NULL;
+    }
+    if (as_address(args[0], &addr) < 0 || (nargs == 2 && as_address(args[1], &len) < 0)) {
+        return NULL;
+    }
+    uint32_t s = ((translate_fn)self->fn)(self->obj, addr, len, &offset, &plen);
+    PyObject *t = PyStructSequence_New(TranslationType);
+    if (!t) {
+        return NULL;
+    }
+    PyStructSequence_SET_ITEM(t, 0, PyLong_FromUnsignedLong(s));
+    PyStructSequence_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong(offset));
+    PyStructSequence_SET_ITEM(t, 2, PyLong_FromUnsignedLongLong(plen));
+    if (PyErr_Occurred()) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
+}
+
+static PyMethodDef kinds[] = {
+    { "translate", (PyCFunction)(void (*)(void))call_translate, METH_FASTCALL,
+      "Translation of (addr, length)." },
+    { "lookup", call_lookup, METH_O, "Section index of an address." },
+    { "load", call_load, METH_O, "Load of up to 4 bytes." },
+    { "load64", call_load64, METH_O, "Load of 8 bytes." },
+    { "store", (PyCFunction)(void (*)(void))call_store, METH_FASTCALL, "Store (addr, value)." },
+};
+
+static PyObject *bind(PyObject *module, PyObject *args)
+{
+    const char *kind;
+    unsigned long long fn, obj;
+    unsigned width;
+    PyObject *fallback, *keepalive;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "sKKIOO", &kind, &fn, &obj, &width, &fallback, &keepalive)) {
+        return NULL;
+    }
+    PyMethodDef *def = NULL;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strcmp(kinds[i].ml_name, kind) == 0) {
+            def = &kinds[i];
+        }
+    }
+    if (!def) {
+        PyErr_Format(PyExc_ValueError, "unknown fast-path kind %s", kind);
+        return NULL;
+    }
+    if (!fn || !obj) {
+        PyErr_SetString(PyExc_ValueError, "fast path bound to a NULL function or object");
+        return NULL;
+    }
+    int needs_fallback = strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0;
+    if (needs_fallback && !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    Bound *b = PyObject_New(Bound, &BoundType);
+    if (!b) {
+        return NULL;
+    }
+    b->fn = (void *)(uintptr_t)fn;
+    b->obj = (void *)(uintptr_t)obj;
+    b->width = width;
+    Py_INCREF(fallback);
+    b->fallback = fallback;
+    Py_INCREF(keepalive);
+    b->keepalive = keepalive;
+    PyObject *f = PyCFunction_New(def, (PyObject *)b);
+    Py_DECREF(b);
+    return f;
+}
+
+static PyMethodDef module_methods[] = {
+    { "bind", bind, METH_VARARGS,
+      "bind(kind, fn_address, obj_address, width, fallback, keepalive) -> builtin" },
+    { NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "pymem._fastpath",
+    "One-argument builtins bound to C core functions (see csrc/ext/fastpath.c).",
+    -1, module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void)
+{
+    if (PyType_Ready(&BoundType) < 0) {
+        return NULL;
+    }
+    TranslationType = PyStructSequence_NewType(&translation_desc);
+    if (!TranslationType) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddObjectRef(m, "Translation", (PyObject *)TranslationType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
