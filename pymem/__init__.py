@@ -1,9 +1,15 @@
 """pymem: QEMU's memory API for Python, with a C dispatch core."""
+from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation
 from .errors import (CapacityError, DumpParseError, PymemError, RangeOrderError,
                      RcuError, TopologyError)
+from .flatview import FlatRange, FlatView
+from .listener import MemoryListener, MemoryRegionSection
+from .region import MemoryRegion, MemoryRegionOps
 
 __all__ = [
-    "CapacityError", "Dispatch", "DispatchRange", "DumpParseError", "PymemError",
-    "RangeOrderError", "RcuError", "Section", "TopologyError", "Translation",
+    "AddressSpace", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
+    "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
+    "MemoryRegionSection", "MemorySystem", "PymemError", "RangeOrderError", "RcuError",
+    "Section", "TopologyError", "Translation",
 ]

@@ -30,6 +30,15 @@ def _cmd_qemu_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_mtree(args: argparse.Namespace) -> int:
+    from .qemu import format_mtree, load_mtree
+
+    system = load_mtree(_read(args.dump), args.hints)
+    sys.stdout.write(format_mtree(system, flat=args.f or args.d, dispatch=args.d,
+                                  disabled=args.D))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -45,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("flatdump", help="a file holding QEMU's `info mtree -f` output")
     p.add_argument("--page-bits", type=int, default=12, help="target page bits (10..16)")
     _COMMANDS["qemu-dispatch"] = _cmd_qemu_dispatch
+
+    p = sub.add_parser("mtree",
+                       help="load an `info mtree -D` dump and print it as `info mtree` would")
+    p.add_argument("dump", help="a file holding QEMU's `info mtree -D` output")
+    p.add_argument("--hints", help="the hints.json that goes with the dump")
+    p.add_argument("-f", action="store_true", help="print the FlatViews (`info mtree -f`)")
+    p.add_argument("-d", action="store_true", help="with the dispatch tables (`-f -d`)")
+    p.add_argument("-D", action="store_true", help="show disabled regions in the tree")
+    _COMMANDS["mtree"] = _cmd_mtree
 
     p = sub.add_parser("bench", help="benchmark pymem against its peers on a machine map")
     p.add_argument("--machine", default="q35", help="bundled machine name (default q35)")

@@ -49,16 +49,20 @@ class MemoryRegionOps:
 
     `read(offset, size) -> int` and `write(offset, value, size)`; `valid_*`
     are the access sizes the device accepts, `impl_*` the sizes its callbacks
-    handle (wider accesses are split, narrower ones widened).
+    handle (wider accesses are split, narrower ones widened).  With
+    `with_attrs` the callbacks are QEMU's *_with_attrs: they also get the
+    access's MemTxAttrs, `read` returns (value, MemTxResult) and `write` a
+    MemTxResult (None for OK), so a device can answer a bus error.
     """
 
     __slots__ = ("read", "write", "endianness", "valid_min", "valid_max",
-                 "impl_min", "impl_max", "unaligned")
+                 "impl_min", "impl_max", "unaligned", "with_attrs")
 
     def __init__(self, read: Callable[[int, int], int],
                  write: Callable[[int, int, int], None], endianness: str = "little",
                  valid_min: int = 1, valid_max: int = 4, impl_min: int = 1,
-                 impl_max: int = 4, unaligned: bool = False) -> None:
+                 impl_max: int = 4, unaligned: bool = False,
+                 with_attrs: bool = False) -> None:
         if not callable(read) or not callable(write):
             raise TypeError("MemoryRegionOps needs callable read and write")
         if endianness not in ("little", "big"):
@@ -75,6 +79,7 @@ class MemoryRegionOps:
         self.impl_min = impl_min
         self.impl_max = impl_max
         self.unaligned = unaligned
+        self.with_attrs = with_attrs
 
 
 def _check_size(what: str, size: Any) -> int:

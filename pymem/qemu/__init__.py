@@ -1,4 +1,5 @@
 """QEMU's text formats: `info mtree` in all its forms, and trace logs."""
 from .flat import dispatch_from_flat, parse_flat
+from .mtree import format_mtree, load_mtree
 
-__all__ = ["dispatch_from_flat", "parse_flat"]
+__all__ = ["dispatch_from_flat", "format_mtree", "load_mtree", "parse_flat"]

@@ -1,0 +1,457 @@
+"""QEMU's `info mtree`, printed from a MemorySystem and parsed back into one.
+
+`format_mtree` prints what QEMU 7.2 prints for `info mtree` (the region trees
+of the address spaces, then every alias target), `-D` (disabled regions too),
+`-f` (the FlatViews) and `-f -d` (each view's dispatch), byte for byte, so a
+diff against a real dump is a diff of the memory maps.
+
+`load_mtree` rebuilds a MemorySystem from an `info mtree -D` dump.  A dump
+does not say everything; the hints file (QEMU-SEMANTICS §6) names the
+read-only aliases, the childless i/o regions that are pure containers, the
+i/o regions with children that still render themselves, the IOMMU regions,
+the page size and the order in which QEMU created the address spaces.  A
+region printed in several places (an address-space root that is also a
+subregion, an alias target's `memory-region:` block) is one object when its
+printed subtree is identical.  Imported MMIO regions get harmless ops: reads
+return 0, writes are ignored.
+"""
+from __future__ import annotations
+
+import json
+import re
+from os import PathLike
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from ..address_space import AddressSpace, MemorySystem
+from ..errors import DumpParseError
+from ..region import ADDRESS_SPACE_SIZE, MemoryRegion, MemoryRegionOps
+from .dispatch_text import format_dispatch
+
+_MASK = ADDRESS_SPACE_SIZE - 1
+_INDENT = "  "
+
+
+# ----------------------------------------------------------------- printing
+
+def _mr_size(size: int) -> int:
+    """QEMU's MR_SIZE: the printed length minus one (0 for an empty region)."""
+    return size - 1 if size else 0
+
+
+def _print_mr(mr: MemoryRegion, level: int, base: int, queue: List[MemoryRegion],
+              queued: Set[int], disabled: bool, out: List[str]) -> None:
+    cur_start = (base + mr.addr) & _MASK
+    cur_end = (cur_start + _mr_size(mr.size)) & _MASK
+    # QEMU flags a region whose window wraps past 2^64, before the indent.
+    warn = "[DETECTED OVERFLOW!] " if cur_start < base or cur_end < cur_start else ""
+    nv = "nv-" if mr.nonvolatile else ""
+    state = "" if mr.enabled else " [disabled]"
+    head = f"{warn}{_INDENT * level}{cur_start:016x}-{cur_end:016x} (prio {mr.priority}, " \
+           f"{nv}{mr.type_name()}): "
+    if mr.alias is not None:
+        if mr.alias.id not in queued:
+            queued.add(mr.alias.id)
+            queue.append(mr.alias)
+        if mr.enabled or disabled:
+            off_end = (mr.alias_offset + _mr_size(mr.size)) & _MASK
+            out.append(f"{head}alias {mr.name} @{mr.alias.name} "
+                       f"{mr.alias_offset:016x}-{off_end:016x}{state}")
+    elif mr.enabled or disabled:
+        out.append(f"{head}{mr.name}{state}")
+    # Children print by address, then priority (high first); ties keep
+    # subregion order.  A hidden disabled region's children still print.
+    for sub in sorted(mr.subregions, key=lambda r: (r.addr, -r.priority)):
+        _print_mr(sub, level + 1, cur_start, queue, queued, disabled, out)
+
+
+def _format_tree(system: MemorySystem, disabled: bool) -> List[str]:
+    out: List[str] = []
+    roots: Dict[int, Tuple[MemoryRegion, List[str]]] = {}
+    for asp in system.address_spaces:
+        roots.setdefault(asp.root.id, (asp.root, []))[1].append(asp.name)
+    queue: List[MemoryRegion] = []
+    queued: Set[int] = set()
+    for root, names in roots.values():
+        for name in sorted(names, key=lambda n: n.encode()):
+            out.append(f"address-space: {name}")
+        _print_mr(root, 1, 0, queue, queued, disabled, out)
+        out.append("")
+    # The queue grows while it is printed: targets of aliases found in
+    # memory-region blocks get blocks of their own.
+    i = 0
+    while i < len(queue):
+        mr = queue[i]
+        out.append(f"memory-region: {mr.name}")
+        _print_mr(mr, 1, 0, queue, queued, disabled, out)
+        out.append("")
+        i += 1
+    return out
+
+
+def _as_line(asp: AddressSpace) -> str:
+    line = f' AS "{asp.name}", root: {asp.root.name}'
+    if asp.root.alias is not None:
+        line += f", alias {asp.root.alias.name}"
+    return line
+
+
+def _region_name(region_id: int) -> Optional[str]:
+    mr = MemoryRegion.by_id(region_id)
+    return mr.name if mr is not None else None
+
+
+def _format_flat(system: MemorySystem, dispatch: bool) -> List[str]:
+    out: List[str] = []
+    for n, (view, spaces) in enumerate(system.flatviews().items()):
+        out.append(f"FlatView #{n}")
+        out.extend(_as_line(asp) for asp in spaces)
+        out.append(f" Root memory region: {view.root.name if view.root is not None else '(none)'}")
+        if not view.ranges:
+            out.append(f"{_INDENT}No rendered FlatView")
+            out.append("")
+            continue
+        for fr in view.ranges:
+            mr = fr.region
+            kind = "rom" if fr.readonly else mr.type_name()
+            nv = "nv-" if fr.nonvolatile else ""
+            line = (f"{_INDENT}{fr.addr:016x}-{(fr.addr + fr.size - 1):016x} "
+                    f"(prio {mr.priority}, {nv}{kind}): {mr.name}")
+            if fr.offset_in_region:
+                line += f" @{fr.offset_in_region:016x}"
+            out.append(line)
+        if dispatch and view.root is not None and view.dispatch is not None:
+            out.append(format_dispatch(view.dispatch, _region_name, view.root.id).rstrip("\n"))
+        out.append("")
+    return out
+
+
+def format_mtree(system: MemorySystem, flat: bool = False, dispatch: bool = False,
+                 disabled: bool = False) -> str:
+    """`info mtree` as QEMU prints it: `flat` is `-f`, `dispatch` `-d` (with
+    `-f`), `disabled` `-D` (tree only)."""
+    with system._lock:
+        lines = _format_flat(system, dispatch) if flat else _format_tree(system, disabled)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# ------------------------------------------------------------------ parsing
+
+_LINE = re.compile(
+    r"^(?:\[DETECTED OVERFLOW!\] )?(?P<indent>(?:  )*)"
+    r"(?P<start>[0-9a-f]{16})-(?P<end>[0-9a-f]{16}) "
+    r"\(prio (?P<prio>-?\d+), (?P<nv>nv-)?(?P<type>ramd|romd|rom|ram|i/o)\): "
+    r"(?P<rest>.*?)(?P<disabled> \[disabled\])?$")
+_ALIAS = re.compile(r"^alias (?P<name>.*?) @(?P<target>.*) "
+                    r"(?P<ostart>[0-9a-f]{16})-(?P<oend>[0-9a-f]{16})$")
+
+
+class _Node:
+    """One printed region line, placed in its block's tree."""
+
+    __slots__ = ("lineno", "key", "start", "size", "prio", "nv", "type", "name", "alias",
+                 "alias_offset", "disabled", "children", "parent", "block", "addr", "sig",
+                 "canon")
+
+    def __init__(self, lineno: int, line: str, m: "re.Match[str]") -> None:
+        self.lineno = lineno
+        # Hints name a line without its indent and without " [disabled]".
+        self.key = line[m.start("start"):m.start("disabled") if m.group("disabled")
+                        else len(line)]
+        self.start = int(m.group("start"), 16)
+        self.size = ((int(m.group("end"), 16) - self.start) & _MASK) + 1
+        self.prio = int(m.group("prio"))
+        self.nv = bool(m.group("nv"))
+        self.type = m.group("type")
+        self.disabled = bool(m.group("disabled"))
+        rest = m.group("rest")
+        am = _ALIAS.match(rest)
+        if am:
+            self.name = am.group("name")
+            self.alias: Optional[str] = am.group("target")
+            self.alias_offset = int(am.group("ostart"), 16)
+        else:
+            self.name = rest
+            self.alias = None
+            self.alias_offset = 0
+        self.children: List[_Node] = []
+        self.parent: Optional[_Node] = None
+        self.block: Optional[_Block] = None
+        self.addr = self.start
+        self.sig: Any = None
+        self.canon: Optional[_Node] = None
+
+
+class _Block:
+    """An `address-space:` block (with its AS names) or a `memory-region:` one."""
+
+    __slots__ = ("spaces", "region_name", "top", "lineno")
+
+    def __init__(self, lineno: int) -> None:
+        self.spaces: List[str] = []
+        self.region_name: Optional[str] = None
+        self.top: Optional[_Node] = None
+        self.lineno = lineno
+
+
+def _parse(text: str) -> List[_Block]:
+    blocks: List[_Block] = []
+    block: Optional[_Block] = None
+    stack: List[_Node] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            block = None
+            continue
+        if line.startswith("address-space: "):
+            if block is None or block.top is not None or block.region_name is not None:
+                block = _Block(lineno)
+                blocks.append(block)
+            block.spaces.append(line[len("address-space: "):])
+            continue
+        if line.startswith("memory-region: "):
+            block = _Block(lineno)
+            block.region_name = line[len("memory-region: "):]
+            blocks.append(block)
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            raise DumpParseError("not an `info mtree` line", lineno, line)
+        if block is None:
+            raise DumpParseError("region line outside an address-space or memory-region "
+                                 "block", lineno, line)
+        node = _Node(lineno, line, m)
+        node.block = block
+        level = len(m.group("indent")) // 2
+        if level == 1:
+            if block.top is not None:
+                raise DumpParseError("a second top-level region in one block", lineno, line)
+            block.top = node
+            stack = [node]
+            continue
+        if level < 2 or level - 1 > len(stack):
+            raise DumpParseError("indentation does not follow the tree", lineno, line)
+        del stack[level - 1:]
+        parent = stack[-1]
+        node.parent = parent
+        node.addr = (node.start - parent.start) & _MASK
+        parent.children.append(node)
+        stack.append(node)
+    for b in blocks:
+        if b.top is None:
+            raise DumpParseError("block without a region", b.lineno)
+    return blocks
+
+
+def _signature(node: _Node) -> Any:
+    """What the dump shows of a region and its subtree, position-independent."""
+    node.sig = (node.addr, node.size, node.prio, node.nv, node.type, node.name, node.alias,
+                node.alias_offset, node.disabled,
+                tuple(_signature(c) for c in node.children))
+    return node.sig
+
+
+def _walk(node: _Node) -> Iterable[_Node]:
+    yield node
+    for c in node.children:
+        yield from _walk(c)
+
+
+def _unify(blocks: List[_Block]) -> None:
+    """Set each node's `canon`: the node whose object it is."""
+    inner: Dict[Any, List[_Node]] = {}
+    as_tops: Dict[Any, List[_Node]] = {}
+    for b in blocks:
+        assert b.top is not None
+        _signature(b.top)
+        for n in _walk(b.top):
+            if n is not b.top:
+                inner.setdefault(n.sig, []).append(n)
+        if b.spaces:
+            as_tops.setdefault(b.top.sig, []).append(b.top)
+    match: Dict[int, _Node] = {}
+    for b in blocks:
+        top = b.top
+        assert top is not None
+        found = inner.get(top.sig)
+        if not found and b.region_name is not None:
+            found = as_tops.get(top.sig)
+        if found:
+            match[id(top)] = found[0]
+
+    def canon(node: _Node, depth: int = 0) -> _Node:
+        if node.canon is not None:
+            return node.canon
+        if depth > len(blocks):
+            raise DumpParseError("regions printed inside each other", node.lineno)
+        path = []
+        top = node
+        while top.parent is not None:
+            path.append(top.parent.children.index(top))
+            top = top.parent
+        other = match.get(id(top))
+        if other is None:
+            node.canon = node
+            return node
+        target = canon(other, depth + 1)
+        for i in reversed(path):
+            target = target.children[i]
+        node.canon = canon(target, depth + 1)
+        return node.canon
+
+    for b in blocks:
+        assert b.top is not None
+        for n in _walk(b.top):
+            canon(n)
+
+
+def _read_zero(offset: int, size: int) -> int:
+    return 0
+
+
+def _write_ignore(offset: int, value: int, size: int) -> None:
+    return None
+
+
+def _translate_identity(addr: int, is_write: bool = False) -> int:
+    return addr
+
+
+_DEFAULT_OPS = MemoryRegionOps(_read_zero, _write_ignore, valid_min=1, valid_max=8,
+                               impl_min=1, impl_max=8, unaligned=True)
+
+
+def _load_hints(hints: Union[None, dict, str, "PathLike[str]"]) -> dict:
+    if hints is None:
+        return {}
+    if isinstance(hints, dict):
+        return hints
+    path = Path(hints)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise DumpParseError(f"cannot read hints file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise DumpParseError(f"hints file {path} is not JSON: {exc}") from None
+
+
+def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None) -> MemorySystem:
+    """A MemorySystem rebuilt from QEMU's `info mtree -D` output and its hints."""
+    h = _load_hints(hints)
+    blocks = _parse(text)
+    if not blocks:
+        raise DumpParseError("no address-space or memory-region block in the dump")
+    _unify(blocks)
+
+    canon_nodes: List[_Node] = []
+    keys: Dict[str, List[_Node]] = {}
+    names: Dict[str, List[_Node]] = {}
+    for b in blocks:
+        assert b.top is not None
+        for n in _walk(b.top):
+            assert n.canon is not None
+            keys.setdefault(n.key, []).append(n.canon)
+            names.setdefault(n.name, []).append(n.canon)
+            if n.canon is n:
+                canon_nodes.append(n)
+
+    def hinted(field: str, by_name: bool = False) -> Set[int]:
+        entries = h.get(field, [])
+        if not isinstance(entries, list):
+            raise DumpParseError(f"hints: {field} must be a list")
+        out: Set[int] = set()
+        for entry in entries:
+            found = keys.get(entry) or (names.get(entry) if by_name else None)
+            if not found:
+                raise DumpParseError(f"hints: {field} names no line of the dump: {entry!r}")
+            out.update(id(n) for n in found)
+        return out
+
+    readonly = hinted("readonly_aliases")
+    containers = hinted("containers")
+    terminating = hinted("terminating")
+    iommu = hinted("iommu", by_name=True)
+
+    targets: Dict[str, _Node] = {}
+    for b in blocks:
+        if b.region_name is not None and b.top is not None:
+            assert b.top.canon is not None
+            targets.setdefault(b.region_name, b.top.canon)
+
+    objects: Dict[int, MemoryRegion] = {}
+    building: Set[int] = set()
+
+    def region_of(node: _Node) -> MemoryRegion:
+        mr = objects.get(id(node))
+        if mr is not None:
+            return mr
+        if id(node) in building:
+            raise DumpParseError(f"alias cycle through {node.name!r}", node.lineno)
+        building.add(id(node))
+        if node.alias is not None:
+            target = targets.get(node.alias)
+            if target is None:
+                candidates = {id(c): c for c in names.get(node.alias, [])}
+                if len(candidates) != 1:
+                    raise DumpParseError(f"alias {node.name!r}: no single region named "
+                                         f"{node.alias!r}", node.lineno)
+                target = next(iter(candidates.values()))
+            mr = MemoryRegion.alias(node.name, region_of(target), node.alias_offset, node.size)
+            if id(node) in readonly:
+                mr.readonly = True
+        elif node.type in ("ram", "ramd"):
+            mr = MemoryRegion.ram(node.name, node.size)
+        elif node.type == "rom":
+            mr = MemoryRegion.rom(node.name, node.size)
+        elif node.type == "romd":
+            mr = MemoryRegion.rom_device(node.name, node.size, _DEFAULT_OPS)
+        elif id(node) in iommu:
+            mr = MemoryRegion.iommu(node.name, node.size, _translate_identity)
+        elif node.children:
+            mr = (MemoryRegion.io(node.name, node.size, _DEFAULT_OPS) if id(node) in terminating
+                  else MemoryRegion.container(node.name, node.size))
+        else:
+            mr = (MemoryRegion.container(node.name, node.size) if id(node) in containers
+                  else MemoryRegion.io(node.name, node.size, _DEFAULT_OPS))
+        mr.nonvolatile = node.nv
+        mr.enabled = not node.disabled
+        mr.priority = node.prio
+        mr.addr = node.addr
+        objects[id(node)] = mr
+        building.discard(id(node))
+        return mr
+
+    for node in canon_nodes:
+        region_of(node)
+    for node in canon_nodes:
+        if node.children:
+            parent = objects[id(node)]
+            # Added in reverse printed order so that, among equal priorities,
+            # the subregion list comes out in printed order (QEMU puts the
+            # newest first).
+            for child in reversed(node.children):
+                parent.add_subregion(child.addr, objects[id(child)], child.prio)
+
+    page_bits = h.get("page_bits", 12)
+    system = MemorySystem(page_bits)
+    roots: Dict[str, _Node] = {}
+    block_order: List[str] = []
+    for b in blocks:
+        for name in b.spaces:
+            assert b.top is not None and b.top.canon is not None
+            roots.setdefault(name, b.top.canon)
+            block_order.append(name)
+    order = block_order
+    if "as_order" in h:
+        order = []
+        for entry in h["as_order"]:
+            m = re.match(r'^AS "(?P<name>.*)", root: ', entry)
+            if m is None or m.group("name") not in roots:
+                raise DumpParseError(f"hints: as_order names no address space of the "
+                                     f"dump: {entry!r}")
+            order.append(m.group("name"))
+        missing = [n for n in block_order if n not in order]
+        order.extend(missing)
+    with system.transaction():
+        for name in order:
+            system.address_space(objects[id(roots[name])], name)
+    return system
