@@ -91,7 +91,7 @@ def _collect(mr: MemoryRegion, base: int, start: int, end: int, readonly: bool,
         end = base + mr.size
     if start >= end:
         return
-    target = mr.alias
+    target = mr._alias
     if target is not None:
         _collect(target, base - target.addr - mr.alias_offset, start, end,
                  readonly, nonvolatile, out)
@@ -155,10 +155,11 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
     """The region whose rendering an address space rooted at `mr` shares
     (QEMU's memory_region_get_flatview_root); None renders nothing."""
     while mr is not None and mr.enabled:
-        if mr.alias is not None:
-            if mr.alias_offset == 0 and mr.size >= mr.alias.size:
+        target = mr._alias
+        if target is not None:
+            if mr.alias_offset == 0 and mr.size >= target.size:
                 # The whole target is visible: share the target's view.
-                mr = mr.alias
+                mr = target
                 continue
         elif mr.kind == CONTAINER:
             found = 0
