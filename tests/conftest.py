@@ -1,14 +1,25 @@
 """Suite-wide pytest options: `--stress` runs the long tests marked `stress`.
 
 Stress and fuzz runs take minutes; the default run stays quick, and CI or a
-sanitizer build opts in with `pytest --stress`.
+sanitizer build opts in with `pytest --stress`, which also runs every
+hypothesis property test with 20x the examples.
 """
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", deadline=None, max_examples=100,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("stress", parent=settings.get_profile("default"),
+                          max_examples=2000)
 
 
 def pytest_addoption(parser):
     parser.addoption("--stress", action="store_true", default=False,
                      help="also run the long tests marked 'stress'")
+
+
+def pytest_configure(config):
+    settings.load_profile("stress" if config.getoption("--stress") else "default")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,17 +4,13 @@ from __future__ import annotations
 from array import array
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pymem import CapacityError, Dispatch, DispatchRange, RangeOrderError, TopologyError
 from pymem.dispatch import ENTRY_LIMIT
 
 from .model import SPACE, DispatchModel
-
-settings.register_profile("pymem", deadline=None, max_examples=150,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("pymem")
 
 
 @st.composite
