@@ -138,6 +138,22 @@ void pm_as_translate(pm_as *as, uint64_t addr, uint64_t len, pm_access *out)
     set_stop(out, 0, &r, offset, plen);
 }
 
+void pm_dirty_fetch_and_clear(uint8_t *dirty, uint64_t first, uint64_t count,
+                              uint8_t mask, uint8_t *out)
+{
+    for (uint64_t i = 0; i < count; i++) {
+        out[i] = __atomic_fetch_and(&dirty[first + i], (uint8_t)~mask,
+                                    __ATOMIC_RELAXED) & mask;
+    }
+}
+
+void pm_dirty_set(uint8_t *dirty, uint64_t first, uint64_t count, uint8_t mask)
+{
+    for (uint64_t i = 0; i < count; i++) {
+        __atomic_or_fetch(&dirty[first + i], mask, __ATOMIC_RELAXED);
+    }
+}
+
 /* ------------------------------------------------------ fixed-width paths */
 
 /* Copy n bytes at addr into out if they are plain memory of one section. */

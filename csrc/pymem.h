@@ -173,6 +173,15 @@ int pm_as_stl_be(pm_as *as, uint64_t addr, uint64_t val);
 int pm_as_stq_le(pm_as *as, uint64_t addr, uint64_t val);
 int pm_as_stq_be(pm_as *as, uint64_t addr, uint64_t val);
 
+/*
+ * A RAM region's dirty log: one byte per page, one PM_DIRTY_* bit per client.
+ * Writers in C set bits atomically, so readers test and clear them atomically:
+ * out[i] gets the `mask` bits page first + i had, and they are cleared.
+ */
+void pm_dirty_fetch_and_clear(uint8_t *dirty, uint64_t first, uint64_t count,
+                              uint8_t mask, uint8_t *out);
+void pm_dirty_set(uint8_t *dirty, uint64_t first, uint64_t count, uint8_t mask);
+
 /* --------------------------------------------------------------------- rcu */
 
 /*

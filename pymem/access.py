@@ -1,5 +1,396 @@
-"""The access path of an AddressSpace (read, write, loads and stores): in progress."""
+"""The access path of an AddressSpace: read, write, rw, loads, stores and map.
+
+Plain memory is C's: `read`/`write` hand the whole access to csrc/access.c in
+one call, and the fixed-width loads and stores (`ldl_le`, `stq_be`, ...) are
+builtins bound to their C function (pymem/_fastpath), so a RAM access costs
+one C call.  When C reaches a piece that is not plain memory it stops and says
+where; this module answers that piece as QEMU's flatview_read/write_continue
+would (MMIO rules in pymem/mmio.py, IOMMU translation into the target address
+space, unassigned space, writes to ROM) and lets C go on with the rest.
+
+Semantics worth knowing, all QEMU's unless said otherwise:
+- A bus error does not stop an access: every piece is tried and the results
+  are OR-ed.  `rw` returns that MemTxResult; `read`, `write` and the loads and
+  stores raise MemTxError when it is not OK (the memory effects stay done).
+- Unassigned space answers DECODE_ERROR; reads of it give zero bytes.
+- Writes to ROM (a region that is itself read-only) change nothing and answer
+  DECODE_ERROR, as QEMU's address_space_write does.  Writes through a
+  read-only alias onto RAM change nothing and answer OK, as a CPU store to a
+  read-only page (TLB_DISCARD_WRITE); QEMU's address_space_write would write.
+- MMIO: each device access takes memory_access_size() of what is left (which
+  is not clamped to the region, as in QEMU), sizes the device does not accept
+  answer DECODE_ERROR without a callback, and wider or narrower sizes than it
+  implements are split or widened.  Bytes on the bus are the value in the
+  device's byte order.
+- Loads and stores are QEMU's address_space_ld*/st*: if the N bytes are not
+  plain memory of one section, the whole N-byte access goes to the region
+  under the first byte, as one device access (a RAM region there answers
+  DECODE_ERROR, as in QEMU).
+- A callback that raises: the exception propagates to the caller of the
+  access, `rw` included.  QEMU devices report bus errors through a
+  MemTxResult (here: `with_attrs` callbacks), so an exception is a bug in the
+  device model and hiding it in ACCESS_ERROR would lose its traceback.
+  Pieces done before it stay done; no lock is held across a callback, so the
+  address space keeps working.
+- Each piece handed to Python is followed by a fresh look at the current
+  view: a callback that changes the topology takes effect at its commit, and
+  the rest of the same access already sees it (QEMU finishes the access on
+  the view it started with).
+"""
+from __future__ import annotations
+
+import enum
+from functools import partial
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+from . import dirty, mmio
+from ._native import ffi, lib
+from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
+                       SECTION_ROMD, bind_fast)
+from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
+from .region import RAM, ROM, ROM_DEVICE, MemoryRegion
+
+ADDRESS_SPACE_SIZE = 1 << 64
+OK = MemTxResult.OK
+DECODE_ERROR = MemTxResult.DECODE_ERROR
+
+
+class IOMMUAccessFlags(enum.IntFlag):
+    """QEMU's IOMMUAccessFlags: what an access needs, what a mapping allows."""
+
+    NONE = 0
+    RO = 1
+    WO = 2
+    RW = 3
+
+
+class IOMMUTLBEntry(NamedTuple):
+    """What an IOMMU region's `translate(addr, flag)` answers (QEMU's IOMMUTLBEntry).
+
+    The access goes to `(translated_addr & ~addr_mask) | (addr & addr_mask)` in
+    `target_as` (None: the region's own target) if `perm` allows it; otherwise
+    it is unassigned.  `addr_mask` is the page size minus one.
+    """
+
+    target_as: Any
+    iova: int
+    translated_addr: int
+    addr_mask: int
+    perm: int
+
+
+def host_pointers(flat_range: Any) -> Optional[Tuple[Any, Any, int]]:
+    """The (host, dirty, dirty mask) triple a dispatch section needs so that C
+    can reach the range's memory: RAM, ROM and ROM devices; None for others."""
+    mr = flat_range.region
+    if mr.kind not in (RAM, ROM, ROM_DEVICE):
+        return None
+    host = ffi.from_buffer("uint8_t[]", mr.buffer, require_writable=True)
+    if mr.kind != RAM:
+        return host, ffi.NULL, 0
+    return host, dirty.log_of(mr).cdata, flat_range.dirty_log
+
+
+# Fixed-width accessors: name -> (fast-path kind, C function, size, big-endian).
+_LOADS = {
+    "ldub": ("load", "pm_as_ldub", 1, False),
+    "lduw_le": ("load", "pm_as_lduw_le", 2, False),
+    "lduw_be": ("load", "pm_as_lduw_be", 2, True),
+    "ldl_le": ("load", "pm_as_ldl_le", 4, False),
+    "ldl_be": ("load", "pm_as_ldl_be", 4, True),
+    "ldq_le": ("load64", "pm_as_ldq_le", 8, False),
+    "ldq_be": ("load64", "pm_as_ldq_be", 8, True),
+}
+_STORES = {
+    "stb": ("store", "pm_as_stb", 1, False),
+    "stw_le": ("store", "pm_as_stw_le", 2, False),
+    "stw_be": ("store", "pm_as_stw_be", 2, True),
+    "stl_le": ("store", "pm_as_stl_le", 4, False),
+    "stl_be": ("store", "pm_as_stl_be", 4, True),
+    "stq_le": ("store", "pm_as_stq_le", 8, False),
+    "stq_be": ("store", "pm_as_stq_be", 8, True),
+}
+
+
+def _check_access(addr: Any, size: int) -> None:
+    if not isinstance(addr, int) or isinstance(addr, bool):
+        raise TypeError(f"address must be an int, not {type(addr).__name__}")
+    if addr < 0 or addr + size > ADDRESS_SPACE_SIZE:
+        raise ValueError(f"access of {size} bytes at {addr:#x} is outside the 64-bit space")
+
+
+def _byteorder(big: bool) -> str:
+    return "big" if big else "little"
+
+
+class _Mapping(NamedTuple):
+    region: Optional[MemoryRegion]   # None: a bounce buffer
+    offset: int                      # in the region, or the address of the bounce
+    is_write: bool
+    attrs: MemTxAttrs
 
 
 class AccessMixin:
-    """Access methods mixed into AddressSpace."""
+    """Access methods mixed into AddressSpace (which provides `_cas`).
+
+    `ldub`, `lduw_le`, ... `stq_be` are builtins bound on first use to this
+    space's C handle; they take `(addr)` or `(addr, value)` and use
+    unspecified attributes.  `load`/`store` take attributes.
+    """
+
+    _cas: Any
+    _mappings: Dict[int, Tuple[memoryview, _Mapping]]
+
+    def __getattr__(self, name: str) -> Callable:
+        spec = _LOADS.get(name) or _STORES.get(name)
+        if spec is None or "_cas" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        kind, function, size, big = spec
+        slow = self._load_or_raise if kind != "store" else self._store_or_raise
+        fn = bind_fast(kind, function, self._cas, size, partial(slow, size, big))
+        # Cached on the instance: later calls never come back here.
+        setattr(self, name, fn)
+        return fn
+
+    # ------------------------------------------------------------ bulk access
+
+    def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
+        """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"read size must be a non-negative int, not {size!r}")
+        buf = bytearray(size)
+        result = self.rw(addr, buf, False, attrs)
+        if result:
+            raise MemTxError(result, addr, size, False)
+        return bytes(buf)
+
+    def write(self, addr: int, data: Any, attrs: Optional[MemTxAttrs] = None) -> None:
+        """Write the bytes of `data`; raises MemTxError if the bus answers an error."""
+        result = self.rw(addr, data, True, attrs)
+        if result:
+            raise MemTxError(result, addr, memoryview(data).nbytes, True)
+
+    def rw(self, addr: int, buffer: Any, is_write: bool,
+           attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
+        """Read into (a writable) or write from `buffer`; the bus's answer,
+        never raised (QEMU's address_space_rw)."""
+        view = memoryview(buffer).cast("B")
+        n = view.nbytes
+        _check_access(addr, n)
+        if n == 0:
+            return OK
+        if attrs is None:
+            attrs = MEMTXATTRS_UNSPECIFIED
+        return self._rw(addr, view, is_write, attrs)
+
+    def _rw(self, addr: int, view: memoryview, is_write: bool, attrs: MemTxAttrs) -> MemTxResult:
+        n = view.nbytes
+        if is_write:
+            c_buf = ffi.from_buffer("uint8_t[]", view)
+            step = lib.pm_as_write
+        else:
+            c_buf = ffi.from_buffer("uint8_t[]", view, require_writable=True)
+            step = lib.pm_as_read
+        stop = ffi.new("pm_access *")
+        done = 0
+        result = OK
+        while step(self._cas, addr + done, c_buf + done, n - done, stop):
+            done += stop.done
+            length, r = self._piece(addr + done, view[done:], stop, is_write, attrs)
+            result |= r
+            done += length
+            if done == n:
+                break
+        return result
+
+    def _piece(self, addr: int, view: memoryview, stop: Any, is_write: bool,
+               attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+        """Answer the start of `view` at `addr`, where C stopped; returns the
+        bytes answered and the result (flatview_*_continue's I/O case)."""
+        offset = stop.offset
+        region = MemoryRegion.by_id(stop.region) if stop.region != NO_REGION else None
+        if stop.flags & SECTION_IOMMU and region is not None:
+            return self._iommu_piece(region, offset, view, is_write, attrs)
+        rest = view.nbytes
+        ops = region.ops if region is not None else None
+        if region is not None and region.ram_backed:
+            # QEMU clamps RAM and ROM to their section; devices are not.
+            rest = min(rest, stop.len)
+            if is_write and not region.readonly:
+                # RAM behind a read-only alias: the write is dropped.
+                return rest, OK
+        return _device_access(ops, offset, view, mmio.access_size(ops, rest, offset),
+                              is_write, attrs)
+
+    def _iommu_piece(self, region: MemoryRegion, offset: int, view: memoryview,
+                     is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+        entry, target_addr, length = _iommu_translate(region, offset, view.nbytes, is_write)
+        if entry is None:
+            # A permission fault: QEMU goes on as if the address were unassigned.
+            return _device_access(None, offset, view, mmio.access_size(None, view.nbytes, offset),
+                                  is_write, attrs)
+        target = entry.target_as if entry.target_as is not None else region.target
+        return length, target._rw(target_addr, view[:length], is_write, attrs)
+
+    # -------------------------------------------------------- loads and stores
+
+    def load(self, addr: int, size: int, big_endian: bool = False,
+             attrs: Optional[MemTxAttrs] = None) -> Tuple[int, MemTxResult]:
+        """QEMU's address_space_ld*: (value, result) of a `size`-byte load."""
+        if size not in (1, 2, 4, 8):
+            raise ValueError(f"load size must be 1, 2, 4 or 8, not {size!r}")
+        _check_access(addr, size)
+        return self._load(addr, size, big_endian, attrs or MEMTXATTRS_UNSPECIFIED)
+
+    def store(self, addr: int, value: int, size: int, big_endian: bool = False,
+              attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
+        """QEMU's address_space_st*: store the low `size` bytes of `value`."""
+        if size not in (1, 2, 4, 8):
+            raise ValueError(f"store size must be 1, 2, 4 or 8, not {size!r}")
+        if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"value {value!r} does not fit in {size} bytes")
+        _check_access(addr, size)
+        return self._store(addr, value, size, big_endian, attrs or MEMTXATTRS_UNSPECIFIED)
+
+    def _load_or_raise(self, size: int, big: bool, addr: int) -> int:
+        value, result = self.load(addr, size, big)
+        if result:
+            raise MemTxError(result, addr, size, False)
+        return value
+
+    def _store_or_raise(self, size: int, big: bool, addr: int, value: int) -> None:
+        result = self.store(addr, value, size, big)
+        if result:
+            raise MemTxError(result, addr, size, True)
+
+    def _resolve(self, addr: int, size: int, is_write: bool) -> tuple:
+        """Translate once, through IOMMUs: (space, addr, region or None,
+        offset, in-section length, flags); a permission fault gives the
+        unassigned region at the IOMMU's offset."""
+        space: AccessMixin = self
+        t = ffi.new("pm_access *")
+        while True:
+            lib.pm_as_translate(space._cas, addr, size, t)
+            region = MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
+            if not (t.flags & SECTION_IOMMU and region is not None):
+                return space, addr, region, t.offset, t.len, t.flags
+            entry, addr, size = _iommu_translate(region, t.offset, size, is_write)
+            if entry is None:
+                return space, addr, None, t.offset, size, 0
+            space = entry.target_as if entry.target_as is not None else region.target
+
+    def _load(self, addr: int, size: int, big: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+        space, addr, region, offset, length, flags = self._resolve(addr, size, False)
+        if (region is not None and length >= size and flags & (SECTION_RAM | SECTION_ROMD)):
+            buf = bytearray(size)
+            lib.pm_as_read(space._cas, addr, ffi.from_buffer(buf), size, ffi.new("pm_access *"))
+            return int.from_bytes(buf, _byteorder(big)), OK
+        ops = region.ops if region is not None else None
+        value, result = mmio.dispatch_read(ops, offset, size, attrs)
+        if ops is not None and ops.endianness != _byteorder(big):
+            value = int.from_bytes(value.to_bytes(size, "little"), "big")
+        return value, result
+
+    def _store(self, addr: int, value: int, size: int, big: bool,
+               attrs: MemTxAttrs) -> MemTxResult:
+        space, addr, region, offset, length, flags = self._resolve(addr, size, True)
+        if region is not None and length >= size and flags & SECTION_RAM:
+            if flags & SECTION_READONLY and not region.readonly:
+                return OK   # RAM behind a read-only alias: dropped, as in rw
+            if not flags & (SECTION_READONLY | SECTION_ROMD):
+                data = value.to_bytes(size, _byteorder(big))
+                lib.pm_as_write(space._cas, addr, data, size, ffi.new("pm_access *"))
+                return OK
+        ops = region.ops if region is not None else None
+        if ops is not None and ops.endianness != _byteorder(big):
+            value = int.from_bytes(value.to_bytes(size, "little"), "big")
+        return mmio.dispatch_write(ops, offset, value, size, attrs)
+
+    # -------------------------------------------------------------------- map
+
+    def map(self, addr: int, size: int, is_write: bool,
+            attrs: Optional[MemTxAttrs] = None) -> memoryview:
+        """Zero-copy view of `size` bytes of RAM at `addr` for DMA (QEMU's
+        address_space_map): shorter where the region's memory stops being
+        contiguous in the space.  Where there is no RAM, a bounce buffer of
+        at most one page (filled by a read unless `is_write`).  Give it back
+        with `unmap`."""
+        _check_access(addr, size)
+        if attrs is None:
+            attrs = MEMTXATTRS_UNSPECIFIED
+        if size == 0:
+            return memoryview(b"")
+        space, taddr, region, offset, length, flags = self._resolve(addr, size, is_write)
+        direct = (flags & SECTION_RAM and not flags & (SECTION_READONLY | SECTION_ROMD)
+                  if is_write else flags & (SECTION_RAM | SECTION_ROMD))
+        if region is None or not direct:
+            page = 1 << self.system.page_bits
+            bounce = bytearray(min(size, page))
+            if not is_write:
+                self.rw(addr, bounce, False, attrs)
+            view = memoryview(bounce)
+            self._remember(view, _Mapping(None, addr, is_write, attrs))
+            return view
+        # flatview_extend_translation: go on while the next section continues
+        # the same region at the next offset.
+        t = ffi.new("pm_access *")
+        while length < size:
+            lib.pm_as_translate(space._cas, taddr + length, size - length, t)
+            if t.region != region.id or t.offset != offset + length or t.flags != flags:
+                break
+            length += t.len
+        view = region.buffer[offset:offset + min(length, size)]
+        self._remember(view, _Mapping(region, offset, is_write, attrs))
+        return view
+
+    def _remember(self, view: memoryview, mapping: _Mapping) -> None:
+        if "_mappings" not in self.__dict__:
+            self._mappings = {}
+        self._mappings[id(view)] = (view, mapping)
+
+    def unmap(self, view: memoryview, access_len: Optional[int] = None) -> None:
+        """Give back a view from `map`: the first `access_len` bytes (all by
+        default) were written if it was mapped for writing, so their pages are
+        marked dirty (or the bounce buffer is written out).  The view is
+        released."""
+        entry = self.__dict__.get("_mappings", {}).pop(id(view), None)
+        if entry is None or entry[0] is not view:
+            raise ValueError("unmap: this view did not come from map() on this address space")
+        mapping = entry[1]
+        if access_len is None:
+            access_len = view.nbytes
+        if not 0 <= access_len <= view.nbytes:
+            raise ValueError(f"unmap: access_len {access_len} is outside the view's "
+                             f"{view.nbytes} bytes")
+        if mapping.is_write and access_len:
+            if mapping.region is None:
+                self.rw(mapping.offset, view[:access_len], True, mapping.attrs)
+            elif mapping.region.kind == RAM:
+                dirty.set_dirty(mapping.region, mapping.offset, access_len)
+        view.release()
+
+
+def _iommu_translate(region: MemoryRegion, offset: int, length: int,
+                     is_write: bool) -> Tuple[Optional[IOMMUTLBEntry], int, int]:
+    """Ask the IOMMU; (entry, target address, length kept within its page),
+    or (None, offset, length) if it refuses the access."""
+    flag = IOMMUAccessFlags.WO if is_write else IOMMUAccessFlags.RO
+    assert region.translate is not None
+    entry = IOMMUTLBEntry(*region.translate(offset, flag))
+    if not entry.perm & flag:
+        return None, offset, length
+    mask = entry.addr_mask
+    target = (entry.translated_addr & ~mask) | (offset & mask)
+    return entry, target, min(length, (target | mask) - target + 1)
+
+
+def _device_access(ops: Any, offset: int, view: memoryview, size: int, is_write: bool,
+                   attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+    """One device access of `size` bytes from the start of `view`."""
+    order = mmio.byteorder(ops)
+    if is_write:
+        value = int.from_bytes(view[:size], order)
+        return size, mmio.dispatch_write(ops, offset, value, size, attrs)
+    value, result = mmio.dispatch_read(ops, offset, size, attrs)
+    view[:size] = value.to_bytes(size, order)
+    return size, result

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable, List, Optional
 
+from .access import host_pointers
 from .dispatch import (SECTION_IOMMU, SECTION_NONVOLATILE, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, Dispatch, DispatchRange)
 from .region import ADDRESS_SPACE_SIZE, CONTAINER, IOMMU, ROM_DEVICE, MemoryRegion
@@ -192,7 +193,8 @@ class FlatView:
         self.ranges = ranges
         self.dispatch: Optional[Dispatch] = Dispatch.build(
             [DispatchRange(r.addr, r.size, r.offset_in_region, r.region.id, r.flags)
-             for r in ranges], page_bits, stats=stats)
+             for r in ranges], page_bits, stats=stats,
+            hosts=[host_pointers(r) for r in ranges])
         self._refs = 1
         self._reclaim = reclaim
         # Declared after `dispatch`: the C dispatch counts itself in these

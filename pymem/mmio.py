@@ -1,0 +1,100 @@
+"""QEMU's rules for an access that reaches a device, in pure Python.
+
+What a device sees of an access is decided here, as QEMU decides it in
+`memory_access_size` (how much of a longer access one device access takes),
+`memory_region_access_valid` (which sizes and alignments the device accepts:
+others answer DECODE_ERROR without a callback), `access_with_adjusted_size`
+(the sizes its callbacks implement: wider accesses split into several
+callbacks, narrower ones widened and masked) and `adjust_endianness` (bytes
+on the bus are the value in the device's byte order).  `ops` None stands for
+QEMU's unassigned_mem_ops: unassigned space and regions without ops, which
+reject every access.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+from .memtx import MemTxAttrs, MemTxResult
+
+OK = MemTxResult.OK
+DECODE_ERROR = MemTxResult.DECODE_ERROR
+
+
+def access_size(ops: Optional[Any], length: int, offset: int) -> int:
+    """How many of `length` bytes at `offset` one device access takes."""
+    size_max = ops.valid_max if ops is not None else 4
+    if ops is None or not ops.unaligned:
+        # An aligned device only sees accesses aligned to their size.
+        align = offset & -offset
+        if align and align < size_max:
+            size_max = align
+    size = min(length, size_max)
+    return 1 << (size.bit_length() - 1)
+
+
+def access_valid(ops: Optional[Any], offset: int, size: int) -> bool:
+    """Whether the device accepts an access of `size` bytes at `offset`."""
+    if ops is None:
+        return False
+    if not ops.unaligned and offset & (size - 1):
+        return False
+    return ops.valid_min <= size <= ops.valid_max
+
+
+def _impl_pieces(ops: Any, size: int) -> Tuple[int, int, list]:
+    """The callback size, its mask, and (offset delta, shift) per callback."""
+    step = max(min(size, ops.impl_max), ops.impl_min)
+    if ops.endianness == "big":
+        # The first callback holds the most significant part of the value.
+        shifts = [(i, (size - step - i) * 8) for i in range(0, size, step)]
+    else:
+        shifts = [(i, i * 8) for i in range(0, size, step)]
+    return step, (1 << (step * 8)) - 1, shifts
+
+
+def dispatch_read(ops: Optional[Any], offset: int, size: int,
+                  attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+    """Read `size` bytes: the value in the device's byte order, and the result."""
+    if not access_valid(ops, offset, size):
+        return 0, DECODE_ERROR
+    step, mask, shifts = _impl_pieces(ops, size)
+    read = ops.read
+    with_attrs = ops.with_attrs
+    value = 0
+    result = OK
+    for delta, shift in shifts:
+        if with_attrs:
+            part, r = read(offset + delta, step, attrs)
+            result |= r
+        else:
+            part = read(offset + delta, step)
+        part &= mask
+        # A callback wider than the access (impl_min) gives only its part:
+        # for a big-endian device that is its low-addressed, high-order end.
+        value |= part << shift if shift >= 0 else part >> -shift
+    return value & ((1 << (size * 8)) - 1), MemTxResult(result)
+
+
+def dispatch_write(ops: Optional[Any], offset: int, value: int, size: int,
+                   attrs: MemTxAttrs) -> MemTxResult:
+    """Write `value` (in the device's byte order) as `size` bytes at `offset`."""
+    if not access_valid(ops, offset, size):
+        return DECODE_ERROR
+    step, mask, shifts = _impl_pieces(ops, size)
+    write = ops.write
+    with_attrs = ops.with_attrs
+    result = OK
+    for delta, shift in shifts:
+        part = (value >> shift if shift >= 0 else value << -shift) & mask
+        if with_attrs:
+            r = write(offset + delta, part, step, attrs)
+            if r:
+                result |= r
+        else:
+            write(offset + delta, part, step)
+    return MemTxResult(result)
+
+
+def byteorder(ops: Optional[Any]) -> str:
+    """The byte order of the device's values on the bus."""
+    return ops.endianness if ops is not None else "little"
