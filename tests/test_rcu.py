@@ -373,4 +373,6 @@ def test_lookups_racing_commits_see_one_whole_view_and_nothing_leaks():
     lib.pm_as_publish(asp, ffi.NULL)
     rcu.call_rcu(current.pop("d").close)
     rcu.drain_call_rcu()
+    ffi.release(asp)  # before `stats`, which it points at, goes away
     assert stats.live_dispatches == 0
+    assert stats.live_address_spaces == 0
