@@ -17,6 +17,7 @@ import weakref
 from contextlib import contextmanager
 from typing import (TYPE_CHECKING, Any, Callable, Iterator, List, Optional)
 
+from . import dirty
 from .dispatch import NO_REGION
 from .errors import TopologyError
 
@@ -280,17 +281,24 @@ class MemoryRegion:
     # ------------------------------------------------------------------ edits
 
     @contextmanager
-    def _edit(self) -> Iterator[None]:
+    def _edit(self, other: Optional["MemoryRegion"] = None) -> Iterator[None]:
+        """A transaction on the system this edit touches (ours, or `other`'s
+        when we are outside every system)."""
         system = self._system
+        if system is None and other is not None:
+            system = other._system
         if system is None:
             yield
         else:
             with system.transaction():
                 yield
 
-    def _update_pending(self) -> None:
-        if self._system is not None:
-            self._system._update_pending = True
+    def _update_pending(self, other: Optional["MemoryRegion"] = None) -> None:
+        system = self._system
+        if system is None and other is not None:
+            system = other._system
+        if system is not None:
+            system._update_pending = True
 
     def add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
         """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
@@ -321,14 +329,17 @@ class MemoryRegion:
         if (self._system is not None and region._system is not None
                 and region._system is not self._system):
             raise TopologyError(f"{where}: the regions belong to different MemorySystems")
-        with self._edit():
+        with self._edit(region):
             if self._system is not None:
                 self._system._adopt(region)
+            moved = region.addr != offset
             region.priority = priority
             region.addr = offset
             self._insert(region)
-            if self.enabled and region.enabled:
-                self._update_pending()
+            # QEMU re-renders only when both are enabled; a view root's own
+            # address also counts, so a root that moved re-renders too.
+            if (self.enabled and region.enabled) or moved:
+                self._update_pending(region)
 
     def _insert(self, region: "MemoryRegion") -> None:
         region.container = self
@@ -350,11 +361,11 @@ class MemoryRegion:
             owner = (f"a subregion of {region.container.name!r}"
                      if region.container is not None else "not mapped anywhere")
             raise TopologyError(f"removing {region.name!r} from {self.name!r}: it is {owner}")
-        with self._edit():
+        with self._edit(region):
             self._subs.remove(region)
             region.container = None
             if self.enabled and region.enabled:
-                self._update_pending()
+                self._update_pending(region)
 
     def set_enabled(self, enabled: bool) -> None:
         """Show or hide the region and its whole subtree."""
@@ -381,6 +392,10 @@ class MemoryRegion:
                 container._insert(self)
                 if container.enabled and self.enabled:
                     self._update_pending()
+            elif self.enabled:
+                # QEMU leaves views stale when a root moves, until some other
+                # change commits; a root's address counts, so re-render now.
+                self._update_pending()
 
     def set_alias_offset(self, offset: int) -> None:
         """Slide an alias's window over its target."""
@@ -451,6 +466,24 @@ class MemoryRegion:
             self.dirty_log = mask
             if self.enabled:
                 self._update_pending()
+
+    # Dirty memory (RAM only), QEMU's memory_region_*_dirty; see pymem/dirty.py.
+
+    def get_dirty(self, addr: int, size: int, client: int) -> bool:
+        """Whether a page of [addr, addr + size) was written since `client` last cleared it."""
+        return dirty.get_dirty(self, addr, size, client)
+
+    def set_dirty(self, addr: int, size: int) -> None:
+        """Mark [addr, addr + size) written, for every client logging this region."""
+        dirty.set_dirty(self, addr, size)
+
+    def reset_dirty(self, addr: int, size: int, client: int) -> None:
+        """Clear `client`'s dirty bits of [addr, addr + size)."""
+        dirty.reset_dirty(self, addr, size, client)
+
+    def get_and_clear_dirty(self, addr: int, size: int, client: int) -> List[int]:
+        """Offsets of the pages of [addr, addr + size) dirty for `client`, cleared at once."""
+        return dirty.get_and_clear_dirty(self, addr, size, client)
 
 
 def _check_ops(name: str, ops: Any) -> MemoryRegionOps:

@@ -1,0 +1,122 @@
+"""The access path against tests/access_model.py, on random trees and accesses.
+
+Trees mix RAM, ROM, read-only aliases of RAM, ROM devices (romd on or off)
+and MMIO regions with random valid/impl sizes, unaligned and endianness,
+overlapping at random priorities, with gaps of unassigned space.  For every
+access the bytes or value, the MemTxResult, the callbacks the devices saw
+and the memory afterwards must equal the model's.
+"""
+import zlib
+
+from hypothesis import given, strategies as st
+
+from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+from tests.access_model import AccessModel
+
+SPAN = 0x800
+
+
+def device_value(name, offset, size):
+    return zlib.crc32(f"{name}:{offset}:{size}".encode()) * 0x100000001 % (1 << (8 * size))
+
+
+sizes = st.sampled_from([1, 2, 4, 8])
+
+
+@st.composite
+def ops_settings(draw):
+    vmin, vmax = sorted([draw(sizes), draw(sizes)])
+    imin, imax = sorted([draw(sizes), draw(sizes)])
+    return dict(valid_min=vmin, valid_max=vmax, impl_min=imin, impl_max=imax,
+                unaligned=draw(st.booleans()),
+                endianness=draw(st.sampled_from(["little", "big"])))
+
+
+region_spec = st.tuples(
+    st.sampled_from(["ram", "rom", "alias", "io", "rom_device"]),
+    st.integers(0, SPAN - 1),             # where
+    st.integers(1, 0x300),                # size
+    st.integers(-1, 1),                   # priority
+    ops_settings(), st.booleans(),        # MMIO settings; romd
+    st.binary(min_size=16, max_size=16),  # memory seed
+)
+
+
+def build(specs, log):
+    system = MemorySystem(page_bits=10)
+    root = MemoryRegion.container("root", 1 << 20)
+    backing = MemoryRegion.ram("backing", 0x400)
+    for i, (kind, where, size, prio, settings, romd, seed) in enumerate(specs):
+        name = f"{kind}{i}"
+        fill = (seed * (size // 16 + 1))[:size]
+        if kind == "ram":
+            mr = MemoryRegion.ram(name, size)
+            mr.buffer[:] = fill
+        elif kind == "rom":
+            mr = MemoryRegion.rom(name, size, fill)
+        elif kind == "alias":
+            size = min(size, 0x400 - where % 0x100)
+            mr = MemoryRegion.alias(name, backing, where % 0x100, size)
+            mr.set_readonly(True)
+        else:
+            def read(offset, n, name=name):
+                log.append(("r", name, offset, n))
+                return device_value(name, offset, n)
+
+            def write(offset, value, n, name=name):
+                log.append(("w", name, offset, value, n))
+
+            ops = MemoryRegionOps(read, write, **settings)
+            if kind == "io":
+                mr = MemoryRegion.io(name, size, ops)
+            else:
+                mr = MemoryRegion.rom_device(name, size, ops)
+                mr.buffer[:] = fill
+                mr.set_romd(romd)
+        root.add_subregion(where, mr, prio)
+    backing.buffer[:] = bytes(range(256)) * 4
+    asp = system.address_space(root, "memory")
+    return asp
+
+
+def model_of(asp):
+    memory = {}
+    for fr in asp.flatview.ranges:
+        if fr.region.kind in ("ram", "rom", "rom_device"):
+            memory[fr.region.id] = bytearray(fr.region.buffer)
+    return AccessModel(asp.flatview.ranges, memory,
+                       lambda region, offset, size: device_value(region.name, offset, size))
+
+
+access = st.tuples(
+    st.sampled_from(["read", "write", "load", "store"]),
+    st.integers(0, SPAN + 0x100), st.integers(1, 16), st.booleans(),
+    st.binary(min_size=16, max_size=16))
+
+
+@given(st.lists(region_spec, min_size=1, max_size=6), st.lists(access, min_size=1, max_size=8))
+def test_accesses_match_the_model(specs, accesses):
+    log = []
+    asp = build(specs, log)
+    model = model_of(asp)
+    for op, addr, size, big, data in accesses:
+        log.clear()
+        model.log.clear()
+        if op == "read":
+            buf = bytearray(size)
+            result = asp.rw(addr, buf, False)
+            assert (bytes(buf), result) == model.rw(addr, None, size)
+        elif op == "write":
+            result = asp.rw(addr, data[:size], True)
+            assert result == model.rw(addr, data[:size], size)[1]
+        else:
+            width = 1 << (size % 4)
+            if op == "load":
+                assert asp.load(addr, width, big) == model.load(addr, width, big)
+            else:
+                value = int.from_bytes(data[:width], "little")
+                assert asp.store(addr, value, width, big) == model.store(addr, value, width, big)
+        assert log == model.log
+    for fr in asp.flatview.ranges:
+        if fr.region.id in model.memory:
+            assert bytes(fr.region.buffer) == bytes(model.memory[fr.region.id]), fr
