@@ -390,11 +390,9 @@ class MemoryRegion:
             if container is not None:
                 container._subs.remove(self)
                 container._insert(self)
-                if container.enabled and self.enabled:
-                    self._update_pending()
-            elif self.enabled:
-                # QEMU leaves views stale when a root moves, until some other
-                # change commits; a root's address counts, so re-render now.
+            # QEMU re-renders only if the container is enabled too, leaving a
+            # moved view root stale; a root's own address counts, so we do.
+            if self.enabled:
                 self._update_pending()
 
     def set_alias_offset(self, offset: int) -> None:

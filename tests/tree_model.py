@@ -1,0 +1,94 @@
+"""A reference model that answers "who owns this address?" by walking the tree.
+
+No rendering, no merging, no dispatch: for one address it descends from the
+view's root the way QEMU's rules say the winner is chosen (enabled regions
+whose window holds the address, children in subregion order before their
+parent, aliases re-based onto their target).  Property tests compare it with
+what the C dispatch answers after every commit.
+"""
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Optional, Set
+
+from pymem.region import CONTAINER, MemoryRegion
+
+
+class Owner(NamedTuple):
+    region: MemoryRegion
+    offset: int
+    readonly: bool
+
+
+def view_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
+    """The region an address space on `mr` renders (QEMU-SEMANTICS §2)."""
+    while mr is not None and mr.enabled:
+        if mr.kind == "alias":
+            if mr.alias_offset == 0 and mr.size >= mr.alias.size:
+                mr = mr.alias
+                continue
+            return mr
+        if mr.kind != CONTAINER:
+            return mr
+        enabled = [c for c in mr.subregions if c.enabled]
+        if not enabled:
+            return None
+        if len(enabled) == 1 and enabled[0].addr == 0 and enabled[0].size <= mr.size:
+            mr = enabled[0]
+            continue
+        return mr
+    return None
+
+
+def _owner(mr: MemoryRegion, addr: int, base: int, readonly: bool) -> Optional[Owner]:
+    if not mr.enabled:
+        return None
+    start = base + mr.addr
+    if not start <= addr < start + mr.size:
+        return None
+    readonly = readonly or mr.readonly
+    if mr.kind == "alias":
+        target = mr.alias
+        return _owner(target, addr, start - mr.alias_offset - target.addr, readonly)
+    for sub in mr.subregions:
+        found = _owner(sub, addr, start, readonly)
+        if found is not None:
+            return found
+    if mr.kind == CONTAINER:
+        return None
+    return Owner(mr, addr - start, readonly)
+
+
+def owner(root: MemoryRegion, addr: int) -> Optional[Owner]:
+    """Which region answers `addr` in an address space rooted at `root`."""
+    phys = view_root(root)
+    if phys is None or not 0 <= addr < 1 << 64:
+        return None
+    return _owner(phys, addr, 0, False)
+
+
+def edges(root: MemoryRegion) -> Set[int]:
+    """Every address where some window reachable from `root` starts or ends,
+    and the address before it: where ownership can change."""
+    out: Set[int] = set()
+    seen: Set[tuple] = set()
+
+    def walk(mr: MemoryRegion, base: int) -> None:
+        key = (mr.id, base)
+        if key in seen or len(seen) > 10_000:
+            return
+        seen.add(key)
+        start = base + mr.addr
+        for p in (start, start + mr.size):
+            out.update((p - 1, p))
+        if mr.kind == "alias":
+            walk(mr.alias, start - mr.alias_offset - mr.alias.addr)
+        for sub in mr.subregions:
+            walk(sub, start)
+
+    walk(root, 0)
+    return {p for p in out if 0 <= p < 1 << 64}
+
+
+def probes(root: MemoryRegion, extra: Iterable[int] = ()) -> list:
+    """Sorted probe addresses: the edges of the tree plus `extra`."""
+    return sorted(edges(root) | {p for p in extra if 0 <= p < 1 << 64})
