@@ -1,0 +1,221 @@
+"""Region edits: what they accept, and the clear errors for what they refuse.
+
+Every refused edit names the regions involved and leaves every address space
+on its last good view (the same FlatView object, still published).
+"""
+from __future__ import annotations
+
+import pytest
+
+from pymem import (CapacityError, MemoryRegion, MemoryRegionOps, MemorySystem,
+                   TopologyError)
+from pymem import flatview as flatview_module
+
+OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
+
+
+@pytest.fixture
+def machine():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 64)
+    ram = MemoryRegion.ram("pc.ram", 0x10000)
+    root.add_subregion(0, ram)
+    asp = system.address_space(root, "memory")
+    return system, root, ram, asp
+
+
+def assert_unchanged(asp, view):
+    assert asp.flatview is view
+    assert view.dispatch is not None
+    assert [(r.addr, r.size, r.region.name) for r in view.ranges] == [(0, 0x10000, "pc.ram")]
+
+
+def test_alias_cycle_is_refused_naming_both_regions(machine):
+    system, root, ram, asp = machine
+    view = asp.flatview
+    bus = MemoryRegion.container("bus", 0x1000)
+    root.add_subregion(0x100000, bus)
+    view = asp.flatview
+    loop = MemoryRegion.alias("loop", bus, 0, 0x1000)
+    with pytest.raises(TopologyError, match="'loop'.*'bus'.*cycle"):
+        bus.add_subregion(0, loop)
+    assert asp.flatview is view
+    assert loop.container is None
+
+
+def test_cycle_through_aliases_of_aliases_is_refused(machine):
+    system, root, ram, asp = machine
+    a = MemoryRegion.container("a", 0x1000)
+    b = MemoryRegion.container("b", 0x1000)
+    to_a = MemoryRegion.alias("to-a", a, 0, 0x1000)
+    to_to_a = MemoryRegion.alias("to-to-a", to_a, 0, 0x1000)
+    b.add_subregion(0, to_to_a)
+    to_b = MemoryRegion.alias("to-b", b, 0, 0x1000)
+    with pytest.raises(TopologyError, match="'to-b' -> 'b' -> 'to-to-a' -> 'to-a' -> 'a'"):
+        a.add_subregion(0, to_b)
+
+
+def test_region_added_under_its_own_descendant_is_refused(machine):
+    system, root, ram, asp = machine
+    view = asp.flatview
+    outer = MemoryRegion.container("outer", 0x1000)
+    inner = MemoryRegion.container("inner", 0x1000)
+    outer.add_subregion(0, inner)
+    with pytest.raises(TopologyError, match="'outer' to 'inner'.*cycle"):
+        inner.add_subregion(0, outer)
+    with pytest.raises(TopologyError, match="cycle"):
+        root.add_subregion(0, root)
+    assert_unchanged(asp, view)
+
+
+def test_region_added_twice_or_to_two_parents_is_refused(machine):
+    system, root, ram, asp = machine
+    view = asp.flatview
+    with pytest.raises(TopologyError, match="'pc.ram' is already a subregion of 'system'"):
+        root.add_subregion(0x20000, ram)
+    other = MemoryRegion.container("other", 1 << 32)
+    with pytest.raises(TopologyError, match="adding 'pc.ram' to 'other'.*already a subregion"
+                                            " of 'system'"):
+        other.add_subregion(0, ram)
+    assert_unchanged(asp, view)
+
+
+def test_deleting_a_region_that_is_not_a_child_is_refused(machine):
+    system, root, ram, asp = machine
+    view = asp.flatview
+    stray = MemoryRegion.ram("stray", 0x1000)
+    with pytest.raises(TopologyError, match="removing 'stray' from 'system'.*not mapped"):
+        root.del_subregion(stray)
+    bus = MemoryRegion.container("bus", 0x1000)
+    with pytest.raises(TopologyError, match="removing 'pc.ram' from 'bus'.*subregion of "
+                                            "'system'"):
+        bus.del_subregion(ram)
+    assert_unchanged(asp, view)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MemoryRegion.ram("big", (1 << 64) + 1),
+    lambda: MemoryRegion.container("big", 1 << 65),
+    lambda: MemoryRegion.io("neg", -1, OPS),
+    lambda: MemoryRegion.alias("far", MemoryRegion.ram("t", 16), 1 << 64, 16),
+], ids=["ram", "container", "negative", "alias-offset"])
+def test_sizes_and_offsets_beyond_2_to_the_64_are_refused_at_construction(make):
+    with pytest.raises(TopologyError, match="beyond 2\\^64"):
+        make()
+
+
+def test_offsets_and_sizes_that_run_past_2_to_the_64_are_refused_on_edit(machine):
+    system, root, ram, asp = machine
+    view = asp.flatview
+    dev = MemoryRegion.io("dev", 0x1000, OPS)
+    with pytest.raises(TopologyError, match="'dev' to 'system'.*beyond 2\\^64"):
+        root.add_subregion(1 << 64, dev)
+    with pytest.raises(TopologyError, match="'dev' to 'system'.*runs past 2\\^64"):
+        root.add_subregion((1 << 64) - 0x800, dev)
+    with pytest.raises(TopologyError, match="moving 'pc.ram'.*runs past 2\\^64"):
+        ram.set_address((1 << 64) - 0x100)
+    with pytest.raises(TopologyError, match="'pc.ram'.*beyond 2\\^64"):
+        ram.set_size((1 << 64) + 1)
+    assert_unchanged(asp, view)
+
+
+def test_a_failed_commit_leaves_every_address_space_on_its_last_good_view(machine, monkeypatch):
+    system, root, ram, asp = machine
+    other = system.address_space(MemoryRegion.alias("all", root, 0, 1 << 64), "cpu")
+    view = asp.flatview
+
+    def refuse(*args, **kwargs):
+        raise CapacityError("more sections than a dispatch entry can address")
+
+    monkeypatch.setattr(flatview_module.Dispatch, "build", refuse)
+    with pytest.raises(CapacityError):
+        root.add_subregion(0x20000, MemoryRegion.ram("more", 0x1000))
+    assert asp.flatview is view and other.flatview is view
+    assert_unchanged(asp, view)
+    monkeypatch.undo()
+    # The change is still pending: the next commit brings the view up to date.
+    with system.transaction():
+        system._update_pending = True
+    assert [r.region.name for r in asp.flatview.ranges] == ["pc.ram", "more"]
+
+
+def test_regions_of_two_systems_cannot_be_mixed(machine):
+    system, root, ram, asp = machine
+    other_root = MemoryRegion.container("other", 1 << 32)
+    MemorySystem().address_space(other_root, "elsewhere")
+    with pytest.raises(TopologyError, match="different MemorySystems"):
+        root.add_subregion(0x100000, other_root)
+
+
+def test_alias_cannot_hold_subregions():
+    alias = MemoryRegion.alias("win", MemoryRegion.ram("ram", 0x1000), 0, 0x1000)
+    with pytest.raises(TopologyError, match="'win' is an alias"):
+        alias.add_subregion(0, MemoryRegion.ram("x", 0x10))
+
+
+def test_kind_specific_setters_refuse_other_kinds():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    with pytest.raises(TopologyError, match="'ram' is not an alias"):
+        ram.set_alias_offset(0x10)
+    with pytest.raises(TopologyError, match="'ram' is not a ROM device"):
+        ram.set_romd(False)
+
+
+def test_wrong_argument_types_raise_type_error():
+    root = MemoryRegion.container("root", 0x1000)
+    with pytest.raises(TypeError):
+        root.add_subregion(0, "not a region")
+    with pytest.raises(TypeError):
+        root.add_subregion(0.5, MemoryRegion.ram("r", 0x10))
+    with pytest.raises(TypeError):
+        MemoryRegion.io("dev", 0x10, ops=None)
+    with pytest.raises(TypeError):
+        MemoryRegion.alias("a", "target", 0, 0x10)
+
+
+def test_ram_uses_the_callers_buffer_and_checks_its_size():
+    backing = bytearray(0x1000)
+    ram = MemoryRegion.ram("ram", 0x1000, buffer=backing)
+    ram.buffer[5] = 0xAA
+    assert backing[5] == 0xAA
+    with pytest.raises(ValueError, match="holds 0x10 bytes, size is 0x1000"):
+        MemoryRegion.ram("small", 0x1000, buffer=bytearray(16))
+    with pytest.raises(ValueError, match="read-only"):
+        MemoryRegion.ram("ro", 4, buffer=b"abcd")
+
+
+def test_own_ram_is_zeroed_and_writable():
+    ram = MemoryRegion.ram("ram", 0x2000)
+    assert bytes(ram.buffer[:16]) == bytes(16)
+    ram.buffer[0x1fff] = 7
+    assert ram.buffer[0x1fff] == 7
+
+
+def test_rom_holds_its_data_and_renders_read_only():
+    rom = MemoryRegion.rom("bios", data=b"\x55\xaa")
+    assert rom.size == 2 and bytes(rom.buffer) == b"\x55\xaa"
+    assert rom.readonly and rom.type_name() == "rom"
+
+
+def test_subregions_list_highest_priority_first_and_newest_first_among_equals():
+    root = MemoryRegion.container("root", 0x10000)
+    a, b, c, d = (MemoryRegion.io(n, 0x10, OPS) for n in "abcd")
+    root.add_subregion(0, a, 0)
+    root.add_subregion(0x10, b, 1)
+    root.add_subregion(0x20, c, 0)
+    root.add_subregion(0x30, d, -1)
+    assert [r.name for r in root.subregions] == ["b", "c", "a", "d"]
+
+
+def test_container_and_alias_are_constructors_on_the_class_and_links_on_instances():
+    bus = MemoryRegion.container("bus", 0x1000)
+    ram = MemoryRegion.ram("ram", 0x1000)
+    win = MemoryRegion.alias("win", ram, 0, 0x1000)
+    bus.add_subregion(0, win)
+    assert win.container is bus and win.alias is ram
+    assert bus.container is None and ram.alias is None
+
+
+def test_regions_are_found_by_id():
+    ram = MemoryRegion.ram("ram", 0x10)
+    assert MemoryRegion.by_id(ram.id) is ram
