@@ -338,7 +338,7 @@ class MemoryRegion:
             self._insert(region)
             # QEMU re-renders only when both are enabled; a view root's own
             # address also counts, so a root that moved re-renders too.
-            if (self.enabled and region.enabled) or moved:
+            if region.enabled and (self.enabled or moved):
                 self._update_pending(region)
 
     def _insert(self, region: "MemoryRegion") -> None:

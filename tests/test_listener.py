@@ -1,0 +1,167 @@
+"""Memory listeners see each commit as QEMU's listeners do: begin, deletions in
+reverse listener order, additions and no-ops forward, commit."""
+from __future__ import annotations
+
+from typing import List
+
+import pytest
+
+from pymem import (MemoryListener, MemoryRegion, MemoryRegionOps, MemoryRegionSection,
+                   MemorySystem, TopologyError)
+
+OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
+
+
+class Recorder(MemoryListener):
+    def __init__(self, name: str, log: List[tuple], priority: int = 0) -> None:
+        self.name = name
+        self.log = log
+        self.priority = priority
+
+    def _section(self, s: MemoryRegionSection) -> tuple:
+        return (s.mr.name, s.offset_within_address_space, s.size, s.readonly)
+
+    def begin(self):
+        self.log.append((self.name, "begin"))
+
+    def commit(self):
+        self.log.append((self.name, "commit"))
+
+    def region_add(self, section):
+        self.log.append((self.name, "add") + self._section(section))
+
+    def region_del(self, section):
+        self.log.append((self.name, "del") + self._section(section))
+
+    def region_nop(self, section):
+        self.log.append((self.name, "nop") + self._section(section))
+
+    def log_start(self, section, old, new):
+        self.log.append((self.name, "log_start", section.mr.name, old, new))
+
+    def log_stop(self, section, old, new):
+        self.log.append((self.name, "log_stop", section.mr.name, old, new))
+
+
+@pytest.fixture
+def setup():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 64)
+    ram = MemoryRegion.ram("ram", 0x4000)
+    root.add_subregion(0, ram)
+    asp = system.address_space(root, "memory")
+    return system, root, ram, asp
+
+
+def test_registering_replays_the_current_view_as_additions(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    asp.register_listener(Recorder("a", log))
+    assert log == [("a", "begin"), ("a", "add", "ram", 0, 0x4000, False), ("a", "commit")]
+
+
+def test_deletions_run_in_reverse_listener_order_and_additions_forward(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    asp.register_listener(Recorder("a", log))
+    asp.register_listener(Recorder("b", log))
+    log.clear()
+    ram.set_address(0x10000)
+    assert log == [
+        ("a", "begin"), ("b", "begin"),
+        ("b", "del", "ram", 0, 0x4000, False), ("a", "del", "ram", 0, 0x4000, False),
+        ("a", "add", "ram", 0x10000, 0x4000, False), ("b", "add", "ram", 0x10000, 0x4000, False),
+        ("a", "commit"), ("b", "commit"),
+    ]
+
+
+def test_unchanged_ranges_are_reported_as_nops_after_all_deletions(setup):
+    system, root, ram, asp = setup
+    dev = MemoryRegion.io("dev", 0x100, OPS)
+    root.add_subregion(0x100000, dev)
+    log: List[tuple] = []
+    asp.register_listener(Recorder("a", log))
+    log.clear()
+    with system.transaction():
+        root.del_subregion(dev)
+        root.add_subregion(0x200000, MemoryRegion.io("new", 0x100, OPS))
+    assert log == [
+        ("a", "begin"),
+        ("a", "del", "dev", 0x100000, 0x100, False),
+        ("a", "nop", "ram", 0, 0x4000, False),
+        ("a", "add", "new", 0x200000, 0x100, False),
+        ("a", "commit"),
+    ]
+
+
+def test_a_range_whose_attributes_change_is_deleted_and_added_again(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    asp.register_listener(Recorder("a", log))
+    log.clear()
+    ram.set_readonly(True)
+    assert log == [("a", "begin"), ("a", "del", "ram", 0, 0x4000, False),
+                   ("a", "add", "ram", 0, 0x4000, True), ("a", "commit")]
+
+
+def test_dirty_logging_changes_are_log_start_and_log_stop(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    asp.register_listener(Recorder("a", log))
+    asp.register_listener(Recorder("b", log))
+    log.clear()
+    ram.set_log(True)
+    assert log[2:6] == [("a", "nop", "ram", 0, 0x4000, False),
+                        ("b", "nop", "ram", 0, 0x4000, False),
+                        ("a", "log_start", "ram", 0, 1), ("b", "log_start", "ram", 0, 1)]
+    log.clear()
+    ram.set_log(False)
+    assert [e for e in log if e[1] == "log_stop"] == [("b", "log_stop", "ram", 1, 0),
+                                                      ("a", "log_stop", "ram", 1, 0)]
+
+
+def test_lower_priority_listeners_come_first(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    asp.register_listener(Recorder("late", log, priority=10))
+    asp.register_listener(Recorder("early", log, priority=-10))
+    assert [listener.name for listener in asp.listeners] == ["early", "late"]
+
+
+def test_unregistering_deletes_every_range_for_that_listener(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    listener = Recorder("a", log)
+    asp.register_listener(listener)
+    log.clear()
+    asp.unregister_listener(listener)
+    assert log == [("a", "begin"), ("a", "del", "ram", 0, 0x4000, False), ("a", "commit")]
+    log.clear()
+    ram.set_address(0x8000)
+    assert log == []
+    with pytest.raises(TopologyError, match="not registered"):
+        asp.unregister_listener(listener)
+
+
+def test_begin_and_commit_reach_listeners_of_every_address_space(setup):
+    system, root, ram, asp = setup
+    other_root = MemoryRegion.io("io", 0x10000, OPS)
+    io_space = system.address_space(other_root, "I/O")
+    log: List[tuple] = []
+    io_space.register_listener(Recorder("io", log))
+    log.clear()
+    ram.set_address(0x8000)
+    # The I/O view is re-rendered identically: only nops for its listener.
+    assert log == [("io", "begin"), ("io", "nop", "io", 0, 0x10000, False), ("io", "commit")]
+
+
+def test_adding_a_disabled_region_commits_nothing(setup):
+    system, root, ram, asp = setup
+    log: List[tuple] = []
+    asp.register_listener(Recorder("a", log))
+    log.clear()
+    hidden = MemoryRegion.ram("hidden", 0x1000)
+    hidden.set_enabled(False)
+    view = asp.flatview
+    root.add_subregion(0x100000, hidden)
+    assert log == [] and asp.flatview is view

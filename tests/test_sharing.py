@@ -1,0 +1,140 @@
+"""FlatView sharing, transactions and view life cycles (QEMU-SEMANTICS §2)."""
+from __future__ import annotations
+
+from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+from pymem._native import lib
+
+OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
+
+
+def machine():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 64)
+    root.add_subregion(0, MemoryRegion.ram("pc.ram", 0x100000))
+    root.add_subregion(0xfee00000, MemoryRegion.io("apic", 0x1000, OPS))
+    return system, root
+
+
+def test_two_address_spaces_on_one_root_share_one_flatview():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    cpu = system.address_space(root, "cpu-memory-0")
+    assert memory.flatview is cpu.flatview
+    assert memory.flatview.dispatch is cpu.flatview.dispatch
+
+
+def test_both_spaces_publish_the_shared_dispatch_to_c():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    cpu = system.address_space(root, "cpu-memory-0")
+    handle = memory.flatview.dispatch.handle
+    # Publishing returns the previous pointer: put it straight back.
+    for asp in (memory, cpu):
+        assert lib.pm_as_publish(asp._cas, handle) == handle
+
+
+def test_whole_alias_of_a_root_shares_the_roots_view():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    smm = system.address_space(MemoryRegion.alias("memory", root, 0, 1 << 64), "cpu-smm-0")
+    assert smm.flatview is memory.flatview
+    assert smm.flatview.root is root
+
+
+def test_partial_alias_gets_a_view_of_its_own():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    window = system.address_space(MemoryRegion.alias("high", root, 0x1000, 1 << 32), "dma")
+    assert window.flatview is not memory.flatview
+    assert window.flatview.ranges[0].offset_in_region == 0x1000
+
+
+def test_container_with_one_child_at_zero_shares_the_childs_view():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    bus = MemoryRegion.container("bus master container", 1 << 64)
+    bus.add_subregion(0, MemoryRegion.alias("bus master", root, 0, 1 << 64))
+    device = system.address_space(bus, "ich9-ahci")
+    assert device.flatview is memory.flatview
+
+
+def test_spaces_that_render_nothing_share_the_one_empty_view_forever():
+    system, root = machine()
+    system.address_space(root, "memory")
+    buses = []
+    for name in ("mch", "ICH9-LPC"):
+        bus = MemoryRegion.container("bus master container", 1 << 64)
+        master = MemoryRegion.alias("bus master", root, 0, 1 << 64)
+        master.set_enabled(False)
+        bus.add_subregion(0, master)
+        buses.append(system.address_space(bus, name))
+    empty = buses[0].flatview
+    assert buses[1].flatview is empty and empty.root is None and empty.ranges == []
+    root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
+    assert buses[0].flatview is empty and buses[1].flatview is empty
+    assert empty.dispatch.lookup(0) == 0
+
+
+def test_every_commit_renders_new_views_and_retires_the_old_ones():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    system.address_space(root, "cpu-memory-0")
+    old = memory.flatview
+    assert old.refs == 3  # the registry and two address spaces
+    root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
+    assert memory.flatview is not old
+    assert old.refs == 0 and system._retired == [old]
+    assert memory.flatview.refs == 3
+
+
+def test_edits_inside_nested_transactions_commit_once_at_the_outermost_exit():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    before = memory.flatview
+    with system.transaction():
+        root.add_subregion(0x200000, MemoryRegion.ram("a", 0x1000))
+        with system.transaction():
+            root.add_subregion(0x300000, MemoryRegion.ram("b", 0x1000))
+        assert memory.flatview is before
+    assert memory.flatview is not before
+    assert [r.region.name for r in memory.flatview.ranges] == ["pc.ram", "a", "b", "apic"]
+    assert system._retired == [before]
+
+
+def test_an_edit_outside_a_transaction_commits_at_once():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    ram = memory.flatview.ranges[0].region
+    ram.set_enabled(False)
+    assert [r.region.name for r in memory.flatview.ranges] == ["apic"]
+
+
+def test_a_transaction_without_changes_keeps_the_views():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    view = memory.flatview
+    with system.transaction():
+        pass
+    assert memory.flatview is view
+
+
+def test_regions_built_before_the_address_space_join_its_system():
+    system, root = machine()
+    ram = MemoryRegion.ram("target", 0x1000)
+    root.add_subregion(0x400000, MemoryRegion.alias("win", ram, 0, 0x1000))
+    memory = system.address_space(root, "memory")
+    assert ram.system is system
+    ram.set_readonly(True)
+    assert [r.readonly for r in memory.flatview.ranges if r.addr == 0x400000] == [True]
+
+
+def test_live_dispatches_count_every_view_not_yet_freed():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    assert system.live_dispatches == 2  # the empty view and the system view
+    root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
+    assert system.live_dispatches == 3  # the old one waits in _retired
+    for view in system._retired:
+        view.destroy()
+    assert system.live_dispatches == 2
+    assert memory.flatview.dispatch is not None
