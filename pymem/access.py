@@ -85,7 +85,12 @@ def host_pointers(flat_range: Any) -> Optional[Tuple[Any, Any, int]]:
     mr = flat_range.region
     if mr.kind not in (RAM, ROM, ROM_DEVICE):
         return None
-    host = ffi.from_buffer("uint8_t[]", mr.buffer, require_writable=True)
+    # A bare pointer, not a from_buffer cdata: that would hold an export of
+    # the region's memoryview, which the garbage collector cannot clear when
+    # a dead region tree is collected.  The FlatView's ranges keep the region,
+    # hence its memory, alive as long as the dispatch.
+    host = ffi.cast("uint8_t *", ffi.from_buffer("uint8_t[]", mr.buffer,
+                                                 require_writable=True))
     if mr.kind != RAM:
         return host, ffi.NULL, 0
     return host, dirty.log_of(mr).cdata, flat_range.dirty_log
@@ -140,6 +145,16 @@ class AccessMixin:
 
     _cas: Any
     _mappings: Dict[int, Tuple[memoryview, _Mapping]]
+    # Set by pymem.trace while recording or replaying: told of every device
+    # access (the slow path only, so plain memory stays one C call).
+    _recorder: Any = None
+
+    def record(self, path: Any, mmio_only: bool = True) -> Any:
+        """`with asp.record(path): ...` writes this space's accesses to a trace
+        (pymem/trace.py); plain RAM and ROM accesses too unless `mmio_only`."""
+        from .trace import record
+
+        return record(self, path, mmio_only=mmio_only)
 
     def __getattr__(self, name: str) -> Callable:
         spec = _LOADS.get(name) or _STORES.get(name)
@@ -219,8 +234,12 @@ class AccessMixin:
             if is_write and not region.readonly:
                 # RAM behind a read-only alias: the write is dropped.
                 return rest, OK
-        return _device_access(ops, offset, view, mmio.access_size(ops, rest, offset),
-                              is_write, attrs)
+        size, r = _device_access(ops, offset, view, mmio.access_size(ops, rest, offset),
+                                 is_write, attrs)
+        if self._recorder is not None:
+            value = int.from_bytes(view[:size], mmio.byteorder(ops))
+            self._recorder.mmio(self, addr, region, offset, size, value, is_write, attrs, r)
+        return size, r
 
     def _iommu_piece(self, region: MemoryRegion, offset: int, view: memoryview,
                      is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
@@ -287,6 +306,8 @@ class AccessMixin:
             return int.from_bytes(buf, _byteorder(big)), OK
         ops = region.ops if region is not None else None
         value, result = mmio.dispatch_read(ops, offset, size, attrs)
+        if space._recorder is not None:
+            space._recorder.mmio(space, addr, region, offset, size, value, False, attrs, result)
         if ops is not None and ops.endianness != _byteorder(big):
             value = int.from_bytes(value.to_bytes(size, "little"), "big")
         return value, result
@@ -304,7 +325,10 @@ class AccessMixin:
         ops = region.ops if region is not None else None
         if ops is not None and ops.endianness != _byteorder(big):
             value = int.from_bytes(value.to_bytes(size, "little"), "big")
-        return mmio.dispatch_write(ops, offset, value, size, attrs)
+        result = mmio.dispatch_write(ops, offset, value, size, attrs)
+        if space._recorder is not None:
+            space._recorder.mmio(space, addr, region, offset, size, value, True, attrs, result)
+        return result
 
     # -------------------------------------------------------------------- map
 

@@ -1,0 +1,331 @@
+"""QEMU behaviours of the access path that pymem pins, one per test."""
+import pytest
+
+from pymem import (IOMMUAccessFlags, IOMMUTLBEntry, MemoryListener, MemoryRegion,
+                   MemoryRegionOps, MemorySystem, MemTxAttrs, MemTxError, MemTxResult)
+from pymem.region import DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA
+
+
+class Device:
+    """MMIO callbacks that record what they see and answer fixed values."""
+
+    def __init__(self, value=0x0102030405060708):
+        self.value = value
+        self.log = []
+
+    def read(self, offset, size):
+        self.log.append(("r", offset, size))
+        return self.value & ((1 << (8 * size)) - 1)
+
+    def write(self, offset, value, size):
+        self.log.append(("w", offset, value, size))
+
+    def ops(self, **kw):
+        return MemoryRegionOps(self.read, self.write, **kw)
+
+
+def machine(*regions):
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    for addr, mr in regions:
+        root.add_subregion(addr, mr)
+    return system, root, system.address_space(root, "memory")
+
+
+# ------------------------------------------------------------------ RAM, ROM
+
+def test_ram_reads_back_what_was_written_across_regions():
+    a, b = MemoryRegion.ram("a", 0x1000), MemoryRegion.ram("b", 0x1000)
+    _, _, asp = machine((0, a), (0x1000, b))
+    asp.write(0xffe, b"\x01\x02\x03\x04")
+    assert asp.read(0xffe, 4) == b"\x01\x02\x03\x04"
+    assert bytes(a.buffer[0xffe:]) == b"\x01\x02" and bytes(b.buffer[:2]) == b"\x03\x04"
+
+
+def test_loads_and_stores_use_the_byte_order_they_name():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    _, _, asp = machine((0, ram))
+    asp.stl_be(0x10, 0x11223344)
+    assert bytes(ram.buffer[0x10:0x14]) == b"\x11\x22\x33\x44"
+    assert asp.ldl_le(0x10) == 0x44332211
+    asp.stq_le(0x20, 0xffffffffffffffff)
+    assert asp.ldq_le(0x20) == 0xffffffffffffffff
+    asp.stw_le(0x30, 0xabcd)
+    assert (asp.lduw_be(0x30), asp.ldub(0x31)) == (0xcdab, 0xab)
+
+
+def test_store_of_a_value_wider_than_the_access_is_refused():
+    _, _, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    with pytest.raises(ValueError):
+        asp.stb(0, 0x100)
+
+
+def test_rom_write_changes_nothing_and_answers_decode_error():
+    rom = MemoryRegion.rom("rom", 0x1000, b"\xaa" * 16)
+    _, _, asp = machine((0, rom))
+    assert asp.rw(0, b"\x00\x00", True) == MemTxResult.DECODE_ERROR
+    with pytest.raises(MemTxError) as err:
+        asp.stl_le(0, 0)
+    assert err.value.result == MemTxResult.DECODE_ERROR
+    assert asp.read(0, 4) == b"\xaa" * 4
+
+
+def test_write_through_a_read_only_alias_is_dropped_without_error():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    alias = MemoryRegion.alias("ro", ram, 0, 0x1000)
+    alias.set_readonly(True)
+    _, _, asp = machine((0, ram), (0x10000, alias))
+    asp.write(0x10000, b"\x55")
+    asp.stl_le(0x10004, 0x12345678)
+    assert bytes(ram.buffer[:8]) == bytes(8)
+    asp.write(0, b"\x66")
+    assert asp.read(0x10000, 1) == b"\x66"
+
+
+def test_rom_device_reads_memory_in_romd_mode_and_ops_otherwise():
+    dev = Device(0x5a)
+    mr = MemoryRegion.rom_device("flash", 0x1000, dev.ops())
+    mr.buffer[:1] = b"\x11"
+    _, _, asp = machine((0, mr))
+    assert asp.read(0, 1) == b"\x11" and dev.log == []
+    asp.write(0, b"\x22")
+    assert dev.log == [("w", 0, 0x22, 1)] and bytes(mr.buffer[:1]) == b"\x11"
+    mr.set_romd(False)
+    assert asp.read(0, 1) == b"\x5a"
+
+
+# ---------------------------------------------------------------------- MMIO
+
+def test_split_mmio_read_puts_little_endian_pieces_low_first():
+    dev = Device()
+    dev.read = lambda offset, size: dev.log.append(("r", offset, size)) or (0x1100 + offset)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(impl_max=2))))
+    assert asp.read(0, 4) == bytes([0x00, 0x11, 0x02, 0x11])
+    assert dev.log == [("r", 0, 2), ("r", 2, 2)]
+
+
+def test_split_mmio_read_puts_big_endian_pieces_high_first():
+    dev = Device()
+    dev.read = lambda offset, size: dev.log.append(("r", offset, size)) or (0x1100 + offset)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100,
+                                            dev.ops(impl_max=2, endianness="big"))))
+    assert asp.read(0, 4) == bytes([0x11, 0x00, 0x11, 0x02])
+    assert asp.ldl_be(0) == 0x11001102 and asp.ldl_le(0) == 0x02110011
+
+
+def test_split_mmio_write_hands_each_callback_its_part():
+    dev = Device()
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(impl_max=1))))
+    asp.stl_le(0, 0x44332211)
+    assert dev.log == [("w", 0, 0x11, 1), ("w", 1, 0x22, 1), ("w", 2, 0x33, 1),
+                       ("w", 3, 0x44, 1)]
+
+
+def test_long_mmio_read_is_cut_to_the_largest_valid_aligned_size():
+    dev = Device()
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops())))
+    asp.read(2, 7)
+    assert dev.log == [("r", 2, 2), ("r", 4, 4), ("r", 8, 1)]
+
+
+def test_access_size_the_device_rejects_answers_decode_error_without_callback():
+    dev = Device()
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(valid_min=4))))
+    assert asp.rw(0, bytearray(2), False) == MemTxResult.DECODE_ERROR
+    assert asp.load(1, 4) == (0, MemTxResult.DECODE_ERROR)
+    assert dev.log == []
+
+
+def test_narrow_access_to_a_wide_device_is_widened_and_masked():
+    dev = Device(0xaabbccdd)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(impl_min=4))))
+    assert asp.read(1, 1) == b"\xdd"
+    assert dev.log == [("r", 1, 4)]
+
+
+def test_with_attrs_callbacks_get_the_attributes_and_may_answer_errors():
+    seen = []
+
+    def read(offset, size, attrs):
+        seen.append(attrs)
+        return 7, MemTxResult.ACCESS_ERROR if attrs.secure else MemTxResult.OK
+
+    ops = MemoryRegionOps(read, lambda *a: None, with_attrs=True)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, ops)))
+    assert asp.read(0, 1, MemTxAttrs(requester_id=3)) == b"\x07"
+    assert asp.rw(0, bytearray(1), False, MemTxAttrs(secure=True)) == MemTxResult.ACCESS_ERROR
+    assert [a.requester_id for a in seen] == [3, 0]
+
+
+def test_mmio_load_is_one_device_access_of_its_full_width():
+    dev = Device()
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(valid_max=2))))
+    assert asp.load(0, 4) == (0, MemTxResult.DECODE_ERROR)
+    asp.read(0, 4)
+    assert dev.log == [("r", 0, 2), ("r", 2, 2)]
+
+
+# ---------------------------------------------------------------- unassigned
+
+def test_unassigned_read_gives_zeros_and_decode_error():
+    _, _, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    buf = bytearray(b"\xff" * 8)
+    assert asp.rw(0x2000, buf, False) == MemTxResult.DECODE_ERROR
+    assert buf == bytes(8)
+    with pytest.raises(MemTxError) as err:
+        asp.ldl_le(0x2000)
+    assert (err.value.result, err.value.addr) == (MemTxResult.DECODE_ERROR, 0x2000)
+
+
+def test_unassigned_write_answers_decode_error_and_the_rest_still_lands():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    _, _, asp = machine((0, ram))
+    assert asp.rw(0xffc, b"\x01" * 8, True) == MemTxResult.DECODE_ERROR
+    assert bytes(ram.buffer[0xffc:]) == b"\x01" * 4
+
+
+# --------------------------------------------------------------------- IOMMU
+
+def iommu_machine(perm=IOMMUAccessFlags.RW):
+    system = MemorySystem()
+    dram = MemoryRegion.ram("dram", 0x10000)
+    droot = MemoryRegion.container("dma-root", 1 << 32)
+    droot.add_subregion(0, dram)
+    dma = system.address_space(droot, "dma")
+    calls = []
+
+    def translate(addr, flag):
+        calls.append((addr, flag))
+        # Page n of the IOMMU window maps to page n + 1 of dram.
+        return IOMMUTLBEntry(dma, addr & ~0xfff, (addr & ~0xfff) + 0x1000, 0xfff, perm)
+
+    root = MemoryRegion.container("bus", 1 << 32)
+    root.add_subregion(0x100000, MemoryRegion.iommu("iommu", 0x8000, translate, dma))
+    return dram, system.address_space(root, "bus"), calls
+
+
+def test_iommu_translates_into_its_target_address_space_page_by_page():
+    dram, bus, calls = iommu_machine()
+    bus.write(0x100ffe, b"\x01\x02\x03\x04")
+    assert bytes(dram.buffer[0x1ffe:0x2002]) == b"\x01\x02\x03\x04"
+    assert calls == [(0xffe, IOMMUAccessFlags.WO), (0x1000, IOMMUAccessFlags.WO)]
+    assert bus.ldl_le(0x100ffc) == 0x02010000
+
+
+def test_load_across_an_iommu_page_is_not_split_and_fails_as_in_qemu():
+    _, bus, _ = iommu_machine()
+    # address_space_ldl: 2 bytes left in the page, so the 4-byte load goes
+    # to the RAM region's (unassigned) ops.
+    with pytest.raises(MemTxError):
+        bus.ldl_le(0x100ffe)
+    assert bus.read(0x100ffe, 4) == bytes(4)
+
+
+def test_iommu_permission_fault_answers_decode_error():
+    dram, bus, _ = iommu_machine(perm=IOMMUAccessFlags.RO)
+    assert bus.rw(0x100000, b"\x01", True) == MemTxResult.DECODE_ERROR
+    assert dram.buffer[0x1000] == 0
+    assert bus.read(0x100000, 1) == b"\x00"
+
+
+def test_iommus_chain_until_memory():
+    dram, bus, _ = iommu_machine()
+    system = bus.system
+    calls = []
+
+    def translate(addr, flag):
+        calls.append(addr)
+        return IOMMUTLBEntry(bus, addr, addr + 0x100000, 0xfff, IOMMUAccessFlags.RW)
+
+    root = MemoryRegion.container("outer", 1 << 32)
+    root.add_subregion(0, MemoryRegion.iommu("outer-iommu", 0x8000, translate, bus))
+    outer = system.address_space(root, "outer")
+    outer.stb(0x10, 0x99)
+    assert dram.buffer[0x1010] == 0x99 and calls == [0x10]
+
+
+# ---------------------------------------------------------------------- dirty
+
+def test_writes_set_dirty_bits_only_for_logging_clients():
+    ram = MemoryRegion.ram("vram", 0x4000)
+    _, _, asp = machine((0, ram))
+    asp.stb(0x10, 1)
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == []
+    ram.set_log(True, DIRTY_MEMORY_VGA)
+    asp.write(0xffe, b"abcd")
+    asp.stl_le(0x3000, 5)
+    assert not ram.get_dirty(0, 0x4000, DIRTY_MEMORY_MIGRATION)
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == [0, 0x1000, 0x3000]
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == []
+
+
+def test_set_log_tells_listeners_log_start_and_log_stop():
+    ram = MemoryRegion.ram("vram", 0x4000)
+    _, _, asp = machine((0, ram))
+    events = []
+
+    class Logger(MemoryListener):
+        def log_start(self, section, old, new):
+            events.append(("start", section.mr.name, old, new))
+
+        def log_stop(self, section, old, new):
+            events.append(("stop", section.mr.name, old, new))
+
+    asp.register_listener(Logger())
+    ram.set_log(True, DIRTY_MEMORY_VGA)
+    ram.set_log(False, DIRTY_MEMORY_VGA)
+    assert events == [("start", "vram", 0, 1), ("stop", "vram", 1, 0)]
+
+
+def test_map_for_writing_marks_the_written_pages_dirty_on_unmap():
+    ram = MemoryRegion.ram("ram", 0x4000)
+    ram.set_log(True, DIRTY_MEMORY_MIGRATION)
+    _, _, asp = machine((0, ram))
+    view = asp.map(0x800, 0x10000, True)
+    assert len(view) == 0x3800   # stops where the RAM ends
+    view[0x1000] = 7
+    asp.unmap(view, 0x1001)
+    assert ram.buffer[0x1800] == 7
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_MIGRATION) == [0, 0x1000]
+
+
+def test_map_of_mmio_goes_through_a_bounce_buffer():
+    dev = Device(0x11)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(valid_max=1))))
+    view = asp.map(0, 2, False)
+    assert bytes(view) == b"\x11\x11"
+    asp.unmap(view)
+    view = asp.map(0, 1, True)
+    view[0] = 0x42
+    asp.unmap(view)
+    assert dev.log[-1] == ("w", 0, 0x42, 1)
+
+
+# ----------------------------------------------------------------- callbacks
+
+def test_exception_in_a_callback_reaches_the_caller_and_the_space_keeps_working():
+    def read(offset, size):
+        raise RuntimeError("device model bug")
+
+    ram = MemoryRegion.ram("ram", 0x1000)
+    _, _, asp = machine((0, ram), (0x1000, MemoryRegion.io("bad", 0x100,
+                                                            MemoryRegionOps(read, print))))
+    with pytest.raises(RuntimeError):
+        asp.rw(0xffe, bytearray(4), False)
+    with pytest.raises(RuntimeError):
+        asp.ldl_le(0x1000)
+    asp.stl_le(0, 0x1234)
+    assert asp.ldl_le(0) == 0x1234
+
+
+def test_callback_that_changes_the_topology_takes_effect_at_its_commit():
+    system, root, asp = machine()
+    late = MemoryRegion.ram("late", 0x1000)
+
+    def write(offset, value, size):
+        root.add_subregion(0x10000, late)
+
+    root.add_subregion(0, MemoryRegion.io("ctl", 0x100, MemoryRegionOps(lambda o, s: 0, write)))
+    asp.stl_le(0, 1)
+    asp.stl_le(0x10000, 0xcafe)
+    assert asp.ldl_le(0x10000) == 0xcafe and late.buffer[0] == 0xfe
