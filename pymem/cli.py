@@ -45,6 +45,34 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .qemu import load_mtree
+    from .trace import format_report, load_trace, replay
+
+    trace = load_trace(args.trace)
+    if trace.header is None and trace.source != "qemu":
+        raise PymemError(f"{args.trace} is cut inside its header line: nothing to replay")
+    if args.mtree:
+        system = load_mtree(_read(args.mtree), args.hints)
+    elif args.hints:
+        raise PymemError("--hints goes with --mtree")
+    else:
+        from . import machines
+
+        system = machines.load(args.machine)
+    report = replay(trace, system, show_all=args.all)
+    sys.stdout.write(format_report(report, args.trace, args.all))
+    return 0 if report.identical else 1
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from .trace import diff_traces, format_diff, load_trace
+
+    diff = diff_traces(load_trace(args.a), load_trace(args.b))
+    sys.stdout.write(format_diff(diff, args.a, args.b, args.context))
+    return 0 if diff.identical else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pymem", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     _COMMANDS["bench"] = _cmd_bench
+
+    p = sub.add_parser("replay", help="replay a trace (pymem's or a QEMU trace log) against "
+                       "a machine; exit 0 identical, 1 divergence, 2 unusable input")
+    p.add_argument("trace", help="a pymem trace (JSON Lines) or a QEMU trace.log")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--machine", default="q35", help="bundled machine name (default q35)")
+    where.add_argument("--mtree", help="an `info mtree -D` dump of the traced machine")
+    p.add_argument("--hints", help="the hints.json that goes with --mtree")
+    p.add_argument("--all", action="store_true", help="replay to the end, list every divergence")
+    _COMMANDS["replay"] = _cmd_replay
+
+    p = sub.add_parser("trace", help="work with traces: `trace diff A B`")
+    trace_sub = p.add_subparsers(dest="trace_command", required=True)
+    d = trace_sub.add_parser("diff", help="compare two traces (either format) as sequences "
+                             "of MMIO accesses; exit 0 identical, 1 different")
+    d.add_argument("a", help="first trace")
+    d.add_argument("b", help="second trace")
+    d.add_argument("--context", type=int, default=3, help="accesses shown on each side")
+    _COMMANDS["trace"] = _cmd_trace
     return parser
 
 
