@@ -362,13 +362,13 @@ def parse_trace(raw: bytes) -> Trace:
     """A pymem trace from its bytes.  Bytes after the last newline are a line
     cut short: ignored, and the trace marked truncated, as it is when the
     end line is missing.  A complete line that does not parse is an error."""
-    body, _, tail = raw.rpartition(b"\n")
+    body, newline, tail = raw.rpartition(b"\n")
+    if not newline:
+        # Cut inside the header line (the writer writes it at once, so only
+        # a cut makes this): nothing to read, and it says so.
+        return Trace(header=None, events=[], truncated=True)
     truncated = bool(tail)
-    lines = body.split(b"\n") if body or raw.startswith(b"\n") else []
-    if not lines:
-        if tail:
-            return Trace(header=None, events=[], truncated=True)
-        raise TraceFormatError("empty trace: no header line")
+    lines = body.split(b"\n")
     events: List[Event] = []
     header: Optional[Dict[str, Any]] = None
     ended = False
@@ -684,6 +684,7 @@ class ReplayReport:
 
     source: str
     truncated: bool
+    total: int = 0
     replayed: int = 0
     reads: int = 0
     writes: int = 0
@@ -839,6 +840,7 @@ class Replayer:
         for e in events[:start]:
             if isinstance(e, Commit):
                 commit = e
+        report.total = sum(1 for e in events[start:] if isinstance(e, Access))
         recent: List[Access] = []
         with self._attached(permissive=trace.source == "qemu"):
             for e in events[start:]:
@@ -1044,7 +1046,9 @@ def format_report(report: ReplayReport, path: str = "", show_all: bool = False) 
     for lineno, problem in report.problems:
         out.append(f"{path}:{lineno}: {problem} (skipped)")
     name = f" from {path}" if path else ""
-    out.append(f"replayed {report.replayed} accesses{name}: {report.reads} reads, "
+    count = (f"{report.replayed}" if report.replayed == report.total
+             else f"{report.replayed} of {report.total}")
+    out.append(f"replayed {count} accesses{name}: {report.reads} reads, "
                f"{report.writes} writes; {report.mmio} device, {report.memory} RAM/ROM")
     if report.source == "qemu":
         out.append(f"skipped {report.skipped} accesses made before the log's last "
@@ -1063,8 +1067,9 @@ def format_report(report: ReplayReport, path: str = "", show_all: bool = False) 
         out.append("identical")
         return "\n".join(out) + "\n"
     first = report.divergences[0]
-    out.append("first divergence:" if show_all or len(report.divergences) == 1 else
-               "first divergence (more may follow: --all replays to the end):")
+    stopped = report.replayed < report.total
+    out.append("first divergence (the replay stopped there; --all goes on):" if stopped
+               else "first divergence:")
     out.extend(_format_divergence(first))
     if show_all:
         out.append(f"{len(report.divergences)} divergences:")
