@@ -67,9 +67,13 @@ static inline void section_at(pm_dispatch *d, uint64_t addr, uint64_t len,
     pm_dispatch_section(d, s, r);
 }
 
+/* stop may be NULL: a caller that only wants to know whether C did it all. */
 static inline void set_stop(pm_access *stop, uint64_t done, const pm_range *r,
                             uint64_t offset, uint64_t plen)
 {
+    if (!stop) {
+        return;
+    }
     stop->done = done;
     stop->offset = offset;
     stop->len = plen;

@@ -143,7 +143,7 @@ typedef struct pm_access {
     uint32_t flags;     /* the section's PM_SECTION_* flags */
 } pm_access;
 
-/* 0: all `len` bytes done; 1: stopped, *stop says where. */
+/* 0: all `len` bytes done; 1: stopped, *stop (if not NULL) says where. */
 int pm_as_read(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t len,
                pm_access *stop);
 int pm_as_write(pm_as *as, uint64_t addr, const uint8_t *buf, uint64_t len,

@@ -40,6 +40,7 @@ Semantics worth knowing, all QEMU's unless said otherwise:
 from __future__ import annotations
 
 import enum
+import weakref
 from functools import partial
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
@@ -161,8 +162,11 @@ class AccessMixin:
         if spec is None or "_cas" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         kind, function, size, big = spec
-        slow = self._load_or_raise if kind != "store" else self._store_or_raise
-        fn = bind_fast(kind, function, self._cas, size, partial(slow, size, big))
+        slow = "_load_or_raise" if kind != "store" else "_store_or_raise"
+        # The builtin is not seen by the garbage collector: through a weak
+        # reference its fallback does not keep this space alive in a cycle.
+        fn = bind_fast(kind, function, self._cas, size,
+                       partial(_call_slow, weakref.ref(self), slow, size, big))
         # Cached on the instance: later calls never come back here.
         setattr(self, name, fn)
         return fn
@@ -174,6 +178,10 @@ class AccessMixin:
         if not isinstance(size, int) or size < 0:
             raise ValueError(f"read size must be a non-negative int, not {size!r}")
         buf = bytearray(size)
+        _check_access(addr, size)
+        # All plain memory: one C call, nothing else to build.
+        if size and not lib.pm_as_read(self._cas, addr, ffi.from_buffer(buf), size, ffi.NULL):
+            return bytes(buf)
         result = self.rw(addr, buf, False, attrs)
         if result:
             raise MemTxError(result, addr, size, False)
@@ -181,6 +189,12 @@ class AccessMixin:
 
     def write(self, addr: int, data: Any, attrs: Optional[MemTxAttrs] = None) -> None:
         """Write the bytes of `data`; raises MemTxError if the bus answers an error."""
+        if type(data) is bytes and data:
+            _check_access(addr, len(data))
+            # Once C has stopped, bytes already written stay written: the
+            # slow path below starts over, which rewrites them (same bytes).
+            if not lib.pm_as_write(self._cas, addr, data, len(data), ffi.NULL):
+                return
         result = self.rw(addr, data, True, attrs)
         if result:
             raise MemTxError(result, addr, memoryview(data).nbytes, True)
@@ -299,11 +313,16 @@ class AccessMixin:
             space = entry.target_as if entry.target_as is not None else region.target
 
     def _load(self, addr: int, size: int, big: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
-        space, addr, region, offset, length, flags = self._resolve(addr, size, False)
-        if (region is not None and length >= size and flags & (SECTION_RAM | SECTION_ROMD)):
+        while True:
+            space, taddr, region, offset, length, flags = self._resolve(addr, size, False)
+            if not (region is not None and length >= size
+                    and flags & (SECTION_RAM | SECTION_ROMD)):
+                break
             buf = bytearray(size)
-            lib.pm_as_read(space._cas, addr, ffi.from_buffer(buf), size, ffi.new("pm_access *"))
-            return int.from_bytes(buf, _byteorder(big)), OK
+            # Translating and reading are two read-side sections: if a commit
+            # came between them, C stops, and the load starts over.
+            if not lib.pm_as_read(space._cas, taddr, ffi.from_buffer(buf), size, ffi.NULL):
+                return int.from_bytes(buf, _byteorder(big)), OK
         ops = region.ops if region is not None else None
         value, result = mmio.dispatch_read(ops, offset, size, attrs)
         if space._recorder is not None:
@@ -314,13 +333,17 @@ class AccessMixin:
 
     def _store(self, addr: int, value: int, size: int, big: bool,
                attrs: MemTxAttrs) -> MemTxResult:
-        space, addr, region, offset, length, flags = self._resolve(addr, size, True)
-        if region is not None and length >= size and flags & SECTION_RAM:
+        while True:
+            space, taddr, region, offset, length, flags = self._resolve(addr, size, True)
+            if not (region is not None and length >= size and flags & SECTION_RAM):
+                break
             if flags & SECTION_READONLY and not region.readonly:
                 return OK   # RAM behind a read-only alias: dropped, as in rw
-            if not flags & (SECTION_READONLY | SECTION_ROMD):
-                data = value.to_bytes(size, _byteorder(big))
-                lib.pm_as_write(space._cas, addr, data, size, ffi.new("pm_access *"))
+            if flags & (SECTION_READONLY | SECTION_ROMD):
+                break
+            data = value.to_bytes(size, _byteorder(big))
+            # As in _load: a commit between translating and writing: again.
+            if not lib.pm_as_write(space._cas, taddr, data, size, ffi.NULL):
                 return OK
         ops = region.ops if region is not None else None
         if ops is not None and ops.endianness != _byteorder(big):
@@ -392,6 +415,10 @@ class AccessMixin:
             elif mapping.region.kind == RAM:
                 dirty.set_dirty(mapping.region, mapping.offset, access_len)
         view.release()
+
+
+def _call_slow(space_ref: Any, method: str, size: int, big: bool, *args: Any) -> Any:
+    return getattr(space_ref(), method)(size, big, *args)
 
 
 def _iommu_translate(region: MemoryRegion, offset: int, length: int,

@@ -225,8 +225,6 @@ def test_retired_views_are_freed_after_a_grace_period():
     assert machine.system.live_dispatches == 2
 
 
-@pytest.mark.xfail(reason="fast-path builtins are not tracked by the GC: the space "
-                          "they are cached on can never be collected", strict=True)
 def test_a_dropped_system_frees_every_dispatch_after_fast_path_loads():
     machine = Machine(seed=4)
     stats = machine.system._stats
