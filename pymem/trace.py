@@ -32,6 +32,7 @@ from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Opti
 
 from .dispatch import NO_REGION
 from .errors import PymemError
+from .listener import MemoryListener
 from .memtx import MemTxAttrs
 from .region import MemoryRegion
 
@@ -217,10 +218,8 @@ def _access_line(space: Optional[str], op: str, addr: int, size: int, value: Opt
             f'"offset":{"null" if offset is None else chr(34) + hex(offset) + chr(34)}}}\n')
 
 
-def _hex(obj: Dict[str, Any], key: str, lineno: int, optional: bool = False) -> Optional[int]:
+def _hex(obj: Dict[str, Any], key: str, lineno: int) -> int:
     text = obj.get(key)
-    if text is None and optional:
-        return None
     if not isinstance(text, str) or not text.startswith("0x"):
         raise TraceFormatError(f"{key} must be a hex string like \"0x1f\", not {text!r}",
                                lineno)
@@ -253,7 +252,7 @@ def decode_event(obj: Any, lineno: int = 0) -> Event:
     size = obj.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise TraceFormatError(f"size must be a positive integer, not {size!r}", lineno)
-    value = _hex(obj, "value", lineno, optional=True)
+    value = _hex(obj, "value", lineno) if obj.get("value") is not None else None
     data = None
     if value is None:
         if not isinstance(obj.get("data"), str):
@@ -272,10 +271,11 @@ def decode_event(obj: Any, lineno: int = 0) -> Event:
     if not isinstance(result, int) or isinstance(result, bool) or result < 0:
         raise TraceFormatError(f"result must be a MemTxResult integer, not {result!r}",
                                lineno)
-    return Access(space=space, op=op, addr=_hex(obj, "addr", lineno) or 0, size=size,
+    return Access(space=space, op=op, addr=_hex(obj, "addr", lineno), size=size,
                   value=value, data=data, attrs=_attrs_from(obj.get("attrs"), lineno),
                   result=result, region=region,
-                  offset=_hex(obj, "offset", lineno, optional=True), line=lineno)
+                  offset=_hex(obj, "offset", lineno) if obj.get("offset") is not None else None,
+                  line=lineno)
 
 
 # ------------------------------------------------------------------ writing
@@ -326,9 +326,14 @@ class TraceWriter:
     def flush(self) -> None:
         """Write out every queued line."""
         with self._lock:
-            if self._buf and self._file is not None:
-                lines, self._buf = self._buf, []
-                self._file.write("".join(lines))
+            buf = self._buf
+            n = len(buf)
+            if n and self._file is not None:
+                # The same list stays in use (recorders append to it without
+                # a lock): take the first n lines, later appends stay queued.
+                text = "".join(buf[:n])
+                del buf[:n]
+                self._file.write(text)
                 self._file.flush()
 
     def close(self) -> None:
@@ -423,22 +428,15 @@ def load_trace(path: PathLike) -> Trace:
 
 # ------------------------------------------------------------------ recording
 
-class _CommitListener:
-    """Writes a commit event, with every view's digest, after each commit."""
+class _CommitListener(MemoryListener):
+    """Writes a commit event after each commit, while it has a recorder."""
 
     def __init__(self, recorder: "Recorder") -> None:
-        self.recorder = recorder
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        # The other MemoryListener callbacks: nothing to record.
-        return _ignore
+        self.recorder: Optional[Recorder] = recorder
 
     def commit(self) -> None:
-        self.recorder.commit()
-
-
-def _ignore(*args: Any) -> None:
-    """A listener callback the recorder has no use for."""
+        if self.recorder is not None:
+            self.recorder.commit()
 
 
 class Recorder:
@@ -462,16 +460,19 @@ class Recorder:
         self.system = self.spaces[0].system
         self.mmio_only = mmio_only
         self._seq = 0
-        self._listener: Optional[Any] = None
+        self._listener: Optional[_CommitListener] = None
+        self._pieces: Dict[Tuple[str, bool, Optional[int]], Tuple[str, str]] = {}
 
     def start(self) -> None:
-        from .listener import MemoryListener
-
+        """Attach to the spaces; writes the opening commit event."""
         for asp in self.spaces:
+            if asp.system is not self.system:
+                raise PymemError(f"record: address space {asp.name!r} belongs to another "
+                                 f"MemorySystem")
             if asp._recorder is not None:
                 raise PymemError(f"address space {asp.name!r} is already being recorded "
                                  f"or replayed")
-        listener = type("TraceCommitListener", (_CommitListener, MemoryListener), {})(self)
+        listener = _CommitListener(self)
         self._listener = listener
         # Registering replays the current view to the listener, which ends
         # in commit(): that writes the opening commit event.
@@ -482,6 +483,7 @@ class Recorder:
                 _install_ram_wrappers(asp, self)
 
     def stop(self) -> None:
+        """Detach from the spaces and close the trace (writing its end line)."""
         for asp in self.spaces:
             if asp._recorder is self:
                 asp._recorder = None
@@ -490,35 +492,49 @@ class Recorder:
         if self._listener is not None:
             listener, self._listener = self._listener, None
             # Detach first: unregistering ends in a commit() of its own.
-            listener.recorder = _NO_RECORDER
+            listener.recorder = None
             self.spaces[0].unregister_listener(listener)
         self.writer.close()
 
     def commit(self) -> None:
+        """A commit event with the digest of every current view."""
         self.writer.event(Commit(self._seq, view_digests(self.system)))
         self._seq += 1
 
     def mmio(self, space: Any, addr: int, region: Optional[MemoryRegion], offset: int,
              size: int, value: int, is_write: bool, attrs: Optional[MemTxAttrs],
              result: int) -> None:
-        """One device access (the access path's hook)."""
-        self.writer.access(space.name, WRITE if is_write else READ, addr, size, value, None,
-                           attrs, result, region.name if region is not None else None,
-                           offset if region is not None else None)
+        """One device access (the access path's hook): the hot path of
+        recording, so the line is built from cached pieces."""
+        key = (space.name, is_write, region.id if region is not None else None)
+        pieces = self._pieces.get(key)
+        if pieces is None:
+            pieces = self._pieces[key] = self._line_pieces(space.name, is_write, region)
+        head, tail = pieces
+        attrs_text = "null" if attrs is None or attrs.unspecified else _attrs_json(attrs)
+        offset_text = f'"{offset:#x}"' if region is not None else "null"
+        writer = self.writer
+        writer.accesses += 1
+        buf = writer._buf
+        buf.append(f'{head}{addr:#x}","size":{size},"value":"{value:#x}","attrs":{attrs_text},'
+                   f'"result":{int(result)},{tail}{offset_text}}}\n')
+        if len(buf) >= writer._batch:
+            writer.flush()
+
+    @staticmethod
+    def _line_pieces(space: str, is_write: bool, region: Optional[MemoryRegion]
+                     ) -> Tuple[str, str]:
+        """The constant parts of an access line, as `_access_line` writes them."""
+        op = WRITE if is_write else READ
+        name = json.dumps(region.name) if region is not None else "null"
+        return (f'{{"type":"access","space":{json.dumps(space)},"op":"{op}","addr":"',
+                f'"region":{name},"offset":')
 
     def memory(self, space: Any, addr: int, region: MemoryRegion, offset: int,
                data: bytes, is_write: bool, attrs: Optional[MemTxAttrs]) -> None:
         """One plain RAM or ROM piece (the RAM wrappers)."""
         self.writer.access(space.name, WRITE if is_write else READ, addr, len(data), None,
                            bytes(data), attrs, 0, region.name, offset)
-
-
-class _NoRecorder:
-    def commit(self) -> None:
-        """A commit after recording stopped: nothing to write."""
-
-
-_NO_RECORDER: Any = _NoRecorder()
 
 
 @contextmanager
