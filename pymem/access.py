@@ -173,6 +173,16 @@ class AccessMixin:
 
     # ------------------------------------------------------------ bulk access
 
+    def _bind_bulk(self) -> None:
+        """Shadow `read` and `write` with builtins bound to this space's C handle:
+        plain memory costs one C call; anything else falls back to the methods
+        below (through a weak reference, so no cycle keeps the space alive)."""
+        ref = weakref.ref(self)
+        self.read = bind_fast("read", "pm_as_read", self._cas, 0,  # type: ignore[method-assign]
+                              partial(_call_unbound, ref, AccessMixin.read))
+        self.write = bind_fast("write", "pm_as_write", self._cas, 0,  # type: ignore[method-assign]
+                               partial(_call_unbound, ref, AccessMixin.write))
+
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
         if not isinstance(size, int) or size < 0:
@@ -419,6 +429,10 @@ class AccessMixin:
 
 def _call_slow(space_ref: Any, method: str, size: int, big: bool, *args: Any) -> Any:
     return getattr(space_ref(), method)(size, big, *args)
+
+
+def _call_unbound(space_ref: Any, method: Callable, *args: Any) -> Any:
+    return method(space_ref(), *args)
 
 
 def _iommu_translate(region: MemoryRegion, offset: int, length: int,

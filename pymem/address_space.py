@@ -172,6 +172,7 @@ class AddressSpace(AccessMixin):
         # The destructor holds the stats so they outlive the handle that
         # counts itself in them.
         self._cas = ffi.gc(out[0], lambda handle, _stats=system._stats: lib.pm_as_free(handle))
+        self._bind_bulk()
 
     def _set_flatview(self, new: FlatView) -> None:
         """QEMU's address_space_set_flatview: diff for the listeners, then publish."""

@@ -19,6 +19,7 @@ typedef uint32_t (*lookup_fn)(void *obj, uint64_t addr);
 typedef uint64_t (*load_fn)(void *obj, uint64_t addr);
 typedef int (*load64_fn)(void *obj, uint64_t addr, uint64_t *value);
 typedef int (*store_fn)(void *obj, uint64_t addr, uint64_t value);
+typedef int (*rw_fn)(void *obj, uint64_t addr, uint8_t *buf, uint64_t len, void *stop);
 typedef uint32_t (*translate_fn)(void *obj, uint64_t addr, uint64_t len,
                                  uint64_t *offset_in_region, uint64_t *plen);
 
@@ -163,7 +164,87 @@ static PyObject *call_translate(PyObject *self_, PyObject *const *args, Py_ssize
     return t;
 }
 
+/* Large copies release the GIL: the buffer is ours (read) or pinned (write). */
+#define RELEASE_GIL_BYTES (64 * 1024)
+
+static int in_space(uint64_t addr, uint64_t len)
+{
+    return len != 0 && addr + (len - 1) >= addr;
+}
+
+/* (addr, size): one C call when it is all plain memory, else the fallback. */
+static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr, len;
+    if (nargs != 2 || !PyLong_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) {
+        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    }
+    if (as_address(args[0], &addr) < 0 || as_address(args[1], &len) < 0) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    }
+    if (!in_space(addr, len) || len > (uint64_t)PY_SSIZE_T_MAX) {
+        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    if (!out) {
+        return NULL;
+    }
+    uint8_t *buf = (uint8_t *)PyBytes_AS_STRING(out);
+    int stopped;
+    if (len >= RELEASE_GIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, NULL);
+        Py_END_ALLOW_THREADS
+    } else {
+        stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, NULL);
+    }
+    if (!stopped) {
+        return out;
+    }
+    Py_DECREF(out);
+    return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+}
+
+/* (addr, data): one C call when it is all plain memory, else the fallback,
+ * which starts over (rewriting the same bytes C already wrote). */
+static PyObject *call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bound *self = (Bound *)self_;
+    uint64_t addr;
+    Py_buffer view;
+    if (nargs != 2 || !PyLong_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    }
+    if (as_address(args[0], &addr) < 0) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    }
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int stopped = 1;
+    uint64_t len = (uint64_t)view.len;
+    if (in_space(addr, len)) {
+        if (len >= RELEASE_GIL_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            stopped = ((rw_fn)self->fn)(self->obj, addr, view.buf, len, NULL);
+            Py_END_ALLOW_THREADS
+        } else {
+            stopped = ((rw_fn)self->fn)(self->obj, addr, view.buf, len, NULL);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (!stopped) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+}
+
 static PyMethodDef kinds[] = {
+    { "read", (PyCFunction)(void (*)(void))call_read, METH_FASTCALL, "read(addr, size)." },
+    { "write", (PyCFunction)(void (*)(void))call_write, METH_FASTCALL, "write(addr, data)." },
     { "translate", (PyCFunction)(void (*)(void))call_translate, METH_FASTCALL,
       "Translation of (addr, length)." },
     { "lookup", call_lookup, METH_O, "Section index of an address." },
