@@ -140,7 +140,6 @@ class Trace:
     truncated: bool
     source: str = FORMAT
     problems: List[Tuple[int, str]] = field(default_factory=list)
-    last_line: int = 0
 
     @property
     def accesses(self) -> List[Access]:
@@ -391,8 +390,7 @@ def parse_trace(raw: bytes) -> Trace:
             ended = True
             continue
         events.append(decode_event(obj, lineno))
-    return Trace(header=header, events=events, truncated=truncated or not ended,
-                 last_line=len(lines))
+    return Trace(header=header, events=events, truncated=truncated or not ended)
 
 
 def _check_header(obj: Any) -> Dict[str, Any]:
