@@ -1,0 +1,55 @@
+"""`pymem bench`: runs on the bundled map and reports every operation beside its peers."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+from pymem import machines
+from pymem.bench import BisectMap, memory_space, sample_addresses
+
+
+def test_bench_reports_every_operation_with_its_peers(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--quick", "--json", str(out)],
+                         capture_output=True, text=True, check=True)
+    report = json.loads(out.read_text())
+    ops = {r["operation"] for r in report["results"]}
+    assert {"lookup (random)", "batched lookup", "translate", "ldl_le RAM", "stl_le RAM",
+            "read 4 KiB RAM", "write 4 KiB RAM", "full commit"} <= ops
+    assert any(op.startswith("ldl_le MMIO") for op in ops)
+    impls = {(r["operation"], r["implementation"]) for r in report["results"]}
+    assert ("lookup (random)", "bisect (pure Python)") in impls
+    for r in report["results"]:
+        assert r["ns_per_op"] > 0 and r["spread_ns"][0] <= r["ns_per_op"] <= r["spread_ns"][1]
+        assert (r["pymem_over_peer"] is None) == (r["implementation"] == "pymem")
+    assert {g["goal"] for g in report["goals"]} >= {"single lookup <= 0.8x bisect",
+                                                     "full commit < 1 ms"}
+    assert "pymem/peer" in run.stdout and "[1/" in run.stderr
+
+
+def test_bench_refuses_an_unknown_machine():
+    run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--machine", "nope"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "no bundled machine named 'nope'" in run.stderr
+
+
+def test_bench_addresses_fall_inside_the_machines_ranges():
+    asp = memory_space(machines.load("q35"))
+    ranges = asp.flatview.ranges
+    peer = BisectMap(ranges)
+    for pattern in ("random", "sequential", "hot"):
+        for addr in sample_addresses(ranges, 200, pattern, random.Random(5)):
+            assert peer.lookup(addr) >= 0
+            assert asp.flatview.dispatch.lookup(addr) != 0
+
+
+def test_the_bisect_peer_agrees_with_the_dispatch_on_regions():
+    asp = memory_space(machines.load("q35"))
+    ranges = asp.flatview.ranges
+    peer = BisectMap(ranges)
+    d = asp.flatview.dispatch
+    for addr in sample_addresses(ranges, 500, "random", random.Random(9)):
+        section = d.section(d.lookup(addr))
+        assert ranges[peer.lookup(addr)].region.id == section.region
