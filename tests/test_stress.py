@@ -196,20 +196,10 @@ def run(commits, seed=1):
     assert stats.live_address_spaces == 0
 
 
-# Known failures in the layers above RCU, each pinned by its own test below:
-# access.py's load translates and reads in two read-side sections (a commit in
-# between reads 0 with OK); views retired by a commit are never handed to
-# call_rcu; the fast-path builtins make an uncollectable cycle with their space.
-KNOWN_BUGS = pytest.mark.xfail(
-    reason="load() races a commit; retired views and fast-path spaces leak", strict=False)
-
-
-@KNOWN_BUGS
 def test_readers_racing_commits_see_old_or_new_topology():
     run(commits=1000)
 
 
-@KNOWN_BUGS
 @pytest.mark.stress
 def test_readers_racing_ten_thousand_commits_see_old_or_new_topology():
     run(commits=12000, seed=2)
