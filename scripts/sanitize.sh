@@ -18,8 +18,9 @@
 # randomisation breaks (FATAL: unexpected memory mapping); setarch -R turns it
 # off for the run.
 #
-# Duration on the 2-core dev box (gcc 12, Python 3.11), whole suite:
-#   asan: ~TBD   tsan: ~TBD
+# Duration on the 2-core dev box (gcc 12, Python 3.11), build included:
+#   tests/test_rcu.py:                       asan ~11 s, tsan ~12 s
+#   rcu + stress (--stress) + dispatch tests: asan ~70-95 s
 set -euo pipefail
 
 usage() { echo "usage: $0 asan|tsan [pytest args]" >&2; exit 2; }
