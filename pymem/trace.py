@@ -460,6 +460,7 @@ class Recorder:
         self._seq = 0
         self._listener: Optional[_CommitListener] = None
         self._pieces: Dict[Tuple[str, bool, Optional[int]], Tuple[str, str]] = {}
+        self._hidden: Dict[int, Dict[str, Any]] = {}
 
     def start(self) -> None:
         """Attach to the spaces; writes the opening commit event."""
@@ -478,15 +479,15 @@ class Recorder:
         for asp in self.spaces:
             asp._recorder = self
             if not self.mmio_only:
-                _install_ram_wrappers(asp, self)
+                self._hidden[id(asp)] = _install_ram_wrappers(asp, self)
 
     def stop(self) -> None:
         """Detach from the spaces and close the trace (writing its end line)."""
         for asp in self.spaces:
             if asp._recorder is self:
                 asp._recorder = None
-            if not self.mmio_only:
-                _remove_ram_wrappers(asp)
+            if id(asp) in self._hidden:
+                _remove_ram_wrappers(asp, self._hidden.pop(id(asp)))
         if self._listener is not None:
             listener, self._listener = self._listener, None
             # Detach first: unregistering ends in a commit() of its own.
@@ -567,7 +568,7 @@ _FIXED = {
     "stl_le": (4, False, True), "stl_be": (4, True, True),
     "stq_le": (8, False, True), "stq_be": (8, True, True),
 }
-_WRAPPED = ("rw", "load", "store") + tuple(_FIXED)
+_WRAPPED = ("read", "write", "rw", "load", "store") + tuple(_FIXED)
 
 
 def _translate(asp: Any, addr: int, size: int) -> Any:
@@ -584,11 +585,13 @@ def _region(t: Any) -> Optional[MemoryRegion]:
     return MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
 
 
-def _install_ram_wrappers(asp: Any, recorder: Recorder) -> None:
-    """Replace the instance's access methods by recording ones (RAM recording)."""
+def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:
+    """Shadow the instance's access methods with recording ones (RAM
+    recording); returns the instance attributes they hid, for restoring."""
+    from . import mmio
     from .access import AccessMixin
     from .dispatch import SECTION_IOMMU, SECTION_RAM, SECTION_ROMD
-    from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxError, MemTxResult
+    from .memtx import MemTxError, MemTxResult
 
     cls_rw, cls_load, cls_store = AccessMixin.rw, AccessMixin.load, AccessMixin.store
 
@@ -605,25 +608,44 @@ def _install_ram_wrappers(asp: Any, recorder: Recorder) -> None:
            attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
         view = memoryview(buffer).cast("B")
         n = view.nbytes
+        if not isinstance(addr, int) or addr < 0 or addr + n > 1 << 64 or n == 0:
+            return cls_rw(asp, addr, view, is_write, attrs)   # its checks, its errors
         done = 0
         result = MemTxResult.OK
-        # Piece by piece, each through the real path: plain memory as one
-        # section-long rw, anything else as one device access.
+        # Piece by piece, each as its own rw, cut where the real path cuts:
+        # plain memory at the end of its section, a device access where
+        # QEMU's memory_access_size ends it, so what the devices see is
+        # what an unrecorded run gives them.
         while done < n:
             t = _translate(asp, addr + done, n - done)
             region = _region(t)
+            rest = n - done
+            if region is None or not (region.ram_backed or t.flags & SECTION_IOMMU):
+                length = mmio.access_size(region.ops if region is not None else None,
+                                          rest, t.offset)
+            else:
+                length = min(t.len, rest)
+            piece = view[done:done + length]
+            result |= cls_rw(asp, addr + done, piece, is_write, attrs)
             if plain(region, t.flags, is_write):
                 assert region is not None
-                piece = view[done:done + min(t.len, n - done)]
-                result |= cls_rw(asp, addr + done, piece, is_write, attrs)
                 recorder.memory(asp, addr + done, region, t.offset, piece, is_write, attrs)
-                done += piece.nbytes
-            else:
-                length, r = asp._piece(addr + done, view[done:], t, is_write,
-                                       attrs or MEMTXATTRS_UNSPECIFIED)
-                result |= r
-                done += length
+            done += length
         return MemTxResult(result)
+
+    def read(addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"read size must be a non-negative int, not {size!r}")
+        buf = bytearray(size)
+        r = rw(addr, buf, False, attrs)
+        if r:
+            raise MemTxError(r, addr, size, False)
+        return bytes(buf)
+
+    def write(addr: int, data: Any, attrs: Optional[MemTxAttrs] = None) -> None:
+        r = rw(addr, data, True, attrs)
+        if r:
+            raise MemTxError(r, addr, memoryview(data).nbytes, True)
 
     def load(addr: int, size: int, big_endian: bool = False,
              attrs: Optional[MemTxAttrs] = None) -> Tuple[int, MemTxResult]:
@@ -663,15 +685,21 @@ def _install_ram_wrappers(asp: Any, recorder: Recorder) -> None:
             return value
         return ld
 
-    asp.rw, asp.load, asp.store = rw, load, store
-    for name, spec in _FIXED.items():
-        setattr(asp, name, fixed(*spec))
+    hidden = {name: asp.__dict__[name] for name in _WRAPPED if name in asp.__dict__}
+    wrappers: Dict[str, Any] = {"read": read, "write": write, "rw": rw, "load": load,
+                                "store": store}
+    wrappers.update((name, fixed(*spec)) for name, spec in _FIXED.items())
+    for name, fn in wrappers.items():
+        setattr(asp, name, fn)
+    return hidden
 
 
-def _remove_ram_wrappers(asp: Any) -> None:
-    """Back to the class's methods; the fast builtins rebind on next use."""
+def _remove_ram_wrappers(asp: Any, hidden: Dict[str, Any]) -> None:
+    """Back to what the instance had (its bound builtins); accessors it had
+    not bound yet rebind on next use."""
     for name in _WRAPPED:
         asp.__dict__.pop(name, None)
+    asp.__dict__.update(hidden)
 
 
 # ------------------------------------------------------------------ replay

@@ -139,8 +139,11 @@ def test_an_address_space_is_recorded_by_one_recorder_at_a_time(tmp_path):
 
 def test_recording_stops_cleanly_and_restores_the_fast_path(tmp_path):
     _, asp = trace_machine.build()
+    read = asp.read
     with asp.record(tmp_path / "t.jsonl", mmio_only=False):
         asp.stl_le(0x100, 0xDEADBEEF)
+        assert asp.read is not read
+    assert asp.read is read
     assert type(asp.ldl_le).__name__ == "builtin_function_or_method"
     assert asp.ldl_le(0x100) == 0xDEADBEEF
     assert asp._recorder is None and not asp.listeners
@@ -159,3 +162,41 @@ def test_real_devices_in_the_recorded_state_replay_identically(tmp_path):
     trace = record_run(tmp_path, 1)
     system, _ = trace_machine.build()
     assert replay(trace, system, stub=False).identical
+
+
+def test_recording_ram_does_not_change_what_the_devices_see(tmp_path):
+    with_ram = record_run(tmp_path, 4, mmio_only=False)
+    mmio_only = record_run(tmp_path / "..", 4, mmio_only=True)
+    assert [e for e in with_ram.accesses if e.mmio] == mmio_only.accesses
+
+
+def test_recording_ram_leaves_memory_as_an_unrecorded_run_does(tmp_path):
+    def ram_after(record: bool) -> bytes:
+        _, asp = trace_machine.build()
+        if record:
+            with asp.record(tmp_path / "t.jsonl", mmio_only=False):
+                trace_machine.run(asp, seed=5)
+        else:
+            trace_machine.run(asp, seed=5)
+        (ram,) = [mr for mr in asp.root.subregions if mr.name == "ram"]
+        return bytes(ram.buffer)
+
+    assert ram_after(True) == ram_after(False)
+
+
+def test_pymem_replay_of_a_cut_trace_replays_its_complete_lines_and_says_so(tmp_path, capsys):
+    from pymem import machines
+    from pymem.cli import main
+
+    system = machines.load("q35")
+    (io,) = [asp for asp in system.address_spaces if asp.name == "I/O"]
+    path = tmp_path / "t.jsonl"
+    with io.record(path):
+        for _ in range(10):
+            io.ldub(0x92)
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(raw[:raw.rindex(b'"type":"access"') + 5])   # inside the last access
+    assert main(["replay", str(cut)]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 9 accesses" in out and "truncated" in out
