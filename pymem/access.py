@@ -233,21 +233,30 @@ class AccessMixin:
         stop = ffi.new("pm_access *")
         done = 0
         result = OK
-        while step(self._cas, addr + done, c_buf + done, n - done, stop):
+        while True:
+            # The read-side section spans the C call and the id -> region
+            # lookup: until we hold the region, an old view (and the region
+            # only it kept alive) must not be reclaimed.
+            lib.pm_rcu_read_lock()
+            try:
+                if not step(self._cas, addr + done, c_buf + done, n - done, stop):
+                    break
+                region = MemoryRegion.by_id(stop.region) if stop.region != NO_REGION else None
+            finally:
+                lib.pm_rcu_read_unlock()
             done += stop.done
-            length, r = self._piece(addr + done, view[done:], stop, is_write, attrs)
+            length, r = self._piece(addr + done, view[done:], stop, region, is_write, attrs)
             result |= r
             done += length
             if done == n:
                 break
         return result
 
-    def _piece(self, addr: int, view: memoryview, stop: Any, is_write: bool,
-               attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
-        """Answer the start of `view` at `addr`, where C stopped; returns the
-        bytes answered and the result (flatview_*_continue's I/O case)."""
+    def _piece(self, addr: int, view: memoryview, stop: Any, region: Optional[MemoryRegion],
+               is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+        """Answer the start of `view` at `addr`, where C stopped in `region`;
+        returns the bytes answered and the result (flatview_*_continue's I/O case)."""
         offset = stop.offset
-        region = MemoryRegion.by_id(stop.region) if stop.region != NO_REGION else None
         if stop.flags & SECTION_IOMMU and region is not None:
             return self._iommu_piece(region, offset, view, is_write, attrs)
         rest = view.nbytes
@@ -313,8 +322,13 @@ class AccessMixin:
         space: AccessMixin = self
         t = ffi.new("pm_access *")
         while True:
-            lib.pm_as_translate(space._cas, addr, size, t)
-            region = MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
+            # As in _rw: hold the read side until the region is ours.
+            lib.pm_rcu_read_lock()
+            try:
+                lib.pm_as_translate(space._cas, addr, size, t)
+                region = MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
+            finally:
+                lib.pm_rcu_read_unlock()
             if not (t.flags & SECTION_IOMMU and region is not None):
                 return space, addr, region, t.offset, t.len, t.flags
             entry, addr, size = _iommu_translate(region, t.offset, size, is_write)

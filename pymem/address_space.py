@@ -24,6 +24,7 @@ from .errors import TopologyError, check
 from .flatview import FlatView, get_flatview_root, render
 from .listener import (MemoryListener, insert_by_priority, listener_add_address_space,
                        listener_del_address_space, update_topology)
+from .rcu import call_rcu
 from .region import MemoryRegion, reachable
 
 
@@ -41,9 +42,6 @@ class MemorySystem:
         self._spaces: List[AddressSpace] = []
         self._listeners: List[MemoryListener] = []
         self._views: Dict[Optional[int], FlatView] = {}
-        # Views whose last reference is gone; they are freed after an RCU
-        # grace period, when no reader can still hold their dispatch.
-        self._retired: List[FlatView] = []
         # QEMU renders the empty view once and keeps it forever; every
         # address space whose root renders nothing shares it.
         self._empty_view = FlatView(None, [], page_bits, self._reclaim, self._stats)
@@ -118,7 +116,10 @@ class MemorySystem:
             mr._system = self
 
     def _reclaim(self, view: FlatView) -> None:
-        self._retired.append(view)
+        # QEMU's flatview_unref -> call_rcu(flatview_destroy): a C reader may
+        # still hold the view's dispatch; the callback keeps the view (and the
+        # RAM buffers and regions it reaches) alive until the grace period ends.
+        call_rcu(view.destroy)
 
     def _generate(self, root: Optional[MemoryRegion]) -> FlatView:
         if root is None:

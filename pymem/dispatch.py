@@ -159,7 +159,9 @@ class Dispatch:
         out = ffi.new("pm_dispatch **")
         check(lib.pm_dispatch_new(page_bits, stats if stats is not None else ffi.NULL, out),
               "creating a dispatch")
-        handle = ffi.gc(out[0], lib.pm_dispatch_free)
+        # The destructor holds `stats`: the C dispatch counts itself down in
+        # them when freed, so they must outlive it whatever the GC's order.
+        handle = ffi.gc(out[0], lambda d, _stats=stats: lib.pm_dispatch_free(d))
         if max_sections != ENTRY_LIMIT or max_nodes != ENTRY_LIMIT:
             check(lib.pm_dispatch_set_limits(handle, max_sections, max_nodes), "setting limits")
         c_range = ffi.new("pm_range *")

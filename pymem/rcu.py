@@ -131,8 +131,8 @@ def _reclaim() -> None:
             _pending = []
         synchronize_rcu()
         while _batch:
-            fn = _batch.popleft()
-            _run(fn)
+            # No local keeps the callback: once run, what it held can go.
+            _run(_batch.popleft())
             with _cond:
                 _done += 1
                 _cond.notify_all()

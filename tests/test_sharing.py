@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+from pymem import rcu
 from pymem._native import lib
 
 OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
@@ -83,8 +84,10 @@ def test_every_commit_renders_new_views_and_retires_the_old_ones():
     assert old.refs == 3  # the registry and two address spaces
     root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
     assert memory.flatview is not old
-    assert old.refs == 0 and system._retired == [old]
+    assert old.refs == 0 and old.dispatch is not None  # freed only after a grace period
     assert memory.flatview.refs == 3
+    rcu.drain_call_rcu()
+    assert old.dispatch is None
 
 
 def test_edits_inside_nested_transactions_commit_once_at_the_outermost_exit():
@@ -98,7 +101,7 @@ def test_edits_inside_nested_transactions_commit_once_at_the_outermost_exit():
         assert memory.flatview is before
     assert memory.flatview is not before
     assert [r.region.name for r in memory.flatview.ranges] == ["pc.ram", "a", "b", "apic"]
-    assert system._retired == [before]
+    assert before.refs == 0
 
 
 def test_an_edit_outside_a_transaction_commits_at_once():
@@ -133,8 +136,6 @@ def test_live_dispatches_count_every_view_not_yet_freed():
     memory = system.address_space(root, "memory")
     assert system.live_dispatches == 2  # the empty view and the system view
     root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
-    assert system.live_dispatches == 3  # the old one waits in _retired
-    for view in system._retired:
-        view.destroy()
+    rcu.drain_call_rcu()  # the old view's grace period ends
     assert system.live_dispatches == 2
     assert memory.flatview.dispatch is not None

@@ -205,7 +205,6 @@ def test_readers_racing_ten_thousand_commits_see_old_or_new_topology():
     run(commits=12000, seed=2)
 
 
-@pytest.mark.xfail(reason="MemorySystem._reclaim keeps retired views forever", strict=True)
 def test_retired_views_are_freed_after_a_grace_period():
     machine = Machine(seed=3)
     for _ in range(50):
