@@ -28,7 +28,9 @@ usage() { echo "usage: $0 asan|tsan [pytest args]" >&2; exit 2; }
 mode=$1; shift
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-python=${PYTHON:-/tmp/venv/bin/python}
+# The README's test environment (.venv) unless PYTHON names another.
+python=${PYTHON:-$repo/.venv/bin/python}
+[ -x "$python" ] || { echo "$0: no $python: run the README's test command first, or set PYTHON" >&2; exit 1; }
 cc=${CC:-gcc}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pymem-$mode.XXXXXX")
