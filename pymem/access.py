@@ -118,6 +118,21 @@ _STORES = {
 }
 
 
+def translate_section(space: Any, addr: int, size: int) -> Tuple[Any, Optional[MemoryRegion]]:
+    """The section under `addr` in `space`'s current view, as C sees it: a
+    `pm_access` (offset in region, bytes left in the section, flags) and the
+    region (None for unassigned space)."""
+    t = ffi.new("pm_access *")
+    # As in _rw: hold the read side until the region is ours, or a commit
+    # could reclaim the only view that kept it alive.
+    lib.pm_rcu_read_lock()
+    try:
+        lib.pm_as_translate(space._cas, addr, size, t)
+        return t, MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
+    finally:
+        lib.pm_rcu_read_unlock()
+
+
 def _check_access(addr: Any, size: int) -> None:
     if not isinstance(addr, int) or isinstance(addr, bool):
         raise TypeError(f"address must be an int, not {type(addr).__name__}")
@@ -170,6 +185,16 @@ class AccessMixin:
         # Cached on the instance: later calls never come back here.
         setattr(self, name, fn)
         return fn
+
+    def translate(self, addr: int, length: int = 1,
+                  is_write: bool = False) -> Tuple[Optional[MemoryRegion], int, int]:
+        """QEMU's address_space_translate: the region that answers `addr`
+        (through any IOMMUs; None for unassigned space or a refused
+        translation), the offset in it, and how much of `length` stays
+        inside its section."""
+        _check_access(addr, max(length, 1))
+        _, _, region, offset, plen, _ = self._resolve(addr, length, is_write)
+        return region, offset, min(plen, length)
 
     # ------------------------------------------------------------ bulk access
 
@@ -320,15 +345,8 @@ class AccessMixin:
         offset, in-section length, flags); a permission fault gives the
         unassigned region at the IOMMU's offset."""
         space: AccessMixin = self
-        t = ffi.new("pm_access *")
         while True:
-            # As in _rw: hold the read side until the region is ours.
-            lib.pm_rcu_read_lock()
-            try:
-                lib.pm_as_translate(space._cas, addr, size, t)
-                region = MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
-            finally:
-                lib.pm_rcu_read_unlock()
+            t, region = translate_section(space, addr, size)
             if not (t.flags & SECTION_IOMMU and region is not None):
                 return space, addr, region, t.offset, t.len, t.flags
             entry, addr, size = _iommu_translate(region, t.offset, size, is_write)

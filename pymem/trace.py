@@ -571,18 +571,12 @@ _FIXED = {
 _WRAPPED = ("read", "write", "rw", "load", "store") + tuple(_FIXED)
 
 
-def _translate(asp: Any, addr: int, size: int) -> Any:
-    """The access path's view of `addr`: a pm_access (region id, offset in
-    region, bytes left in the section, section flags)."""
-    from ._native import ffi, lib
+def _translate(asp: Any, addr: int, size: int) -> Tuple[Any, Optional[MemoryRegion]]:
+    """The access path's view of `addr`: a pm_access (offset in region, bytes
+    left in the section, section flags) and its region."""
+    from .access import translate_section
 
-    t = ffi.new("pm_access *")
-    lib.pm_as_translate(asp._cas, addr, size, t)
-    return t
-
-
-def _region(t: Any) -> Optional[MemoryRegion]:
-    return MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
+    return translate_section(asp, addr, size)
 
 
 def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:
@@ -617,8 +611,7 @@ def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:
         # QEMU's memory_access_size ends it, so what the devices see is
         # what an unrecorded run gives them.
         while done < n:
-            t = _translate(asp, addr + done, n - done)
-            region = _region(t)
+            t, region = _translate(asp, addr + done, n - done)
             rest = n - done
             if region is None or not (region.ram_backed or t.flags & SECTION_IOMMU):
                 length = mmio.access_size(region.ops if region is not None else None,
@@ -649,8 +642,7 @@ def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:
 
     def load(addr: int, size: int, big_endian: bool = False,
              attrs: Optional[MemTxAttrs] = None) -> Tuple[int, MemTxResult]:
-        t = _translate(asp, addr, size)
-        region = _region(t)
+        t, region = _translate(asp, addr, size)
         value, result = cls_load(asp, addr, size, big_endian, attrs)
         if t.len >= size and plain(region, t.flags, False):
             assert region is not None
@@ -660,8 +652,7 @@ def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:
 
     def store(addr: int, value: int, size: int, big_endian: bool = False,
               attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
-        t = _translate(asp, addr, size)
-        region = _region(t)
+        t, region = _translate(asp, addr, size)
         result = cls_store(asp, addr, value, size, big_endian, attrs)
         if t.len >= size and plain(region, t.flags, True):
             assert region is not None
@@ -951,8 +942,7 @@ class Replayer:
         asp = self.spaces.get(e.space or "")
         if asp is None:
             return "space", f"address space {e.space!r}", "no address space of that name"
-        t = _translate(asp, e.addr, e.size)
-        region = _region(t)
+        t, region = _translate(asp, e.addr, e.size)
         got_offset = t.offset if region is not None else None
         diverged: Optional[Tuple[str, str, str]] = None
         if (region.name if region is not None else None, got_offset) != (e.region, e.offset):
@@ -1006,8 +996,7 @@ class Replayer:
         # device where its real parents put it: try that first.
         for spaces in views.values():
             asp = spaces[0]
-            t = _translate(asp, e.addr, e.size)
-            mr = _region(t)
+            t, mr = _translate(asp, e.addr, e.size)
             if mr is not None and mr.name == e.region and \
                     absolute_address(mr) + t.offset == e.addr:
                 found = (asp, e.addr, False)
@@ -1043,7 +1032,7 @@ class Replayer:
         if target is None:
             return "route", expected, self._what_is_at(e.addr, e.size)
         asp, addr, via_alias = target
-        self._perform(asp, addr, e, _region(_translate(asp, addr, e.size)))
+        self._perform(asp, addr, e, _translate(asp, addr, e.size)[1])
         seen = self._observer.seen
         if not seen:
             return "route", expected, f"no device access in {asp.name!r} at {addr:#x}"
@@ -1062,8 +1051,7 @@ class Replayer:
         """What each view has at `addr`, for a divergence report."""
         found = []
         for spaces in self.system.flatviews().values():
-            t = _translate(spaces[0], addr, size)
-            mr = _region(t)
+            t, mr = _translate(spaces[0], addr, size)
             found.append(f"{spaces[0].name!r}: {_where(mr, t.offset if mr else None)}")
         return "; ".join(found) if found else "no address space"
 

@@ -329,3 +329,13 @@ def test_callback_that_changes_the_topology_takes_effect_at_its_commit():
     asp.stl_le(0, 1)
     asp.stl_le(0x10000, 0xcafe)
     assert asp.ldl_le(0x10000) == 0xcafe and late.buffer[0] == 0xfe
+
+
+def test_translate_names_the_region_offset_and_length_inside_its_section():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    ram = MemoryRegion.ram("ram", 0x10000)
+    root.add_subregion(0x1000, MemoryRegion.alias("window", ram, 0x4000, 0x2000))
+    asp = system.address_space(root, "memory")
+    assert asp.translate(0x1800, 0x4000) == (ram, 0x4800, 0x1800)
+    assert asp.translate(0x10, 4) == (None, 0x10, 4)
