@@ -44,6 +44,11 @@ struct pm_dispatch {
     section *sections;
     uint32_t sections_nb, sections_alloc, max_sections;
     uint32_t mru;            /* accessed atomically: readers race on it */
+    /* Small views only: every boundary of the resolved address map (sorted,
+     * bounds[0] == 0) and the section from it on, for batched lookups. */
+    uint64_t *bounds;
+    uint32_t *bound_sections;
+    uint32_t nbounds;
     uint64_t next_start;     /* the lowest address the next range may start at */
     int any_added, full, committed, broken;
     pm_stats *stats;
@@ -387,6 +392,60 @@ static void compact(entry *lp, node *nodes)
     }
 }
 
+/*
+ * A view with few pieces answers batched lookups faster by a branch-free
+ * binary search over its boundaries than by the radix walk (a handful of
+ * conditional moves instead of dependent loads and unpredictable branches);
+ * past this many boundaries the walk wins.  Both give the same sections.
+ */
+#define MAX_BOUNDS 256
+
+/* Boundaries of the resolved map: pieces are sections that are not sub-page
+ * containers, registered in address order; the gaps between them are #0. */
+static pm_status build_bounds(pm_dispatch *d)
+{
+    uint32_t cap = 2 * d->sections_nb + 1;
+    if (cap > MAX_BOUNDS) {
+        return PM_OK;
+    }
+    d->bounds = malloc(cap * sizeof(*d->bounds));
+    d->bound_sections = malloc(cap * sizeof(*d->bound_sections));
+    if (!d->bounds || !d->bound_sections) {
+        free(d->bounds);
+        free(d->bound_sections);
+        d->bounds = NULL;
+        d->bound_sections = NULL;
+        return PM_ERR_NOMEM;
+    }
+    uint32_t n = 0;
+    uint64_t next = 0;          /* first address not yet covered */
+    int covered_all = 0;
+    d->bounds[n] = 0;
+    d->bound_sections[n++] = 0;
+    for (uint32_t i = 1; i < d->sections_nb; i++) {
+        const pm_range *r = &d->sections[i].r;
+        if (r->flags & PM_SECTION_SUBPAGE) {
+            continue;
+        }
+        if (r->start == 0) {
+            n = 0;              /* the first piece replaces the leading gap */
+        } else if (r->start > next) {
+            d->bounds[n] = next;
+            d->bound_sections[n++] = 0;
+        }
+        d->bounds[n] = r->start;
+        d->bound_sections[n++] = i;
+        covered_all = r->last == UINT64_MAX;
+        next = r->last + 1;
+    }
+    if (!covered_all && next != 0 && d->bound_sections[n - 1] != 0) {
+        d->bounds[n] = next;
+        d->bound_sections[n++] = 0;
+    }
+    d->nbounds = n;
+    return PM_OK;
+}
+
 pm_status pm_dispatch_commit(pm_dispatch *d)
 {
     if (d->committed || d->broken) {
@@ -394,6 +453,10 @@ pm_status pm_dispatch_commit(pm_dispatch *d)
     }
     if (d->root.skip) {
         compact(&d->root, d->nodes);
+    }
+    pm_status st = build_bounds(d);
+    if (st != PM_OK) {
+        return st;
     }
     d->committed = 1;
     return PM_OK;
@@ -409,6 +472,8 @@ void pm_dispatch_free(pm_dispatch *d)
     }
     free(d->sections);
     free(d->nodes);
+    free(d->bounds);
+    free(d->bound_sections);
     if (d->stats) {
         __atomic_sub_fetch(&d->stats->live_dispatches, 1, __ATOMIC_RELAXED);
     }
@@ -517,8 +582,24 @@ void pm_dispatch_lookup_many(pm_dispatch *d, const uint64_t *addrs,
         memset(sections, 0, n * sizeof(*sections));
         return;
     }
-    for (size_t i = 0; i < n; i += LANES) {
-        lookup_lanes(d, addrs + i, sections + i, n - i < LANES ? n - i : LANES);
+    if (d->bounds) {
+        const uint64_t *bounds = d->bounds;
+        const uint32_t *secs = d->bound_sections;
+        const uint32_t nbounds = d->nbounds;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t addr = addrs[i];
+            uint32_t base = 0, len = nbounds;
+            while (len > 1) {
+                uint32_t half = len / 2;
+                base = bounds[base + half] <= addr ? base + half : base;
+                len -= half;
+            }
+            sections[i] = secs[base];
+        }
+    } else {
+        for (size_t i = 0; i < n; i += LANES) {
+            lookup_lanes(d, addrs + i, sections + i, n - i < LANES ? n - i : LANES);
+        }
     }
     if (n) {
         __atomic_store_n(&d->mru, page_find(d, addrs[n - 1]), __ATOMIC_RELAXED);

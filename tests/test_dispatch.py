@@ -4,7 +4,7 @@ from __future__ import annotations
 from array import array
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymem import CapacityError, Dispatch, DispatchRange, RangeOrderError, TopologyError
@@ -14,7 +14,7 @@ from .model import SPACE, DispatchModel
 
 
 @st.composite
-def flat_views(draw):
+def flat_views(draw, min_ranges=0, max_ranges=24):
     """(page_bits, ranges): sorted, disjoint ranges of every scale, up to all of 2^64."""
     page_bits = draw(st.integers(10, 16))
     ps = 1 << page_bits
@@ -28,7 +28,7 @@ def flat_views(draw):
     gap = st.one_of(st.just(0), scale)
     ranges = []
     addr = draw(st.one_of(st.just(0), scale))
-    for _ in range(draw(st.integers(0, 24))):
+    for _ in range(draw(st.integers(min_ranges, max_ranges))):
         size = draw(scale)
         if addr + size > SPACE:
             break
@@ -76,6 +76,18 @@ def test_batched_lookup_matches_single_lookups(view, data):
     data.draw(st.randoms()).shuffle(addrs)
     got = d.lookup_many(array("Q", addrs))
     assert list(got) == [model.lookup(a) for a in addrs]
+
+
+@settings(max_examples=25)
+@given(flat_views(min_ranges=150, max_ranges=300), st.data())
+def test_batched_lookup_of_a_large_view_walks_the_radix_tree_to_the_models_sections(view, data):
+    # Small views answer batches from a boundary table; past 256 boundaries
+    # the batch walks the radix tree, 16 addresses at a time.
+    page_bits, ranges = view
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    addrs = probes(page_bits, ranges, data)
+    data.draw(st.randoms()).shuffle(addrs)
+    assert list(d.lookup_many(array("Q", addrs))) == [model.lookup(a) for a in addrs]
 
 
 @given(flat_views(), st.data())
