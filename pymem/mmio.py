@@ -57,6 +57,9 @@ def dispatch_read(ops: Optional[Any], offset: int, size: int,
     """Read `size` bytes: the value in the device's byte order, and the result."""
     if not access_valid(ops, offset, size):
         return 0, DECODE_ERROR
+    if ops.impl_min <= size <= ops.impl_max and not ops.with_attrs:
+        # The device implements this size: one callback, nothing to adjust.
+        return ops.read(offset, size) & ((1 << (size * 8)) - 1), OK
     step, mask, shifts = _impl_pieces(ops, size)
     read = ops.read
     with_attrs = ops.with_attrs
@@ -72,7 +75,7 @@ def dispatch_read(ops: Optional[Any], offset: int, size: int,
         # A callback wider than the access (impl_min) gives only its part:
         # for a big-endian device that is its low-addressed, high-order end.
         value |= part << shift if shift >= 0 else part >> -shift
-    return value & ((1 << (size * 8)) - 1), MemTxResult(result)
+    return value & ((1 << (size * 8)) - 1), MemTxResult(result) if result else OK
 
 
 def dispatch_write(ops: Optional[Any], offset: int, value: int, size: int,
@@ -80,6 +83,9 @@ def dispatch_write(ops: Optional[Any], offset: int, value: int, size: int,
     """Write `value` (in the device's byte order) as `size` bytes at `offset`."""
     if not access_valid(ops, offset, size):
         return DECODE_ERROR
+    if ops.impl_min <= size <= ops.impl_max and not ops.with_attrs:
+        ops.write(offset, value, size)
+        return OK
     step, mask, shifts = _impl_pieces(ops, size)
     write = ops.write
     with_attrs = ops.with_attrs
@@ -92,7 +98,7 @@ def dispatch_write(ops: Optional[Any], offset: int, value: int, size: int,
                 result |= r
         else:
             write(offset + delta, part, step)
-    return MemTxResult(result)
+    return MemTxResult(result) if result else OK
 
 
 def byteorder(ops: Optional[Any]) -> str:
