@@ -73,6 +73,32 @@ def test_single_lookup(benchmark, machine, impl):
     benchmark(run)
 
 
+def bisect_translate(ranges):
+    starts = [s for s, _ in ranges]
+    ends = [s + n for s, n in ranges]
+
+    def translate(addr, length=4):
+        i = bisect.bisect_right(starts, addr) - 1
+        if i < 0 or addr >= ends[i]:
+            return -1, addr, length
+        return i, addr - starts[i], min(length, ends[i] - addr)
+    return translate
+
+
+@pytest.mark.parametrize("machine", MAPS)
+@pytest.mark.parametrize("impl", ["pymem", "bisect"])
+def test_translate(benchmark, machine, impl):
+    ranges = MAPS[machine]
+    benchmark.group = f"translate x{N_SINGLE}: {machine}"
+    translate = dispatch(ranges).translate if impl == "pymem" else bisect_translate(ranges)
+    addrs = addresses(ranges, N_SINGLE)
+
+    def run():
+        for a in addrs:
+            translate(a, 4)
+    benchmark(run)
+
+
 @pytest.mark.parametrize("machine", MAPS)
 @pytest.mark.parametrize("impl", ["pymem", "numpy.searchsorted"])
 def test_batched_lookup(benchmark, machine, impl):

@@ -7,10 +7,11 @@ from .errors import (CapacityError, DumpParseError, PymemError, RangeOrderError,
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
-from .region import MemoryRegion, MemoryRegionOps
+from .region import (DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA, MemoryRegion,
+                     MemoryRegionOps)
 
 __all__ = [
-    "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
+    "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_VGA", "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
     "MemoryRegionSection", "MemorySystem", "PymemError", "RangeOrderError", "RcuError",

@@ -341,11 +341,16 @@ def run_bench(args: argparse.Namespace) -> int:
     cases.append(commit_case(system, asp))
     results = run_cases(cases, repeats)
     goals = check_goals(results)
+    report = {"machine": label, "address_space": asp.name, "repeats": repeats,
+              "results": [r.as_dict() for r in results], "goals": goals}
+    if args.json == "-":
+        json.dump(report, sys.stdout, indent=1)
+        print()
+        return 0
     print(f"pymem bench: {label}, address space {asp.name!r} "
           f"({len(asp.flatview.ranges)} ranges), ns per operation, {repeats} repeats")
     print(format_table(results, goals))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": label, "address_space": asp.name,
-                       "results": [r.as_dict() for r in results], "goals": goals}, f, indent=1)
+            json.dump(report, f, indent=1)
     return 0

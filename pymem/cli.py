@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", default="q35", help="bundled machine name (default q35)")
     p.add_argument("--mtree", help="an `info mtree -D` dump to benchmark instead")
     p.add_argument("--hints", help="the hints.json that goes with --mtree")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                   help="write the results as JSON to FILE, or alone to stdout without FILE")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     _COMMANDS["bench"] = _cmd_bench
 

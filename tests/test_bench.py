@@ -29,6 +29,24 @@ def test_bench_reports_every_operation_with_its_peers(tmp_path):
     assert "pymem/peer" in run.stdout and "[1/" in run.stderr
 
 
+def test_bench_json_alone_goes_to_stdout_for_tools():
+    run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--quick", "--json"],
+                         capture_output=True, text=True, check=True)
+    report = json.loads(run.stdout)
+    assert report["machine"] == "q35" and report["address_space"] == "memory"
+    assert len(report["results"]) >= 20
+
+
+def test_bench_runs_on_a_dump_given_by_path():
+    from .qemu_fixtures import FIXTURES
+
+    case = FIXTURES / "x86_64-pc-booted"
+    run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--quick", "--json",
+                          "--mtree", str(case / "mtree-D.txt"), "--hints", str(case / "hints.json")],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(run.stdout)["machine"].endswith("mtree-D.txt")
+
+
 def test_bench_refuses_an_unknown_machine():
     run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--machine", "nope"],
                          capture_output=True, text=True)
