@@ -42,14 +42,19 @@ from __future__ import annotations
 import enum
 import weakref
 from functools import partial
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, NamedTuple, Optional,
+                    Tuple, cast)
 
 from . import dirty, mmio
 from ._native import ffi, lib
 from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
-from .region import RAM, ROM, ROM_DEVICE, MemoryRegion
+from .region import RAM, ROM, ROM_DEVICE, ByteOrder, MemoryRegion, MemoryRegionOps
+
+if TYPE_CHECKING:
+    from .address_space import AddressSpace, MemorySystem
+    from .trace import PathLike, Recorder
 
 ADDRESS_SPACE_SIZE = 1 << 64
 OK = MemTxResult.OK
@@ -73,7 +78,7 @@ class IOMMUTLBEntry(NamedTuple):
     it is unassigned.  `addr_mask` is the page size minus one.
     """
 
-    target_as: Any
+    target_as: Optional[AddressSpace]
     iova: int
     translated_addr: int
     addr_mask: int
@@ -140,7 +145,7 @@ def _check_access(addr: Any, size: int) -> None:
         raise ValueError(f"access of {size} bytes at {addr:#x} is outside the 64-bit space")
 
 
-def _byteorder(big: bool) -> str:
+def _byteorder(big: bool) -> ByteOrder:
     return "big" if big else "little"
 
 
@@ -160,17 +165,19 @@ class AccessMixin:
     """
 
     _cas: Any
+    system: MemorySystem
     _mappings: Dict[int, Tuple[memoryview, _Mapping]]
     # Set by pymem.trace while recording or replaying: told of every device
     # access (the slow path only, so plain memory stays one C call).
     _recorder: Any = None
 
-    def record(self, path: Any, mmio_only: bool = True) -> Any:
+    def record(self, path: PathLike, mmio_only: bool = True) -> ContextManager[Recorder]:
         """`with asp.record(path): ...` writes this space's accesses to a trace
         (pymem/trace.py); plain RAM and ROM accesses too unless `mmio_only`."""
         from .trace import record
 
-        return record(self, path, mmio_only=mmio_only)
+        # AddressSpace is the only class this mixes into.
+        return record(cast("AddressSpace", self), path, mmio_only=mmio_only)
 
     def __getattr__(self, name: str) -> Callable:
         spec = _LOADS.get(name) or _STORES.get(name)
@@ -307,6 +314,7 @@ class AccessMixin:
             return _device_access(None, offset, view, mmio.access_size(None, view.nbytes, offset),
                                   is_write, attrs)
         target = entry.target_as if entry.target_as is not None else region.target
+        assert target is not None, f"IOMMU {region.name!r} translated into no address space"
         return length, target._rw(target_addr, view[:length], is_write, attrs)
 
     # -------------------------------------------------------- loads and stores
@@ -352,7 +360,9 @@ class AccessMixin:
             entry, addr, size = _iommu_translate(region, t.offset, size, is_write)
             if entry is None:
                 return space, addr, None, t.offset, size, 0
-            space = entry.target_as if entry.target_as is not None else region.target
+            target = entry.target_as if entry.target_as is not None else region.target
+            assert target is not None, f"IOMMU {region.name!r} translated into no address space"
+            space = target
 
     def _load(self, addr: int, size: int, big: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
         while True:
@@ -481,8 +491,8 @@ def _iommu_translate(region: MemoryRegion, offset: int, length: int,
     return entry, target, min(length, (target | mask) - target + 1)
 
 
-def _device_access(ops: Any, offset: int, view: memoryview, size: int, is_write: bool,
-                   attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+def _device_access(ops: Optional[MemoryRegionOps], offset: int, view: memoryview, size: int,
+                   is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
     """One device access of `size` bytes from the start of `view`."""
     order = mmio.byteorder(ops)
     if is_write:

@@ -95,6 +95,7 @@ class MemorySystem:
         """Each current view and the address spaces on it, in creation order."""
         out: Dict[FlatView, List[AddressSpace]] = {}
         for asp in self._spaces:
+            assert asp.flatview is not None   # set by address_space()
             out.setdefault(asp.flatview, []).append(asp)
         return out
 

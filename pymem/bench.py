@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from .address_space import AddressSpace, MemorySystem
-from .flatview import FlatRange
+from .flatview import FlatRange, FlatView
 
 Timed = Callable[[], Any]
 PAGE = 0x1000
@@ -128,17 +128,23 @@ def sample_addresses(ranges: List[FlatRange], n: int, pattern: str,
     return [page + rng.randrange(span) for _ in range(n)]
 
 
+def _view(asp: AddressSpace) -> FlatView:
+    view = asp.flatview
+    assert view is not None   # set by MemorySystem.address_space
+    return view
+
+
 def memory_space(system: MemorySystem) -> AddressSpace:
     """The CPU's view: AS "memory" if there is one, else the most populated."""
     spaces = system.address_spaces
     for asp in spaces:
         if asp.name == "memory":
             return asp
-    return max(spaces, key=lambda a: len(a.flatview.ranges))
+    return max(spaces, key=lambda a: len(_view(a).ranges))
 
 
 def _ram_range(asp: AddressSpace) -> FlatRange:
-    writable = [r for r in asp.flatview.ranges
+    writable = [r for r in _view(asp).ranges
                 if r.region.ram_backed and not r.readonly and r.region.kind == "ram"]
     if not writable:
         raise ValueError(f"address space {asp.name!r} has no writable RAM to benchmark")
@@ -146,13 +152,15 @@ def _ram_range(asp: AddressSpace) -> FlatRange:
 
 
 def _mmio_range(asp: AddressSpace) -> Optional[FlatRange]:
-    io = [r for r in asp.flatview.ranges if r.region.kind == "io" and r.size >= 4]
+    io = [r for r in _view(asp).ranges if r.region.kind == "io" and r.size >= 4]
     return max(io, key=lambda r: r.size) if io else None
 
 
 def lookup_cases(asp: AddressSpace, rng: random.Random, n: int, n_batch: int) -> List[Case]:
-    ranges = asp.flatview.ranges
-    dispatch = asp.flatview.dispatch
+    view = _view(asp)
+    ranges = view.ranges
+    dispatch = view.dispatch
+    assert dispatch is not None   # only a destroyed view has none
     peer = BisectMap(ranges)
     tree = None
     try:
@@ -252,8 +260,9 @@ def access_cases(asp: AddressSpace, rng: random.Random, n: int) -> List[Case]:
     mmio = _mmio_range(asp)
     if mmio is not None:
         addrs = [mmio.addr + (rng.randrange(mmio.size - 3) & ~3) for _ in range(n // 4)]
-        peer = BisectMap(asp.flatview.ranges)
-        regions = [r.region for r in asp.flatview.ranges]
+        peer = BisectMap(_view(asp).ranges)
+        # Any: the peer calls ops.read unchecked, as a user's own bus would.
+        regions: List[Any] = [r.region for r in _view(asp).ranges]
 
         def python_bus(addr: int) -> int:
             i, offset, _ = peer.translate(addr)
@@ -295,6 +304,7 @@ def check_goals(results: List[Result]) -> List[dict]:
     for g in GOALS:
         r = by_key.get((g.operation, g.peer))
         if r is not None:
+            assert r.ratio is not None   # every peer's result has its ratio
             out.append({"goal": g.text, "ratio": round(r.ratio, 3), "met": r.ratio <= g.limit})
     commit = by_key.get(("full commit", "pymem"))
     if commit is not None:
@@ -348,7 +358,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print()
         return 0
     print(f"pymem bench: {label}, address space {asp.name!r} "
-          f"({len(asp.flatview.ranges)} ranges), ns per operation, {repeats} repeats")
+          f"({len(_view(asp).ranges)} ranges), ns per operation, {repeats} repeats")
     print(format_table(results, goals))
     if args.json:
         with open(args.json, "w") as f:

@@ -44,7 +44,10 @@ class DispatchRange(NamedTuple):
 class Section(NamedTuple):
     """One entry of the sections table."""
 
-    index: int
+    # The section's number in the table, named as in C.  The field hides
+    # tuple.index, which mypy reports; renaming it would break callers, and
+    # nothing needs tuple.index on a Section.
+    index: int  # type: ignore[assignment]
     start: int
     size: int
     offset: int

@@ -109,6 +109,9 @@ def _pass(asp: "AddressSpace", fv: Optional["FlatView"], old: List["FlatRange"],
             iold += 1
             inew += 1
         else:
+            # In the new view only.  frnew is None only once the new ranges
+            # are used up, and then the first branch takes the old ones left.
+            assert frnew is not None
             if adding:
                 section = section_from_flat_range(frnew, fv)
                 for listener in forward:

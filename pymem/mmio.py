@@ -12,15 +12,17 @@ reject every access.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import List, Optional, Tuple, cast
 
 from .memtx import MemTxAttrs, MemTxResult
+from .region import (ByteOrder, MemoryRegionOps, MMIORead, MMIOReadWithAttrs, MMIOWrite,
+                     MMIOWriteWithAttrs)
 
 OK = MemTxResult.OK
 DECODE_ERROR = MemTxResult.DECODE_ERROR
 
 
-def access_size(ops: Optional[Any], length: int, offset: int) -> int:
+def access_size(ops: Optional[MemoryRegionOps], length: int, offset: int) -> int:
     """How many of `length` bytes at `offset` one device access takes."""
     size_max = ops.valid_max if ops is not None else 4
     if ops is None or not ops.unaligned:
@@ -32,7 +34,7 @@ def access_size(ops: Optional[Any], length: int, offset: int) -> int:
     return 1 << (size.bit_length() - 1)
 
 
-def access_valid(ops: Optional[Any], offset: int, size: int) -> bool:
+def access_valid(ops: Optional[MemoryRegionOps], offset: int, size: int) -> bool:
     """Whether the device accepts an access of `size` bytes at `offset`."""
     if ops is None:
         return False
@@ -41,7 +43,7 @@ def access_valid(ops: Optional[Any], offset: int, size: int) -> bool:
     return ops.valid_min <= size <= ops.valid_max
 
 
-def _impl_pieces(ops: Any, size: int) -> Tuple[int, int, list]:
+def _impl_pieces(ops: MemoryRegionOps, size: int) -> Tuple[int, int, List[Tuple[int, int]]]:
     """The callback size, its mask, and (offset delta, shift) per callback."""
     step = max(min(size, ops.impl_max), ops.impl_min)
     if ops.endianness == "big":
@@ -52,22 +54,25 @@ def _impl_pieces(ops: Any, size: int) -> Tuple[int, int, list]:
     return step, (1 << (step * 8)) - 1, shifts
 
 
-def dispatch_read(ops: Optional[Any], offset: int, size: int,
+def dispatch_read(ops: Optional[MemoryRegionOps], offset: int, size: int,
                   attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
     """Read `size` bytes: the value in the device's byte order, and the result."""
     if not access_valid(ops, offset, size):
         return 0, DECODE_ERROR
+    assert ops is not None   # access_valid refuses unassigned space
+    # `with_attrs` says which of its two shapes `ops.read` has.
     if ops.impl_min <= size <= ops.impl_max and not ops.with_attrs:
         # The device implements this size: one callback, nothing to adjust.
-        return ops.read(offset, size) & ((1 << (size * 8)) - 1), OK
+        return cast(MMIORead, ops.read)(offset, size) & ((1 << (size * 8)) - 1), OK
     step, mask, shifts = _impl_pieces(ops, size)
-    read = ops.read
+    read = cast(MMIORead, ops.read)
+    read_with_attrs = cast(MMIOReadWithAttrs, ops.read)
     with_attrs = ops.with_attrs
     value = 0
     result = OK
     for delta, shift in shifts:
         if with_attrs:
-            part, r = read(offset + delta, step, attrs)
+            part, r = read_with_attrs(offset + delta, step, attrs)
             result |= r
         else:
             part = read(offset + delta, step)
@@ -78,22 +83,25 @@ def dispatch_read(ops: Optional[Any], offset: int, size: int,
     return value & ((1 << (size * 8)) - 1), MemTxResult(result) if result else OK
 
 
-def dispatch_write(ops: Optional[Any], offset: int, value: int, size: int,
+def dispatch_write(ops: Optional[MemoryRegionOps], offset: int, value: int, size: int,
                    attrs: MemTxAttrs) -> MemTxResult:
     """Write `value` (in the device's byte order) as `size` bytes at `offset`."""
     if not access_valid(ops, offset, size):
         return DECODE_ERROR
+    assert ops is not None   # access_valid refuses unassigned space
+    # `with_attrs` says which of its two shapes `ops.write` has.
     if ops.impl_min <= size <= ops.impl_max and not ops.with_attrs:
-        ops.write(offset, value, size)
+        cast(MMIOWrite, ops.write)(offset, value, size)
         return OK
     step, mask, shifts = _impl_pieces(ops, size)
-    write = ops.write
+    write = cast(MMIOWrite, ops.write)
+    write_with_attrs = cast(MMIOWriteWithAttrs, ops.write)
     with_attrs = ops.with_attrs
     result = OK
     for delta, shift in shifts:
         part = (value >> shift if shift >= 0 else value << -shift) & mask
         if with_attrs:
-            r = write(offset + delta, part, step, attrs)
+            r = write_with_attrs(offset + delta, part, step, attrs)
             if r:
                 result |= r
         else:
@@ -101,6 +109,6 @@ def dispatch_write(ops: Optional[Any], offset: int, value: int, size: int,
     return MemTxResult(result) if result else OK
 
 
-def byteorder(ops: Optional[Any]) -> str:
+def byteorder(ops: Optional[MemoryRegionOps]) -> ByteOrder:
     """The byte order of the device's values on the bus."""
     return ops.endianness if ops is not None else "little"

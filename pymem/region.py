@@ -15,11 +15,13 @@ import itertools
 import mmap
 import weakref
 from contextlib import contextmanager
-from typing import (TYPE_CHECKING, Any, Callable, Iterator, List, Optional)
+from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Literal, Optional,
+                    Protocol, Tuple, Type, TypeVar, Union, overload)
 
 from . import dirty
 from .dispatch import NO_REGION
 from .errors import TopologyError
+from .memtx import MemTxAttrs
 
 if TYPE_CHECKING:
     from .address_space import AddressSpace, MemorySystem
@@ -44,6 +46,18 @@ DIRTY_MEMORY_MIGRATION = 4
 _ids = itertools.count(1)
 _by_id: "weakref.WeakValueDictionary[int, MemoryRegion]" = weakref.WeakValueDictionary()
 
+ByteOrder = Literal["little", "big"]
+"""A device's byte order, spelled as int.from_bytes takes it."""
+
+# MemoryRegionOps callbacks come in QEMU's two shapes: read/write, and
+# read_with_attrs/write_with_attrs (`with_attrs` says which a device has).
+# Their results are MemTxResult bits: a MemTxResult, or the plain int a
+# trace replay answers.
+MMIORead = Callable[[int, int], int]
+MMIOWrite = Callable[[int, int, int], None]
+MMIOReadWithAttrs = Callable[[int, int, MemTxAttrs], Tuple[int, int]]
+MMIOWriteWithAttrs = Callable[[int, int, int, MemTxAttrs], Optional[int]]
+
 
 class MemoryRegionOps:
     """How an MMIO region is accessed: QEMU's MemoryRegionOps.
@@ -59,8 +73,8 @@ class MemoryRegionOps:
     __slots__ = ("read", "write", "endianness", "valid_min", "valid_max",
                  "impl_min", "impl_max", "unaligned", "with_attrs")
 
-    def __init__(self, read: Callable[[int, int], int],
-                 write: Callable[[int, int, int], None], endianness: str = "little",
+    def __init__(self, read: Union[MMIORead, MMIOReadWithAttrs],
+                 write: Union[MMIOWrite, MMIOWriteWithAttrs], endianness: ByteOrder = "little",
                  valid_min: int = 1, valid_max: int = 4, impl_min: int = 1,
                  impl_max: int = 4, unaligned: bool = False,
                  with_attrs: bool = False) -> None:
@@ -99,25 +113,62 @@ def _check_offset(what: str, offset: Any) -> int:
     return offset
 
 
-class _ConstructorOrAttribute:
+_Constructor = TypeVar("_Constructor")
+_Constructor_co = TypeVar("_Constructor_co", covariant=True)
+
+
+class _Bindable(Protocol[_Constructor_co]):
+    """A classmethod, as far as the descriptor below uses it: binding it to
+    the class gives the constructor's signature without `cls`."""
+
+    def __get__(self, obj: Any, owner: Any, /) -> _Constructor_co: ...
+
+
+class _ConstructorOrAttribute(Generic[_Constructor]):
     """`MemoryRegion.container(...)` builds a container while `mr.container` is
     its parent, and likewise for `alias`: QEMU's names for both, so the class
     attribute is the constructor and the instance attribute is the link."""
 
-    def __init__(self, constructor: Callable[..., "MemoryRegion"]) -> None:
+    def __init__(self, constructor: _Bindable[_Constructor]) -> None:
         self.constructor = constructor
         self.__doc__ = constructor.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.slot = getattr(owner, "_" + name)
 
-    def __get__(self, obj: Any, owner: type) -> Any:
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Constructor: ...
+
+    @overload
+    def __get__(self, obj: "MemoryRegion", owner: type) -> Optional["MemoryRegion"]: ...
+
+    def __get__(self, obj: Optional["MemoryRegion"], owner: type
+                ) -> Union[_Constructor, Optional["MemoryRegion"]]:
         if obj is None:
             return self.constructor.__get__(owner, owner)
         return self.slot.__get__(obj, owner)
 
-    def __set__(self, obj: Any, value: Any) -> None:
+    def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
         self.slot.__set__(obj, value)
+
+
+# The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
+# out of the class body so that `cls` can be typed as the class.
+def _new_alias(cls: Type["MemoryRegion"], name: str, target: "MemoryRegion", offset: int,
+               size: int) -> "MemoryRegion":
+    """A window of `size` bytes onto `target`, starting `offset` bytes into it."""
+    if not isinstance(target, MemoryRegion):
+        raise TypeError(f"alias {name!r}: target must be a MemoryRegion, "
+                        f"not {type(target).__name__}")
+    mr = cls(name, size, ALIAS)
+    mr.alias = target
+    mr.alias_offset = _check_offset(f"alias {name!r}", offset)
+    return mr
+
+
+def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRegion":
+    """A pure container: renders only its subregions."""
+    return cls(name, size, CONTAINER)
 
 
 class MemoryRegion:
@@ -127,6 +178,11 @@ class MemoryRegion:
                  "priority", "addr", "_container", "_alias", "alias_offset", "_subs",
                  "nonvolatile", "dirty_log", "translate", "target", "_buffer",
                  "_system", "__weakref__")
+
+    # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
+    # rendering reads `_alias` directly, without the descriptor.
+    _container: Optional[MemoryRegion]
+    _alias: Optional[MemoryRegion]
 
     def __init__(self, name: str, size: int, kind: str) -> None:
         if not isinstance(name, str):
@@ -143,8 +199,8 @@ class MemoryRegion:
         self.enabled = True
         self.priority = 0
         self.addr = 0
-        self.container: Optional[MemoryRegion] = None
-        self.alias: Optional[MemoryRegion] = None
+        self.container = None
+        self.alias = None
         self.alias_offset = 0
         # Kept in reverse of QEMU's subregion order (lowest priority first,
         # oldest first among equals) so the common add is an append.
@@ -197,23 +253,8 @@ class MemoryRegion:
         mr.ops = _check_ops(name, ops)
         return mr
 
-    def _new_alias(cls, name: str, target: "MemoryRegion", offset: int, size: int) -> "MemoryRegion":
-        """A window of `size` bytes onto `target`, starting `offset` bytes into it."""
-        if not isinstance(target, MemoryRegion):
-            raise TypeError(f"alias {name!r}: target must be a MemoryRegion, "
-                            f"not {type(target).__name__}")
-        mr = cls(name, size, ALIAS)
-        mr.alias = target
-        mr.alias_offset = _check_offset(f"alias {name!r}", offset)
-        return mr
-
-    def _new_container(cls, name: str, size: int) -> "MemoryRegion":
-        """A pure container: renders only its subregions."""
-        return cls(name, size, CONTAINER)
-
     alias = _ConstructorOrAttribute(classmethod(_new_alias))
     container = _ConstructorOrAttribute(classmethod(_new_container))
-    del _new_alias, _new_container
 
     @classmethod
     def iommu(cls, name: str, size: int, translate: Callable[..., Any],

@@ -530,15 +530,16 @@ class Recorder:
                 f'"region":{name},"offset":')
 
     def memory(self, space: Any, addr: int, region: MemoryRegion, offset: int,
-               data: bytes, is_write: bool, attrs: Optional[MemTxAttrs]) -> None:
+               data: Union[bytes, memoryview], is_write: bool,
+               attrs: Optional[MemTxAttrs]) -> None:
         """One plain RAM or ROM piece (the RAM wrappers)."""
         self.writer.access(space.name, WRITE if is_write else READ, addr, len(data), None,
                            bytes(data), attrs, 0, region.name, offset)
 
 
 @contextmanager
-def record(spaces: Union["AddressSpace", Sequence["AddressSpace"]], path: PathLike,
-           mmio_only: bool = True, batch: int = 4096) -> Iterator[Recorder]:
+def record(spaces: Union["AddressSpace", List["AddressSpace"], Tuple["AddressSpace", ...]],
+           path: PathLike, mmio_only: bool = True, batch: int = 4096) -> Iterator[Recorder]:
     """Record the accesses of one or more address spaces (of one system) to
     `path` while the block runs; the trace is complete when it exits."""
     spaces = [spaces] if not isinstance(spaces, (list, tuple)) else list(spaces)

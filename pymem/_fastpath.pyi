@@ -1,0 +1,19 @@
+"""Types of the compiled `pymem._fastpath` module (csrc/ext/fastpath.c)."""
+from typing import Any, Callable, Optional, Tuple, final
+
+from _typeshed import structseq
+
+@final
+class Translation(structseq[int], Tuple[int, int, int]):
+    """What translate answers: section, offset in its region, length inside it."""
+
+    @property
+    def section(self) -> int: ...
+    @property
+    def offset_in_region(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+
+# The builtin's arguments depend on `kind` (see `kinds` in fastpath.c).
+def bind(kind: str, fn_address: int, obj_address: int, width: int,
+         fallback: Optional[Callable[..., Any]], keepalive: object, /) -> Callable[..., Any]: ...
