@@ -60,16 +60,17 @@ class MemorySystem:
             raise TypeError("address_space: name must be a str")
         with self._lock:
             self._adopt(root)
-            asp = AddressSpace(self, root, name)
-            self._spaces.append(asp)
             # address_space_init: the new space gets its view at once, shared
-            # with any space already on the same root.
+            # with any space already on the same root.  The view is built
+            # before the space is registered: if building fails, nothing is.
             phys = get_flatview_root(root)
             key = phys.id if phys is not None else None
             view = self._views.get(key)
             if view is None:
                 view = self._generate(phys)
                 self._views[key] = view
+            asp = AddressSpace(self, root, name)
+            self._spaces.append(asp)
             asp._set_flatview(view)
             return asp
 

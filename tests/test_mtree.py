@@ -165,3 +165,16 @@ def test_cli_reports_a_missing_dump_in_one_line():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("pymem mtree: cannot read /nonexistent")
+
+
+def test_an_imported_iommu_answers_accesses_as_unassigned_until_given_a_translate():
+    from pymem import MemTxResult
+    from pymem.qemu import load_mtree
+
+    from .qemu_fixtures import hints, read
+
+    system = load_mtree(read("aarch64-sbsa-ref-reset", "mtree-D.txt"),
+                        hints("aarch64-sbsa-ref-reset"))
+    asp = next(a for a in system.address_spaces if a.name == "smmuv3-iommu-memory-region-0-0")
+    buf = bytearray(4)
+    assert asp.rw(0x1000, buf, False) == MemTxResult.DECODE_ERROR and buf == bytes(4)

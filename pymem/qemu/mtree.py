@@ -23,6 +23,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
+from ..access import IOMMUAccessFlags, IOMMUTLBEntry
 from ..address_space import AddressSpace, MemorySystem
 from ..errors import DumpParseError
 from ..region import ADDRESS_SPACE_SIZE, MemoryRegion, MemoryRegionOps
@@ -312,8 +313,11 @@ def _write_ignore(offset: int, value: int, size: int) -> None:
     return None
 
 
-def _translate_identity(addr: int, is_write: bool = False) -> int:
-    return addr
+def _translate_unmapped(addr: int, flag: int) -> IOMMUTLBEntry:
+    # A dump names no IOMMU target or mappings: every access faults (and is
+    # answered as unassigned) until the user attaches a real translate.
+    page = addr & ~0xfff
+    return IOMMUTLBEntry(None, page, page, 0xfff, IOMMUAccessFlags.NONE)
 
 
 _DEFAULT_OPS = MemoryRegionOps(_read_zero, _write_ignore, valid_min=1, valid_max=8,
@@ -405,7 +409,7 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
         elif node.type == "romd":
             mr = MemoryRegion.rom_device(node.name, node.size, _DEFAULT_OPS)
         elif id(node) in iommu:
-            mr = MemoryRegion.iommu(node.name, node.size, _translate_identity)
+            mr = MemoryRegion.iommu(node.name, node.size, _translate_unmapped)
         elif node.children:
             mr = (MemoryRegion.io(node.name, node.size, _DEFAULT_OPS) if id(node) in terminating
                   else MemoryRegion.container(node.name, node.size))
