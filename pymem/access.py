@@ -40,7 +40,6 @@ Semantics worth knowing, all QEMU's unless said otherwise:
 from __future__ import annotations
 
 import enum
-import weakref
 from functools import partial
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, NamedTuple, Optional,
                     Tuple, cast)
@@ -165,6 +164,7 @@ class AccessMixin:
     """
 
     _cas: Any
+    _pin: Any
     system: MemorySystem
     _mappings: Dict[int, Tuple[memoryview, _Mapping]]
     # Set by pymem.trace while recording or replaying: told of every device
@@ -185,10 +185,10 @@ class AccessMixin:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         kind, function, size, big = spec
         slow = "_load_or_raise" if kind != "store" else "_store_or_raise"
-        # The builtin is not seen by the garbage collector: through a weak
-        # reference its fallback does not keep this space alive in a cycle.
+        # The builtin holds this space's pin (its last view) and its slow
+        # path; the cycle back to the space is one the collector can see.
         fn = bind_fast(kind, function, self._cas, size,
-                       partial(_call_slow, weakref.ref(self), slow, size, big))
+                       partial(getattr(self, slow), size, big), self._pin)
         # Cached on the instance: later calls never come back here.
         setattr(self, name, fn)
         return fn
@@ -208,12 +208,11 @@ class AccessMixin:
     def _bind_bulk(self) -> None:
         """Shadow `read` and `write` with builtins bound to this space's C handle:
         plain memory costs one C call; anything else falls back to the methods
-        below (through a weak reference, so no cycle keeps the space alive)."""
-        ref = weakref.ref(self)
+        below."""
         self.read = bind_fast("read", "pm_as_read", self._cas, 0,  # type: ignore[method-assign]
-                              partial(_call_unbound, ref, AccessMixin.read))
+                              partial(AccessMixin.read, self), self._pin)
         self.write = bind_fast("write", "pm_as_write", self._cas, 0,  # type: ignore[method-assign]
-                               partial(_call_unbound, ref, AccessMixin.write))
+                               partial(AccessMixin.write, self), self._pin)
 
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
@@ -467,14 +466,6 @@ class AccessMixin:
             elif mapping.region.kind == RAM:
                 dirty.set_dirty(mapping.region, mapping.offset, access_len)
         view.release()
-
-
-def _call_slow(space_ref: Any, method: str, size: int, big: bool, *args: Any) -> Any:
-    return getattr(space_ref(), method)(size, big, *args)
-
-
-def _call_unbound(space_ref: Any, method: Callable, *args: Any) -> Any:
-    return method(space_ref(), *args)
 
 
 def _iommu_translate(region: MemoryRegion, offset: int, length: int,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import threading
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from ._native import ffi, lib
 from .access import AccessMixin
@@ -71,7 +71,9 @@ class MemorySystem:
                 self._views[key] = view
             asp = AddressSpace(self, root, name)
             self._spaces.append(asp)
-            asp._set_flatview(view)
+            error = asp._set_flatview(view)
+            if error is not None:
+                raise error
             return asp
 
     @contextmanager
@@ -162,12 +164,40 @@ class MemorySystem:
         for view in old.values():
             view.unref()
         self._update_pending = False
+        # Every space is switched whatever the listeners do: a listener that
+        # raises is told the rest anyway, and its first exception is raised
+        # once every space is on its new view.
+        errors: List[BaseException] = []
         for listener in self._listeners:
-            listener.begin()
+            _call_listener(listener.begin, errors)
         for asp, key in zip(self._spaces, keys):
-            asp._set_flatview(views[key])
+            error = asp._set_flatview(views[key])
+            if error is not None:
+                errors.append(error)
         for listener in self._listeners:
-            listener.commit()
+            _call_listener(listener.commit, errors)
+        if errors:
+            raise errors[0]
+
+
+def _call_listener(hook: Callable[[], None], errors: List[BaseException]) -> None:
+    try:
+        hook()
+    except BaseException as exc:
+        errors.append(exc)
+
+
+class _Pin:
+    """What an address space's C handle can reach, kept alive with it.  The
+    builtins bound to the handle (`asp.ldl_le`, ...) hold this, so one that
+    outlives its AddressSpace, or the whole MemorySystem, still finds its
+    last published view (dispatch, RAM buffers) alive instead of freed."""
+
+    __slots__ = ("cas", "view")
+
+    def __init__(self, cas: Any) -> None:
+        self.cas = cas
+        self.view: Optional[FlatView] = None
 
 
 class AddressSpace(AccessMixin):
@@ -184,21 +214,31 @@ class AddressSpace(AccessMixin):
         # The destructor holds the stats so they outlive the handle that
         # counts itself in them.
         self._cas = ffi.gc(out[0], lambda handle, _stats=system._stats: lib.pm_as_free(handle))
+        self._pin = _Pin(self._cas)
         self._bind_bulk()
 
-    def _set_flatview(self, new: FlatView) -> None:
-        """QEMU's address_space_set_flatview: diff for the listeners, then publish."""
+    def _set_flatview(self, new: FlatView) -> Optional[BaseException]:
+        """QEMU's address_space_set_flatview: tell the listeners the difference,
+        then publish.  A listener that raises does not stop the publish (the
+        space must not be left on a view its siblings have left): its
+        exception is returned for the commit to raise once all is done."""
         old = self.flatview
         if old is new:
-            return
+            return None
         new.ref()
+        error: Optional[BaseException] = None
         if self.listeners:
-            update_topology(self, old, new)
+            try:
+                update_topology(self, old, new)
+            except BaseException as exc:
+                error = exc
         assert new.dispatch is not None
         lib.pm_as_publish(self._cas, new.dispatch.handle)
+        self._pin.view = new
         self.flatview = new
         if old is not None:
             old.unref()
+        return error
 
     def register_listener(self, listener: MemoryListener) -> None:
         """Add a listener; it is shown the current view at once."""

@@ -109,11 +109,13 @@ def c_address(cdata: Any) -> int:
 
 
 def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
-              fallback: Any = None) -> Callable:
+              fallback: Any = None, keepalive: Any = None) -> Callable:
     """A builtin calling `lib.<function>(handle, ...)` without cffi's argument
-    handling (see csrc/ext/fastpath.c); it keeps `handle` alive."""
+    handling (see csrc/ext/fastpath.c).  It keeps `keepalive` (by default
+    `handle`) alive: whatever the C object reaches must be kept by it."""
     fn = c_address(ffi.addressof(lib, function))
-    return _fastpath.bind(kind, fn, c_address(handle), width, fallback, handle)
+    return _fastpath.bind(kind, fn, c_address(handle), width, fallback,
+                          handle if keepalive is None else keepalive)
 
 
 def _closed(*args: Any) -> NoReturn:
@@ -193,10 +195,10 @@ class Dispatch:
         return cls(handle, page_bits, hosts)
 
     def close(self) -> None:
-        """Free the C table now (only when no reader can still hold it)."""
+        """Drop this object's hold on the C table: it is freed at once unless
+        a builtin taken from it earlier (`lk = d.lookup`) still holds it."""
         if self._d is not None:
             self.lookup = self.translate = _closed
-            ffi.release(self._d)
             self._d = None
 
     @property

@@ -219,7 +219,8 @@ class FlatView:
         return self._refs
 
     def destroy(self) -> None:
-        """Free the dispatch now: only once no reader can hold this view."""
+        """Drop the dispatch: called once no C reader can hold this view.  The
+        table is freed when the last Python holder lets go (usually now)."""
         if self.dispatch is not None:
             self.dispatch.close()
             self.dispatch = None

@@ -49,10 +49,27 @@ typedef struct {
     PyObject *keepalive;     /* owns the C object `obj` points to */
 } Bound;
 
+/* Bound takes part in garbage collection: what it keeps alive (an address
+ * space's view, the regions behind it) can lead back to the object holding
+ * the builtin, and such a cycle must stay collectable. */
+static int bound_traverse(Bound *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->keepalive);
+    return 0;
+}
+
+static int bound_clear(Bound *self)
+{
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->keepalive);
+    return 0;
+}
+
 static void bound_dealloc(Bound *self)
 {
-    Py_XDECREF(self->fallback);
-    Py_XDECREF(self->keepalive);
+    PyObject_GC_UnTrack(self);
+    bound_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -61,9 +78,21 @@ static PyTypeObject BoundType = {
     .tp_name = "pymem._fastpath.Bound",
     .tp_basicsize = sizeof(Bound),
     .tp_dealloc = (destructor)bound_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_traverse = (traverseproc)bound_traverse,
+    .tp_clear = (inquiry)bound_clear,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "A C function and its object, bound for the fast path.",
 };
+
+/* A Bound cleared by the garbage collector (its cycle was unreachable) can
+ * only be called from a finalizer of that same garbage: refuse. */
+#define CHECK_LIVE(self)                                                       \
+    do {                                                                       \
+        if (!(self)->keepalive) {                                              \
+            PyErr_SetString(PyExc_ReferenceError, "fast-path object was collected"); \
+            return NULL;                                                       \
+        }                                                                      \
+    } while (0)
 
 static int as_address(PyObject *arg, uint64_t *addr)
 {
@@ -78,6 +107,7 @@ static int as_address(PyObject *arg, uint64_t *addr)
 static PyObject *call_lookup(PyObject *self_, PyObject *arg)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr;
     if (as_address(arg, &addr) < 0) {
         return NULL;
@@ -88,6 +118,7 @@ static PyObject *call_lookup(PyObject *self_, PyObject *arg)
 static PyObject *call_load(PyObject *self_, PyObject *arg)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr;
     if (as_address(arg, &addr) < 0) {
         return NULL;
@@ -102,6 +133,7 @@ static PyObject *call_load(PyObject *self_, PyObject *arg)
 static PyObject *call_load64(PyObject *self_, PyObject *arg)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr, v;
     if (as_address(arg, &addr) < 0) {
         return NULL;
@@ -115,6 +147,7 @@ static PyObject *call_load64(PyObject *self_, PyObject *arg)
 static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr, value;
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError, "expected 2 arguments (addr, value), got %zd", nargs);
@@ -141,6 +174,7 @@ static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t n
 static PyObject *call_translate(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr, len = 1, offset, plen;
     if (nargs < 1 || nargs > 2) {
         PyErr_Format(PyExc_TypeError, "expected (addr, length=1), got %zd arguments", nargs);
@@ -176,6 +210,7 @@ static int in_space(uint64_t addr, uint64_t len)
 static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr, len;
     if (nargs != 2 || !PyLong_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) {
         return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
@@ -212,6 +247,7 @@ static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t na
 static PyObject *call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
 {
     Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
     uint64_t addr;
     Py_buffer view;
     if (nargs != 2 || !PyLong_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
@@ -282,7 +318,7 @@ static PyObject *bind(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         return NULL;
     }
-    Bound *b = PyObject_New(Bound, &BoundType);
+    Bound *b = PyObject_GC_New(Bound, &BoundType);
     if (!b) {
         return NULL;
     }
@@ -293,6 +329,7 @@ static PyObject *bind(PyObject *module, PyObject *args)
     b->fallback = fallback;
     Py_INCREF(keepalive);
     b->keepalive = keepalive;
+    PyObject_GC_Track(b);
     PyObject *f = PyCFunction_New(def, (PyObject *)b);
     Py_DECREF(b);
     return f;
