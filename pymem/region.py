@@ -219,8 +219,8 @@ class MemoryRegion:
     def ram(cls, name: str, size: int, buffer: Any = None) -> "MemoryRegion":
         """RAM of `size` bytes: `buffer` (any writable buffer of that size) or our own zeroes."""
         mr = cls(name, size, RAM)
-        if buffer is not None:
-            mr._buffer = _wrap_buffer(name, buffer, size)
+        mr._buffer = (_wrap_buffer(name, buffer, size) if buffer is not None
+                      else _allocate("ram", name, size))
         return mr
 
     @classmethod
@@ -232,6 +232,7 @@ class MemoryRegion:
             size = len(data)
         mr = cls(name, size, ROM)
         mr.readonly = True
+        mr._buffer = _allocate("rom", name, size)
         if data is not None:
             if len(data) > size:
                 raise ValueError(f"rom {name!r}: {len(data)} bytes of data do not fit "
@@ -244,6 +245,7 @@ class MemoryRegion:
         """A ROM device: reads straight from memory in romd mode, writes to `ops`."""
         mr = cls(name, size, ROM_DEVICE)
         mr.ops = _check_ops(name, ops)
+        mr._buffer = _allocate("rom_device", name, size)
         return mr
 
     @classmethod
@@ -298,11 +300,6 @@ class MemoryRegion:
         """The contents of a RAM, ROM or ROM-device region, writable."""
         if self.kind not in (RAM, ROM, ROM_DEVICE):
             raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
-        if self._buffer is None:
-            # Anonymous mmap: zero pages cost nothing until touched, so a
-            # machine's gigabytes of RAM are free until the guest writes them.
-            self._buffer = (memoryview(mmap.mmap(-1, self.size)) if self.size
-                            else memoryview(bytearray()))
         return self._buffer
 
     def type_name(self) -> str:
@@ -530,6 +527,20 @@ def _check_ops(name: str, ops: Any) -> MemoryRegionOps:
         raise TypeError(f"region {name!r}: ops must be a MemoryRegionOps, "
                         f"not {type(ops).__name__}")
     return ops
+
+
+def _allocate(kind: str, name: str, size: int) -> memoryview:
+    """Zeroed memory for a region, allocated when the region is made, so a size
+    the machine cannot map fails here, naming the region, not at a commit."""
+    if size == 0:
+        return memoryview(bytearray())
+    try:
+        # Anonymous mmap: zero pages cost nothing until touched, so a
+        # machine's gigabytes of RAM are free until the guest writes them.
+        return memoryview(mmap.mmap(-1, size))
+    except (OverflowError, OSError, ValueError) as exc:
+        raise TopologyError(f"{kind} {name!r}: cannot allocate {size:#x} bytes of memory "
+                            f"({exc})") from None
 
 
 def _wrap_buffer(name: str, buffer: Any, size: int) -> memoryview:

@@ -219,3 +219,10 @@ def test_container_and_alias_are_constructors_on_the_class_and_links_on_instance
 def test_regions_are_found_by_id():
     ram = MemoryRegion.ram("ram", 0x10)
     assert MemoryRegion.by_id(ram.id) is ram
+
+
+def test_memory_too_large_to_map_is_refused_when_the_region_is_made():
+    with pytest.raises(TopologyError, match="ram 'huge': cannot allocate 0x8000000000000000"):
+        MemoryRegion.ram("huge", 1 << 63)
+    with pytest.raises(TopologyError, match="rom 'bios': cannot allocate"):
+        MemoryRegion.rom("bios", 1 << 63)
