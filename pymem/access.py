@@ -48,6 +48,7 @@ from . import dirty, mmio
 from ._native import ffi, lib
 from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
+from .errors import TopologyError
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
 from .region import RAM, ROM, ROM_DEVICE, ByteOrder, MemoryRegion, MemoryRegionOps
 
@@ -140,6 +141,8 @@ def translate_section(space: Any, addr: int, size: int) -> Tuple[Any, Optional[M
 def _check_access(addr: Any, size: int) -> None:
     if not isinstance(addr, int) or isinstance(addr, bool):
         raise TypeError(f"address must be an int, not {type(addr).__name__}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"access size must be a non-negative int, not {size!r}")
     if addr < 0 or addr + size > ADDRESS_SPACE_SIZE:
         raise ValueError(f"access of {size} bytes at {addr:#x} is outside the 64-bit space")
 
@@ -199,6 +202,8 @@ class AccessMixin:
         (through any IOMMUs; None for unassigned space or a refused
         translation), the offset in it, and how much of `length` stays
         inside its section."""
+        if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+            raise ValueError(f"translate length must be a non-negative int, not {length!r}")
         _check_access(addr, max(length, 1))
         _, _, region, offset, plen, _ = self._resolve(addr, length, is_write)
         return region, offset, min(plen, length)
@@ -216,7 +221,7 @@ class AccessMixin:
 
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
-        if not isinstance(size, int) or size < 0:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"read size must be a non-negative int, not {size!r}")
         buf = bytearray(size)
         _check_access(addr, size)
@@ -307,13 +312,12 @@ class AccessMixin:
 
     def _iommu_piece(self, region: MemoryRegion, offset: int, view: memoryview,
                      is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
-        entry, target_addr, length = _iommu_translate(region, offset, view.nbytes, is_write)
-        if entry is None:
+        found = _iommu_translate(region, offset, view.nbytes, is_write)
+        if found is None:
             # A permission fault: QEMU goes on as if the address were unassigned.
             return _device_access(None, offset, view, mmio.access_size(None, view.nbytes, offset),
                                   is_write, attrs)
-        target = entry.target_as if entry.target_as is not None else region.target
-        assert target is not None, f"IOMMU {region.name!r} translated into no address space"
+        target, target_addr, length = found
         return length, target._rw(target_addr, view[:length], is_write, attrs)
 
     # -------------------------------------------------------- loads and stores
@@ -356,12 +360,10 @@ class AccessMixin:
             t, region = translate_section(space, addr, size)
             if not (t.flags & SECTION_IOMMU and region is not None):
                 return space, addr, region, t.offset, t.len, t.flags
-            entry, addr, size = _iommu_translate(region, t.offset, size, is_write)
-            if entry is None:
+            found = _iommu_translate(region, t.offset, size, is_write)
+            if found is None:
                 return space, addr, None, t.offset, size, 0
-            target = entry.target_as if entry.target_as is not None else region.target
-            assert target is not None, f"IOMMU {region.name!r} translated into no address space"
-            space = target
+            space, addr, size = found
 
     def _load(self, addr: int, size: int, big: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
         while True:
@@ -469,17 +471,34 @@ class AccessMixin:
 
 
 def _iommu_translate(region: MemoryRegion, offset: int, length: int,
-                     is_write: bool) -> Tuple[Optional[IOMMUTLBEntry], int, int]:
-    """Ask the IOMMU; (entry, target address, length kept within its page),
-    or (None, offset, length) if it refuses the access."""
+                     is_write: bool) -> Optional[Tuple["AddressSpace", int, int]]:
+    """Ask the IOMMU: (target space, target address, length kept within the
+    mapping's page), or None if it refuses the access.  An answer that makes
+    no sense is the IOMMU model's bug: a TopologyError naming the region."""
     flag = IOMMUAccessFlags.WO if is_write else IOMMUAccessFlags.RO
-    assert region.translate is not None
-    entry = IOMMUTLBEntry(*region.translate(offset, flag))
-    if not entry.perm & flag:
-        return None, offset, length
-    mask = entry.addr_mask
-    target = (entry.translated_addr & ~mask) | (offset & mask)
-    return entry, target, min(length, (target | mask) - target + 1)
+    if region.translate is None:
+        raise TopologyError(f"IOMMU {region.name!r} has no translate callable")
+    try:
+        entry = IOMMUTLBEntry(*region.translate(offset, flag))
+    except TypeError as exc:
+        raise TopologyError(f"IOMMU {region.name!r}: translate must answer an "
+                            f"IOMMUTLBEntry ({exc})") from None
+    if not isinstance(entry.perm, int) or not entry.perm & flag:
+        return None
+    mask, translated = entry.addr_mask, entry.translated_addr
+    # QEMU's masks are a power of two minus one; anything else can split an
+    # access into empty pieces or leave the address space.
+    if (not isinstance(mask, int) or not isinstance(translated, int) or mask < 0
+            or mask & (mask + 1) or not 0 <= translated < ADDRESS_SPACE_SIZE
+            or mask >= ADDRESS_SPACE_SIZE):
+        raise TopologyError(f"IOMMU {region.name!r} answered an invalid mapping for "
+                            f"{offset:#x}: translated_addr={translated!r}, addr_mask={mask!r}")
+    target_space = entry.target_as if entry.target_as is not None else region.target
+    if target_space is None:
+        raise TopologyError(f"IOMMU {region.name!r} translated {offset:#x} into no address "
+                            f"space: give the region a target or the entry a target_as")
+    target = (translated & ~mask) | (offset & mask)
+    return target_space, target, min(length, (target | mask) - target + 1)
 
 
 def _device_access(ops: Optional[MemoryRegionOps], offset: int, view: memoryview, size: int,

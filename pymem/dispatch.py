@@ -155,6 +155,11 @@ class Dispatch:
         """
         check_page_bits(page_bits)
         ranges = [r if isinstance(r, DispatchRange) else DispatchRange(*r) for r in ranges]
+        if hosts is not None and len(hosts) != len(ranges):
+            raise ValueError(f"hosts has {len(hosts)} entries for {len(ranges)} ranges")
+        for what, limit in (("max_sections", max_sections), ("max_nodes", max_nodes)):
+            if not isinstance(limit, int) or not 1 <= limit <= ENTRY_LIMIT:
+                raise ValueError(f"{what} must be between 1 and {ENTRY_LIMIT}, not {limit!r}")
         next_start = None
         for i, r in enumerate(ranges):
             if next_start == ADDRESS_SPACE_SIZE:
@@ -203,16 +208,22 @@ class Dispatch:
 
     @property
     def handle(self) -> Any:
-        """The `pm_dispatch *` (for other C calls)."""
+        """The `pm_dispatch *` (for other C calls); ValueError once closed."""
+        if self._d is None:
+            _closed()
         return self._d
 
     def lookup_many(self, addrs: Any, out: Any = None) -> Any:
         """Section indices of a buffer of uint64 addresses, in one C call.
 
-        `addrs` is any contiguous buffer of uint64 (array('Q'), a numpy uint64
-        array, bytes); the result goes into `out` (a writable buffer of uint32)
-        or a new array('I').
+        `addrs` is any contiguous buffer of 64-bit items (array('Q'), a numpy
+        uint64 array); the result goes into `out` (a writable buffer of 32-bit
+        items) or a new array('I').
         """
+        for name, buf, width in (("addrs", addrs, 8), ("out", out, 4)):
+            if buf is not None and memoryview(buf).itemsize != width:
+                raise TypeError(f"{name} must hold {width * 8}-bit items, not "
+                                f"{memoryview(buf).itemsize * 8}-bit ones")
         src = ffi.from_buffer("uint64_t[]", addrs)
         n = len(src)
         if out is None:
@@ -220,24 +231,24 @@ class Dispatch:
         dst = ffi.from_buffer("uint32_t[]", out, require_writable=True)
         if len(dst) < n:
             raise ValueError(f"out holds {len(dst)} uint32 entries, {n} needed")
-        lib.pm_dispatch_lookup_many(self._d, src, dst, n)
+        lib.pm_dispatch_lookup_many(self.handle, src, dst, n)
         return out
 
     @property
     def levels(self) -> int:
-        return lib.pm_dispatch_levels(self._d)
+        return lib.pm_dispatch_levels(self.handle)
 
     @property
     def mru(self) -> int:
         """The most recently used page-level section (QEMU's mru_section)."""
-        return lib.pm_dispatch_mru(self._d)
+        return lib.pm_dispatch_mru(self.handle)
 
     def section_count(self) -> int:
-        return lib.pm_dispatch_section_count(self._d)
+        return lib.pm_dispatch_section_count(self.handle)
 
     def section(self, index: int) -> Section:
         r = ffi.new("pm_range *")
-        check(lib.pm_dispatch_section(self._d, index, r), f"section {index}")
+        check(lib.pm_dispatch_section(self.handle, index, r), f"section {index}")
         return Section(index, r.start, r.last - r.start + 1, r.offset, r.region, r.flags)
 
     def sections(self) -> list:
@@ -245,24 +256,24 @@ class Dispatch:
 
     def subpage(self, index: int) -> list:
         """Pieces (first, last, section) of sub-page section `index`, page-relative."""
-        n = lib.pm_dispatch_subpage_pieces(self._d, index, ffi.NULL, ffi.NULL, ffi.NULL, 0)
+        n = lib.pm_dispatch_subpage_pieces(self.handle, index, ffi.NULL, ffi.NULL, ffi.NULL, 0)
         firsts, lasts, secs = (ffi.new("uint32_t[]", max(n, 1)) for _ in range(3))
-        lib.pm_dispatch_subpage_pieces(self._d, index, firsts, lasts, secs, n)
+        lib.pm_dispatch_subpage_pieces(self.handle, index, firsts, lasts, secs, n)
         return [(firsts[i], lasts[i], secs[i]) for i in range(n)]
 
     @property
     def root(self) -> tuple:
         """The root entry as (ptr, skip)."""
         ptr = ffi.new("uint32_t[2]")
-        lib.pm_dispatch_root(self._d, ptr, ptr + 1)
+        lib.pm_dispatch_root(self.handle, ptr, ptr + 1)
         return ptr[0], ptr[1]
 
     def node_count(self) -> int:
-        return lib.pm_dispatch_node_count(self._d)
+        return lib.pm_dispatch_node_count(self.handle)
 
     def node(self, index: int) -> list:
         """Entries of node `index` as a list of 512 (skip, ptr) pairs."""
         skips = ffi.new("uint8_t[]", NODE_ENTRIES)
         ptrs = ffi.new("uint32_t[]", NODE_ENTRIES)
-        check(lib.pm_dispatch_node(self._d, index, skips, ptrs), f"node {index}")
+        check(lib.pm_dispatch_node(self.handle, index, skips, ptrs), f"node {index}")
         return list(zip(skips, ptrs))

@@ -226,6 +226,12 @@ class MemoryRegion:
     @classmethod
     def rom(cls, name: str, size: Optional[int] = None, data: Optional[bytes] = None) -> "MemoryRegion":
         """Read-only memory holding `data` (zero-padded to `size`)."""
+        if data is not None:
+            try:
+                data = memoryview(data).cast("B").tobytes()
+            except TypeError:
+                raise TypeError(f"rom {name!r}: data must be bytes-like, not "
+                                f"{type(data).__name__}") from None
         if size is None:
             if data is None:
                 raise TypeError(f"rom {name!r}: give a size, data, or both")

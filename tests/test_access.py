@@ -2,7 +2,7 @@
 import pytest
 
 from pymem import (IOMMUAccessFlags, IOMMUTLBEntry, MemoryListener, MemoryRegion,
-                   MemoryRegionOps, MemorySystem, MemTxAttrs, MemTxError, MemTxResult)
+                   MemoryRegionOps, MemorySystem, MemTxAttrs, MemTxError, MemTxResult, TopologyError)
 from pymem.region import DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA
 
 
@@ -339,3 +339,34 @@ def test_translate_names_the_region_offset_and_length_inside_its_section():
     asp = system.address_space(root, "memory")
     assert asp.translate(0x1800, 0x4000) == (ram, 0x4800, 0x1800)
     assert asp.translate(0x10, 4) == (None, 0x10, 4)
+
+
+@pytest.mark.parametrize("entry, message", [
+    (lambda addr, flag: IOMMUTLBEntry(None, 0, 0, -2, IOMMUAccessFlags.RW), "invalid mapping"),
+    (lambda addr, flag: IOMMUTLBEntry(None, 0, 1 << 64, 0xfff, IOMMUAccessFlags.RW),
+     "invalid mapping"),
+    (lambda addr, flag: 7, "must answer an IOMMUTLBEntry"),
+    (lambda addr, flag: IOMMUTLBEntry(None, 0, 0, 0xfff, IOMMUAccessFlags.RW),
+     "into no address space"),
+])
+def test_a_nonsensical_iommu_answer_is_an_error_naming_the_iommu(entry, message):
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    root.add_subregion(0x10000, MemoryRegion.iommu("smmu", 0x10000, entry))
+    asp = system.address_space(root, "memory")
+    for access in (lambda: asp.read(0x10000, 4), lambda: asp.ldl_le(0x10000)):
+        with pytest.raises(TopologyError, match=f"IOMMU 'smmu'.*{message}"):
+            access()
+
+
+def test_out_of_range_addresses_are_the_same_value_error_on_every_path():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    root.add_subregion(0, MemoryRegion.ram("ram", 0x1000))
+    asp = system.address_space(root, "memory")
+    for call in (lambda: asp.ldl_le(-1), lambda: asp.ldl_le(1 << 64),
+                 lambda: asp.stl_le(1 << 64, 0), lambda: asp.read(-4, 4),
+                 lambda: asp.translate(0, -5), lambda: asp.map(0, -1, False),
+                 lambda: asp.read(0, True)):
+        with pytest.raises(ValueError):
+            call()

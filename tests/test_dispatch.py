@@ -249,3 +249,31 @@ def test_every_page_size_resolves_pages_and_subpages(page_bits):
     d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
     for addr in range(0, 6 * ps, max(1, ps // 64)):
         assert d.lookup(addr) == model.lookup(addr)
+
+
+def test_a_closed_dispatch_says_so_on_every_call():
+    d = build(12, [(0x1000, 0x1000, 0)])
+    d.close()
+    for call in (lambda: d.lookup(0), lambda: d.lookup_many(array("Q", [0])),
+                 lambda: d.sections(), lambda: d.levels, lambda: d.node(0)):
+        with pytest.raises(ValueError, match="closed"):
+            call()
+
+
+@pytest.mark.parametrize("addrs, out, message", [
+    (array("I", [0x1000, 0x2000]), None, "addrs must hold 64-bit items, not 32-bit"),
+    (array("Q", [0x1000]), array("Q", [0]), "out must hold 32-bit items, not 64-bit"),
+])
+def test_lookup_many_refuses_buffers_of_the_wrong_width(addrs, out, message):
+    d = build(12, [(0x1000, 0x1000, 0)])
+    with pytest.raises(TypeError, match=message):
+        d.lookup_many(addrs, out)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_sections": 0}, "max_sections must be between 1"),
+    ({"hosts": []}, "hosts has 0 entries for 1 ranges"),
+])
+def test_build_options_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Dispatch.build([DispatchRange(0, 1)], 12, **kwargs)

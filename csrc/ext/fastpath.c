@@ -98,6 +98,11 @@ static int as_address(PyObject *arg, uint64_t *addr)
 {
     unsigned long long v = PyLong_AsUnsignedLongLong(arg);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            /* The same error the Python paths give for the same mistake. */
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%S is outside the 64-bit space", arg);
+        }
         return -1;
     }
     *addr = v;
