@@ -168,6 +168,22 @@ class AccessMixin:
 
     _cas: Any
     _pin: Any
+    # Bound on first use by __getattr__ (QEMU's address_space_ld*/st* with
+    # unspecified attributes): loads take (addr), stores (addr, value).
+    ldub: Callable[[int], int]
+    lduw_le: Callable[[int], int]
+    lduw_be: Callable[[int], int]
+    ldl_le: Callable[[int], int]
+    ldl_be: Callable[[int], int]
+    ldq_le: Callable[[int], int]
+    ldq_be: Callable[[int], int]
+    stb: Callable[[int, int], None]
+    stw_le: Callable[[int, int], None]
+    stw_be: Callable[[int, int], None]
+    stl_le: Callable[[int, int], None]
+    stl_be: Callable[[int, int], None]
+    stq_le: Callable[[int, int], None]
+    stq_be: Callable[[int, int], None]
     system: MemorySystem
     _mappings: Dict[int, Tuple[memoryview, _Mapping]]
     # Set by pymem.trace while recording or replaying: told of every device
