@@ -160,8 +160,10 @@ void pm_dirty_set(uint8_t *dirty, uint64_t first, uint64_t count, uint8_t mask)
 
 /* ------------------------------------------------------ fixed-width paths */
 
-/* Copy n bytes at addr into out if they are plain memory of one section. */
-static inline int load_direct(pm_as *as, uint64_t addr, unsigned n, uint8_t *out)
+/* Copy n bytes between buf and addr if they are plain memory of one section
+ * (for the direction asked); callers pass a constant is_write. */
+static inline int access_direct(pm_as *as, uint64_t addr, unsigned n, uint8_t *buf,
+                                int is_write)
 {
     int ok = 0;
     pm_range r;
@@ -171,31 +173,15 @@ static inline int load_direct(pm_as *as, uint64_t addr, unsigned n, uint8_t *out
     pm_dispatch *d = pm_as_current(as);
     if (d) {
         section_at(d, addr, n, &r, &offset, &plen);
-        /* Like QEMU's address_space_ld*: an access that does not fit in one
-         * section is not memory's to answer. */
-        if (plen == n && direct_read(&r)) {
-            memcpy(out, r.host + offset, n);
-            ok = 1;
-        }
-    }
-    pm_rcu_read_unlock();
-    return ok;
-}
-
-static inline int store_direct(pm_as *as, uint64_t addr, unsigned n,
-                               const uint8_t *in)
-{
-    int ok = 0;
-    pm_range r;
-    uint64_t offset, plen;
-
-    pm_rcu_read_lock();
-    pm_dispatch *d = pm_as_current(as);
-    if (d) {
-        section_at(d, addr, n, &r, &offset, &plen);
-        if (plen == n && direct_write(&r)) {
-            memcpy(r.host + offset, in, n);
-            mark_dirty(&r, offset, n, pm_dispatch_page_bits(d));
+        /* Like QEMU's fixed-width loads and stores: an access that does not fit in
+         * one section is not memory's to answer. */
+        if (plen == n && (is_write ? direct_write(&r) : direct_read(&r))) {
+            if (is_write) {
+                memcpy(r.host + offset, buf, n);
+                mark_dirty(&r, offset, n, pm_dispatch_page_bits(d));
+            } else {
+                memcpy(buf, r.host + offset, n);
+            }
             ok = 1;
         }
     }
@@ -224,7 +210,7 @@ static inline void to_bytes(uint8_t *b, unsigned n, int big, uint64_t v)
     uint64_t name(pm_as *as, uint64_t addr)                         \
     {                                                               \
         uint8_t b[8];                                               \
-        return load_direct(as, addr, n, b) ? from_bytes(b, n, big)  \
+        return access_direct(as, addr, n, b, 0) ? from_bytes(b, n, big)  \
                                            : LOAD_MISS;             \
     }
 
@@ -232,7 +218,7 @@ static inline void to_bytes(uint8_t *b, unsigned n, int big, uint64_t v)
     int name(pm_as *as, uint64_t addr, uint64_t *value)             \
     {                                                               \
         uint8_t b[8];                                               \
-        if (!load_direct(as, addr, 8, b)) {                         \
+        if (!access_direct(as, addr, 8, b, 0)) {                         \
             return 1;                                               \
         }                                                           \
         *value = from_bytes(b, 8, big);                             \
@@ -244,7 +230,7 @@ static inline void to_bytes(uint8_t *b, unsigned n, int big, uint64_t v)
     {                                                               \
         uint8_t b[8];                                               \
         to_bytes(b, n, big, val);                                   \
-        return !store_direct(as, addr, n, b);                       \
+        return !access_direct(as, addr, n, b, 1);                       \
     }
 
 DEFINE_LOAD(pm_as_ldub, 1, 0)
