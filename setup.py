@@ -3,6 +3,6 @@ from setuptools import Extension, setup
 
 setup(
     cffi_modules=["pymem/_build.py:ffibuilder"],
-    ext_modules=[Extension("pymem._fastpath", ["csrc/ext/fastpath.c"],
+    ext_modules=[Extension("pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
                            extra_compile_args=["-O2", "-Wall", "-Wextra"])],
 )

@@ -79,6 +79,7 @@ static inline void set_stop(pm_access *stop, uint64_t done, const pm_range *r,
     stop->len = plen;
     stop->region = r->region;
     stop->flags = r->flags;
+    stop->user = r->user;
 }
 
 int pm_as_read(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t len,

@@ -68,6 +68,8 @@ typedef struct pm_range {
     uint8_t *host;      /* the region's memory for RAM/ROM, else NULL */
     uint8_t *dirty;     /* the region's per-page dirty bytes, or NULL */
     uint32_t dirty_mask; /* PM_DIRTY_* bits a write through this range sets */
+    void *user;         /* the caller's pointer for the region (pymem: the
+                           region object, kept alive by the FlatView), or NULL */
 } pm_range;
 
 pm_status pm_dispatch_new(unsigned page_bits, pm_stats *stats, pm_dispatch **out);
@@ -141,6 +143,7 @@ typedef struct pm_access {
     uint64_t len;       /* bytes of the rest of the access inside its section */
     uint32_t region;    /* the region id; UINT32_MAX for unassigned space */
     uint32_t flags;     /* the section's PM_SECTION_* flags */
+    void *user;         /* the section's pm_range.user (NULL: unassigned) */
 } pm_access;
 
 /* 0: all `len` bytes done; 1: stopped, *stop (if not NULL) says where. */

@@ -123,19 +123,12 @@ _STORES = {
 }
 
 
-def translate_section(space: Any, addr: int, size: int) -> Tuple[Any, Optional[MemoryRegion]]:
+def translate_section(space: Any, addr: int, size: int) -> Any:
     """The section under `addr` in `space`'s current view, as C sees it: a
-    `pm_access` (offset in region, bytes left in the section, flags) and the
-    region (None for unassigned space)."""
-    t = ffi.new("pm_access *")
-    # As in _rw: hold the read side until the region is ours, or a commit
-    # could reclaim the only view that kept it alive.
-    lib.pm_rcu_read_lock()
-    try:
-        lib.pm_as_translate(space._cas, addr, size, t)
-        return t, MemoryRegion.by_id(t.region) if t.region != NO_REGION else None
-    finally:
-        lib.pm_rcu_read_unlock()
+    SectionAt (region or None for unassigned space, offset in the region,
+    bytes left in the section, flags), in one C call that holds the read
+    side until the region is ours (see `section` in csrc/ext/fastpath.c)."""
+    return space._section(addr, size)
 
 
 def _check_access(addr: Any, size: int) -> None:
@@ -234,6 +227,7 @@ class AccessMixin:
                               partial(AccessMixin.read, self), self._pin)
         self.write = bind_fast("write", "pm_as_write", self._cas, 0,  # type: ignore[method-assign]
                                partial(AccessMixin.write, self), self._pin)
+        self._section = bind_fast("section", "pm_as_translate", self._cas, 0, None, self._pin)
 
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
@@ -356,14 +350,20 @@ class AccessMixin:
         _check_access(addr, size)
         return self._store(addr, value, size, big_endian, attrs or MEMTXATTRS_UNSPECIFIED)
 
+    # The slow paths of the bound loads and stores: the builtin has already
+    # checked that addr (and value) are ints of the right width.
     def _load_or_raise(self, size: int, big: bool, addr: int) -> int:
-        value, result = self.load(addr, size, big)
+        if addr + size > ADDRESS_SPACE_SIZE:
+            _check_access(addr, size)
+        value, result = self._load(addr, size, big, MEMTXATTRS_UNSPECIFIED)
         if result:
             raise MemTxError(result, addr, size, False)
         return value
 
     def _store_or_raise(self, size: int, big: bool, addr: int, value: int) -> None:
-        result = self.store(addr, value, size, big)
+        if addr + size > ADDRESS_SPACE_SIZE:
+            _check_access(addr, size)
+        result = self._store(addr, value, size, big, MEMTXATTRS_UNSPECIFIED)
         if result:
             raise MemTxError(result, addr, size, True)
 
@@ -373,7 +373,8 @@ class AccessMixin:
         unassigned region at the IOMMU's offset."""
         space: AccessMixin = self
         while True:
-            t, region = translate_section(space, addr, size)
+            t = translate_section(space, addr, size)
+            region = t.region
             if not (t.flags & SECTION_IOMMU and region is not None):
                 return space, addr, region, t.offset, t.len, t.flags
             found = _iommu_translate(region, t.offset, size, is_write)

@@ -114,8 +114,9 @@ def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
     handling (see csrc/ext/fastpath.c).  It keeps `keepalive` (by default
     `handle`) alive: whatever the C object reaches must be kept by it."""
     fn = c_address(ffi.addressof(lib, function))
+    rcu = [c_address(ffi.addressof(lib, f)) for f in ("pm_rcu_read_lock", "pm_rcu_read_unlock")]
     return _fastpath.bind(kind, fn, c_address(handle), width, fallback,
-                          handle if keepalive is None else keepalive)
+                          handle if keepalive is None else keepalive, *rcu)
 
 
 def _closed(*args: Any) -> NoReturn:
@@ -146,17 +147,21 @@ class Dispatch:
     @classmethod
     def build(cls, ranges: Iterable[DispatchRange], page_bits: int = 12, *,
               stats: Any = None, hosts: Optional[Sequence[Any]] = None,
+              objects: Optional[Sequence[Any]] = None,
               max_sections: int = ENTRY_LIMIT, max_nodes: int = ENTRY_LIMIT) -> "Dispatch":
         """Build and commit a dispatch from ranges given in address order.
 
         `hosts`, if given, holds per range a (host pointer, dirty pointer,
-        dirty mask) triple of cffi pointers for the access path. The limits
-        exist to test the capacity errors without allocating 2^26 nodes.
+        dirty mask) triple of cffi pointers for the access path; `objects`
+        the Python object C hands back for each range's section (its `user`
+        pointer: the object's address, kept alive by this dispatch). The
+        limits exist to test the capacity errors without allocating 2^26 nodes.
         """
         check_page_bits(page_bits)
         ranges = [r if isinstance(r, DispatchRange) else DispatchRange(*r) for r in ranges]
-        if hosts is not None and len(hosts) != len(ranges):
-            raise ValueError(f"hosts has {len(hosts)} entries for {len(ranges)} ranges")
+        for name, per_range in (("hosts", hosts), ("objects", objects)):
+            if per_range is not None and len(per_range) != len(ranges):
+                raise ValueError(f"{name} has {len(per_range)} entries for {len(ranges)} ranges")
         for what, limit in (("max_sections", max_sections), ("max_nodes", max_nodes)):
             if not isinstance(limit, int) or not 1 <= limit <= ENTRY_LIMIT:
                 raise ValueError(f"{what} must be between 1 and {ENTRY_LIMIT}, not {limit!r}")
@@ -187,6 +192,8 @@ class Dispatch:
                 c_range.host = ffi.NULL
                 c_range.dirty = ffi.NULL
                 c_range.dirty_mask = 0
+            # CPython: an object's id is its address, what fastpath.c hands back.
+            c_range.user = ffi.cast("void *", id(objects[i])) if objects is not None else ffi.NULL
             status = lib.pm_dispatch_add(handle, c_range)
             if status:
                 kind = "sections" if status == lib.PM_ERR_TOO_MANY_SECTIONS else "nodes"
@@ -197,7 +204,7 @@ class Dispatch:
                         f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
                 check(status, f"adding range {i} at {r.start:#x}")
         check(lib.pm_dispatch_commit(handle), "committing a dispatch")
-        return cls(handle, page_bits, hosts)
+        return cls(handle, page_bits, (hosts, objects))
 
     def close(self) -> None:
         """Drop this object's hold on the C table: it is freed at once unless

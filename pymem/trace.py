@@ -577,7 +577,8 @@ def _translate(asp: Any, addr: int, size: int) -> Tuple[Any, Optional[MemoryRegi
     left in the section, section flags) and its region."""
     from .access import translate_section
 
-    return translate_section(asp, addr, size)
+    t = translate_section(asp, addr, size)
+    return t, t.region
 
 
 def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:

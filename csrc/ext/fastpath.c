@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pymem.h"
+
 typedef uint32_t (*lookup_fn)(void *obj, uint64_t addr);
 typedef uint64_t (*load_fn)(void *obj, uint64_t addr);
 typedef int (*load64_fn)(void *obj, uint64_t addr, uint64_t *value);
@@ -22,6 +24,24 @@ typedef int (*store_fn)(void *obj, uint64_t addr, uint64_t value);
 typedef int (*rw_fn)(void *obj, uint64_t addr, uint8_t *buf, uint64_t len, void *stop);
 typedef uint32_t (*translate_fn)(void *obj, uint64_t addr, uint64_t len,
                                  uint64_t *offset_in_region, uint64_t *plen);
+typedef void (*section_fn)(void *obj, uint64_t addr, uint64_t len, pm_access *out);
+typedef void (*rcu_fn)(void);
+
+static PyStructSequence_Field section_fields[] = {
+    { "region", "the region object (None: unassigned space)" },
+    { "offset", "the address's offset in the region" },
+    { "len", "how much of the asked length stays inside the section" },
+    { "flags", "the section's PM_SECTION_* flags" },
+    { NULL, NULL },
+};
+
+static PyStructSequence_Desc section_desc = {
+    "pymem.SectionAt",
+    "The section under an address in an address space's current view.",
+    section_fields, 4,
+};
+
+static PyTypeObject *SectionAtType;
 
 static PyStructSequence_Field translation_fields[] = {
     { "section", "the section index" },
@@ -45,6 +65,7 @@ typedef struct {
     void *fn;
     void *obj;
     unsigned width;          /* bytes, for stores: values must fit */
+    rcu_fn read_lock, read_unlock;   /* "section" only */
     PyObject *fallback;      /* called as the slow path; may be None */
     PyObject *keepalive;     /* owns the C object `obj` points to */
 } Bound;
@@ -283,7 +304,49 @@ static PyObject *call_write(PyObject *self_, PyObject *const *args, Py_ssize_t n
     return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
 }
 
+/*
+ * (addr, size): the section under addr, with its region object.  The region
+ * is the section's `user` pointer, alive while its view is; the read-side
+ * section spans the lookup and the incref, so the view cannot be reclaimed
+ * in between (the reclaimer waits for us without the GIL).
+ */
+static PyObject *call_section(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr, len;
+    pm_access acc;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "expected (addr, size), got %zd arguments", nargs);
+        return NULL;
+    }
+    if (as_address(args[0], &addr) < 0 || as_address(args[1], &len) < 0) {
+        return NULL;
+    }
+    self->read_lock();
+    ((section_fn)self->fn)(self->obj, addr, len, &acc);
+    PyObject *region = acc.user ? (PyObject *)acc.user : Py_None;
+    Py_INCREF(region);
+    self->read_unlock();
+    PyObject *t = PyStructSequence_New(SectionAtType);
+    if (!t) {
+        Py_DECREF(region);
+        return NULL;
+    }
+    PyStructSequence_SET_ITEM(t, 0, region);
+    PyStructSequence_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong(acc.offset));
+    PyStructSequence_SET_ITEM(t, 2, PyLong_FromUnsignedLongLong(acc.len));
+    PyStructSequence_SET_ITEM(t, 3, PyLong_FromUnsignedLong(acc.flags));
+    if (PyErr_Occurred()) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
+}
+
 static PyMethodDef kinds[] = {
+    { "section", (PyCFunction)(void (*)(void))call_section, METH_FASTCALL,
+      "The section under (addr, size)." },
     { "read", (PyCFunction)(void (*)(void))call_read, METH_FASTCALL, "read(addr, size)." },
     { "write", (PyCFunction)(void (*)(void))call_write, METH_FASTCALL, "write(addr, data)." },
     { "translate", (PyCFunction)(void (*)(void))call_translate, METH_FASTCALL,
@@ -297,11 +360,12 @@ static PyMethodDef kinds[] = {
 static PyObject *bind(PyObject *module, PyObject *args)
 {
     const char *kind;
-    unsigned long long fn, obj;
+    unsigned long long fn, obj, read_lock = 0, read_unlock = 0;
     unsigned width;
     PyObject *fallback, *keepalive;
     (void)module;
-    if (!PyArg_ParseTuple(args, "sKKIOO", &kind, &fn, &obj, &width, &fallback, &keepalive)) {
+    if (!PyArg_ParseTuple(args, "sKKIOO|KK", &kind, &fn, &obj, &width, &fallback, &keepalive,
+                          &read_lock, &read_unlock)) {
         return NULL;
     }
     PyMethodDef *def = NULL;
@@ -318,7 +382,13 @@ static PyObject *bind(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "fast path bound to a NULL function or object");
         return NULL;
     }
-    int needs_fallback = strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0;
+    int is_section = strcmp(kind, "section") == 0;
+    if (is_section && (!read_lock || !read_unlock)) {
+        PyErr_SetString(PyExc_ValueError, "a section builtin needs the RCU lock functions");
+        return NULL;
+    }
+    int needs_fallback = strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0 &&
+                         !is_section;
     if (needs_fallback && !PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         return NULL;
@@ -330,6 +400,8 @@ static PyObject *bind(PyObject *module, PyObject *args)
     b->fn = (void *)(uintptr_t)fn;
     b->obj = (void *)(uintptr_t)obj;
     b->width = width;
+    b->read_lock = (rcu_fn)(uintptr_t)read_lock;
+    b->read_unlock = (rcu_fn)(uintptr_t)read_unlock;
     Py_INCREF(fallback);
     b->fallback = fallback;
     Py_INCREF(keepalive);
@@ -361,8 +433,13 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     if (!TranslationType) {
         return NULL;
     }
+    SectionAtType = PyStructSequence_NewType(&section_desc);
+    if (!SectionAtType) {
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddObjectRef(m, "Translation", (PyObject *)TranslationType) < 0) {
+    if (m && (PyModule_AddObjectRef(m, "Translation", (PyObject *)TranslationType) < 0 ||
+              PyModule_AddObjectRef(m, "SectionAt", (PyObject *)SectionAtType) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
