@@ -1,8 +1,17 @@
-"""Build glue: the cffi core (pymem/_build.py) and the fast-path builtins module."""
+"""Build glue: the cffi core (pymem/_build.py) and the fast-path builtins module.
+
+PYMEM_CFLAGS / PYMEM_LDFLAGS add flags to both (the sanitizer builds use them).
+"""
+import os
+import shlex
+
 from setuptools import Extension, setup
 
 setup(
     cffi_modules=["pymem/_build.py:ffibuilder"],
-    ext_modules=[Extension("pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
-                           extra_compile_args=["-O2", "-Wall", "-Wextra"])],
+    ext_modules=[Extension(
+        "pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
+        extra_compile_args=["-O2", "-Wall", "-Wextra"]
+        + shlex.split(os.environ.get("PYMEM_CFLAGS", "")),
+        extra_link_args=shlex.split(os.environ.get("PYMEM_LDFLAGS", "")))],
 )
