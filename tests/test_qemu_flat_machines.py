@@ -12,30 +12,7 @@ from pymem.qemu import dispatch_from_flat
 
 from .qemu_fixtures import FLAT_CASES, flat_case, flatview_blocks
 
-# Known bugs in our code, one case each; strict, so a fix shows up as XPASS.
-_NV_RAM = pytest.mark.xfail(strict=True, reason=(
-    "pymem/qemu/flat.py _RANGE does not accept the 'nv-' type prefix QEMU prints for "
-    "non-volatile ranges in `info mtree -f` (nvdimm: '(prio 0, nv-ram): nv0')"))
-_PARSE_BUGS = {"x86_64-q35-nvdimm": _NV_RAM}
-
-_HEURISTIC = ("the default IOMMU-name heuristic ('iommu' in the name) is wrong here: ")
-_HEURISTIC_BUGS = {
-    "x86_64-q35-intel-iommu": _HEURISTIC + "'intel_iommu' is VT-d's register block (i/o), "
-                              "not an IOMMU region",
-    "x86_64-q35-intel-iommu-dmar": _HEURISTIC + "VT-d's IOMMU regions are 'vtd-BB.F-dmar'; "
-                                   "'intel_iommu' is its register block",
-    "x86_64-q35-amd-iommu": _HEURISTIC + "'amd_iommu_ir' is an i/o region, not an IOMMU",
-    "arm-mps2-an505": _HEURISTIC + "the TrustZone MPC's IOMMU region is 'tz-mpc-upstream'",
-}
-
-
-def _cases(bugs):
-    def mark(bug):
-        return bug if isinstance(bug, pytest.MarkDecorator) else pytest.mark.xfail(strict=True, reason=bug)
-    return [pytest.param(c, marks=mark(bugs[c])) if c in bugs else c for c in FLAT_CASES]
-
-
-@pytest.mark.parametrize("case", _cases(_PARSE_BUGS))
+@pytest.mark.parametrize("case", FLAT_CASES)
 def test_dispatch_matches_qemus_byte_for_byte(case):
     fx = flat_case(case)
     got = dispatch_from_flat(fx["flat"], fx["page_bits"], iommu=fx["iommu"])
@@ -43,8 +20,9 @@ def test_dispatch_matches_qemus_byte_for_byte(case):
     assert got.endswith("\n\n") and len(got) == len(fx["dispatch"].replace(" [MRU]", ""))
 
 
-@pytest.mark.parametrize("case", _cases({**_HEURISTIC_BUGS, **_PARSE_BUGS}))
+@pytest.mark.parametrize("case", FLAT_CASES)
 def test_default_iommu_names_match_qemus(case):
+    # A flat dump cannot say which regions are IOMMUs; QEMU 7.2's names do.
     fx = flat_case(case)
     got = dispatch_from_flat(fx["flat"], fx["page_bits"])
     assert flatview_blocks(got) == flatview_blocks(fx["dispatch"])

@@ -15,7 +15,7 @@ from ..errors import DumpParseError
 from .dispatch_text import format_dispatch
 
 _RANGE = re.compile(
-    r"^  ([0-9a-f]{16})-([0-9a-f]{16}) \(prio (-?\d+), ([a-z/]+)\): (.*?)(?: @([0-9a-f]{16}))?$")
+    r"^  ([0-9a-f]{16})-([0-9a-f]{16}) \(prio (-?\d+), ((?:nv-)?[a-z/]+)\): (.*?)(?: @([0-9a-f]{16}))?$")
 _AS = re.compile(r'^ AS "(.*)", root: (.*)$')
 
 
@@ -100,10 +100,16 @@ def parse_flat(text: str) -> List[FlatViewText]:
     return views
 
 
+# A flat dump prints IOMMU regions as plain i/o.  QEMU 7.2's IOMMU regions go
+# by these names; names merely containing "iommu" are not enough (intel_iommu
+# and amd_iommu_ir are register banks and interrupt remapping, not IOMMUs).
+_IOMMU_NAMES = re.compile(
+    r"smmuv3-iommu-memory-region-\d+-\d+|virtio-iommu-memory-region-\d+-\d+"
+    r"|vtd-[0-9a-f]{2}\.[0-7]-dmar|amd_iommu|tz-mpc-upstream")
+
+
 def _looks_like_iommu(name: str) -> bool:
-    # A flat dump prints IOMMU regions as plain i/o; QEMU's IOMMU regions carry
-    # "iommu" in their names (smmuv3-iommu-memory-region-*, virtio-iommu-*, ...).
-    return "iommu" in name
+    return _IOMMU_NAMES.fullmatch(name) is not None
 
 
 def build_view_dispatch(view: FlatViewText, page_bits: int,
@@ -125,8 +131,9 @@ def dispatch_from_flat(text: str, page_bits: int = 12,
                        iommu: Optional[Iterable[str]] = None) -> str:
     """`info mtree -f -d` text for the FlatViews of an `info mtree -f` dump.
 
-    `iommu` names the IOMMU regions (printed ` [iommu]`); by default a region
-    whose name contains "iommu" is taken for one, as a flat dump cannot say.
+    `iommu` names the IOMMU regions (printed ` [iommu]`); by default the names
+    QEMU 7.2 gives its IOMMU regions are taken for them, as a flat dump
+    cannot say.
     """
     out = []
     for view in parse_flat(text):
