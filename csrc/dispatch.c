@@ -359,6 +359,19 @@ pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range)
     return PM_OK;
 }
 
+pm_status pm_dispatch_add_many(pm_dispatch *d, const pm_range *ranges, size_t n,
+                               size_t *failed)
+{
+    for (size_t i = 0; i < n; i++) {
+        pm_status st = pm_dispatch_add(d, &ranges[i]);
+        if (st != PM_OK) {
+            *failed = i;
+            return st;
+        }
+    }
+    return PM_OK;
+}
+
 /* ---------------------------------------------------------- compaction */
 
 static void compact(entry *lp, node *nodes)

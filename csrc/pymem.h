@@ -78,6 +78,10 @@ pm_status pm_dispatch_set_limits(pm_dispatch *d, uint32_t max_sections,
                                  uint32_t max_nodes);
 /* Add one flat range; ranges must come in address order, without overlap. */
 pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range);
+/* Add n ranges in one call; on failure *failed is the index of the range
+ * that failed (the ranges before it are in, the dispatch is unusable). */
+pm_status pm_dispatch_add_many(pm_dispatch *d, const pm_range *ranges, size_t n,
+                               size_t *failed);
 /* Finish building: compact the radix tree.  Lookups need a committed dispatch. */
 pm_status pm_dispatch_commit(pm_dispatch *d);
 void pm_dispatch_free(pm_dispatch *d);

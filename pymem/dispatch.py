@@ -179,30 +179,33 @@ class Dispatch:
         handle = ffi.gc(out[0], lambda d, _stats=stats: lib.pm_dispatch_free(d))
         if max_sections != ENTRY_LIMIT or max_nodes != ENTRY_LIMIT:
             check(lib.pm_dispatch_set_limits(handle, max_sections, max_nodes), "setting limits")
-        c_range = ffi.new("pm_range *")
+        # One C call for all ranges: every cffi call gives up the GIL, and
+        # winning it back from busy reader threads costs more than the call.
+        c_ranges = ffi.new("pm_range[]", max(len(ranges), 1))
         for i, r in enumerate(ranges):
-            c_range.start = r.start
-            c_range.last = r.start + r.size - 1
-            c_range.offset = r.offset
-            c_range.region = r.region
-            c_range.flags = r.flags
+            c = c_ranges[i]
+            c.start = r.start
+            c.last = r.start + r.size - 1
+            c.offset = r.offset
+            c.region = r.region
+            c.flags = r.flags
             if hosts is not None and hosts[i] is not None:
-                c_range.host, c_range.dirty, c_range.dirty_mask = hosts[i]
-            else:
-                c_range.host = ffi.NULL
-                c_range.dirty = ffi.NULL
-                c_range.dirty_mask = 0
+                c.host, c.dirty, c.dirty_mask = hosts[i]
             # CPython: an object's id is its address, what fastpath.c hands back.
-            c_range.user = ffi.cast("void *", id(objects[i])) if objects is not None else ffi.NULL
-            status = lib.pm_dispatch_add(handle, c_range)
-            if status:
+            if objects is not None:
+                c.user = ffi.cast("void *", id(objects[i]))
+        failed = ffi.new("size_t *")
+        status = lib.pm_dispatch_add_many(handle, c_ranges, len(ranges), failed)
+        if status:
+            i = failed[0]
+            r = ranges[i]
+            if status in (lib.PM_ERR_TOO_MANY_SECTIONS, lib.PM_ERR_TOO_MANY_NODES):
                 kind = "sections" if status == lib.PM_ERR_TOO_MANY_SECTIONS else "nodes"
-                if status in (lib.PM_ERR_TOO_MANY_SECTIONS, lib.PM_ERR_TOO_MANY_NODES):
-                    limit = max_sections if kind == "sections" else max_nodes
-                    raise CapacityError(
-                        f"range {i} at {r.start:#x} (size {r.size:#x}) needs more than "
-                        f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
-                check(status, f"adding range {i} at {r.start:#x}")
+                limit = max_sections if kind == "sections" else max_nodes
+                raise CapacityError(
+                    f"range {i} at {r.start:#x} (size {r.size:#x}) needs more than "
+                    f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
+            check(status, f"adding range {i} at {r.start:#x}")
         check(lib.pm_dispatch_commit(handle), "committing a dispatch")
         return cls(handle, page_bits, (hosts, objects))
 
