@@ -359,18 +359,6 @@ pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range)
     return PM_OK;
 }
 
-pm_status pm_dispatch_add_many(pm_dispatch *d, const pm_range *ranges, size_t n,
-                               size_t *failed)
-{
-    for (size_t i = 0; i < n; i++) {
-        pm_status st = pm_dispatch_add(d, &ranges[i]);
-        if (st != PM_OK) {
-            *failed = i;
-            return st;
-        }
-    }
-    return PM_OK;
-}
 
 /* ---------------------------------------------------------- compaction */
 
@@ -687,4 +675,35 @@ uint32_t pm_dispatch_subpage_pieces(const pm_dispatch *d, uint32_t index,
         sections[i] = sp->pieces[i].section;
     }
     return sp->npieces;
+}
+
+pm_status pm_dispatch_build(unsigned page_bits, pm_stats *stats, uint32_t max_sections,
+                            uint32_t max_nodes, const pm_range *ranges, size_t n,
+                            size_t *failed, pm_dispatch **out)
+{
+    pm_dispatch *d;
+    *failed = n;
+    pm_status st = pm_dispatch_new(page_bits, stats, &d);
+    if (st != PM_OK) {
+        *out = NULL;
+        return st;
+    }
+    if (max_sections != PM_NIL || max_nodes != PM_NIL) {
+        st = pm_dispatch_set_limits(d, max_sections, max_nodes);
+    }
+    for (size_t i = 0; st == PM_OK && i < n; i++) {
+        st = pm_dispatch_add(d, &ranges[i]);
+        if (st != PM_OK) {
+            *failed = i;
+        }
+    }
+    if (st == PM_OK) {
+        st = pm_dispatch_commit(d);
+    }
+    if (st != PM_OK) {
+        pm_dispatch_free(d);
+        d = NULL;
+    }
+    *out = d;
+    return st;
 }

@@ -78,10 +78,12 @@ pm_status pm_dispatch_set_limits(pm_dispatch *d, uint32_t max_sections,
                                  uint32_t max_nodes);
 /* Add one flat range; ranges must come in address order, without overlap. */
 pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range);
-/* Add n ranges in one call; on failure *failed is the index of the range
- * that failed (the ranges before it are in, the dispatch is unusable). */
-pm_status pm_dispatch_add_many(pm_dispatch *d, const pm_range *ranges, size_t n,
-                               size_t *failed);
+/* new + set_limits + add of each range + commit, in one call (one GIL
+ * release from Python).  On failure nothing is left allocated, *out is NULL
+ * and *failed is the index of the range that failed (n if none did). */
+pm_status pm_dispatch_build(unsigned page_bits, pm_stats *stats, uint32_t max_sections,
+                            uint32_t max_nodes, const pm_range *ranges, size_t n,
+                            size_t *failed, pm_dispatch **out);
 /* Finish building: compact the radix tree.  Lookups need a committed dispatch. */
 pm_status pm_dispatch_commit(pm_dispatch *d);
 void pm_dispatch_free(pm_dispatch *d);

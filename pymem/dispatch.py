@@ -171,16 +171,8 @@ class Dispatch:
                 raise RangeOrderError(
                     f"range {i} at {r.start:#x} follows a range that ends at 2^64")
             next_start = _check_range(i, r, next_start)
-        out = ffi.new("pm_dispatch **")
-        check(lib.pm_dispatch_new(page_bits, stats if stats is not None else ffi.NULL, out),
-              "creating a dispatch")
-        # The destructor holds `stats`: the C dispatch counts itself down in
-        # them when freed, so they must outlive it whatever the GC's order.
-        handle = ffi.gc(out[0], lambda d, _stats=stats: lib.pm_dispatch_free(d))
-        if max_sections != ENTRY_LIMIT or max_nodes != ENTRY_LIMIT:
-            check(lib.pm_dispatch_set_limits(handle, max_sections, max_nodes), "setting limits")
-        # One C call for all ranges: every cffi call gives up the GIL, and
-        # winning it back from busy reader threads costs more than the call.
+        # One C call for the whole build: every cffi call gives up the GIL,
+        # and winning it back from busy reader threads costs more than the call.
         c_ranges = ffi.new("pm_range[]", max(len(ranges), 1))
         for i, r in enumerate(ranges):
             c = c_ranges[i]
@@ -194,10 +186,15 @@ class Dispatch:
             # CPython: an object's id is its address, what fastpath.c hands back.
             if objects is not None:
                 c.user = ffi.cast("void *", id(objects[i]))
+        out = ffi.new("pm_dispatch **")
         failed = ffi.new("size_t *")
-        status = lib.pm_dispatch_add_many(handle, c_ranges, len(ranges), failed)
+        status = lib.pm_dispatch_build(page_bits, stats if stats is not None else ffi.NULL,
+                                       max_sections, max_nodes, c_ranges, len(ranges),
+                                       failed, out)
         if status:
             i = failed[0]
+            if i == len(ranges):
+                check(status, "building a dispatch")
             r = ranges[i]
             if status in (lib.PM_ERR_TOO_MANY_SECTIONS, lib.PM_ERR_TOO_MANY_NODES):
                 kind = "sections" if status == lib.PM_ERR_TOO_MANY_SECTIONS else "nodes"
@@ -206,7 +203,9 @@ class Dispatch:
                     f"range {i} at {r.start:#x} (size {r.size:#x}) needs more than "
                     f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
             check(status, f"adding range {i} at {r.start:#x}")
-        check(lib.pm_dispatch_commit(handle), "committing a dispatch")
+        # The destructor holds `stats`: the C dispatch counts itself down in
+        # them when freed, so they must outlive it whatever the GC's order.
+        handle = ffi.gc(out[0], lambda d, _stats=stats: lib.pm_dispatch_free(d))
         return cls(handle, page_bits, (hosts, objects))
 
     def close(self) -> None:

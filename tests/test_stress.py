@@ -27,6 +27,7 @@ PROBES = [0x0, 0x3ffc, 0x4000, 0x5ffc, 0x8000, 0x8ffc, 0xfffc, 0x20000, 0x21ffc,
           0x30000, 0x33ffc, 0x40000, 0x40ffc, 0x50000, 0x53ffc, 0x60000]
 BATCH = array("Q", range(0, 0x60000, 0x800))
 MMIO_TAG = 0xC0
+MAX_CHECKED = 100_000   # loads checked per reader thread
 
 
 def ram(name, size, tag):
@@ -127,7 +128,10 @@ def run(commits, seed=1):
                 before = len(machine.loads)
                 value = load(PROBES[i])
                 after = len(machine.loads)
-                seen.append((i, before, after, value))
+                # Every load races the writer; a bounded sample is checked,
+                # so the check does not outgrow the run.
+                if len(seen) < MAX_CHECKED:
+                    seen.append((i, before, after, value))
         return seen
 
     def ldl_le(addr):
