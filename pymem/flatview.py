@@ -194,7 +194,8 @@ class FlatView:
         self.dispatch: Optional[Dispatch] = Dispatch.build(
             [DispatchRange(r.addr, r.size, r.offset_in_region, r.region.id, r.flags)
              for r in ranges], page_bits, stats=stats,
-            hosts=[host_pointers(r) for r in ranges], objects=[r.region for r in ranges])
+            hosts=[host_pointers(r) for r in ranges], objects=[r.region for r in ranges],
+            checked=True)
         self._refs = 1
         self._reclaim = reclaim
         # Declared after `dispatch`: the C dispatch counts itself in these

@@ -277,3 +277,9 @@ def test_lookup_many_refuses_buffers_of_the_wrong_width(addrs, out, message):
 def test_build_options_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Dispatch.build([DispatchRange(0, 1)], 12, **kwargs)
+
+
+def test_unchecked_ranges_out_of_order_are_still_refused_by_c():
+    with pytest.raises(RangeOrderError, match="adding range 1 at 0x1000"):
+        Dispatch.build([DispatchRange(0x2000, 0x1000), DispatchRange(0x1000, 0x1000)], 12,
+                       checked=True)
