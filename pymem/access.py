@@ -191,7 +191,7 @@ class AccessMixin:
         # AddressSpace is the only class this mixes into.
         return record(cast("AddressSpace", self), path, mmio_only=mmio_only)
 
-    def __getattr__(self, name: str) -> Callable:
+    def __getattr__(self, name: str) -> Callable[..., Any]:
         spec = _LOADS.get(name) or _STORES.get(name)
         if spec is None or "_cas" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -367,7 +367,8 @@ class AccessMixin:
         if result:
             raise MemTxError(result, addr, size, True)
 
-    def _resolve(self, addr: int, size: int, is_write: bool) -> tuple:
+    def _resolve(self, addr: int, size: int,
+                 is_write: bool) -> Tuple[Any, int, Optional[MemoryRegion], int, int, int]:
         """Translate once, through IOMMUs: (space, addr, region or None,
         offset, in-section length, flags); a permission fault gives the
         unassigned region at the IOMMU's offset."""

@@ -105,7 +105,7 @@ class MemorySystem:
     @property
     def live_dispatches(self) -> int:
         """Dispatch tables of this system not yet freed (C's count)."""
-        return self._stats.live_dispatches
+        return int(self._stats.live_dispatches)
 
     # ------------------------------------------------------------ internals
 

@@ -8,7 +8,7 @@ indices; `sections()` maps them back to the ranges they came from.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Callable, Iterable, NamedTuple, NoReturn, Optional, Sequence
+from typing import Any, Callable, Iterable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from . import _fastpath
 from ._native import ffi, lib
@@ -109,7 +109,7 @@ def c_address(cdata: Any) -> int:
 
 
 def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
-              fallback: Any = None, keepalive: Any = None) -> Callable:
+              fallback: Any = None, keepalive: Any = None) -> Callable[..., Any]:
     """A builtin calling `lib.<function>(handle, ...)` without cffi's argument
     handling (see csrc/ext/fastpath.c).  It keeps `keepalive` (by default
     `handle`) alive: whatever the C object reaches must be kept by it."""
@@ -248,25 +248,25 @@ class Dispatch:
 
     @property
     def levels(self) -> int:
-        return lib.pm_dispatch_levels(self.handle)
+        return int(lib.pm_dispatch_levels(self.handle))
 
     @property
     def mru(self) -> int:
         """The most recently used page-level section (QEMU's mru_section)."""
-        return lib.pm_dispatch_mru(self.handle)
+        return int(lib.pm_dispatch_mru(self.handle))
 
     def section_count(self) -> int:
-        return lib.pm_dispatch_section_count(self.handle)
+        return int(lib.pm_dispatch_section_count(self.handle))
 
     def section(self, index: int) -> Section:
         r = ffi.new("pm_range *")
         check(lib.pm_dispatch_section(self.handle, index, r), f"section {index}")
         return Section(index, r.start, r.last - r.start + 1, r.offset, r.region, r.flags)
 
-    def sections(self) -> list:
+    def sections(self) -> List[Section]:
         return [self.section(i) for i in range(self.section_count())]
 
-    def subpage(self, index: int) -> list:
+    def subpage(self, index: int) -> List[Tuple[int, int, int]]:
         """Pieces (first, last, section) of sub-page section `index`, page-relative."""
         n = lib.pm_dispatch_subpage_pieces(self.handle, index, ffi.NULL, ffi.NULL, ffi.NULL, 0)
         firsts, lasts, secs = (ffi.new("uint32_t[]", max(n, 1)) for _ in range(3))
@@ -274,16 +274,16 @@ class Dispatch:
         return [(firsts[i], lasts[i], secs[i]) for i in range(n)]
 
     @property
-    def root(self) -> tuple:
+    def root(self) -> Tuple[int, int]:
         """The root entry as (ptr, skip)."""
         ptr = ffi.new("uint32_t[2]")
         lib.pm_dispatch_root(self.handle, ptr, ptr + 1)
         return ptr[0], ptr[1]
 
     def node_count(self) -> int:
-        return lib.pm_dispatch_node_count(self.handle)
+        return int(lib.pm_dispatch_node_count(self.handle))
 
-    def node(self, index: int) -> list:
+    def node(self, index: int) -> List[Tuple[int, int]]:
         """Entries of node `index` as a list of 512 (skip, ptr) pairs."""
         skips = ffi.new("uint8_t[]", NODE_ENTRIES)
         ptrs = ffi.new("uint32_t[]", NODE_ENTRIES)

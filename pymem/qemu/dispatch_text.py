@@ -7,7 +7,7 @@ tables, so a diff against QEMU's dump is a diff of the data structures.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from ..dispatch import NO_REGION, SECTION_IOMMU, SECTION_SUBPAGE, Dispatch
 
@@ -28,7 +28,7 @@ def _entry_run(first: int, last: int, skip: int, ptr: int) -> str:
     return f"{where} skip={skip} {target}"
 
 
-def node_lines(entries: List[tuple]) -> List[str]:
+def node_lines(entries: List[Tuple[int, int]]) -> List[str]:
     """One node's 512 (skip, ptr) entries as QEMU prints them: runs of equal ones."""
     lines = []
     run_start = 0

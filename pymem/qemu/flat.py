@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..dispatch import SECTION_IOMMU, Dispatch, DispatchRange
 from ..errors import DumpParseError
@@ -113,7 +113,8 @@ def _looks_like_iommu(name: str) -> bool:
 
 
 def build_view_dispatch(view: FlatViewText, page_bits: int,
-                        iommu: Optional[Iterable[str]] = None) -> tuple:
+                        iommu: Optional[Iterable[str]] = None
+                        ) -> Tuple[Dispatch, Dict[int, str], Optional[int]]:
     """Our dispatch for one parsed view, with its region-name table."""
     iommu_names = set(iommu) if iommu is not None else None
     ids: Dict[str, int] = {}
