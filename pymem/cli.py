@@ -39,6 +39,16 @@ def _cmd_mtree(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_qemu_hints(args: argparse.Namespace) -> int:
+    import json
+
+    from .qemu.hints import derive_hints
+
+    hints = derive_hints(_read(args.mtree_d), _read(args.flat), _read(args.dispatch))
+    sys.stdout.write(json.dumps(hints, indent=1) + "\n")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -91,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", action="store_true", help="with the dispatch tables (`-f -d`)")
     p.add_argument("-D", action="store_true", help="show disabled regions in the tree")
     _COMMANDS["mtree"] = _cmd_mtree
+
+    p = sub.add_parser("qemu-hints",
+                       help="derive the hints.json of a machine from its `info mtree -D`, "
+                       "`info mtree -f` and `info mtree -f -d` dumps (one moment)")
+    p.add_argument("mtree_d", metavar="MTREE_D", help="`info mtree -D` output")
+    p.add_argument("flat", metavar="FLAT", help="`info mtree -f` output")
+    p.add_argument("dispatch", metavar="DISPATCH", help="`info mtree -f -d` output")
+    _COMMANDS["qemu-hints"] = _cmd_qemu_hints
 
     p = sub.add_parser("bench", help="benchmark pymem against its peers on a machine map")
     p.add_argument("--machine", default="q35", help="bundled machine name (default q35)")

@@ -1,0 +1,321 @@
+"""A hints.json (QEMU-SEMANTICS §6) worked out from what QEMU printed.
+
+`derive_hints(mtree_d, flat, dispatch)` takes one moment's `info mtree -D`,
+`info mtree -f` and `info mtree -f -d` and says what the tree dump alone
+cannot:
+
+- `page_bits`: the size of a sub-page `(noname)` section; with no sub-page,
+  the page size whose dispatch (rebuilt from the flat dump) is QEMU's.
+- `iommu`: the regions of ` [iommu]` sections.  A region no view renders
+  cannot show it: there QEMU 7.2's IOMMU names decide.
+- `terminating` / `containers`: every place an `i/o` region is rendered
+  from a view's root is walked (base address and clip window, through
+  aliases).  It renders itself when the flat dump holds a range of its name
+  whose start minus offset is that base, inside the window.  An i/o region
+  with children that does is `terminating`; a childless one that never does
+  (not even where it would be visible, or never visible) is a container.
+- `readonly_aliases`: the views are rendered (QEMU's algorithm, §1); an
+  alias is read-only when every range drawn through it that QEMU shows is
+  `rom` and at least one of those is not a ROM by its own type, unless an
+  alias above it on every such path already explains it.
+- `as_order`: the AS lines in `info mtree -f` order, which numbers the
+  FlatViews as QEMU did.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from ..errors import DumpParseError
+from .flat import FlatViewText, _looks_like_iommu, dispatch_from_flat, parse_flat
+from .mtree import _Node, _parse, _unify, _walk
+
+_SPAN = 1 << 64
+_SECTION = re.compile(r"^\s+#(\d+) @([0-9a-f]{16})\.\.([0-9a-f]{16}) (.*)$")
+_LABELS = (" [unassigned]", " [not dirty]", " [ROM]", " [watch]", " [ROOT]", " [MRU]",
+           " [iommu]")
+_PAGE_BITS_TRIED = (12, 10, 14, 16, 11, 13, 15)
+
+
+def _sections(dispatch: str) -> List[Tuple[int, int, int, str, Set[str]]]:
+    """(index, start, size, name, labels) of every section line."""
+    out = []
+    for line in dispatch.splitlines():
+        m = _SECTION.match(line)
+        if m is None:
+            continue
+        rest = m.group(4)
+        labels: Set[str] = set()
+        stripped = True
+        while stripped:
+            stripped = False
+            for label in _LABELS:
+                if rest.endswith(label):
+                    labels.add(label.strip(" []"))
+                    rest = rest[:-len(label)]
+                    stripped = True
+        start, end = int(m.group(2), 16), int(m.group(3), 16)
+        out.append((int(m.group(1)), start, end - start + 1, rest, labels))
+    return out
+
+
+def _blocks(text: str) -> List[str]:
+    return sorted(b.strip("\n") for b in text.replace(" [MRU]", "").split("\n\n") if b.strip())
+
+
+def _page_bits(flat: str, dispatch: str, iommu: List[str], notes: List[str]) -> int:
+    sizes = {size for idx, _, size, name, _ in _sections(dispatch)
+             if idx > 0 and name == "(noname)"}
+    for size in sorted(sizes):
+        if size & (size - 1) == 0 and size > 1:
+            notes.append(f"page_bits {size.bit_length() - 1} from subpage section size")
+            return size.bit_length() - 1
+    want = _blocks(dispatch)
+    for bits in _PAGE_BITS_TRIED:
+        try:
+            if _blocks(dispatch_from_flat(flat, bits, iommu=iommu)) == want:
+                notes.append(f"page_bits {bits}: no subpage section; the only page size "
+                             f"whose dispatch matches")
+                return bits
+        except ValueError:
+            continue
+    notes.append("page_bits 12: no subpage section and no page size reproduces the dispatch")
+    return 12
+
+
+class _Tree:
+    """The parsed `-D` dump with QEMU's objects (canonical nodes) resolved."""
+
+    def __init__(self, text: str) -> None:
+        self.blocks = _parse(text)
+        if not self.blocks:
+            raise DumpParseError("no address-space or memory-region block in the dump")
+        _unify(self.blocks)
+        self.nodes: List[_Node] = []
+        self.names: Dict[str, List[_Node]] = {}
+        self.roots: Dict[str, _Node] = {}
+        self.targets: Dict[str, _Node] = {}
+        for b in self.blocks:
+            assert b.top is not None and b.top.canon is not None
+            for n in _walk(b.top):
+                self.nodes.append(n)
+                assert n.canon is not None
+                if n.canon is n:
+                    self.names.setdefault(n.name, []).append(n)
+            for name in b.spaces:
+                self.roots.setdefault(name, b.top.canon)
+            if b.region_name is not None:
+                self.targets.setdefault(b.region_name, b.top.canon)
+
+    def target(self, node: _Node) -> Optional[_Node]:
+        assert node.alias is not None
+        found = self.targets.get(node.alias)
+        if found is None and len(self.names.get(node.alias, [])) == 1:
+            found = self.names[node.alias][0]
+        return found
+
+
+def _render_order(node: _Node) -> List[_Node]:
+    # load_mtree's subregion list: priority high first, ties in printed order.
+    return sorted(node.children, key=lambda c: -c.prio)
+
+
+_Placement = Tuple[int, int, int, int]   # view index, base, window start, window end
+
+
+def _placements(tree: _Tree, views: List[Tuple[int, _Node]]) -> Dict[int, List[_Placement]]:
+    """Every place each (canonical) region is rendered from, per view."""
+    out: Dict[int, List[_Placement]] = {}
+
+    def visit(node: _Node, vi: int, base: int, lo: int, hi: int, depth: int) -> None:
+        assert node.canon is not None
+        node = node.canon
+        if node.disabled or depth > 64:
+            return
+        b = base + node.addr
+        lo, hi = max(lo, b), min(hi, b + node.size)
+        if lo >= hi:
+            return
+        out.setdefault(id(node), []).append((vi, b, lo, hi))
+        if node.alias is not None:
+            target = tree.target(node)
+            if target is not None:
+                visit(target, vi, b - target.addr - node.alias_offset, lo, hi, depth + 1)
+            return
+        for child in node.children:
+            visit(child, vi, b, lo, hi, depth + 1)
+
+    for vi, root in views:
+        visit(root, vi, 0, 0, _SPAN, 0)
+    return out
+
+
+def _renders_itself(node: _Node, places: List[_Placement], flats: List[FlatViewText]) -> bool:
+    for vi, base, lo, hi in places:
+        for r in flats[vi].ranges:
+            if (r.name == node.name and lo <= r.start and r.last < hi
+                    and r.start - r.offset == base):
+                return True
+    return False
+
+
+def _readonly_aliases(tree: _Tree, views: List[Tuple[int, _Node]], flats: List[FlatViewText],
+                      terminates: Set[int]) -> Set[int]:
+    """Aliases through which QEMU shows only `rom` where the region is not a ROM."""
+    # per alias: [seen a visible piece, all visible pieces rom, one not rom by type]
+    stats: Dict[int, List[bool]] = {}
+    # per alias: does every rom-by-alias piece through it also pass a marked outer alias
+    pieces: List[Tuple[List[int], bool]] = []
+
+    for vi, root in views:
+        taken: List[Tuple[int, int]] = []   # sorted, disjoint [lo, hi)
+        drawn: List[Tuple[int, int, _Node, List[int]]] = []
+
+        def insert(node: _Node, lo: int, hi: int, path: List[int]) -> None:
+            pos = lo
+            for tlo, thi in list(taken):
+                if thi <= pos:
+                    continue
+                if tlo >= hi:
+                    break
+                if tlo > pos:
+                    drawn.append((pos, tlo, node, path))
+                pos = max(pos, thi)
+                if pos >= hi:
+                    break
+            if pos < hi:
+                drawn.append((pos, hi, node, path))
+            taken.append((lo, hi))
+            taken.sort()
+            merged: List[Tuple[int, int]] = []
+            for a, z in taken:
+                if merged and a <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], z))
+                else:
+                    merged.append((a, z))
+            taken[:] = merged
+
+        def render(node: _Node, base: int, lo: int, hi: int, path: List[int],
+                   depth: int) -> None:
+            assert node.canon is not None
+            node = node.canon
+            if node.disabled or depth > 64:
+                return
+            b = base + node.addr
+            lo, hi = max(lo, b), min(hi, b + node.size)
+            if lo >= hi:
+                return
+            if node.alias is not None:
+                target = tree.target(node)
+                if target is not None:
+                    render(target, b - target.addr - node.alias_offset, lo, hi,
+                           path + [id(node)], depth + 1)
+                return
+            for child in _render_order(node):
+                render(child, b, lo, hi, path, depth + 1)
+            if id(node) in terminates:
+                insert(node, lo, hi, path)
+
+        render(root, 0, 0, _SPAN, [], 0)
+        ranges = flats[vi].ranges
+        for lo, hi, node, path in drawn:
+            if not path:
+                continue
+            shown = [r for r in ranges if r.start < hi and r.last >= lo and r.name == node.name]
+            if not shown:
+                continue
+            rom = all(r.type.replace("nv-", "") == "rom" for r in shown)
+            by_type = node.type == "rom"
+            for a in path:
+                st = stats.setdefault(a, [True, False])
+                st[0] = st[0] and rom
+                st[1] = st[1] or (rom and not by_type)
+            if rom and not by_type:
+                pieces.append((path, True))
+    marked = {a for a, (all_rom, needed) in stats.items() if all_rom and needed}
+    # An alias below a marked one on every path it was needed on is explained by it.
+    keep: Set[int] = set()
+    for path, _ in pieces:
+        outer = next((a for a in path if a in marked), None)
+        if outer is not None:
+            keep.add(outer)
+    return keep
+
+
+def derive_hints(mtree_d: str, flat: str, dispatch: str) -> Dict[str, Any]:
+    """A hints.json for `load_mtree(mtree_d, hints)` from one moment's dumps:
+    `info mtree -D`, `info mtree -f` and `info mtree -f -d`."""
+    tree = _Tree(mtree_d)
+    flats = parse_flat(flat)
+    notes: List[str] = []
+
+    iommu_seen = sorted({name for _, _, _, name, labels in _sections(dispatch)
+                         if "iommu" in labels})
+    page_bits = _page_bits(flat, dispatch, iommu_seen, notes)
+
+    views: List[Tuple[int, _Node]] = []
+    as_order: List[str] = []
+    for vi, view in enumerate(flats):
+        for line in view.as_lines:
+            as_order.append(line.strip())
+        if not view.ranges or not view.as_lines:
+            continue
+        m = re.match(r'^ AS "(.*)", root: ', view.as_lines[0])
+        if m is None or m.group(1) not in tree.roots:
+            raise DumpParseError(f"the flat dump's {view.as_lines[0].strip()!r} is not an "
+                                 f"address space of the tree dump")
+        views.append((vi, tree.roots[m.group(1)]))
+
+    places = _placements(tree, views)
+    canon = [n for n in tree.nodes if n.canon is n]
+    rendered = {id(n) for n in canon
+                if n.alias is None and n.type == "i/o"
+                and _renders_itself(n, places.get(id(n), []), flats)}
+    iommu_ids = {id(n) for n in canon if n.alias is None and n.name in iommu_seen}
+    for n in canon:
+        if (n.alias is None and n.type == "i/o" and id(n) not in places
+                and _looks_like_iommu(n.name)):
+            iommu_ids.add(id(n))
+    iommu = sorted({n.name for n in canon if id(n) in iommu_ids})
+
+    def io_plain(n: _Node) -> bool:
+        return n.alias is None and n.type == "i/o" and id(n) not in iommu_ids
+
+    terminating_ids = {id(n) for n in canon if io_plain(n) and n.children and id(n) in rendered}
+    container_ids = {id(n) for n in canon
+                     if io_plain(n) and not n.children and id(n) not in rendered}
+    terminates = {id(n) for n in canon
+                  if n.alias is None and (n.type != "i/o" or id(n) in iommu_ids
+                                          or id(n) in terminating_ids
+                                          or (not n.children and id(n) not in container_ids))}
+    readonly_ids = _readonly_aliases(tree, views, flats, terminates)
+
+    def keys(ids: Set[int], every: bool) -> List[str]:
+        """Lines naming the chosen objects: a line printed for several objects
+        is named when all of them (`every`) or any of them was chosen."""
+        by_key: Dict[str, List[bool]] = {}
+        for n in tree.nodes:
+            assert n.canon is not None
+            by_key.setdefault(n.key, []).append(id(n.canon) in ids)
+        out = []
+        for key, chosen in by_key.items():
+            if (all(chosen) if every else any(chosen)):
+                out.append(key)
+            elif any(chosen):
+                notes.append(f"one line names regions that differ, left out: {key}")
+        return out
+
+    shared = sorted({n for n, lst in tree.names.items() if len(lst) > 1})
+    if shared:
+        shown = ", ".join(shared[:12]) + (" ..." if len(shared) > 12 else "")
+        notes.insert(0, f"{len(shared)} names are shared by distinct regions (hints are keyed "
+                        f"by the whole dump line, not the name): {shown}")
+    return {
+        "page_bits": page_bits,
+        "readonly_aliases": keys(readonly_ids, False),
+        "containers": keys(container_ids, True),
+        "terminating": keys(terminating_ids, False),
+        "iommu": iommu,
+        "as_order": as_order,
+        "notes": notes,
+    }
