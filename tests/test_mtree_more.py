@@ -24,7 +24,15 @@ MORE_CASES = sorted(p.name for p in MORE.iterdir() if p.is_dir())
 _SETS = ("readonly_aliases", "containers", "terminating", "iommu")
 
 # Cases pymem cannot reproduce yet, with the root cause.
-XFAIL: dict = {}
+XFAIL: dict = {
+    "arm-mps2-an505": (
+        "Arm SSE's 'alias 3' (0x50000000, 256 MiB) is an alias of its own container "
+        "arm-sse-cpu-container0 (offset 0x40000000). QEMU accepts it: each turn of the cycle "
+        "moves the clip window by 0x10000000, so rendering ends. pymem's add_subregion "
+        "refuses every subregion/alias cycle (TopologyError), so the dump cannot be loaded; "
+        "accepting it needs a termination check over all cycles (every closed walk must "
+        "shift the window), not just this one"),
+}
 
 
 def _read(case: str, name: str) -> str:
@@ -81,8 +89,8 @@ def test_stored_hints_are_what_derive_hints_makes(case):
     got = derive_hints(_read(case, "mtree-D.txt"), _read(case, "flat.txt"),
                        _read(case, "dispatch.txt"))
     want = json.loads(_read(case, "hints.json"))
-    assert {k: got[k] for k in _SETS + ("page_bits", "as_order")} == \
-        {k: want[k] for k in _SETS + ("page_bits", "as_order")}
+    fields = _SETS + ("page_bits", "as_order", "as_roots")
+    assert {k: got[k] for k in fields} == {k: want[k] for k in fields}
 
 
 @pytest.mark.parametrize("case", CASES)

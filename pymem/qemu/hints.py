@@ -19,7 +19,9 @@ cannot:
   `rom` and at least one of those is not a ROM by its own type, unless an
   alias above it on every such path already explains it.
 - `as_order`: the AS lines in `info mtree -f` order, which numbers the
-  FlatViews as QEMU did.
+  FlatViews as QEMU did; `as_roots`, alongside, each one's root line in the
+  tree dump (several address spaces can print the same AS line: Arm's
+  tz-ppc ports, one vtd-root per device).  The view's ranges pick the root.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..errors import DumpParseError
 from .flat import FlatViewText, _looks_like_iommu, dispatch_from_flat, parse_flat
-from .mtree import _Node, _parse, _unify, _walk
+from .mtree import _address_spaces, _alias_targets, _Node, _parse, _unify, _walk
 
 _SPAN = 1 << 64
 _SECTION = re.compile(r"^\s+#(\d+) @([0-9a-f]{16})\.\.([0-9a-f]{16}) (.*)$")
@@ -94,7 +96,7 @@ class _Tree:
         self.nodes: List[_Node] = []
         self.names: Dict[str, List[_Node]] = {}
         self.roots: Dict[str, _Node] = {}
-        self.targets: Dict[str, _Node] = {}
+        self.targets = _alias_targets(self.blocks)
         for b in self.blocks:
             assert b.top is not None and b.top.canon is not None
             for n in _walk(b.top):
@@ -104,12 +106,10 @@ class _Tree:
                     self.names.setdefault(n.name, []).append(n)
             for name in b.spaces:
                 self.roots.setdefault(name, b.top.canon)
-            if b.region_name is not None:
-                self.targets.setdefault(b.region_name, b.top.canon)
 
     def target(self, node: _Node) -> Optional[_Node]:
         assert node.alias is not None
-        found = self.targets.get(node.alias)
+        found = self.targets.get(id(node))
         if found is None and len(self.names.get(node.alias, [])) == 1:
             found = self.names[node.alias][0]
         return found
@@ -242,6 +242,18 @@ def _readonly_aliases(tree: _Tree, views: List[Tuple[int, _Node]], flats: List[F
     return keep
 
 
+def _root_fit(top: _Node, view: FlatViewText) -> int:
+    """0 when the view's ranges span the root's window exactly, 1 when they
+    lie inside it, 2 otherwise (an empty view fits any root)."""
+    if not view.ranges:
+        return 0
+    lo, hi = top.start, top.start + top.size
+    first, last = view.ranges[0].start, view.ranges[-1].last + 1
+    if first == lo and last == hi:
+        return 0
+    return 1 if lo <= first and last <= hi else 2
+
+
 def derive_hints(mtree_d: str, flat: str, dispatch: str) -> Dict[str, Any]:
     """A hints.json for `load_mtree(mtree_d, hints)` from one moment's dumps:
     `info mtree -D`, `info mtree -f` and `info mtree -f -d`."""
@@ -253,18 +265,29 @@ def derive_hints(mtree_d: str, flat: str, dispatch: str) -> Dict[str, Any]:
                          if "iommu" in labels})
     page_bits = _page_bits(flat, dispatch, iommu_seen, notes)
 
+    # Each AS line of the flat dump is an address space of the tree dump; a
+    # line several spaces share goes to the one whose root spans the view.
+    spaces = _address_spaces(tree.blocks)
+    taken: Set[int] = set()
     views: List[Tuple[int, _Node]] = []
     as_order: List[str] = []
+    as_roots: List[str] = []
     for vi, view in enumerate(flats):
+        first: Optional[_Node] = None
         for line in view.as_lines:
-            as_order.append(line.strip())
-        if not view.ranges or not view.as_lines:
-            continue
-        m = re.match(r'^ AS "(.*)", root: ', view.as_lines[0])
-        if m is None or m.group(1) not in tree.roots:
-            raise DumpParseError(f"the flat dump's {view.as_lines[0].strip()!r} is not an "
-                                 f"address space of the tree dump")
-        views.append((vi, tree.roots[m.group(1)]))
+            entry = line.strip()
+            cands = [i for i, sp in enumerate(spaces) if sp[0] == entry and i not in taken]
+            if not cands:
+                raise DumpParseError(f"the flat dump's {entry!r} is not an address space of "
+                                     f"the tree dump")
+            pick = min(cands, key=lambda i: _root_fit(spaces[i][2], view))
+            taken.add(pick)
+            as_order.append(entry)
+            as_roots.append(spaces[pick][2].key)
+            if first is None:
+                first = spaces[pick][2].canon
+        if view.ranges and first is not None:
+            views.append((vi, first))
 
     places = _placements(tree, views)
     canon = [n for n in tree.nodes if n.canon is n]
@@ -317,5 +340,6 @@ def derive_hints(mtree_d: str, flat: str, dispatch: str) -> Dict[str, Any]:
         "terminating": keys(terminating_ids, False),
         "iommu": iommu,
         "as_order": as_order,
+        "as_roots": as_roots,
         "notes": notes,
     }

@@ -258,7 +258,14 @@ def _walk(node: _Node) -> Iterable[_Node]:
 
 
 def _unify(blocks: List[_Block]) -> None:
-    """Set each node's `canon`: the node whose object it is."""
+    """Set each node's `canon`: the node whose object it is.
+
+    QEMU prints one `address-space:` block per distinct root and one
+    `memory-region:` block per distinct alias target, so two blocks of one
+    kind are never one object, however alike they look.  A block's top is
+    matched one to one: an address-space root with an identical region
+    printed inside another block (it is also a subregion), a memory-region
+    top with such a region or else with an identical address-space root."""
     inner: Dict[Any, List[_Node]] = {}
     as_tops: Dict[Any, List[_Node]] = {}
     for b in blocks:
@@ -269,15 +276,28 @@ def _unify(blocks: List[_Block]) -> None:
                 inner.setdefault(n.sig, []).append(n)
         if b.spaces:
             as_tops.setdefault(b.top.sig, []).append(b.top)
+
+    def maybe_copy(b: Optional[_Block]) -> bool:
+        # A block that may repeat a region printed elsewhere: its nodes are
+        # the last choice for a match.
+        assert b is not None and b.top is not None
+        return b.top.sig in inner or (b.region_name is not None and b.top.sig in as_tops)
+
     match: Dict[int, _Node] = {}
+    used_by_as: Set[int] = set()
+    used_by_mr: Set[int] = set()
     for b in blocks:
         top = b.top
         assert top is not None
-        found = inner.get(top.sig)
-        if not found and b.region_name is not None:
-            found = as_tops.get(top.sig)
-        if found:
-            match[id(top)] = found[0]
+        found = sorted(inner.get(top.sig, []), key=lambda n: maybe_copy(n.block))
+        used = used_by_as if b.spaces else used_by_mr
+        if b.region_name is not None:
+            found += [t for t in as_tops.get(top.sig, []) if t is not top]
+        for other in found:
+            if id(other) not in used:
+                used.add(id(other))
+                match[id(top)] = other
+                break
 
     def canon(node: _Node, depth: int = 0) -> _Node:
         if node.canon is not None:
@@ -303,6 +323,51 @@ def _unify(blocks: List[_Block]) -> None:
         assert b.top is not None
         for n in _walk(b.top):
             canon(n)
+
+
+def _alias_targets(blocks: List[_Block]) -> Dict[int, _Node]:
+    """The target of each (canonical) alias node, by replaying QEMU's print
+    queue: the first printing of an alias whose target is not queued yet
+    queues it, and the `memory-region:` blocks come in queue order.  So an
+    alias meets the next unclaimed block when that block bears its target's
+    name, and otherwise a target of that name queued before."""
+    pending = [b for b in blocks if b.region_name is not None]
+    claimed: Dict[str, List[_Node]] = {}
+    out: Dict[int, _Node] = {}
+    for b in blocks:
+        assert b.top is not None
+        for n in _walk(b.top):
+            node = n.canon if n.canon is not None else n
+            if node.alias is None or id(node) in out:
+                continue
+            name = node.alias
+            pick: Optional[_Block] = None
+            if pending and pending[0].region_name == name:
+                pick = pending[0]
+            elif name not in claimed:
+                pick = next((p for p in pending if p.region_name == name), None)
+            if pick is not None:
+                pending.remove(pick)
+                assert pick.top is not None and pick.top.canon is not None
+                claimed.setdefault(name, []).append(pick.top.canon)
+                out[id(node)] = pick.top.canon
+            elif name in claimed:
+                out[id(node)] = claimed[name][0]
+    return out
+
+
+def _address_spaces(blocks: List[_Block]) -> List[Tuple[str, str, _Node]]:
+    """(AS line as `info mtree -f` prints it, AS name, root node) of every
+    address space of the dump, in dump order."""
+    out = []
+    for b in blocks:
+        top = b.top
+        assert top is not None
+        for name in b.spaces:
+            line = f'AS "{name}", root: {top.name}' + (f", alias {top.alias}" if top.alias
+                                                        else "")
+            out.append((line, name, top))
+    return out
 
 
 def _read_zero(offset: int, size: int) -> int:
@@ -374,12 +439,12 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
     containers = hinted("containers")
     terminating = hinted("terminating")
     iommu = hinted("iommu", by_name=True)
+    # A name or line may also fit the container QEMU puts around an IOMMU
+    # region (virtio-iommu names both alike): the IOMMU is the innermost.
+    iommu -= {id(n) for n in canon_nodes
+              if id(n) in iommu and any(id(d) in iommu for d in _walk(n) if d is not n)}
 
-    targets: Dict[str, _Node] = {}
-    for b in blocks:
-        if b.region_name is not None and b.top is not None:
-            assert b.top.canon is not None
-            targets.setdefault(b.region_name, b.top.canon)
+    targets = _alias_targets(blocks)
 
     objects: Dict[int, MemoryRegion] = {}
     building: Set[int] = set()
@@ -392,7 +457,7 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
             raise DumpParseError(f"alias cycle through {node.name!r}", node.lineno)
         building.add(id(node))
         if node.alias is not None:
-            target = targets.get(node.alias)
+            target = targets.get(id(node))
             if target is None:
                 candidates = {id(c): c for c in names.get(node.alias, [])}
                 if len(candidates) != 1:
@@ -437,25 +502,33 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
 
     page_bits = h.get("page_bits", 12)
     system = MemorySystem(page_bits)
-    roots: Dict[str, _Node] = {}
-    block_order: List[str] = []
-    for b in blocks:
-        for name in b.spaces:
-            assert b.top is not None and b.top.canon is not None
-            roots.setdefault(name, b.top.canon)
-            block_order.append(name)
-    order = block_order
+    # Several address spaces may share a name (one per device, say), even
+    # their whole AS line: as_order takes the lines in turn, and as_roots
+    # (when given) names each one's root line too.
+    spaces = _address_spaces(blocks)
+    order = list(range(len(spaces)))
     if "as_order" in h:
         order = []
-        for entry in h["as_order"]:
+        as_roots = h.get("as_roots") or []
+        for k, entry in enumerate(h["as_order"]):
             m = re.match(r'^AS "(?P<name>.*)", root: ', entry)
-            if m is None or m.group("name") not in roots:
+            root = as_roots[k] if k < len(as_roots) else None
+            pick = next((i for i, sp in enumerate(spaces) if sp[0] == entry and i not in order
+                         and (root is None or sp[2].key == root)), None)
+            if pick is None:
+                pick = next((i for i, sp in enumerate(spaces)
+                             if sp[0] == entry and i not in order), None)
+            if pick is None and m is not None:
+                pick = next((i for i, sp in enumerate(spaces)
+                             if sp[1] == m.group("name") and i not in order), None)
+            if pick is None:
                 raise DumpParseError(f"hints: as_order names no address space of the "
                                      f"dump: {entry!r}")
-            order.append(m.group("name"))
-        missing = [n for n in block_order if n not in order]
-        order.extend(missing)
+            order.append(pick)
+        order.extend(i for i in range(len(spaces)) if i not in order)
     with system.transaction():
-        for name in order:
-            system.address_space(objects[id(roots[name])], name)
+        for i in order:
+            top = spaces[i][2].canon
+            assert top is not None
+            system.address_space(objects[id(top)], spaces[i][1])
     return system
