@@ -117,8 +117,9 @@ def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
         bounds = [pieces[0][0], pieces[0][1]]
         order = [0]
     else:
-        bounds = sorted({p[0] for p in pieces} | {p[1] for p in pieces})
-        order = sorted(range(len(pieces)), key=lambda i: pieces[i][0])
+        starts = [p[0] for p in pieces]
+        bounds = sorted(set(starts).union([p[1] for p in pieces]))
+        order = sorted(range(len(pieces)), key=starts.__getitem__)
     # Sweep the boundaries; among the pieces covering a segment, the one
     # rendered first (lowest index) owns it, as QEMU's gap filling decides.
     active: list = []
