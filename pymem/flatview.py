@@ -21,7 +21,9 @@ from typing import Any, Callable, List, Optional
 from .access import host_pointers
 from .dispatch import (SECTION_IOMMU, SECTION_NONVOLATILE, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, Dispatch, DispatchRange)
-from .region import ADDRESS_SPACE_SIZE, CONTAINER, IOMMU, ROM_DEVICE, MemoryRegion
+from .errors import TopologyError
+from .region import (ADDRESS_SPACE_SIZE, CONTAINER, IOMMU, MAX_ALIAS_VISITS, ROM_DEVICE,
+                     MemoryRegion, loop_text, runaway_loop)
 
 
 class FlatRange:
@@ -77,10 +79,17 @@ class FlatRange:
                 f" @{self.offset_in_region:#x}{' ro' if self.readonly else ''}>")
 
 
+class _Runaway(Exception):
+    """A render path went through one alias more than MAX_ALIAS_VISITS times."""
+
+
 def _collect(mr: MemoryRegion, base: int, start: int, end: int, readonly: bool,
-             nonvolatile: bool, out: list) -> None:
+             nonvolatile: bool, out: list, visits: dict) -> None:
     """Append (start, end, base, region, readonly, nonvolatile) for every
-    terminating region in render order, clipped to its window."""
+    terminating region in render order, clipped to its window.  `visits`
+    counts the trips through each alias on the current path: an alias loop
+    is gone round until its clip window is empty, within a bound
+    (region.MAX_ALIAS_VISITS; edits keep every loop inside it)."""
     if not mr.enabled:
         return
     base += mr.addr
@@ -94,12 +103,17 @@ def _collect(mr: MemoryRegion, base: int, start: int, end: int, readonly: bool,
         return
     target = mr._alias
     if target is not None:
+        n = visits.get(mr, 0)
+        if n >= MAX_ALIAS_VISITS:
+            raise _Runaway
+        visits[mr] = n + 1
         _collect(target, base - target.addr - mr.alias_offset, start, end,
-                 readonly, nonvolatile, out)
+                 readonly, nonvolatile, out, visits)
+        visits[mr] = n
         return
     subs = mr._subs
     for i in range(len(subs) - 1, -1, -1):
-        _collect(subs[i], base, start, end, readonly, nonvolatile, out)
+        _collect(subs[i], base, start, end, readonly, nonvolatile, out, visits)
     if mr.kind != CONTAINER:
         out.append((start, end, base, mr, readonly, nonvolatile))
 
@@ -109,7 +123,15 @@ def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
     if root is None:
         return []
     pieces: list = []
-    _collect(root, 0, 0, ADDRESS_SPACE_SIZE, False, False, pieces)
+    try:
+        _collect(root, 0, 0, ADDRESS_SPACE_SIZE, False, False, pieces, {})
+    except _Runaway:
+        # Only a tree changed behind the edits' backs gets here: name the loop.
+        loop = runaway_loop(root, 0, 0, ADDRESS_SPACE_SIZE)
+        named = loop_text(loop) if loop is not None else "an alias loop"
+        raise TopologyError(f"rendering {root.name!r}: {named} never leaves its window "
+                            f"(an alias entered more than {MAX_ALIAS_VISITS} times on one "
+                            f"path)") from None
     if not pieces:
         return []
     ranges: List[FlatRange] = []
@@ -155,8 +177,16 @@ def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
 
 def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
     """The region whose rendering an address space rooted at `mr` shares
-    (QEMU's memory_region_get_flatview_root); None renders nothing."""
+    (QEMU's memory_region_get_flatview_root); None renders nothing.
+
+    The walk can only come back to a region through a loop of empty windows
+    (size 0: any other such loop renders forever and is refused); it stops
+    at the first region seen twice."""
+    seen = []
     while mr is not None and mr.enabled:
+        if mr in seen:
+            return mr
+        seen.append(mr)
         target = mr._alias
         if target is not None:
             if mr.alias_offset == 0 and mr.size >= target.size:

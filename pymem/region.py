@@ -7,6 +7,21 @@ tree into the flat map an address space sees.  Edits are validated here, before
 anything changes, so a bad edit leaves the tree and every view as they were;
 a valid edit on a region that belongs to a MemorySystem is committed at once,
 or at the end of the enclosing transaction, as QEMU does.
+
+Alias loops.  An alias may map (a window of) a region that contains it, as
+QEMU's Arm SSE boards do (mps2-an505: `alias 3`, at 0x50000000 inside
+`arm-sse-cpu-container0`, shows that container from 0x40000000).  QEMU
+renders such a loop by going round it: every trip shifts the base and
+intersects the clip window with a shifted window, so a loop that moves the
+window ends once the clip is empty.  pymem accepts a loop exactly when
+rendering it ends within a bound: no render path may go through one alias
+more than MAX_ALIAS_VISITS times.  Every edit that can close a loop or
+change one (add_subregion when the new subregion reaches its container,
+and set_address / set_alias_offset / set_size / set_enabled on a region that
+lies on a loop) is applied tentatively, checked by walking the loop's
+regions as rendering would, and undone with a TopologyError naming the loop
+if some path runs past the bound.  A cycle of subregions alone (a region
+under its own descendant) is still refused: `info mtree` could not print it.
 """
 from __future__ import annotations
 
@@ -37,6 +52,17 @@ IO = "io"
 ALIAS = "alias"
 CONTAINER = "container"
 IOMMU = "iommu"
+
+MAX_ALIAS_VISITS = 16
+"""How many times one render path may go through the same alias.  QEMU has
+no bound (a loop that never empties its window recurses until the stack
+overflows).  A loop whose window w moves by s per trip is gone round about
+w / |s| times; the loops QEMU 7.2 builds (Arm SSE's `alias 1`, `alias 2`,
+`alias 3`: window 0x10000000, shift 0x10000000) go through each alias once.
+A loop that keeps its window (shift 0), or loops whose shifts cancel (one
+up, one down), would go round forever and are refused.  16 leaves a wide
+margin over real machines while keeping a render path short enough for
+Python's recursion limit."""
 
 # QEMU's dirty-memory clients, as the bits of a region's dirty-log mask.
 DIRTY_MEMORY_VGA = 1
@@ -177,7 +203,7 @@ class MemoryRegion:
     __slots__ = ("id", "name", "size", "kind", "ops", "readonly", "romd", "enabled",
                  "priority", "addr", "_container", "_alias", "alias_offset", "_subs",
                  "nonvolatile", "dirty_log", "translate", "target", "_buffer",
-                 "_system", "__weakref__")
+                 "_system", "_on_loop", "__weakref__")
 
     # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
     # rendering reads `_alias` directly, without the descriptor.
@@ -211,6 +237,9 @@ class MemoryRegion:
         self.target: Optional[AddressSpace] = None
         self._buffer: Any = None
         self._system: Optional[MemorySystem] = None
+        # Set once the region is found on a cycle of subregion and alias
+        # links (kept after the cycle is broken: then it only costs a check).
+        self._on_loop = False
         _by_id[self.id] = self
 
     # ------------------------------------------------------------ constructors
@@ -337,6 +366,19 @@ class MemoryRegion:
             with system.transaction():
                 yield
 
+    @contextmanager
+    def _locked(self, other: Optional["MemoryRegion"] = None) -> Iterator[None]:
+        """The lock of the system this edit touches, without a transaction:
+        no commit may render a tentative edit that is being checked."""
+        system = self._system
+        if system is None and other is not None:
+            system = other._system
+        if system is None:
+            yield
+        else:
+            with system._lock:
+                yield
+
     def _update_pending(self, other: Optional["MemoryRegion"] = None) -> None:
         system = self._system
         if system is None and other is not None:
@@ -365,14 +407,28 @@ class MemoryRegion:
         if region.container is not None:
             raise TopologyError(f"{where}: {region.name!r} is already a subregion of "
                                 f"{region.container.name!r}")
-        path = _path_to(region, self)
-        if path is not None:
-            chain = " -> ".join(repr(r.name) for r in path)
-            raise TopologyError(f"{where} would make a cycle: {self.name!r} is reached "
-                                f"from {region.name!r} ({chain})")
         if (self._system is not None and region._system is not None
                 and region._system is not self._system):
             raise TopologyError(f"{where}: the regions belong to different MemorySystems")
+        path = _path_to(region, self)
+        loop: List[MemoryRegion] = []
+        if path is not None:
+            if _is_ancestor(region, self):
+                chain = " -> ".join(repr(r.name) for r in path)
+                raise TopologyError(f"{where} would make a cycle: {self.name!r} is reached "
+                                    f"from {region.name!r} ({chain})")
+            # An alias loop: try it, and keep it only if rendering it ends.
+            with self._locked(region):
+                saved = (region.addr, region.priority)
+                region.addr, region.priority = offset, priority
+                self._insert(region)
+                try:
+                    loop = _loop_mates(self)
+                    _check_loops(loop, where, region)
+                finally:
+                    self._subs.remove(region)
+                    region.container = None
+                    region.addr, region.priority = saved
         with self._edit(region):
             if self._system is not None:
                 self._system._adopt(region)
@@ -380,6 +436,8 @@ class MemoryRegion:
             region.priority = priority
             region.addr = offset
             self._insert(region)
+            for mr in loop:
+                mr._on_loop = True
             # QEMU re-renders only when both are enabled; a view root's own
             # address also counts, so a root that moved re-renders too.
             if region.enabled and (self.enabled or moved):
@@ -416,6 +474,8 @@ class MemoryRegion:
         enabled = bool(enabled)
         if enabled == self.enabled:
             return
+        if enabled and self._on_loop:
+            self._try(f"enabling {self.name!r}", "enabled", True)
         with self._edit():
             self.enabled = enabled
             self._update_pending()
@@ -428,6 +488,8 @@ class MemoryRegion:
             raise TopologyError(f"{where} to {addr:#x}: size {self.size:#x} runs past 2^64")
         if addr == self.addr:
             return
+        if self._on_loop:
+            self._try(f"{where} to {addr:#x}", "addr", addr)
         container = self.container
         with self._edit():
             self.addr = addr
@@ -446,6 +508,9 @@ class MemoryRegion:
         _check_offset(f"alias {self.name!r}", offset)
         if offset == self.alias_offset:
             return
+        if self._on_loop:
+            self._try(f"sliding alias {self.name!r} to offset {offset:#x}", "alias_offset",
+                      offset)
         with self._edit():
             self.alias_offset = offset
             if self.enabled:
@@ -462,9 +527,22 @@ class MemoryRegion:
                                 f"only {len(self._buffer):#x} bytes")
         if size == self.size:
             return
+        if self._on_loop:
+            self._try(f"resizing {self.name!r} to {size:#x}", "size", size)
         with self._edit():
             self.size = size
             self._update_pending()
+
+    def _try(self, where: str, field: str, value: Any) -> None:
+        """Refuse an edit of `field` that would make a loop through this
+        region endless: set it, check every loop the region lies on, put it back."""
+        with self._locked():
+            saved = getattr(self, field)
+            setattr(self, field, value)
+            try:
+                _check_loops(_loop_mates(self), where, self)
+            finally:
+                setattr(self, field, saved)
 
     def set_readonly(self, readonly: bool) -> None:
         """Make writes through this region (and, for an alias or container, below it) drop."""
@@ -582,6 +660,105 @@ def _path_to(start: MemoryRegion, goal: MemoryRegion) -> Optional[List[MemoryReg
         for sub in mr._subs:
             stack.append((sub, path + [sub]))
     return None
+
+
+def _is_ancestor(region: MemoryRegion, mr: Optional[MemoryRegion]) -> bool:
+    """Whether `region` is `mr` or one of its containers."""
+    while mr is not None:
+        if mr is region:
+            return True
+        mr = mr.container
+    return False
+
+
+def _loop_mates(region: MemoryRegion) -> List[MemoryRegion]:
+    """The regions that lie on a cycle with `region` (its strongly connected
+    component of subregion and alias links), or [] when it lies on none."""
+    forward = list(reachable(region))
+    preds: dict = {}
+    for mr in forward:
+        if mr._alias is not None:
+            preds.setdefault(mr._alias.id, []).append(mr)
+        for sub in mr._subs:
+            preds.setdefault(sub.id, []).append(mr)
+    if region.id not in preds:
+        return []
+    inside = {mr.id for mr in forward}
+    seen = {region.id}
+    stack = [region]
+    while stack:
+        for p in preds.get(stack.pop().id, ()):
+            if p.id in inside and p.id not in seen:
+                seen.add(p.id)
+                stack.append(p)
+    return [mr for mr in forward if mr.id in seen]
+
+
+def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
+                 ) -> Optional[List[MemoryRegion]]:
+    """Walk what rendering `start` (at `base`, clipped to [lo, hi)) walks, as
+    pymem/flatview.py's _collect does but without recursion, and return the
+    loop of a path that goes through one alias more than MAX_ALIAS_VISITS
+    times (from that alias's previous visit back to it), or None."""
+    path: List[MemoryRegion] = []
+    visits: dict = {}
+    stack: List[Tuple[MemoryRegion, int, int, int, int]] = [(start, base, lo, hi, 0)]
+    while stack:
+        mr, base, lo, hi, depth = stack.pop()
+        while len(path) > depth:
+            gone = path.pop()
+            if gone._alias is not None:
+                visits[gone.id] -= 1
+        if not mr.enabled:
+            continue
+        base += mr.addr
+        if base > lo:
+            lo = base
+        if base + mr.size < hi:
+            hi = base + mr.size
+        if lo >= hi:
+            continue
+        target = mr._alias
+        if target is not None:
+            n = visits.get(mr.id, 0) + 1
+            if n > MAX_ALIAS_VISITS:
+                i = max(k for k, r in enumerate(path) if r is mr)
+                return path[i:] + [mr]
+            visits[mr.id] = n
+            path.append(mr)
+            stack.append((target, base - target.addr - mr.alias_offset, lo, hi, depth + 1))
+        else:
+            path.append(mr)
+            for sub in mr._subs:
+                stack.append((sub, base, lo, hi, depth + 1))
+    return None
+
+
+def loop_text(loop: List[MemoryRegion], first: Optional[MemoryRegion] = None) -> str:
+    """A closed loop (its first region repeated at the end) as text, starting
+    at `first` when it lies on the loop."""
+    ring = loop[:-1]
+    if first is not None and any(r is first for r in ring):
+        i = next(k for k, r in enumerate(ring) if r is first)
+        ring = ring[i:] + ring[:i]
+    return " -> ".join(repr(r.name) for r in ring + ring[:1])
+
+
+def _check_loops(mates: List[MemoryRegion], where: str, edited: MemoryRegion) -> None:
+    """Refuse the tentative edit if rendering from any alias on these loops
+    (each alone: its own whole window, the widest clip any render can reach
+    it with) runs past MAX_ALIAS_VISITS.  Any endless render path goes round
+    a cycle through an alias, so this covers every root."""
+    for mr in mates:
+        if mr._alias is None:
+            continue
+        loop = runaway_loop(mr, 0, mr.addr, mr.addr + mr.size)
+        if loop is not None:
+            raise TopologyError(
+                f"{where} would make a cycle that rendering never leaves: "
+                f"{loop_text(loop, edited)} (each trip round an alias loop must move its "
+                f"window off itself; here {loop[0].name!r} is entered more than "
+                f"{MAX_ALIAS_VISITS} times on one path)")
 
 
 def reachable(root: MemoryRegion) -> Iterator[MemoryRegion]:

@@ -30,17 +30,128 @@ def assert_unchanged(asp, view):
     assert [(r.addr, r.size, r.region.name) for r in view.ranges] == [(0, 0x10000, "pc.ram")]
 
 
-def test_alias_cycle_is_refused_naming_both_regions(machine):
+def snapshot(*regions):
+    """What edits may change, for every region given and its subregions."""
+    return [(mr.name, mr.container, mr.addr, mr.priority, mr.size, mr.enabled,
+             mr.alias_offset, list(mr.subregions)) for mr in regions]
+
+
+def ranges_of(view):
+    return [(r.addr, r.size, r.region.name, r.offset_in_region) for r in view.ranges]
+
+
+def test_alias_cycle_that_keeps_its_window_is_refused_naming_both_regions(machine):
     system, root, ram, asp = machine
-    view = asp.flatview
     bus = MemoryRegion.container("bus", 0x1000)
     root.add_subregion(0x100000, bus)
     view = asp.flatview
+    before = ranges_of(view)
     loop = MemoryRegion.alias("loop", bus, 0, 0x1000)
-    with pytest.raises(TopologyError, match="'loop'.*'bus'.*cycle"):
+    with pytest.raises(TopologyError, match="adding 'loop' to 'bus' would make a cycle that "
+                                            "rendering never leaves: 'loop' -> 'bus' -> "
+                                            "'loop'"):
         bus.add_subregion(0, loop)
-    assert asp.flatview is view
-    assert loop.container is None
+    assert asp.flatview is view and ranges_of(view) == before
+    assert loop.container is None and bus.subregions == [] and not loop._on_loop
+
+
+def test_alias_loop_that_moves_its_window_is_accepted_and_rendered(machine):
+    system, root, ram, asp = machine
+    bus = MemoryRegion.container("bus", 0x10000)
+    bus.add_subregion(0, MemoryRegion.io("dev", 0x100, OPS))
+    root.add_subregion(0x100000, bus)
+    # Each trip moves the window 0x1000 up and clips it: 0x3000 wide, 3 trips.
+    bus.add_subregion(0x1000, MemoryRegion.alias("up", bus, 0, 0x3000))
+    assert [(a - 0x100000, s, n) for a, s, n, _ in ranges_of(asp.flatview)[1:]] == \
+        [(0, 0x100, "dev"), (0x1000, 0x100, "dev"), (0x2000, 0x100, "dev"),
+         (0x3000, 0x100, "dev")]
+
+
+def test_alias_loops_whose_shifts_cancel_are_refused_and_change_nothing(machine):
+    system, root, ram, asp = machine
+    bus = MemoryRegion.container("bus", 0x10000)
+    root.add_subregion(0x100000, bus)
+    up = MemoryRegion.alias("up", bus, 0, 0x8000)       # +0x1000 a trip
+    bus.add_subregion(0x1000, up)
+    view = asp.flatview
+    before = ranges_of(view)
+    down = MemoryRegion.alias("down", bus, 0x1000, 0x8000)   # -0x1000 a trip
+    state = snapshot(bus, up, down)
+    # Alone, each loop ends; together, up-then-down goes round for ever.
+    with pytest.raises(TopologyError, match="adding 'down' to 'bus' would make a cycle that "
+                                            "rendering never leaves: 'down' -> 'bus' -> 'up' "
+                                            "-> 'bus' -> 'down'"):
+        bus.add_subregion(0, down)
+    assert snapshot(bus, up, down) == state
+    assert asp.flatview is view and ranges_of(view) == before and view.dispatch is not None
+
+
+def test_edits_that_would_make_an_accepted_loop_endless_are_refused(machine):
+    system, root, ram, asp = machine
+    bus = MemoryRegion.container("bus", 0x100000)
+    bus.add_subregion(0, MemoryRegion.ram("sram", 0x100))
+    inner = MemoryRegion.container("inner", 0x100000)
+    bus.add_subregion(0, inner)
+    root.add_subregion(0x100000, bus)
+    mirror = MemoryRegion.alias("mirror", bus, 0x3000, 0x2000)
+    inner.add_subregion(0x2000, mirror)           # 0 + 0x2000 - 0x3000: -0x1000 a trip
+    view = asp.flatview
+    before = ranges_of(view)
+    state = snapshot(bus, inner, mirror)
+    loop = "'mirror' -> 'bus' -> 'inner' -> 'mirror'"
+    with pytest.raises(TopologyError, match=f"sliding alias 'mirror' to offset 0x2000 would "
+                                            f"make a cycle that rendering never leaves: {loop}"):
+        mirror.set_alias_offset(0x2000)
+    with pytest.raises(TopologyError, match=f"moving 'mirror' to 0x3000 would .*: {loop}"):
+        mirror.set_address(0x3000)
+    with pytest.raises(TopologyError, match="moving 'inner' to 0x1000 would .*: 'inner' -> "
+                                            "'mirror' -> 'bus' -> 'inner'"):
+        inner.set_address(0x1000)
+    # A window of 0x11000 would be gone round 17 times, 0x1000 a trip.
+    with pytest.raises(TopologyError, match=f"resizing 'mirror' to 0x11000 would .*{loop}.*"
+                                            f"more than 16 times"):
+        mirror.set_size(0x11000)
+    assert snapshot(bus, inner, mirror) == state
+    assert asp.flatview is view and ranges_of(view) == before
+    # Edits that keep it finite go through; disabling a loop, then enabling
+    # it once it would be endless, is refused at the enable.
+    mirror.set_size(0x10000)                      # 16 trips: the most allowed
+    assert mirror.size == 0x10000 and asp.flatview is not view
+    with system.transaction():
+        inner.set_enabled(False)
+        mirror.set_alias_offset(0x2000)
+    view = asp.flatview
+    with pytest.raises(TopologyError, match="enabling 'inner' would .*'inner' -> 'mirror'"):
+        inner.set_enabled(True)
+    assert not inner.enabled and asp.flatview is view
+
+
+def test_loops_outside_every_system_are_checked_too():
+    bus = MemoryRegion.container("bus", 0x1000)
+    with pytest.raises(TopologyError, match="'self' -> 'bus' -> 'self'"):
+        bus.add_subregion(0, MemoryRegion.alias("self", bus, 0, 0x1000))
+    bus.add_subregion(0x800, MemoryRegion.alias("half", bus, 0, 0x800))
+    assert [(r.addr, r.size) for r in flatview_module.render(bus)] == []
+
+
+def test_a_loop_made_endless_behind_the_edits_back_fails_to_render_by_name():
+    bus = MemoryRegion.container("bus", 0x1000)
+    bus.add_subregion(0, MemoryRegion.io("dev", 0x10, OPS))
+    half = MemoryRegion.alias("half", bus, 0, 0x800)
+    bus.add_subregion(0x800, half)
+    half.addr = 0    # not an edit: nothing checks it
+    with pytest.raises(TopologyError, match="rendering 'bus': 'half' -> 'bus' -> 'half' "
+                                            "never leaves its window"):
+        flatview_module.render(bus)
+
+
+def test_a_loop_of_empty_windows_renders_nothing_and_has_a_flatview_root():
+    system = MemorySystem()
+    bus = MemoryRegion.container("bus", 0)
+    bus.add_subregion(0, MemoryRegion.alias("none", bus, 0, 0))
+    asp = system.address_space(bus, "empty")
+    assert asp.flatview.ranges == []
+    assert flatview_module.get_flatview_root(bus) is bus
 
 
 def test_cycle_through_aliases_of_aliases_is_refused(machine):

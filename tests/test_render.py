@@ -110,6 +110,46 @@ def test_region_covering_the_whole_64_bit_space_renders():
     assert spans(io) == [(0, 1 << 64, "all", 0, False)]
 
 
+def test_alias_loop_is_rendered_round_until_its_window_is_empty():
+    # As Arm SSE's `alias 3` (QEMU-SEMANTICS §1): "mirror" shows its own
+    # container from 0x2000 at 0x4000, so each trip moves the window up by
+    # 0x2000 and clips it: [0x4000, 0xc000), then [0x6000, 0xc000),
+    # [0x8000, 0xc000), [0xa000, 0xc000), then nothing.
+    cpu = MemoryRegion.container("cpu", 0x10000)
+    cpu.add_subregion(0, MemoryRegion.ram("ram", 0x1000))
+    seen = []
+    dev_ops = MemoryRegionOps(lambda offset, size: seen.append(offset) or 0x5a,
+                              lambda offset, value, size: None)
+    cpu.add_subregion(0x2000, MemoryRegion.io("dev", 0x1000, dev_ops))
+    mirror = MemoryRegion.alias("mirror", cpu, 0x2000, 0x8000)
+    cpu.add_subregion(0x4000, mirror, -1)
+    # Trip 1 (base 0x2000): ram at 0x2000 is outside the clip, dev lands at
+    # 0x4000; trips 2-4 put dev at 0x6000, 0x8000, 0xa000.
+    assert spans(cpu) == [(0, 0x1000, "ram", 0, False), (0x2000, 0x1000, "dev", 0, False),
+                          (0x4000, 0x1000, "dev", 0, False), (0x6000, 0x1000, "dev", 0, False),
+                          (0x8000, 0x1000, "dev", 0, False), (0xa000, 0x1000, "dev", 0, False)]
+    # An address space on it reaches dev through four trips round the loop.
+    asp = MemorySystem().address_space(cpu, "cpu-memory")
+    assert asp.read(0xa010, 1) == b"\x5a" and seen == [0x10]
+    assert asp.flatview.lookup(0x5000) is None
+
+
+def test_alias_loop_downwards_and_overlapping_pieces_keep_render_order():
+    # Shift -0x1000 per trip ("down" at 0 shows the container from 0x1000);
+    # "ram" (prio 1) overlaps every trip's copy of "dev", and wins each time.
+    top = MemoryRegion.container("top", 0x4000)
+    top.add_subregion(0x1000, MemoryRegion.ram("ram", 0x800), 1)
+    top.add_subregion(0x1400, MemoryRegion.io("dev", 0x1000, OPS))
+    down = MemoryRegion.alias("down", top, 0x1000, 0x3000)
+    top.add_subregion(0, down, -1)
+    # Trip 1 (base -0x1000): ram [0, 0x800), dev [0x400, 0x1400) -> [0x800, 0x1400)
+    # after ram; trip 2 (base -0x2000, clip [0, 0x2000)): ram [-0x1000, -0x800)
+    # and dev [-0xc00, 0x400) -> [0, 0x400) is already taken.  Top level:
+    # ram [0x1000, 0x1800), dev [0x1800, 0x2400) over the down copies.
+    assert spans(top) == [(0, 0x800, "ram", 0, False), (0x800, 0x800, "dev", 0x400, False),
+                          (0x1000, 0x800, "ram", 0, False), (0x1800, 0xc00, "dev", 0x400, False)]
+
+
 def test_dispatch_flags_say_ram_and_readonly():
     system = MemorySystem()
     root = MemoryRegion.container("root", 1 << 64)
@@ -133,11 +173,15 @@ PRIORITIES = st.sampled_from([-1, 0, 0, 0, 1, 2])
 def trees(draw):
     """A root container and a pool of regions: nested containers, RAM, ROM,
     MMIO, aliases (of anything earlier, aliases included), some disabled,
-    some aliases read-only, some only reachable through aliases."""
+    some aliases read-only, some only reachable through aliases, and alias
+    loops: an alias mapped inside the container it shows, shifting by a
+    fraction of its window (rendered round a few times), by nothing or
+    both ways (refused)."""
     root = MemoryRegion.container("root", draw(st.sampled_from([1 << 64, 0x20000])))
     pool = [root]
     for i in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(["container", "ram", "rom", "io", "io", "alias", "alias"]))
+        kind = draw(st.sampled_from(["container", "ram", "rom", "io", "io", "alias", "alias",
+                                     "loop"]))
         size = draw(st.sampled_from(SIZES))
         name = f"{kind}{i}"
         if kind == "container":
@@ -148,6 +192,20 @@ def trees(draw):
             mr = MemoryRegion.rom(name, size)
         elif kind == "io":
             mr = MemoryRegion.io(name, size, OPS)
+        elif kind == "loop":
+            target = draw(st.sampled_from([p for p in pool if p.kind == "container"]))
+            offset = draw(st.integers(0, 0x2000 // 0x10)) * 0x10
+            mr = MemoryRegion.alias(name, target, offset, size)
+            # Placed in its own target: each trip round moves the window by
+            # addr - offset.
+            shift = draw(st.sampled_from([size, size // 2, size // 4, size // 8, 0, -size // 2,
+                                          -size // 4]))
+            try:
+                target.add_subregion(max(offset + shift, 0), mr, draw(PRIORITIES))
+            except TopologyError:
+                pass
+            pool.append(mr)
+            continue
         else:
             target = draw(st.sampled_from(pool))
             mr = MemoryRegion.alias(name, target, draw(st.integers(0, 0x2000 // 0x10)) * 0x10,

@@ -29,6 +29,7 @@ import re
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..errors import DumpParseError
+from ..region import MAX_ALIAS_VISITS
 from .flat import FlatViewText, _looks_like_iommu, dispatch_from_flat, parse_flat
 from .mtree import _address_spaces, _alias_targets, _Node, _parse, _unify, _walk
 
@@ -123,14 +124,28 @@ def _render_order(node: _Node) -> List[_Node]:
 _Placement = Tuple[int, int, int, int]   # view index, base, window start, window end
 
 
+def _enter_alias(node: _Node, visits: Dict[int, int]) -> int:
+    """Count a trip through an alias on the current path, as pymem renders
+    alias loops (pymem.region.MAX_ALIAS_VISITS); returns the count before."""
+    n = visits.get(id(node), 0)
+    if n >= MAX_ALIAS_VISITS:
+        raise DumpParseError(f"alias {node.name!r} is gone round more than "
+                             f"{MAX_ALIAS_VISITS} times on one path: its loop never leaves "
+                             f"its window", node.lineno)
+    visits[id(node)] = n + 1
+    return n
+
+
 def _placements(tree: _Tree, views: List[Tuple[int, _Node]]) -> Dict[int, List[_Placement]]:
     """Every place each (canonical) region is rendered from, per view."""
     out: Dict[int, List[_Placement]] = {}
 
-    def visit(node: _Node, vi: int, base: int, lo: int, hi: int, depth: int) -> None:
+    visits: Dict[int, int] = {}
+
+    def visit(node: _Node, vi: int, base: int, lo: int, hi: int) -> None:
         assert node.canon is not None
         node = node.canon
-        if node.disabled or depth > 64:
+        if node.disabled:
             return
         b = base + node.addr
         lo, hi = max(lo, b), min(hi, b + node.size)
@@ -140,13 +155,15 @@ def _placements(tree: _Tree, views: List[Tuple[int, _Node]]) -> Dict[int, List[_
         if node.alias is not None:
             target = tree.target(node)
             if target is not None:
-                visit(target, vi, b - target.addr - node.alias_offset, lo, hi, depth + 1)
+                n = _enter_alias(node, visits)
+                visit(target, vi, b - target.addr - node.alias_offset, lo, hi)
+                visits[id(node)] = n
             return
         for child in node.children:
-            visit(child, vi, b, lo, hi, depth + 1)
+            visit(child, vi, b, lo, hi)
 
     for vi, root in views:
-        visit(root, vi, 0, 0, _SPAN, 0)
+        visit(root, vi, 0, 0, _SPAN)
     return out
 
 
@@ -195,11 +212,12 @@ def _readonly_aliases(tree: _Tree, views: List[Tuple[int, _Node]], flats: List[F
                     merged.append((a, z))
             taken[:] = merged
 
-        def render(node: _Node, base: int, lo: int, hi: int, path: List[int],
-                   depth: int) -> None:
+        visits: Dict[int, int] = {}
+
+        def render(node: _Node, base: int, lo: int, hi: int, path: List[int]) -> None:
             assert node.canon is not None
             node = node.canon
-            if node.disabled or depth > 64:
+            if node.disabled:
                 return
             b = base + node.addr
             lo, hi = max(lo, b), min(hi, b + node.size)
@@ -208,15 +226,17 @@ def _readonly_aliases(tree: _Tree, views: List[Tuple[int, _Node]], flats: List[F
             if node.alias is not None:
                 target = tree.target(node)
                 if target is not None:
+                    n = _enter_alias(node, visits)
                     render(target, b - target.addr - node.alias_offset, lo, hi,
-                           path + [id(node)], depth + 1)
+                           path + [id(node)])
+                    visits[id(node)] = n
                 return
             for child in _render_order(node):
-                render(child, b, lo, hi, path, depth + 1)
+                render(child, b, lo, hi, path)
             if id(node) in terminates:
                 insert(node, lo, hi, path)
 
-        render(root, 0, 0, _SPAN, [], 0)
+        render(root, 0, 0, _SPAN, [])
         ranges = flats[vi].ranges
         for lo, hi, node, path in drawn:
             if not path:
