@@ -82,32 +82,11 @@ static inline void set_stop(pm_access *stop, uint64_t done, const pm_range *r,
     stop->user = r->user;
 }
 
-int pm_as_read(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t len,
-               pm_access *stop)
-{
-    int stopped = 0;
-    uint64_t done = 0;
-    pm_range r;
-    uint64_t offset, plen;
-
-    pm_rcu_read_lock();
-    pm_dispatch *d = pm_as_current(as);
-    while (done < len) {
-        section_at(d, addr + done, len - done, &r, &offset, &plen);
-        if (!direct_read(&r)) {
-            set_stop(stop, done, &r, offset, plen);
-            stopped = 1;
-            break;
-        }
-        memcpy(buf + done, r.host + offset, plen);
-        done += plen;
-    }
-    pm_rcu_read_unlock();
-    return stopped;
-}
-
-int pm_as_write(pm_as *as, uint64_t addr, const uint8_t *buf, uint64_t len,
-                pm_access *stop)
+/* Copy between buf and the space section by section while the memory is
+ * plain (for the direction asked); stop at the first piece that is not and
+ * say where.  Callers pass a constant is_write. */
+static inline int access_walk(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t len,
+                              pm_access *stop, int is_write)
 {
     int stopped = 0;
     uint64_t done = 0;
@@ -119,17 +98,34 @@ int pm_as_write(pm_as *as, uint64_t addr, const uint8_t *buf, uint64_t len,
     unsigned page_bits = d ? pm_dispatch_page_bits(d) : 0;
     while (done < len) {
         section_at(d, addr + done, len - done, &r, &offset, &plen);
-        if (!direct_write(&r)) {
+        if (!(is_write ? direct_write(&r) : direct_read(&r))) {
             set_stop(stop, done, &r, offset, plen);
             stopped = 1;
             break;
         }
-        memcpy(r.host + offset, buf + done, plen);
-        mark_dirty(&r, offset, plen, page_bits);
+        if (is_write) {
+            memcpy(r.host + offset, buf + done, plen);
+            mark_dirty(&r, offset, plen, page_bits);
+        } else {
+            memcpy(buf + done, r.host + offset, plen);
+        }
         done += plen;
     }
     pm_rcu_read_unlock();
     return stopped;
+}
+
+int pm_as_read(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t len,
+               pm_access *stop)
+{
+    return access_walk(as, addr, buf, len, stop, 0);
+}
+
+int pm_as_write(pm_as *as, uint64_t addr, const uint8_t *buf, uint64_t len,
+                pm_access *stop)
+{
+    /* Only read from when is_write: the cast drops no promise. */
+    return access_walk(as, addr, (uint8_t *)buf, len, stop, 1);
 }
 
 void pm_as_translate(pm_as *as, uint64_t addr, uint64_t len, pm_access *out)
