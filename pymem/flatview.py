@@ -253,9 +253,9 @@ class FlatView:
     def destroy(self) -> None:
         """Drop the dispatch: called once no C reader can hold this view.  The
         table is freed when the last Python holder lets go (usually now)."""
-        if self.dispatch is not None:
-            self.dispatch.close()
-            self.dispatch = None
+        # Dropped, not closed: a Python caller still holding the Dispatch
+        # (`view.dispatch.lookup_many(...)` in another thread) keeps using it.
+        self.dispatch = None
 
     def lookup(self, addr: int) -> Optional[FlatRange]:
         """The flat range holding `addr`, by binary search (None if unassigned)."""
