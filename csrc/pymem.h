@@ -24,7 +24,8 @@ typedef enum pm_status {
     PM_ERR_PAGE_BITS = 6,      /* page_bits outside 10..16 */
     PM_ERR_STATE = 7,          /* call not valid in the object's state */
     PM_ERR_IN_READER = 8,      /* synchronize called inside a read-side section */
-    PM_ERR_RANGE = 9           /* index or address out of range */
+    PM_ERR_RANGE = 9,          /* index or address out of range */
+    PM_ERR_LOOP = 10           /* an alias entered too often on one render path */
 } pm_status;
 
 /* ---------------------------------------------------------------- dispatch */
@@ -112,6 +113,64 @@ uint32_t pm_dispatch_mru(const pm_dispatch *d);
 uint32_t pm_dispatch_subpage_pieces(const pm_dispatch *d, uint32_t section,
                                     uint32_t *firsts, uint32_t *lasts,
                                     uint32_t *sections, uint32_t max);
+
+/* ----------------------------------------------------------------- regions */
+
+/*
+ * The C mirror of a region tree: what rendering reads, nothing else.  Each
+ * Python MemoryRegion owns one node and writes every edit through to it; the
+ * node holds no references (a container's Python object keeps its
+ * subregions, an alias its target, so their nodes, alive), and freeing a node
+ * touches no other.  Subregions are kept in render order reversed: index 0 is
+ * rendered last (lowest priority, oldest among equals).
+ */
+typedef struct pm_region pm_region;
+
+/* What a region is (given once, when the node is made). */
+#define PM_REGION_TERMINATES 1   /* renders itself: not a container or alias */
+#define PM_REGION_MEMORY 2       /* RAM or ROM: the section is PM_SECTION_RAM */
+#define PM_REGION_ROM_DEVICE 4
+#define PM_REGION_IOMMU 8
+/* Its switches (pm_region_set_flag). */
+#define PM_REGION_ENABLED 16
+#define PM_REGION_READONLY 32    /* for it and everything rendered through it */
+#define PM_REGION_NONVOLATILE 64 /* likewise */
+#define PM_REGION_ROMD 128       /* ROM device in romd mode */
+
+/* A disabled region of size 0 at offset 0: the caller sets the rest.  `user`
+ * goes to pm_range.user of every range the region renders. */
+pm_status pm_region_new(uint32_t id, uint32_t kind_flags, void *user, pm_region **out);
+void pm_region_free(pm_region *r);
+void pm_region_set_flag(pm_region *r, uint32_t flag, int on);
+void pm_region_set_addr(pm_region *r, uint64_t addr);
+/* size_is_2_64: the size is 2^64 (size is then ignored). */
+void pm_region_set_size(pm_region *r, uint64_t size, int size_is_2_64);
+void pm_region_set_alias(pm_region *r, pm_region *target, uint64_t offset);
+void pm_region_set_dirty_log(pm_region *r, uint32_t mask);
+/* The memory a RAM, ROM or ROM-device region's ranges point at, and a RAM
+ * region's dirty bytes (see pm_dirty_*). */
+void pm_region_set_memory(pm_region *r, uint8_t *host);
+void pm_region_set_dirty_bytes(pm_region *r, uint8_t *dirty);
+/* Subregion list edits, at an index of the reversed render order. */
+pm_status pm_region_insert_sub(pm_region *r, size_t index, pm_region *sub);
+pm_status pm_region_remove_sub(pm_region *r, size_t index);
+
+/*
+ * Render the tree under `root` as QEMU's render_memory_region does (children
+ * before their parent, in render order; the first rendered region owns each
+ * address) and merge neighbours that continue each other (flatview_simplify).
+ * *ranges gets a malloc'd array of *n ranges in address order (NULL when
+ * none), to free with pm_ranges_free.  A path that goes through one alias more
+ * than max_alias_visits times fails with PM_ERR_LOOP.
+ */
+pm_status pm_render(const pm_region *root, uint32_t max_alias_visits,
+                    pm_range **ranges, size_t *n);
+void pm_ranges_free(pm_range *ranges);
+/* pm_render then pm_dispatch_build on its ranges, in one call.  On a build
+ * failure *ranges and *n stay valid (to name the range *failed). */
+pm_status pm_render_dispatch(const pm_region *root, uint32_t max_alias_visits,
+                             unsigned page_bits, pm_stats *stats, pm_range **ranges,
+                             size_t *n, size_t *failed, pm_dispatch **out);
 
 /* ----------------------------------------------------------- address space */
 

@@ -1,5 +1,5 @@
 """Types of the compiled `pymem._fastpath` module (csrc/ext/fastpath.c)."""
-from typing import Any, Callable, Optional, Tuple, final
+from typing import Any, Callable, List, Optional, Tuple, final
 
 from _typeshed import structseq
 
@@ -32,3 +32,5 @@ class SectionAt(structseq[Any], Tuple[Any, int, int, int]):
 def bind(kind: str, fn_address: int, obj_address: int, width: int,
          fallback: Optional[Callable[..., Any]], keepalive: object,
          read_lock: int = 0, read_unlock: int = 0, /) -> Callable[..., Any]: ...
+
+def range_users(ranges_address: int, n: int, /) -> List[Any]: ...

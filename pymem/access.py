@@ -50,7 +50,7 @@ from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
 from .errors import TopologyError
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
-from .region import RAM, ROM, ROM_DEVICE, ByteOrder, MemoryRegion, MemoryRegionOps
+from .region import RAM, ByteOrder, MemoryRegion, MemoryRegionOps
 
 if TYPE_CHECKING:
     from .address_space import AddressSpace, MemorySystem
@@ -83,23 +83,6 @@ class IOMMUTLBEntry(NamedTuple):
     translated_addr: int
     addr_mask: int
     perm: int
-
-
-def host_pointers(flat_range: Any) -> Optional[Tuple[Any, Any, int]]:
-    """The (host, dirty, dirty mask) triple a dispatch section needs so that C
-    can reach the range's memory: RAM, ROM and ROM devices; None for others."""
-    mr = flat_range.region
-    if mr.kind not in (RAM, ROM, ROM_DEVICE):
-        return None
-    # A bare pointer, not a from_buffer cdata: that would hold an export of
-    # the region's memoryview, which the garbage collector cannot clear when
-    # a dead region tree is collected.  The FlatView's ranges keep the region,
-    # hence its memory, alive as long as the dispatch.
-    host = ffi.cast("uint8_t *", ffi.from_buffer("uint8_t[]", mr.buffer,
-                                                 require_writable=True))
-    if mr.kind != RAM:
-        return host, ffi.NULL, 0
-    return host, dirty.log_of(mr).cdata, flat_range.dirty_log
 
 
 # Fixed-width accessors: name -> (fast-path kind, C function, size, big-endian).

@@ -18,15 +18,16 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from . import dirty
 from ._native import ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
 from .errors import TopologyError, check
-from .flatview import FlatView, get_flatview_root, render
+from .flatview import FlatView, get_flatview_root
 from .listener import (MemoryListener, insert_by_priority, listener_add_address_space,
                        listener_del_address_space, update_topology)
 from .rcu import call_rcu
-from .region import MemoryRegion, reachable
+from .region import RAM, MemoryRegion, reachable
 
 
 class MemorySystem:
@@ -45,7 +46,7 @@ class MemorySystem:
         self._views: Dict[Optional[int], FlatView] = {}
         # QEMU renders the empty view once and keeps it forever; every
         # address space whose root renders nothing shares it.
-        self._empty_view = FlatView(None, [], page_bits, self._reclaim, self._stats)
+        self._empty_view = FlatView(None, page_bits, self._reclaim, self._stats)
         self._views[None] = self._empty_view
         self._empty_view.ref()
 
@@ -119,6 +120,9 @@ class MemorySystem:
                                     f"belongs to another MemorySystem")
         for mr in found:
             mr._system = self
+            if mr.kind == RAM:
+                # Made now, at the system's page size, for C's writes to mark.
+                dirty.log_of(mr)
 
     def _reclaim(self, view: FlatView) -> None:
         # QEMU's flatview_unref -> call_rcu(flatview_destroy): a C reader may
@@ -129,7 +133,7 @@ class MemorySystem:
     def _generate(self, root: Optional[MemoryRegion]) -> FlatView:
         if root is None:
             return self._empty_view
-        return FlatView(root, render(root), self.page_bits, self._reclaim, self._stats)
+        return FlatView(root, self.page_bits, self._reclaim, self._stats)
 
     def _commit(self) -> None:
         keys: List[Optional[int]] = []

@@ -103,6 +103,22 @@ def _check_range(i: int, r: DispatchRange, next_start: Optional[int]) -> int:
     return end
 
 
+def check_build(status: int, i: int, start: int, size: int, max_sections: int = ENTRY_LIMIT,
+                max_nodes: int = ENTRY_LIMIT) -> None:
+    """Raise for a failed dispatch build; `size` 0 means no range failed."""
+    if not status:
+        return
+    if not size:
+        check(status, "building a dispatch")
+    if status in (lib.PM_ERR_TOO_MANY_SECTIONS, lib.PM_ERR_TOO_MANY_NODES):
+        kind = "sections" if status == lib.PM_ERR_TOO_MANY_SECTIONS else "nodes"
+        limit = max_sections if kind == "sections" else max_nodes
+        raise CapacityError(
+            f"range {i} at {start:#x} (size {size:#x}) needs more than "
+            f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
+    check(status, f"adding range {i} at {start:#x}")
+
+
 def c_address(cdata: Any) -> int:
     """The address of a cffi pointer or of a `lib` function, as an int."""
     return int(ffi.cast("uintptr_t", cdata))
@@ -196,20 +212,18 @@ class Dispatch:
                                        failed, out)
         if status:
             i = failed[0]
-            if i == len(ranges):
-                check(status, "building a dispatch")
-            r = ranges[i]
-            if status in (lib.PM_ERR_TOO_MANY_SECTIONS, lib.PM_ERR_TOO_MANY_NODES):
-                kind = "sections" if status == lib.PM_ERR_TOO_MANY_SECTIONS else "nodes"
-                limit = max_sections if kind == "sections" else max_nodes
-                raise CapacityError(
-                    f"range {i} at {r.start:#x} (size {r.size:#x}) needs more than "
-                    f"{limit} {kind}: a dispatch entry addresses at most {ENTRY_LIMIT}")
-            check(status, f"adding range {i} at {r.start:#x}")
+            bad = ranges[i] if i < len(ranges) else DispatchRange(0, 0)
+            check_build(status, i, bad.start, bad.size, max_sections, max_nodes)
+        return cls.own(out[0], page_bits, stats, (hosts, objects))
+
+    @classmethod
+    def own(cls, built: Any, page_bits: int, stats: Any, keepalive: Any) -> "Dispatch":
+        """Take ownership of a `pm_dispatch *` just built in C; `keepalive`
+        is what its ranges reach (regions, memory)."""
         # The destructor holds `stats`: the C dispatch counts itself down in
         # them when freed, so they must outlive it whatever the GC's order.
-        handle = ffi.gc(out[0], lambda d, _stats=stats: lib.pm_dispatch_free(d))
-        return cls(handle, page_bits, (hosts, objects))
+        handle = ffi.gc(built, lambda d, _stats=stats: lib.pm_dispatch_free(d))
+        return cls(handle, page_bits, keepalive)
 
     def close(self) -> None:
         """Drop this object's hold on the C table: it is freed at once unless

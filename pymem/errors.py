@@ -49,6 +49,7 @@ _STATUS_TEXT = {
     7: (RuntimeError, "operation not valid in this state"),
     8: (RcuError, "synchronize_rcu() called inside an RCU read-side section"),
     9: (IndexError, "index out of range"),
+    10: (TopologyError, "an alias loop never leaves its window"),
 }
 
 

@@ -3,10 +3,9 @@
 Rendering follows QEMU's render_memory_region: walk the tree from the view's
 root, children before their parent in subregion order, and let every
 terminating region fill only the addresses no earlier region took; then merge
-neighbours that continue each other (flatview_simplify).  QEMU inserts each
-piece into a sorted array, which is quadratic for wide containers; we collect
-the same pieces in the same order and resolve "first rendered wins" with one
-sweep over sorted boundaries, which gives identical ranges in O(n log n).
+neighbours that continue each other (flatview_simplify).  The walk runs in C
+(csrc/render.c) over the C mirror of the tree that every edit keeps current
+(csrc/region.c), so a commit costs no Python work per region.
 
 A FlatView owns the dispatch built from its ranges.  It is reference counted
 as QEMU's is: the registry of shared views and every address space using it
@@ -15,13 +14,14 @@ frees it only once no reader can still hold it (RCU).
 """
 from __future__ import annotations
 
-import heapq
-from typing import Any, Callable, List, Optional
+import struct
+from typing import Any, Callable, List, Optional, Tuple
 
-from .access import host_pointers
+from . import _fastpath
+from ._native import ffi, lib
 from .dispatch import (SECTION_IOMMU, SECTION_NONVOLATILE, SECTION_RAM, SECTION_READONLY,
-                       SECTION_ROMD, Dispatch, DispatchRange)
-from .errors import TopologyError
+                       SECTION_ROMD, Dispatch, c_address, check_build)
+from .errors import TopologyError, check
 from .region import (ADDRESS_SPACE_SIZE, CONTAINER, IOMMU, MAX_ALIAS_VISITS, ROM_DEVICE,
                      MemoryRegion, loop_text, runaway_loop)
 
@@ -79,100 +79,62 @@ class FlatRange:
                 f" @{self.offset_in_region:#x}{' ro' if self.readonly else ''}>")
 
 
-class _Runaway(Exception):
-    """A render path went through one alias more than MAX_ALIAS_VISITS times."""
+# pm_range as C lays it out (csrc/pymem.h), for reading rendered ranges in bulk.
+_RANGE_FORMAT = "@QQQIIPPIP"   # start last offset region flags host dirty dirty_mask user
+_RANGE_SIZE = struct.calcsize(_RANGE_FORMAT)
+assert _RANGE_SIZE == ffi.sizeof("pm_range"), "pm_range layout changed"
 
 
-def _collect(mr: MemoryRegion, base: int, start: int, end: int, readonly: bool,
-             nonvolatile: bool, out: list, visits: dict) -> None:
-    """Append (start, end, base, region, readonly, nonvolatile) for every
-    terminating region in render order, clipped to its window.  `visits`
-    counts the trips through each alias on the current path: an alias loop
-    is gone round until its clip window is empty, within a bound
-    (region.MAX_ALIAS_VISITS; edits keep every loop inside it)."""
-    if not mr.enabled:
-        return
-    base += mr.addr
-    readonly = readonly or mr.readonly
-    nonvolatile = nonvolatile or mr.nonvolatile
-    if base > start:
-        start = base
-    if base + mr.size < end:
-        end = base + mr.size
-    if start >= end:
-        return
-    target = mr._alias
-    if target is not None:
-        n = visits.get(mr, 0)
-        if n >= MAX_ALIAS_VISITS:
-            raise _Runaway
-        visits[mr] = n + 1
-        _collect(target, base - target.addr - mr.alias_offset, start, end,
-                 readonly, nonvolatile, out, visits)
-        visits[mr] = n
-        return
-    subs = mr._subs
-    for i in range(len(subs) - 1, -1, -1):
-        _collect(subs[i], base, start, end, readonly, nonvolatile, out, visits)
-    if mr.kind != CONTAINER:
-        out.append((start, end, base, mr, readonly, nonvolatile))
+def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = None
+            ) -> Tuple[Any, List[MemoryRegion], Any]:
+    """Render `root`'s tree in C (csrc/render.c); with `page_bits`, build the
+    dispatch in the same call.  Returns the C array of merged ranges (None if
+    empty), the region of each range, and the built `pm_dispatch *` (or None)."""
+    out_ranges = ffi.new("pm_range **")
+    count = ffi.new("size_t *")
+    built = ffi.new("pm_dispatch **")
+    failed = ffi.new("size_t *")
+    if page_bits is None:
+        status = lib.pm_render(root._node, MAX_ALIAS_VISITS, out_ranges, count)
+    else:
+        status = lib.pm_render_dispatch(root._node, MAX_ALIAS_VISITS, page_bits,
+                                        stats if stats is not None else ffi.NULL,
+                                        out_ranges, count, failed, built)
+    array = ffi.gc(out_ranges[0], lib.pm_ranges_free) if out_ranges[0] != ffi.NULL else None
+    if status == lib.PM_ERR_LOOP:
+        # Only a tree changed behind the edits' backs gets here: name the loop.
+        loop = runaway_loop(root, 0, 0, ADDRESS_SPACE_SIZE)
+        named = loop_text(loop) if loop is not None else "an alias loop"
+        raise TopologyError(f"rendering {root.name!r}: {named} never leaves its window "
+                            f"(an alias entered more than {MAX_ALIAS_VISITS} times on one "
+                            f"path)")
+    if status and array is not None:
+        bad = array[failed[0]]
+        check_build(status, failed[0], bad.start, bad.last - bad.start + 1)
+    check(status, f"rendering {root.name!r}")
+    # Taken at once, while the tree holds every region: from here on the
+    # list keeps them (and the memory the dispatch points into) alive.
+    regions = _fastpath.range_users(c_address(array), count[0]) if array is not None else []
+    return array, regions, built[0] if page_bits is not None else None
+
+
+def _flat_ranges(array: Any, regions: List[MemoryRegion]) -> List[FlatRange]:
+    """FlatRange objects for the C array of rendered ranges."""
+    if not regions:
+        return []
+    data = ffi.buffer(array, len(regions) * _RANGE_SIZE)
+    return [FlatRange(start, last - start + 1, mr, offset, bool(flags & SECTION_READONLY),
+                      bool(flags & SECTION_NONVOLATILE), bool(flags & SECTION_ROMD), mask)
+            for (start, last, offset, _, flags, _, _, mask, _), mr
+            in zip(struct.iter_unpack(_RANGE_FORMAT, data), regions)]
 
 
 def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
     """The merged flat ranges of the tree under `root` (its own address counts)."""
     if root is None:
         return []
-    pieces: list = []
-    try:
-        _collect(root, 0, 0, ADDRESS_SPACE_SIZE, False, False, pieces, {})
-    except _Runaway:
-        # Only a tree changed behind the edits' backs gets here: name the loop.
-        loop = runaway_loop(root, 0, 0, ADDRESS_SPACE_SIZE)
-        named = loop_text(loop) if loop is not None else "an alias loop"
-        raise TopologyError(f"rendering {root.name!r}: {named} never leaves its window "
-                            f"(an alias entered more than {MAX_ALIAS_VISITS} times on one "
-                            f"path)") from None
-    if not pieces:
-        return []
-    ranges: List[FlatRange] = []
-    if len(pieces) == 1:
-        bounds = [pieces[0][0], pieces[0][1]]
-        order = [0]
-    else:
-        starts = [p[0] for p in pieces]
-        bounds = sorted(set(starts).union([p[1] for p in pieces]))
-        order = sorted(range(len(pieces)), key=starts.__getitem__)
-    # Sweep the boundaries; among the pieces covering a segment, the one
-    # rendered first (lowest index) owns it, as QEMU's gap filling decides.
-    active: list = []
-    nxt = 0
-    npieces = len(pieces)
-    last: Optional[FlatRange] = None
-    for k in range(len(bounds) - 1):
-        b = bounds[k]
-        while nxt < npieces and pieces[order[nxt]][0] <= b:
-            i = order[nxt]
-            heapq.heappush(active, (i, pieces[i][1]))
-            nxt += 1
-        while active and active[0][1] <= b:
-            heapq.heappop(active)
-        if not active:
-            continue
-        _, _, pbase, mr, ro, nv = pieces[active[0][0]]
-        e = bounds[k + 1]
-        offset = b - pbase
-        romd = mr.romd
-        log = mr.dirty_log
-        # flatview_simplify's can_merge: contiguous in space and in the
-        # region, with equal attributes.
-        if (last is not None and last.region is mr and last.addr + last.size == b
-                and last.offset_in_region + last.size == offset and last.readonly == ro
-                and last.nonvolatile == nv and last.romd == romd and last.dirty_log == log):
-            last.size += e - b
-        else:
-            last = FlatRange(b, e - b, mr, offset, ro, nv, romd, log)
-            ranges.append(last)
-    return ranges
+    array, regions, _ = _render(root)
+    return _flat_ranges(array, regions)
 
 
 def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
@@ -214,24 +176,39 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
 
 
 class FlatView:
-    """The rendered ranges of one root and the dispatch built from them."""
+    """The rendered ranges of one root and the dispatch built from them.
 
-    __slots__ = ("root", "ranges", "dispatch", "_refs", "_reclaim", "_stats", "__weakref__")
+    Rendering and the dispatch build happen in one C call; the FlatRange
+    objects are made from C's ranges the first time `ranges` is read (by a
+    listener, `info mtree -f`, ...), so a commit nobody inspects makes none."""
 
-    def __init__(self, root: Optional[MemoryRegion], ranges: List[FlatRange], page_bits: int,
+    __slots__ = ("root", "dispatch", "_array", "_regions", "_ranges", "_refs", "_reclaim",
+                 "_stats", "__weakref__")
+
+    def __init__(self, root: Optional[MemoryRegion], page_bits: int,
                  reclaim: Callable[["FlatView"], None], stats: Any = None) -> None:
         self.root = root
-        self.ranges = ranges
-        self.dispatch: Optional[Dispatch] = Dispatch.build(
-            [DispatchRange(r.addr, r.size, r.offset_in_region, r.region.id, r.flags)
-             for r in ranges], page_bits, stats=stats,
-            hosts=[host_pointers(r) for r in ranges], objects=[r.region for r in ranges],
-            checked=True)
+        self._ranges: Optional[List[FlatRange]] = None
+        self._regions: List[MemoryRegion]
+        if root is None:
+            self._array, self._regions = None, []
+            self.dispatch: Optional[Dispatch] = Dispatch.build([], page_bits, stats=stats)
+        else:
+            self._array, self._regions, built = _render(root, page_bits, stats)
+            self.dispatch = Dispatch.own(built, page_bits, stats, self._regions)
         self._refs = 1
         self._reclaim = reclaim
         # Declared after `dispatch`: the C dispatch counts itself in these
         # stats, so they must outlive it when the view is torn down.
         self._stats = stats
+
+    @property
+    def ranges(self) -> List[FlatRange]:
+        """The view's flat ranges in address order."""
+        ranges = self._ranges
+        if ranges is None:
+            ranges = self._ranges = _flat_ranges(self._array, self._regions)
+        return ranges
 
     def ref(self) -> bool:
         """Take a reference; False if the view is already being destroyed."""

@@ -34,8 +34,9 @@ from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Liter
                     Protocol, Tuple, Type, TypeVar, Union, overload)
 
 from . import dirty
+from ._native import ffi, lib
 from .dispatch import NO_REGION
-from .errors import TopologyError
+from .errors import TopologyError, check
 from .memtx import MemTxAttrs
 
 if TYPE_CHECKING:
@@ -153,10 +154,13 @@ class _Bindable(Protocol[_Constructor_co]):
 class _ConstructorOrAttribute(Generic[_Constructor]):
     """`MemoryRegion.container(...)` builds a container while `mr.container` is
     its parent, and likewise for `alias`: QEMU's names for both, so the class
-    attribute is the constructor and the instance attribute is the link."""
+    attribute is the constructor and the instance attribute is the link
+    (`push`, if given, is called after the link is set)."""
 
-    def __init__(self, constructor: _Bindable[_Constructor]) -> None:
+    def __init__(self, constructor: _Bindable[_Constructor],
+                 push: Optional[Callable[["MemoryRegion", Any], None]] = None) -> None:
         self.constructor = constructor
+        self.push = push
         self.__doc__ = constructor.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -176,6 +180,8 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
 
     def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
         self.slot.__set__(obj, value)
+        if self.push is not None:
+            self.push(obj, value)
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
@@ -197,27 +203,98 @@ def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRe
     return cls(name, size, CONTAINER)
 
 
+_FieldType = TypeVar("_FieldType")
+
+
+class _Mirrored(Generic[_FieldType]):
+    """A field rendering reads: kept in a slot for Python and written through
+    to the region's C node (see csrc/region.c) for the renderer."""
+
+    def __init__(self, push: Callable[["MemoryRegion", Any], None]) -> None:
+        self.push = push
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = getattr(owner, "_" + name)
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> "_Mirrored[_FieldType]": ...
+
+    @overload
+    def __get__(self, obj: "MemoryRegion", owner: type) -> _FieldType: ...
+
+    def __get__(self, obj: Optional["MemoryRegion"], owner: type
+                ) -> Union["_Mirrored[_FieldType]", _FieldType]:
+        if obj is None:
+            return self
+        return self.slot.__get__(obj, owner)  # type: ignore[no-any-return]
+
+    def __set__(self, obj: "MemoryRegion", value: _FieldType) -> None:
+        self.slot.__set__(obj, value)
+        self.push(obj, value)
+
+
+def _push_flag(flag: int) -> Callable[["MemoryRegion", Any], None]:
+    return lambda mr, on: lib.pm_region_set_flag(mr._node, flag, on)
+
+
+def _push_alias(mr: "MemoryRegion", _: Any) -> None:
+    target = mr._alias
+    lib.pm_region_set_alias(mr._node, target._node if target is not None else ffi.NULL,
+                            mr._alias_offset)
+
+
+_KIND_FLAGS = {
+    RAM: lib.PM_REGION_TERMINATES | lib.PM_REGION_MEMORY,
+    ROM: lib.PM_REGION_TERMINATES | lib.PM_REGION_MEMORY,
+    ROM_DEVICE: lib.PM_REGION_TERMINATES | lib.PM_REGION_ROM_DEVICE,
+    IO: lib.PM_REGION_TERMINATES,
+    IOMMU: lib.PM_REGION_TERMINATES | lib.PM_REGION_IOMMU,
+    ALIAS: 0,
+    CONTAINER: 0,
+}
+
+
 class MemoryRegion:
     """One node of a region tree; build it with the class-method constructors."""
 
-    __slots__ = ("id", "name", "size", "kind", "ops", "readonly", "romd", "enabled",
-                 "priority", "addr", "_container", "_alias", "alias_offset", "_subs",
-                 "nonvolatile", "dirty_log", "translate", "target", "_buffer",
-                 "_system", "_on_loop", "__weakref__")
+    __slots__ = ("id", "name", "_size", "kind", "ops", "_readonly", "_romd", "_enabled",
+                 "priority", "_addr", "_container", "_alias", "_alias_offset", "_subs",
+                 "_nonvolatile", "_dirty_log", "translate", "target", "_buffer",
+                 "_system", "_on_loop", "_node", "__weakref__")
+
+    # What rendering reads is written through to the region's C node.
+    addr = _Mirrored[int](lambda mr, v: lib.pm_region_set_addr(mr._node, v))
+    size = _Mirrored[int](lambda mr, v: lib.pm_region_set_size(
+        mr._node, v & (ADDRESS_SPACE_SIZE - 1), v == ADDRESS_SPACE_SIZE))
+    enabled = _Mirrored[bool](_push_flag(lib.PM_REGION_ENABLED))
+    readonly = _Mirrored[bool](_push_flag(lib.PM_REGION_READONLY))
+    nonvolatile = _Mirrored[bool](_push_flag(lib.PM_REGION_NONVOLATILE))
+    romd = _Mirrored[bool](_push_flag(lib.PM_REGION_ROMD))
+    alias_offset = _Mirrored[int](_push_alias)
+    dirty_log = _Mirrored[int](lambda mr, v: lib.pm_region_set_dirty_log(mr._node, v))
 
     # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
     # rendering reads `_alias` directly, without the descriptor.
     _container: Optional[MemoryRegion]
     _alias: Optional[MemoryRegion]
+    _node: Any   # the pm_region * this object owns
 
     def __init__(self, name: str, size: int, kind: str) -> None:
         if not isinstance(name, str):
             raise TypeError(f"region name must be a str, not {type(name).__name__}")
+        if kind not in _KIND_FLAGS:
+            raise ValueError(f"region {name!r}: unknown kind {kind!r}")
+        size = _check_size(f"region {name!r}", size)
         self.id = next(_ids)
         if self.id >= NO_REGION:
             raise TopologyError("more than 2^32 - 2 regions created")
+        node = ffi.new("pm_region **")
+        # CPython: id() is the object's address, what C hands back as `user`.
+        check(lib.pm_region_new(self.id, _KIND_FLAGS[kind], ffi.cast("void *", id(self)),
+                                node), f"creating region {name!r}")
+        self._node = ffi.gc(node[0], lib.pm_region_free)
         self.name = name
-        self.size = _check_size(f"region {name!r}", size)
+        self.size = size
         self.kind = kind
         self.ops: Optional[MemoryRegionOps] = None
         self.readonly = False
@@ -226,8 +303,8 @@ class MemoryRegion:
         self.priority = 0
         self.addr = 0
         self.container = None
-        self.alias = None
-        self.alias_offset = 0
+        self._alias = None
+        self._alias_offset = 0
         # Kept in reverse of QEMU's subregion order (lowest priority first,
         # oldest first among equals) so the common add is an append.
         self._subs: List[MemoryRegion] = []
@@ -248,8 +325,8 @@ class MemoryRegion:
     def ram(cls, name: str, size: int, buffer: Any = None) -> "MemoryRegion":
         """RAM of `size` bytes: `buffer` (any writable buffer of that size) or our own zeroes."""
         mr = cls(name, size, RAM)
-        mr._buffer = (_wrap_buffer(name, buffer, size) if buffer is not None
-                      else _allocate("ram", name, size))
+        mr._set_buffer(_wrap_buffer(name, buffer, size) if buffer is not None
+                       else _allocate("ram", name, size))
         return mr
 
     @classmethod
@@ -267,7 +344,7 @@ class MemoryRegion:
             size = len(data)
         mr = cls(name, size, ROM)
         mr.readonly = True
-        mr._buffer = _allocate("rom", name, size)
+        mr._set_buffer(_allocate("rom", name, size))
         if data is not None:
             if len(data) > size:
                 raise ValueError(f"rom {name!r}: {len(data)} bytes of data do not fit "
@@ -280,7 +357,7 @@ class MemoryRegion:
         """A ROM device: reads straight from memory in romd mode, writes to `ops`."""
         mr = cls(name, size, ROM_DEVICE)
         mr.ops = _check_ops(name, ops)
-        mr._buffer = _allocate("rom_device", name, size)
+        mr._set_buffer(_allocate("rom_device", name, size))
         return mr
 
     @classmethod
@@ -290,7 +367,7 @@ class MemoryRegion:
         mr.ops = _check_ops(name, ops)
         return mr
 
-    alias = _ConstructorOrAttribute(classmethod(_new_alias))
+    alias = _ConstructorOrAttribute(classmethod(_new_alias), _push_alias)
     container = _ConstructorOrAttribute(classmethod(_new_container))
 
     @classmethod
@@ -303,6 +380,14 @@ class MemoryRegion:
         mr.translate = translate
         mr.target = target
         return mr
+
+    def _set_buffer(self, buffer: memoryview) -> None:
+        self._buffer = buffer
+        # A bare pointer, not the from_buffer cdata: that would hold an export
+        # of the memoryview, which the garbage collector cannot clear when a
+        # dead tree is collected.  The memoryview keeps the memory in place.
+        host = ffi.from_buffer("uint8_t[]", buffer, require_writable=True)
+        lib.pm_region_set_memory(self._node, ffi.cast("uint8_t *", host))
 
     @staticmethod
     def by_id(region_id: int) -> Optional["MemoryRegion"]:
@@ -426,8 +511,7 @@ class MemoryRegion:
                     loop = _loop_mates(self)
                     _check_loops(loop, where, region)
                 finally:
-                    self._subs.remove(region)
-                    region.container = None
+                    self._unlink(region)
                     region.addr, region.priority = saved
         with self._edit(region):
             if self._system is not None:
@@ -444,15 +528,24 @@ class MemoryRegion:
                 self._update_pending(region)
 
     def _insert(self, region: "MemoryRegion") -> None:
-        region.container = self
         subs = self._subs
         # QEMU puts a region before every sibling of lower or equal priority
         # (so the newest wins ties): in our reversed list, after all of them.
         if not subs or subs[-1].priority <= region.priority:
-            subs.append(region)
+            index = len(subs)
         else:
-            subs.insert(bisect.bisect_right(subs, region.priority,
-                                            key=lambda r: r.priority), region)
+            index = bisect.bisect_right(subs, region.priority, key=lambda r: r.priority)
+        check(lib.pm_region_insert_sub(self._node, index, region._node),
+              f"adding {region.name!r} to {self.name!r}")
+        subs.insert(index, region)
+        region.container = self
+
+    def _unlink(self, region: "MemoryRegion") -> None:
+        index = self._subs.index(region)
+        check(lib.pm_region_remove_sub(self._node, index),
+              f"removing {region.name!r} from {self.name!r}")
+        del self._subs[index]
+        region.container = None
 
     def del_subregion(self, region: "MemoryRegion") -> None:
         """Unmap `region`, which must be a direct subregion of this one."""
@@ -464,8 +557,7 @@ class MemoryRegion:
                      if region.container is not None else "not mapped anywhere")
             raise TopologyError(f"removing {region.name!r} from {self.name!r}: it is {owner}")
         with self._edit(region):
-            self._subs.remove(region)
-            region.container = None
+            self._unlink(region)
             if self.enabled and region.enabled:
                 self._update_pending(region)
 
@@ -494,7 +586,7 @@ class MemoryRegion:
         with self._edit():
             self.addr = addr
             if container is not None:
-                container._subs.remove(self)
+                container._unlink(self)
                 container._insert(self)
             # QEMU re-renders only if the container is enabled too, leaving a
             # moved view root stale; a root's own address counts, so we do.

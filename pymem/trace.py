@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
                     Sequence, Tuple, Union)
 
-from .dispatch import NO_REGION
 from .errors import PymemError
 from .listener import MemoryListener
 from .memtx import MemTxAttrs

@@ -412,9 +412,41 @@ static PyObject *bind(PyObject *module, PyObject *args)
     return f;
 }
 
+/*
+ * The `user` objects of an array of rendered ranges (pm_render), as a list:
+ * a FlatView holds it to keep every region its dispatch reaches alive.  The
+ * caller guarantees the objects are alive now (it holds their tree).
+ */
+static PyObject *range_users(PyObject *module, PyObject *args)
+{
+    unsigned long long address;
+    Py_ssize_t n;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Kn", &address, &n)) {
+        return NULL;
+    }
+    if (n < 0 || (n && !address)) {
+        PyErr_SetString(PyExc_ValueError, "range_users: bad array");
+        return NULL;
+    }
+    const pm_range *ranges = (const pm_range *)(uintptr_t)address;
+    PyObject *list = PyList_New(n);
+    if (!list) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *user = ranges[i].user ? (PyObject *)ranges[i].user : Py_None;
+        Py_INCREF(user);
+        PyList_SET_ITEM(list, i, user);
+    }
+    return list;
+}
+
 static PyMethodDef module_methods[] = {
     { "bind", bind, METH_VARARGS,
       "bind(kind, fn_address, obj_address, width, fallback, keepalive) -> builtin" },
+    { "range_users", range_users, METH_VARARGS,
+      "range_users(ranges_address, n) -> list of the ranges' user objects" },
     { NULL, NULL, 0, NULL },
 };
 
