@@ -78,14 +78,20 @@ pm_status pm_region_insert_sub(pm_region *r, size_t index, pm_region *sub)
     if (index > r->nsubs) {
         return PM_ERR_RANGE;
     }
+    if (r->nsubs == UINT32_MAX) {
+        return PM_ERR_NOMEM;
+    }
     if (r->nsubs == r->cap_subs) {
-        size_t cap = r->cap_subs ? r->cap_subs * 2 : 4;
+        size_t cap = r->cap_subs ? (size_t)r->cap_subs * 2 : 4;
+        if (cap > UINT32_MAX) {
+            cap = UINT32_MAX;
+        }
         pm_region **subs = realloc(r->subs, cap * sizeof(*subs));
         if (!subs) {
             return PM_ERR_NOMEM;
         }
         r->subs = subs;
-        r->cap_subs = cap;
+        r->cap_subs = (uint32_t)cap;
     }
     memmove(&r->subs[index + 1], &r->subs[index], (r->nsubs - index) * sizeof(*r->subs));
     r->subs[index] = sub;

@@ -12,17 +12,19 @@
 __extension__ typedef __int128 pm_i128;
 
 struct pm_region {
+    /* What the walk reads of every region: the first 64 bytes. */
     pm_i128 size;
     uint64_t addr;           /* offset in the container */
     uint64_t alias_offset;
     const pm_region *alias;  /* the target of an alias, else NULL */
     pm_region **subs;        /* reversed render order */
-    size_t nsubs, cap_subs;
+    uint32_t nsubs, cap_subs;
+    uint32_t flags;          /* PM_REGION_* */
+    uint32_t id;
+    /* What only a terminating region's pieces read. */
     uint8_t *host;           /* memory of RAM, ROM and ROM devices */
     uint8_t *dirty;          /* RAM only: the dirty bytes */
     void *user;
-    uint32_t id;
-    uint32_t flags;          /* PM_REGION_* */
     uint32_t dirty_log;
 };
 
