@@ -32,18 +32,12 @@ typedef struct frame {
     uint32_t op;
 } frame;
 
-/* A terminating region clipped to its window, in render order, with what
- * its ranges need from the region: the sweep then reads no region nodes,
- * which at 100,000 regions are cache misses. */
+/* A terminating region clipped to its window, in render order. */
 typedef struct piece {
-    pm_i128 base;            /* the region's address in the space */
     uint64_t start, last;
+    uint64_t offset;         /* of start in the region */
     const pm_region *mr;
-    uint8_t *host, *dirty;
-    void *user;
-    uint32_t id;
     uint32_t flags;          /* PM_SECTION_* */
-    uint32_t dirty_log;
 } piece;
 
 typedef struct walk {
@@ -108,10 +102,10 @@ static pm_status add_piece(walk *w, const pm_region *mr, pm_i128 base, uint64_t 
     if (!reserve((void **)&w->pieces, &w->cap_pieces, w->npieces, sizeof(piece))) {
         return PM_ERR_NOMEM;
     }
+    /* start >= base and start - base < size <= 2^64: it fits. */
     w->pieces[w->npieces++] = (piece){
-        .base = base, .start = start, .last = last, .mr = mr, .host = mr->host,
-        .dirty = mr->dirty, .user = mr->user, .id = mr->id,
-        .flags = section_flags(mr, path_flags), .dirty_log = mr->dirty_log,
+        .start = start, .last = last, .offset = (uint64_t)((pm_i128)start - base), .mr = mr,
+        .flags = section_flags(mr, path_flags),
     };
     return PM_OK;
 }
@@ -361,11 +355,12 @@ static pm_status sweep(const piece *pieces, size_t n, pm_range **out, size_t *no
          * it covers this whole segment. */
         const piece *p = &sorted[heap[0].pos];
         uint64_t seg_last = k + 1 < nb ? bounds[k + 1] - 1 : UINT64_MAX;
-        uint64_t offset = (uint64_t)((pm_i128)b - p->base);
+        const pm_region *mr = p->mr;
+        uint64_t offset = p->offset + (b - p->start);
         pm_range *prev = nranges ? &ranges[nranges - 1] : NULL;
-        if (prev && last_mr == p->mr && prev->last + 1 == b
+        if (prev && last_mr == mr && prev->last + 1 == b
             && prev->offset + (prev->last - prev->start) + 1 == offset
-            && prev->flags == p->flags && prev->dirty_mask == p->dirty_log) {
+            && prev->flags == p->flags && prev->dirty_mask == mr->dirty_log) {
             prev->last = seg_last;
             continue;
         }
@@ -373,12 +368,12 @@ static pm_status sweep(const piece *pieces, size_t n, pm_range **out, size_t *no
             .start = b,
             .last = seg_last,
             .offset = offset,
-            .region = p->id,
+            .region = mr->id,
             .flags = p->flags,
-            .host = p->host,
-            .dirty = p->dirty,
-            .dirty_mask = p->dirty_log,
-            .user = p->user,
+            .host = mr->host,
+            .dirty = mr->dirty,
+            .dirty_mask = mr->dirty_log,
+            .user = mr->user,
         };
         last_mr = p->mr;
     }

@@ -13,7 +13,6 @@ last good view, and only then swaps the views in, telling the listeners.
 """
 from __future__ import annotations
 
-import gc
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -138,11 +137,6 @@ class MemorySystem:
     def _commit(self) -> None:
         keys: List[Optional[int]] = []
         views: Dict[Optional[int], FlatView] = {}
-        # Rendering allocates O(n) acyclic objects in one burst; the cyclic
-        # GC's full passes, triggered by that allocation count, would each
-        # scan the whole heap and make a commit of n regions superlinear.
-        collecting = gc.isenabled()
-        gc.disable()
         try:
             for asp in self._spaces:
                 phys = get_flatview_root(asp.root)
@@ -155,9 +149,6 @@ class MemorySystem:
                 if view is not self._empty_view:
                     view.destroy()
             raise
-        finally:
-            if collecting:
-                gc.enable()
         # flatviews_reset: the registry drops its references to the old views
         # (address spaces still hold theirs) and takes the new ones.
         if None not in views:

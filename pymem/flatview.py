@@ -144,11 +144,11 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
     The walk can only come back to a region through a loop of empty windows
     (size 0: any other such loop renders forever and is refused); it stops
     at the first region seen twice."""
-    seen = []
+    seen = set()
     while mr is not None and mr.enabled:
-        if mr in seen:
+        if mr.id in seen:
             return mr
-        seen.append(mr)
+        seen.add(mr.id)
         target = mr._alias
         if target is not None:
             if mr.alias_offset == 0 and mr.size >= target.size:

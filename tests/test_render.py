@@ -2,6 +2,7 @@
 dispatch built from it checked against a model that walks the tree."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
 import pytest
@@ -148,6 +149,40 @@ def test_alias_loop_downwards_and_overlapping_pieces_keep_render_order():
     # ram [0x1000, 0x1800), dev [0x1800, 0x2400) over the down copies.
     assert spans(top) == [(0, 0x800, "ram", 0, False), (0x800, 0x800, "dev", 0x400, False),
                           (0x1000, 0x800, "ram", 0, False), (0x1800, 0xc00, "dev", 0x400, False)]
+
+
+def test_a_tree_nested_far_deeper_than_pythons_recursion_limit_renders():
+    depth = 20 * sys.getrecursionlimit()
+    root = MemoryRegion.container("root", 1 << 64)
+    inner = root
+    for i in range(depth):
+        child = MemoryRegion.container(f"level{i}", 1 << 40)
+        inner.add_subregion(0x10, child)
+        inner = child
+    inner.add_subregion(0, MemoryRegion.ram("ram", 0x1000))
+    system = MemorySystem()
+    asp = system.address_space(root, "memory")
+    assert spans(root) == [(0x10 * depth, 0x1000, "ram", 0, False)]
+    asp.stl_le(0x10 * depth + 4, 0x12345678)
+    assert asp.ldl_le(0x10 * depth + 4) == 0x12345678
+
+
+def test_edits_reach_the_renderer_however_they_are_made():
+    root = MemoryRegion.container("root", 1 << 64)
+    ram = MemoryRegion.ram("ram", 0x4000)
+    other = MemoryRegion.ram("other", 0x4000)
+    window = MemoryRegion.alias("window", ram, 0x1000, 0x1000)
+    root.add_subregion(0x10000, window)
+    assert spans(root) == [(0x10000, 0x1000, "ram", 0x1000, False)]
+    window.alias = other                 # the attribute, not an edit method
+    window.alias_offset = 0x2000
+    window.readonly = True
+    assert spans(root) == [(0x10000, 0x1000, "other", 0x2000, True)]
+    window.set_size(0x800)
+    window.set_address(0x20000)
+    assert spans(root) == [(0x20000, 0x800, "other", 0x2000, True)]
+    root.del_subregion(window)
+    assert spans(root) == []
 
 
 def test_dispatch_flags_say_ram_and_readonly():
