@@ -137,9 +137,11 @@ typedef struct pm_region pm_region;
 #define PM_REGION_NONVOLATILE 64 /* likewise */
 #define PM_REGION_ROMD 128       /* ROM device in romd mode */
 
-/* A disabled region of size 0 at offset 0: the caller sets the rest.  `user`
- * goes to pm_range.user of every range the region renders. */
-pm_status pm_region_new(uint32_t id, uint32_t kind_flags, void *user, pm_region **out);
+/* A region at offset 0, with no subregions: `flags` says what it is and its
+ * switches; size_is_2_64 means a size of 2^64 (`size` is then ignored).
+ * `user` goes to pm_range.user of every range the region renders. */
+pm_status pm_region_new(uint32_t id, uint32_t flags, uint64_t size, int size_is_2_64,
+                        void *user, pm_region **out);
 void pm_region_free(pm_region *r);
 void pm_region_set_flag(pm_region *r, uint32_t flag, int on);
 void pm_region_set_addr(pm_region *r, uint64_t addr);

@@ -11,7 +11,8 @@
 
 #include "region.h"
 
-pm_status pm_region_new(uint32_t id, uint32_t kind_flags, void *user, pm_region **out)
+pm_status pm_region_new(uint32_t id, uint32_t flags, uint64_t size, int size_is_2_64,
+                        void *user, pm_region **out)
 {
     pm_region *r = calloc(1, sizeof(*r));
     *out = r;
@@ -19,8 +20,8 @@ pm_status pm_region_new(uint32_t id, uint32_t kind_flags, void *user, pm_region 
         return PM_ERR_NOMEM;
     }
     r->id = id;
-    r->flags = kind_flags & (PM_REGION_TERMINATES | PM_REGION_MEMORY | PM_REGION_ROM_DEVICE
-                             | PM_REGION_IOMMU);
+    r->flags = flags;
+    pm_region_set_size(r, size, size_is_2_64);
     r->user = user;
     return PM_OK;
 }

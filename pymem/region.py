@@ -289,27 +289,33 @@ class MemoryRegion:
         if self.id >= NO_REGION:
             raise TopologyError("more than 2^32 - 2 regions created")
         node = ffi.new("pm_region **")
-        # CPython: id() is the object's address, what C hands back as `user`.
-        check(lib.pm_region_new(self.id, _KIND_FLAGS[kind], ffi.cast("void *", id(self)),
+        # The C node starts as the slots below do (enabled, at 0, romd for a
+        # ROM device).  CPython: id() is the object's address, which C hands
+        # back as `user`.
+        romd = kind == ROM_DEVICE
+        flags = (_KIND_FLAGS[kind] | lib.PM_REGION_ENABLED
+                 | (lib.PM_REGION_ROMD if romd else 0))
+        check(lib.pm_region_new(self.id, flags, size & (ADDRESS_SPACE_SIZE - 1),
+                                size == ADDRESS_SPACE_SIZE, ffi.cast("void *", id(self)),
                                 node), f"creating region {name!r}")
         self._node = ffi.gc(node[0], lib.pm_region_free)
         self.name = name
-        self.size = size
+        self._size = size
         self.kind = kind
         self.ops: Optional[MemoryRegionOps] = None
-        self.readonly = False
-        self.romd = kind == ROM_DEVICE
-        self.enabled = True
+        self._readonly = False
+        self._romd = romd
+        self._enabled = True
         self.priority = 0
-        self.addr = 0
+        self._addr = 0
         self.container = None
         self._alias = None
         self._alias_offset = 0
         # Kept in reverse of QEMU's subregion order (lowest priority first,
         # oldest first among equals) so the common add is an append.
         self._subs: List[MemoryRegion] = []
-        self.nonvolatile = False
-        self.dirty_log = 0
+        self._nonvolatile = False
+        self._dirty_log = 0
         self.translate: Optional[Callable[..., Any]] = None
         self.target: Optional[AddressSpace] = None
         self._buffer: Any = None
