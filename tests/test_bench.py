@@ -24,8 +24,10 @@ def test_bench_reports_every_operation_with_its_peers(tmp_path):
     for r in report["results"]:
         assert r["ns_per_op"] > 0 and r["spread_ns"][0] <= r["ns_per_op"] <= r["spread_ns"][1]
         assert (r["pymem_over_peer"] is None) == (r["implementation"] == "pymem")
-    assert {g["goal"] for g in report["goals"]} >= {"single lookup <= 0.8x bisect",
-                                                     "full commit < 1 ms"}
+    assert {"full commit, 1,000 regions", "full commit, 10,000 regions"} <= ops
+    assert {g["goal"] for g in report["goals"]} >= {
+        "single lookup <= 0.8x bisect", "full commit < 1 ms",
+        "commit 1,000 -> 10,000 regions <= n log n (13.3x)"}
     assert "pymem/peer" in run.stdout and "[1/" in run.stderr
 
 
