@@ -144,6 +144,8 @@ class AccessMixin:
 
     _cas: Any
     _pin: Any
+    # Raises TopologyError once the space is destroyed (AddressSpace.destroy).
+    _check_live: Callable[[], None]
     # Bound on first use by __getattr__ (QEMU's address_space_ld*/st* with
     # unspecified attributes): loads take (addr), stores (addr, value).
     ldub: Callable[[int], int]
@@ -252,6 +254,7 @@ class AccessMixin:
         return self._rw(addr, view, is_write, attrs)
 
     def _rw(self, addr: int, view: memoryview, is_write: bool, attrs: MemTxAttrs) -> MemTxResult:
+        self._check_live()
         n = view.nbytes
         if is_write:
             c_buf = ffi.from_buffer("uint8_t[]", view)
@@ -357,6 +360,7 @@ class AccessMixin:
         unassigned region at the IOMMU's offset."""
         space: AccessMixin = self
         while True:
+            space._check_live()
             t = translate_section(space, addr, size)
             region = t.region
             if not (t.flags & SECTION_IOMMU and region is not None):

@@ -204,6 +204,7 @@ class AddressSpace(AccessMixin):
         self.name = name
         self.flatview: Optional[FlatView] = None
         self.listeners: List[MemoryListener] = []
+        self.destroyed = False
         out = ffi.new("pm_as **")
         check(lib.pm_as_new(system._stats, out), f"creating address space {name!r}")
         # The destructor holds the stats so they outlive the handle that
@@ -235,10 +236,38 @@ class AddressSpace(AccessMixin):
             old.unref()
         return error
 
+    def destroy(self) -> None:
+        """QEMU's address_space_destroy: the space leaves its system and sees
+        nothing from now on.  Its listeners are unregistered first (each is
+        told that every range is gone); a view no other space uses is
+        released, after a grace period as any replaced view.  Accesses
+        through it afterwards, builtins taken earlier included, raise."""
+        system = self.system
+        with system._lock:
+            if self.destroyed:
+                raise TopologyError(f"address space {self.name!r} is already destroyed")
+            for listener in list(self.listeners):
+                self.unregister_listener(listener)
+            old = self.flatview
+            system._spaces.remove(self)
+            self.destroyed = True
+            self._set_flatview(system._empty_view)
+            if old is not system._empty_view and not any(
+                    asp.flatview is old for asp in system._spaces):
+                for key, view in list(system._views.items()):
+                    if view is old:
+                        del system._views[key]
+                        view.unref()
+
+    def _check_live(self) -> None:
+        if self.destroyed:
+            raise TopologyError(f"address space {self.name!r} is destroyed")
+
     def register_listener(self, listener: MemoryListener) -> None:
         """Add a listener; it is shown the current view at once."""
         if not isinstance(listener, MemoryListener):
             raise TypeError("register_listener: listener must be a MemoryListener")
+        self._check_live()
         with self.system._lock:
             if any(listener is other for other in self.system._listeners):
                 raise TopologyError(f"listener {listener!r} is already registered")
@@ -259,4 +288,5 @@ class AddressSpace(AccessMixin):
             self.listeners.remove(listener)
 
     def __repr__(self) -> str:
-        return f"<AddressSpace {self.name!r} root={self.root.name!r}>"
+        gone = " destroyed" if self.destroyed else ""
+        return f"<AddressSpace {self.name!r} root={self.root.name!r}{gone}>"

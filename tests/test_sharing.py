@@ -1,7 +1,9 @@
 """FlatView sharing, transactions and view life cycles (QEMU-SEMANTICS §2)."""
 from __future__ import annotations
 
-from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+import pytest
+
+from pymem import MemoryListener, MemoryRegion, MemoryRegionOps, MemorySystem, TopologyError
 from pymem import rcu
 from pymem._native import lib
 
@@ -139,3 +141,69 @@ def test_live_dispatches_count_every_view_not_yet_freed():
     rcu.drain_call_rcu()  # the old view's grace period ends
     assert system.live_dispatches == 2
     assert memory.flatview.dispatch is not None
+
+
+# ------------------------------------------------------- destroying a space
+
+def test_a_destroyed_space_leaves_its_system_and_its_accesses_raise():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    dma = system.address_space(MemoryRegion.alias("dma", root, 0, 0x80000), "dma")
+    ldl = dma.ldl_le              # a builtin taken before the destroy
+    dma.stl_le(0x10, 0x1234)
+    dma.destroy()
+    assert system.address_spaces == [memory] and dma.destroyed
+    for access in (lambda: ldl(0x10), lambda: dma.ldl_le(0x10), lambda: dma.read(0x10, 4),
+                   lambda: dma.write(0x10, b"\1"), lambda: dma.translate(0x10),
+                   lambda: dma.load(0x10, 4)):
+        with pytest.raises(TopologyError, match="address space 'dma' is destroyed"):
+            access()
+    # The memory it showed is untouched and still seen by the other space.
+    assert memory.ldl_le(0x10) == 0x1234
+    with pytest.raises(TopologyError, match="already destroyed"):
+        dma.destroy()
+
+
+def test_destroying_a_space_releases_a_view_no_other_space_uses():
+    system, root = machine()
+    system.address_space(root, "memory")
+    dma = system.address_space(MemoryRegion.alias("dma", root, 0, 0x80000), "dma")
+    assert system.live_dispatches == 3
+    dma.destroy()
+    rcu.drain_call_rcu()
+    assert system.live_dispatches == 2
+    assert len(system.flatviews()) == 1
+    root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))   # commits without it
+    rcu.drain_call_rcu()
+    assert system.live_dispatches == 2
+
+
+def test_destroying_one_of_two_spaces_on_a_root_keeps_the_shared_view():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    cpu = system.address_space(root, "cpu-memory-0")
+    view = memory.flatview
+    cpu.destroy()
+    assert memory.flatview is view and view.dispatch is not None
+    assert system.flatviews() == {view: [memory]}
+
+
+def test_destroying_a_space_tells_its_listeners_every_range_is_gone():
+    system, root = machine()
+    asp = system.address_space(root, "memory")
+    seen = []
+
+    class Listener(MemoryListener):
+        def region_add(self, section):
+            seen.append(("add", section.mr.name))
+
+        def region_del(self, section):
+            seen.append(("del", section.mr.name))
+
+    listener = Listener()
+    asp.register_listener(listener)
+    asp.destroy()
+    assert seen == [("add", "pc.ram"), ("add", "apic"), ("del", "pc.ram"), ("del", "apic")]
+    assert asp.listeners == []
+    with pytest.raises(TopologyError, match="is destroyed"):
+        asp.register_listener(listener)
