@@ -164,9 +164,17 @@ class AccessMixin:
     stq_be: Callable[[int, int], None]
     system: MemorySystem
     _mappings: Dict[int, Tuple[memoryview, _Mapping]]
-    # Set by pymem.trace while recording or replaying: told of every device
-    # access (the slow path only, so plain memory stays one C call).
-    _recorder: Any = None
+
+    @property
+    def _recorder(self) -> Any:
+        """Set by pymem.trace while recording or replaying: told of every
+        device access (the slow path only, so plain memory stays one C call).
+        Kept on the pin, where the C device path sees it."""
+        return self._pin.recorder
+
+    @_recorder.setter
+    def _recorder(self, recorder: Any) -> None:
+        self._pin.recorder = recorder
 
     def record(self, path: PathLike, mmio_only: bool = True) -> ContextManager[Recorder]:
         """`with asp.record(path): ...` writes this space's accesses to a trace
@@ -185,7 +193,8 @@ class AccessMixin:
         # The builtin holds this space's pin (its last view) and its slow
         # path; the cycle back to the space is one the collector can see.
         fn = bind_fast(kind, function, self._cas, size,
-                       partial(getattr(self, slow), size, big), self._pin)
+                       partial(getattr(self, slow), size, big), self._pin,
+                       device=True, big_endian=big)
         # Cached on the instance: later calls never come back here.
         setattr(self, name, fn)
         return fn

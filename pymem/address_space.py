@@ -188,11 +188,14 @@ class _Pin:
     outlives its AddressSpace, or the whole MemorySystem, still finds its
     last published view (dispatch, RAM buffers) alive instead of freed."""
 
-    __slots__ = ("cas", "view")
+    __slots__ = ("cas", "view", "recorder")
 
     def __init__(self, cas: Any) -> None:
         self.cas = cas
         self.view: Optional[FlatView] = None
+        # While set, C leaves device accesses to the Python path, which
+        # reports them to it (pymem.trace).
+        self.recorder: Any = None
 
 
 class AddressSpace(AccessMixin):

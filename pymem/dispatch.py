@@ -125,14 +125,21 @@ def c_address(cdata: Any) -> int:
 
 
 def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
-              fallback: Any = None, keepalive: Any = None) -> Callable[..., Any]:
+              fallback: Any = None, keepalive: Any = None, device: bool = False,
+              big_endian: bool = False) -> Callable[..., Any]:
     """A builtin calling `lib.<function>(handle, ...)` without cffi's argument
     handling (see csrc/ext/fastpath.c).  It keeps `keepalive` (by default
-    `handle`) alive: whatever the C object reaches must be kept by it."""
+    `handle`) alive: whatever the C object reaches must be kept by it.  With
+    `device`, a load or store of an address space (`handle`) calls a device's
+    plain callback itself when one callback answers the access; `keepalive`
+    is then the space's pin, whose `recorder` sends accesses the slow way."""
     fn = c_address(ffi.addressof(lib, function))
-    rcu = [c_address(ffi.addressof(lib, f)) for f in ("pm_rcu_read_lock", "pm_rcu_read_unlock")]
+    lock, unlock = (c_address(ffi.addressof(lib, f))
+                    for f in ("pm_rcu_read_lock", "pm_rcu_read_unlock"))
+    translate = c_address(ffi.addressof(lib, "pm_as_translate")) if device else 0
     return _fastpath.bind(kind, fn, c_address(handle), width, fallback,
-                          handle if keepalive is None else keepalive, *rcu)
+                          handle if keepalive is None else keepalive, lock, unlock, translate,
+                          big_endian)
 
 
 def _closed(*args: Any) -> NoReturn:

@@ -95,10 +95,18 @@ class MemoryRegionOps:
     `with_attrs` the callbacks are QEMU's *_with_attrs: they also get the
     access's MemTxAttrs, `read` returns (value, MemTxResult) and `write` a
     MemTxResult (None for OK), so a device can answer a bus error.
+
+    Ops are fixed once made, as QEMU's are const: give a region new ops
+    instead of changing these.
     """
 
     __slots__ = ("read", "write", "endianness", "valid_min", "valid_max",
-                 "impl_min", "impl_max", "unaligned", "with_attrs")
+                 "impl_min", "impl_max", "unaligned", "with_attrs", "direct")
+
+    direct: Optional[Tuple[Any, Any, int, bool, bool]]
+    """For the C fast path (csrc/ext/fastpath.c): (read, write, the access
+    sizes one callback answers as a bit mask, unaligned, big-endian), or
+    None for callbacks with attributes."""
 
     def __init__(self, read: Union[MMIORead, MMIOReadWithAttrs],
                  write: Union[MMIOWrite, MMIOWriteWithAttrs], endianness: ByteOrder = "little",
@@ -122,6 +130,17 @@ class MemoryRegionOps:
         self.impl_max = impl_max
         self.unaligned = unaligned
         self.with_attrs = with_attrs
+        # The sizes mmio.dispatch_read/write answer with one plain callback.
+        sizes = sum(s for s in (1, 2, 4, 8)
+                    if valid_min <= s <= valid_max and impl_min <= s <= impl_max)
+        self.direct = (None if with_attrs else
+                       (read, write, sizes, bool(unaligned), endianness == "big"))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(self, "direct"):
+            raise AttributeError(f"MemoryRegionOps are fixed once made (QEMU's are const): "
+                                 f"cannot set {name!r}; give the region new ops")
+        object.__setattr__(self, name, value)
 
 
 def _check_size(what: str, size: Any) -> int:

@@ -331,6 +331,63 @@ def test_callback_that_changes_the_topology_takes_effect_at_its_commit():
     assert asp.ldl_le(0x10000) == 0xcafe and late.buffer[0] == 0xfe
 
 
+# ------------------------------------- device accesses the builtins make in C
+
+def test_builtin_mmio_load_and_store_call_the_device_once_in_its_byte_order():
+    dev = Device(0x11223344)
+    _, _, asp = machine((0x1000, MemoryRegion.io("dev", 0x100,
+                                                 dev.ops(endianness="big", valid_max=8))))
+    assert asp.ldl_be(0x1010) == 0x11223344
+    assert asp.ldl_le(0x1010) == 0x44332211
+    asp.stw_le(0x1020, 0xaabb)
+    asp.stq_be(0x1028, 0x0102030405060708)   # wider than impl_max: split in Python
+    assert dev.log[:3] == [("r", 0x10, 4), ("r", 0x10, 4), ("w", 0x20, 0xbbaa, 2)]
+    assert dev.log[3:] == [("w", 0x28, 0x01020304, 4), ("w", 0x2c, 0x05060708, 4)]
+
+
+def test_builtin_mmio_load_masks_what_the_callback_answers_as_the_python_path_does():
+    values = [-1, 1 << 40, True]
+    ops = MemoryRegionOps(lambda offset, size: values.pop(0), print)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, ops)))
+    assert [asp.ldl_le(0), asp.lduw_le(0), asp.ldub(0)] == [0xffffffff, 0, 1]
+    values[:] = [-1]
+    assert asp.load(0, 4) == (0xffffffff, MemTxResult.OK)    # the Python path agrees
+    values[:] = ["not a number"]
+    with pytest.raises(TypeError):
+        asp.ldl_le(0)
+
+
+def test_misaligned_or_rejected_builtin_mmio_accesses_follow_qemus_rules():
+    dev = Device()
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(valid_min=2))))
+    with pytest.raises(MemTxError):
+        asp.ldub(0)                       # below valid_min: no callback
+    with pytest.raises(MemTxError):
+        asp.ldl_le(2)                     # misaligned for an aligned device
+    assert dev.log == []
+
+
+def test_builtin_mmio_accesses_are_recorded_while_a_trace_runs(tmp_path):
+    from pymem.trace import load_trace
+
+    dev = Device(0x55)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops())))
+    ld = asp.ldl_le
+    with asp.record(tmp_path / "t.jsonl"):
+        ld(0x4)
+        asp.stb(0x8, 1)
+    ld(0x4)                               # after recording: C again
+    accesses = load_trace(tmp_path / "t.jsonl").accesses
+    assert [(e.op, e.addr, e.size) for e in accesses] == [("read", 4, 4), ("write", 8, 1)]
+    assert len(dev.log) == 3
+
+
+def test_memory_region_ops_are_fixed_once_made():
+    ops = Device().ops()
+    with pytest.raises(AttributeError, match="fixed once made"):
+        ops.valid_max = 8
+
+
 def test_translate_names_the_region_offset_and_length_inside_its_section():
     system = MemorySystem()
     root = MemoryRegion.container("system", 1 << 32)

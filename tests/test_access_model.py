@@ -8,10 +8,18 @@ and the memory afterwards must equal the model's.
 """
 import zlib
 
+import pytest
 from hypothesis import given, strategies as st
 
-from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+from pymem import MemoryRegion, MemoryRegionOps, MemorySystem, MemTxError
 from tests.access_model import AccessModel
+
+# The bound fixed-width builtins (plain memory and one-callback device
+# accesses in C, the rest in Python), by width and byte order.
+LOADS = {(1, False): "ldub", (1, True): "ldub", (2, False): "lduw_le", (2, True): "lduw_be",
+         (4, False): "ldl_le", (4, True): "ldl_be", (8, False): "ldq_le", (8, True): "ldq_be"}
+STORES = {(1, False): "stb", (1, True): "stb", (2, False): "stw_le", (2, True): "stw_be",
+          (4, False): "stl_le", (4, True): "stl_be", (8, False): "stq_le", (8, True): "stq_be"}
 
 SPAN = 0x800
 
@@ -89,7 +97,7 @@ def model_of(asp):
 
 
 access = st.tuples(
-    st.sampled_from(["read", "write", "load", "store"]),
+    st.sampled_from(["read", "write", "load", "store", "ld", "st"]),
     st.integers(0, SPAN + 0x100), st.integers(1, 16), st.booleans(),
     st.binary(min_size=16, max_size=16))
 
@@ -111,11 +119,22 @@ def test_accesses_match_the_model(specs, accesses):
             assert result == model.rw(addr, data[:size], size)[1]
         else:
             width = 1 << (size % 4)
+            value = int.from_bytes(data[:width], "little")
             if op == "load":
                 assert asp.load(addr, width, big) == model.load(addr, width, big)
-            else:
-                value = int.from_bytes(data[:width], "little")
+            elif op == "store":
                 assert asp.store(addr, value, width, big) == model.store(addr, value, width, big)
+            else:
+                builtin = getattr(asp, (LOADS if op == "ld" else STORES)[width, big])
+                expected, result = (model.load(addr, width, big) if op == "ld" else
+                                    (None, model.store(addr, value, width, big)))
+                call = (lambda: builtin(addr)) if op == "ld" else (lambda: builtin(addr, value))
+                if result:
+                    with pytest.raises(MemTxError) as error:
+                        call()
+                    assert error.value.result == result
+                else:
+                    assert call() == expected
         assert log == model.log
     for fr in asp.flatview.ranges:
         if fr.region.id in model.memory:

@@ -65,10 +65,15 @@ typedef struct {
     void *fn;
     void *obj;
     unsigned width;          /* bytes, for stores: values must fit */
-    rcu_fn read_lock, read_unlock;   /* "section" only */
+    rcu_fn read_lock, read_unlock;   /* "section" and device calls */
+    section_fn device;       /* loads and stores: pm_as_translate, or NULL */
+    int big_endian;          /* loads and stores: the access's byte order */
     PyObject *fallback;      /* called as the slow path; may be None */
     PyObject *keepalive;     /* owns the C object `obj` points to */
 } Bound;
+
+/* Attribute names the device path reads, interned once. */
+static PyObject *str_ops, *str_direct, *str_recorder;
 
 /* Bound takes part in garbage collection: what it keeps alive (an address
  * space's view, the regions behind it) can lead back to the object holding
@@ -130,6 +135,164 @@ static int as_address(PyObject *arg, uint64_t *addr)
     return 0;
 }
 
+/*
+ * The device path of a fixed-width load or store that is not plain memory:
+ * when the section under addr is a device whose ops take this access in one
+ * callback (MemoryRegionOps.direct: callbacks without attributes, the size
+ * both valid and implemented, aligned unless the device takes unaligned
+ * accesses), call it from here, as the Python slow path would, without the
+ * Python frames in between.  Anything else (IOMMUs, RAM behind a read-only
+ * alias, accesses to split, unassigned space, an address space being
+ * recorded) is left to the fallback.  Returns the ops' `direct` tuple (a new
+ * reference) and the offset in the region, or NULL, with no error set, to
+ * mean "take the fallback".
+ */
+static PyObject *direct_device(Bound *self, uint64_t addr, uint32_t refused_flags,
+                               uint64_t *offset)
+{
+    PyObject *recorder = PyObject_GetAttr(self->keepalive, str_recorder);
+    if (!recorder) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int recording = recorder != Py_None;
+    Py_DECREF(recorder);
+    if (recording) {
+        return NULL;
+    }
+    pm_access acc;
+    /* As in call_section: the region must be ours before the view can go. */
+    self->read_lock();
+    self->device(self->obj, addr, self->width, &acc);
+    PyObject *region = (PyObject *)acc.user;
+    if (!region || (acc.flags & refused_flags)) {
+        self->read_unlock();
+        return NULL;
+    }
+    Py_INCREF(region);
+    self->read_unlock();
+    PyObject *ops = PyObject_GetAttr(region, str_ops);
+    Py_DECREF(region);
+    PyObject *direct = ops && ops != Py_None ? PyObject_GetAttr(ops, str_direct) : NULL;
+    Py_XDECREF(ops);
+    if (!direct) {
+        PyErr_Clear();
+        return NULL;
+    }
+    /* (read, write, mask of direct sizes, unaligned, big-endian device) */
+    if (!PyTuple_Check(direct) || PyTuple_GET_SIZE(direct) != 5) {
+        Py_DECREF(direct);
+        return NULL;
+    }
+    unsigned long sizes = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(direct, 2));
+    int unaligned = PyTuple_GET_ITEM(direct, 3) == Py_True;
+    if (PyErr_Occurred() || !(sizes & self->width)
+        || (!unaligned && (acc.offset & (self->width - 1)))) {
+        PyErr_Clear();
+        Py_DECREF(direct);
+        return NULL;
+    }
+    *offset = acc.offset;
+    return direct;
+}
+
+static uint64_t swap_bytes(uint64_t v, unsigned width)
+{
+    switch (width) {
+    case 2:
+        return __builtin_bswap16((uint16_t)v);
+    case 4:
+        return __builtin_bswap32((uint32_t)v);
+    case 8:
+        return __builtin_bswap64(v);
+    default:
+        return v;
+    }
+}
+
+/* 1: handled (*result is the value, or NULL with the callback's error set);
+ * 0: take the fallback. */
+static int device_load(Bound *self, uint64_t addr, PyObject **result)
+{
+    uint64_t offset;
+    if (!self->device) {
+        return 0;
+    }
+    PyObject *direct = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_ROMD
+                                     | PM_SECTION_IOMMU, &offset);
+    if (!direct) {
+        return 0;
+    }
+    *result = NULL;
+    PyObject *args[2] = { PyLong_FromUnsignedLongLong(offset),
+                          PyLong_FromUnsignedLong(self->width) };
+    PyObject *got = args[0] && args[1]
+                    ? PyObject_Vectorcall(PyTuple_GET_ITEM(direct, 0), args, 2, NULL) : NULL;
+    Py_XDECREF(args[0]);
+    Py_XDECREF(args[1]);
+    int device_big = PyTuple_GET_ITEM(direct, 4) == Py_True;
+    Py_DECREF(direct);
+    if (!got) {
+        return 1;
+    }
+    uint64_t mask = self->width == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * self->width)) - 1;
+    if (!PyLong_Check(got)) {
+        /* What the Python path does with it: `value & mask`. */
+        PyObject *m = PyLong_FromUnsignedLongLong(mask);
+        PyObject *masked = m ? PyNumber_And(got, m) : NULL;
+        Py_XDECREF(m);
+        Py_DECREF(got);
+        if (!masked) {
+            return 1;
+        }
+        got = masked;
+    }
+    uint64_t v = PyLong_AsUnsignedLongLongMask(got) & mask;
+    Py_DECREF(got);
+    if (PyErr_Occurred()) {
+        return 1;
+    }
+    if (device_big != self->big_endian) {
+        v = swap_bytes(v, self->width);
+    }
+    *result = PyLong_FromUnsignedLongLong(v);
+    return 1;
+}
+
+static int device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **result)
+{
+    uint64_t offset;
+    if (!self->device) {
+        return 0;
+    }
+    /* RAM and IOMMU sections are the fallback's; a ROM device takes writes
+     * through its ops in either mode. */
+    PyObject *direct = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_IOMMU, &offset);
+    if (!direct) {
+        return 0;
+    }
+    *result = NULL;
+    if ((PyTuple_GET_ITEM(direct, 4) == Py_True) != self->big_endian) {
+        value = swap_bytes(value, self->width);
+    }
+    PyObject *args[3] = { PyLong_FromUnsignedLongLong(offset),
+                          PyLong_FromUnsignedLongLong(value),
+                          PyLong_FromUnsignedLong(self->width) };
+    PyObject *got = args[0] && args[1] && args[2]
+                    ? PyObject_Vectorcall(PyTuple_GET_ITEM(direct, 1), args, 3, NULL) : NULL;
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(args[i]);
+    }
+    Py_DECREF(direct);
+    if (got) {
+        /* The callback's answer is ignored, as QEMU ignores a plain write's. */
+        Py_DECREF(got);
+        Py_INCREF(Py_None);
+        *result = Py_None;
+    }
+    return 1;
+}
+
 static PyObject *call_lookup(PyObject *self_, PyObject *arg)
 {
     Bound *self = (Bound *)self_;
@@ -153,6 +316,10 @@ static PyObject *call_load(PyObject *self_, PyObject *arg)
     if (v != LOAD_MISS) {
         return PyLong_FromUnsignedLongLong(v);
     }
+    PyObject *result;
+    if (device_load(self, addr, &result)) {
+        return result;
+    }
     return PyObject_CallOneArg(self->fallback, arg);
 }
 
@@ -166,6 +333,10 @@ static PyObject *call_load64(PyObject *self_, PyObject *arg)
     }
     if (((load64_fn)self->fn)(self->obj, addr, &v) == 0) {
         return PyLong_FromUnsignedLongLong(v);
+    }
+    PyObject *result;
+    if (device_load(self, addr, &result)) {
+        return result;
     }
     return PyObject_CallOneArg(self->fallback, arg);
 }
@@ -193,6 +364,10 @@ static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t n
     value = v;
     if (((store_fn)self->fn)(self->obj, addr, value) == 0) {
         Py_RETURN_NONE;
+    }
+    PyObject *result;
+    if (device_store(self, addr, value, &result)) {
+        return result;
     }
     return PyObject_Vectorcall(self->fallback, args, 2, NULL);
 }
@@ -360,12 +535,13 @@ static PyMethodDef kinds[] = {
 static PyObject *bind(PyObject *module, PyObject *args)
 {
     const char *kind;
-    unsigned long long fn, obj, read_lock = 0, read_unlock = 0;
+    unsigned long long fn, obj, read_lock = 0, read_unlock = 0, device = 0;
     unsigned width;
+    int big_endian = 0;
     PyObject *fallback, *keepalive;
     (void)module;
-    if (!PyArg_ParseTuple(args, "sKKIOO|KK", &kind, &fn, &obj, &width, &fallback, &keepalive,
-                          &read_lock, &read_unlock)) {
+    if (!PyArg_ParseTuple(args, "sKKIOO|KKKp", &kind, &fn, &obj, &width, &fallback,
+                          &keepalive, &read_lock, &read_unlock, &device, &big_endian)) {
         return NULL;
     }
     PyMethodDef *def = NULL;
@@ -387,6 +563,14 @@ static PyObject *bind(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "a section builtin needs the RCU lock functions");
         return NULL;
     }
+    int is_access = strcmp(kind, "load") == 0 || strcmp(kind, "load64") == 0 ||
+                    strcmp(kind, "store") == 0;
+    if (device && (!is_access || !read_lock || !read_unlock ||
+                   (width != 1 && width != 2 && width != 4 && width != 8))) {
+        PyErr_SetString(PyExc_ValueError, "a device path needs a load or store of 1, 2, 4 "
+                        "or 8 bytes and the RCU lock functions");
+        return NULL;
+    }
     int needs_fallback = strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0 &&
                          !is_section;
     if (needs_fallback && !PyCallable_Check(fallback)) {
@@ -402,6 +586,8 @@ static PyObject *bind(PyObject *module, PyObject *args)
     b->width = width;
     b->read_lock = (rcu_fn)(uintptr_t)read_lock;
     b->read_unlock = (rcu_fn)(uintptr_t)read_unlock;
+    b->device = (section_fn)(uintptr_t)device;
+    b->big_endian = big_endian;
     Py_INCREF(fallback);
     b->fallback = fallback;
     Py_INCREF(keepalive);
@@ -444,7 +630,8 @@ static PyObject *range_users(PyObject *module, PyObject *args)
 
 static PyMethodDef module_methods[] = {
     { "bind", bind, METH_VARARGS,
-      "bind(kind, fn_address, obj_address, width, fallback, keepalive) -> builtin" },
+      "bind(kind, fn_address, obj_address, width, fallback, keepalive[, read_lock, "
+      "read_unlock, device_fn, big_endian]) -> builtin" },
     { "range_users", range_users, METH_VARARGS,
       "range_users(ranges_address, n) -> list of the ranges' user objects" },
     { NULL, NULL, 0, NULL },
@@ -458,6 +645,12 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void)
 {
+    str_ops = PyUnicode_InternFromString("ops");
+    str_direct = PyUnicode_InternFromString("direct");
+    str_recorder = PyUnicode_InternFromString("recorder");
+    if (!str_ops || !str_direct || !str_recorder) {
+        return NULL;
+    }
     if (PyType_Ready(&BoundType) < 0) {
         return NULL;
     }
