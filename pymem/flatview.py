@@ -19,52 +19,36 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from . import _fastpath
 from ._native import ffi, lib
-from .dispatch import (SECTION_IOMMU, SECTION_NONVOLATILE, SECTION_RAM, SECTION_READONLY,
-                       SECTION_ROMD, Dispatch, c_address, check_build)
+from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Dispatch,
+                       c_address, check_build)
 from .errors import TopologyError, check
-from .region import (ADDRESS_SPACE_SIZE, CONTAINER, IOMMU, MAX_ALIAS_VISITS, ROM_DEVICE,
-                     MemoryRegion, loop_text, runaway_loop)
+from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, MemoryRegion, loop_text,
+                     runaway_loop)
 
 
 class FlatRange:
     """A run of addresses that one terminating region answers, with the
     attributes gathered on the path to it."""
 
-    __slots__ = ("addr", "size", "region", "offset_in_region", "readonly", "nonvolatile",
-                 "romd", "dirty_log")
+    __slots__ = ("addr", "size", "region", "offset_in_region", "flags", "readonly",
+                 "nonvolatile", "romd", "dirty_log")
 
     def __init__(self, addr: int, size: int, region: MemoryRegion, offset_in_region: int,
-                 readonly: bool, nonvolatile: bool, romd: bool, dirty_log: int) -> None:
+                 flags: int, dirty_log: int) -> None:
         self.addr = addr
         self.size = size
         self.region = region
         self.offset_in_region = offset_in_region
-        self.readonly = readonly
-        self.nonvolatile = nonvolatile
-        self.romd = romd
+        self.flags = flags   # the dispatch section flags it was rendered with
+        self.readonly = bool(flags & SECTION_READONLY)
+        self.nonvolatile = bool(flags & SECTION_NONVOLATILE)
+        self.romd = bool(flags & SECTION_ROMD)
         self.dirty_log = dirty_log
 
     @property
     def end(self) -> int:
         """First address past the range (may be 2^64)."""
         return self.addr + self.size
-
-    @property
-    def flags(self) -> int:
-        """The dispatch section flags of this range."""
-        mr = self.region
-        flags = 0
-        if mr.ram_backed:
-            flags |= SECTION_RAM
-        if self.readonly:
-            flags |= SECTION_READONLY
-        if mr.kind == ROM_DEVICE and self.romd:
-            flags |= SECTION_ROMD
-        if mr.kind == IOMMU:
-            flags |= SECTION_IOMMU
-        if self.nonvolatile:
-            flags |= SECTION_NONVOLATILE
-        return flags
 
     def same_as(self, other: "FlatRange") -> bool:
         """QEMU's flatrange_equal: everything but the dirty-log mask."""
@@ -123,8 +107,7 @@ def _flat_ranges(array: Any, regions: List[MemoryRegion]) -> List[FlatRange]:
     if not regions:
         return []
     data = ffi.buffer(array, len(regions) * _RANGE_SIZE)
-    return [FlatRange(start, last - start + 1, mr, offset, bool(flags & SECTION_READONLY),
-                      bool(flags & SECTION_NONVOLATILE), bool(flags & SECTION_ROMD), mask)
+    return [FlatRange(start, last - start + 1, mr, offset, flags, mask)
             for (start, last, offset, _, flags, _, _, mask, _), mr
             in zip(struct.iter_unpack(_RANGE_FORMAT, data), regions)]
 

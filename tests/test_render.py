@@ -194,6 +194,7 @@ def test_dispatch_flags_say_ram_and_readonly():
     d = view.dispatch
     assert d.section(d.lookup(0x10)).flags == SECTION_RAM
     assert d.section(d.lookup(0x1010)).flags == SECTION_RAM | SECTION_READONLY
+    assert [r.flags for r in view.ranges] == [SECTION_RAM, SECTION_RAM | SECTION_READONLY]
 
 
 # --------------------------------------------------------------- properties
