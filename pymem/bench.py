@@ -330,9 +330,10 @@ def synthetic_system(n: int, seed: int = 5) -> MemorySystem:
     return system
 
 
-def scaling_cases(sizes: tuple, progress: TextIO = sys.stderr) -> List[Case]:
-    """A full commit of synthetic trees of each size, for the growth rate."""
-    cases = []
+def run_scaling(sizes: tuple, repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
+    """A full commit of synthetic trees of each size, for the growth rate.
+    One tree at a time, so the big ones do not weigh on other measurements."""
+    results = []
     for n in sizes:
         print(f"building a {n:,}-region tree", file=progress, flush=True)
         system = synthetic_system(n)
@@ -341,8 +342,8 @@ def scaling_cases(sizes: tuple, progress: TextIO = sys.stderr) -> List[Case]:
         # arrays (fresh mmaps, page faults); time the steady state.
         for _ in range(3):
             case.pymem()
-        cases.append(case)
-    return cases
+        results += run_cases([case], repeats, progress)
+    return results
 
 
 def run_cases(cases: List[Case], repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
@@ -418,9 +419,9 @@ def run_bench(args: argparse.Namespace) -> int:
     n, n_batch, repeats = (2_000, 100_000, 3) if args.quick else (20_000, 1_000_000, 7)
     cases = lookup_cases(asp, rng, n, n_batch) + access_cases(asp, rng, n)
     cases.append(commit_case(system, asp))
-    sizes = QUICK_SCALING_SIZES if args.quick else SCALING_SIZES
-    cases += scaling_cases(sizes)
     results = run_cases(cases, repeats)
+    sizes = QUICK_SCALING_SIZES if args.quick else SCALING_SIZES
+    results += run_scaling(sizes, repeats)
     goals = check_goals(results, sizes)
     report = {"machine": label, "address_space": asp.name, "repeats": repeats,
               "results": [r.as_dict() for r in results], "goals": goals}
