@@ -7,21 +7,42 @@ memory_access_size, memory_region_access_valid, access_with_adjusted_size,
 adjust_endianness.  Devices are modelled by `device(region, offset, size)`
 (the value a read callback returns) and every callback is appended to `log`
 as ("r", name, offset, size) or ("w", name, offset, value, size).
+
+IOMMU regions are given as `iommus`: region id -> (translate, target model).
+As in QEMU's address_space_translate, an access reaching one is translated
+(its length cut at the end of the mapping's page, not at the end of the IOMMU
+region, which is not RAM), and goes on in the target's model; a mapping
+without the permission makes it an unassigned access at the IOMMU's offset.
 """
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
 
 OK, DECODE_ERROR = 0, 2
+READ_PERM, WRITE_PERM = 1, 2
 
 
 class AccessModel:
     def __init__(self, ranges: list, memory: Dict[int, bytearray],
-                 device: Callable[[object, int, int], int]) -> None:
+                 device: Callable[[object, int, int], int],
+                 iommus: Optional[Dict[int, tuple]] = None,
+                 log: Optional[List[tuple]] = None) -> None:
         self.ranges = ranges
         self.memory = memory          # region id -> its bytes
         self.device = device
-        self.log: List[tuple] = []
+        self.iommus = iommus or {}
+        self.log: List[tuple] = log if log is not None else []
+
+    def _translate(self, region, offset: int, size: int, is_write: bool):
+        """(target model, address there, length) or None: no permission."""
+        translate, target = self.iommus[region.id]
+        need = WRITE_PERM if is_write else READ_PERM
+        entry = translate(offset, need)
+        if not entry.perm & need:
+            return None
+        mask = entry.addr_mask
+        taddr = (entry.translated_addr & ~mask) | (offset & mask)
+        return target, taddr, min(size, (taddr | mask) - taddr + 1)
 
     def _find(self, addr: int):
         for fr in self.ranges:
@@ -93,6 +114,16 @@ class AccessModel:
             region = fr.region if fr else None
             offset = fr.offset_in_region + a - fr.addr if fr else a
             kind = region.kind if region else None
+            if kind == "iommu":
+                found = self._translate(region, offset, left, is_write)
+                if found is not None:
+                    target, taddr, n = found
+                    got, r = target.rw(taddr, data[done:done + n] if is_write else None, n)
+                    out[done:done + n] = got
+                    result |= r
+                    done += n
+                    continue
+                region = None             # a refused mapping: unassigned
             if kind in ("ram", "rom"):
                 n = min(left, fr.addr + fr.size - a)
                 mem = self.memory[region.id]
@@ -121,31 +152,46 @@ class AccessModel:
 
     # ---------------------------------------------------------- loads, stores
 
+    def _where(self, addr: int, size: int, is_write: bool):
+        """QEMU's address_space_translate for a load or store of `size`
+        bytes: (model, flat range or None, offset, whether all `size` bytes
+        lie inside the range and its IOMMU pages)."""
+        model, whole = self, True
+        while True:
+            fr = model._find(addr)
+            if fr is None:
+                return model, None, addr, whole
+            offset = fr.offset_in_region + addr - fr.addr
+            if fr.region.kind != "iommu":
+                return model, fr, offset, whole and addr + size <= fr.addr + fr.size
+            found = model._translate(fr.region, offset, size, is_write)
+            if found is None:
+                return model, None, offset, whole
+            model, addr, n = found
+            whole = whole and n == size
+
     def load(self, addr: int, size: int, big: bool) -> Tuple[int, int]:
-        fr = self._find(addr)
         order = "big" if big else "little"
+        model, fr, offset, fits = self._where(addr, size, False)
         if fr is not None:
             region = fr.region
-            offset = fr.offset_in_region + addr - fr.addr
-            fits = addr + size <= fr.addr + fr.size
             if fits and (region.kind in ("ram", "rom") or
                          (region.kind == "rom_device" and fr.romd)):
-                mem = self.memory[region.id]
+                mem = model.memory[region.id]
                 return int.from_bytes(mem[offset:offset + size], order), OK
             got, r = self._dev_read(region if region.ops else None, offset, size)
         else:
-            got, r = self._dev_read(None, addr, size)
+            got, r = self._dev_read(None, offset, size)
         return int.from_bytes(got, order), r
 
     def store(self, addr: int, value: int, size: int, big: bool) -> int:
-        fr = self._find(addr)
         data = value.to_bytes(size, "big" if big else "little")
+        model, fr, offset, fits = self._where(addr, size, True)
         if fr is None:
-            return self._dev_write(None, addr, data)
+            return self._dev_write(None, offset, data)
         region = fr.region
-        offset = fr.offset_in_region + addr - fr.addr
-        if addr + size <= fr.addr + fr.size and region.kind == "ram" and not region.readonly:
+        if fits and region.kind == "ram" and not region.readonly:
             if not fr.readonly:
-                self.memory[region.id][offset:offset + size] = data
+                model.memory[region.id][offset:offset + size] = data
             return OK
         return self._dev_write(region if region.ops else None, offset, data)

@@ -1,8 +1,10 @@
 """The access path against tests/access_model.py, on random trees and accesses.
 
-Trees mix RAM, ROM, read-only aliases of RAM, ROM devices (romd on or off)
-and MMIO regions with random valid/impl sizes, unaligned and endianness,
-overlapping at random priorities, with gaps of unassigned space.  For every
+Trees mix RAM, ROM, read-only aliases of RAM, ROM devices (romd on or off),
+MMIO regions with random valid/impl sizes, unaligned and endianness, and
+IOMMUs (random page sizes, offsets and permissions) into a DMA space of RAM,
+a device and a gap, overlapping at random priorities, with gaps of
+unassigned space.  For every
 access the bytes or value, the MemTxResult, the callbacks the devices saw
 and the memory afterwards must equal the model's.
 """
@@ -11,7 +13,7 @@ import zlib
 import pytest
 from hypothesis import given, strategies as st
 
-from pymem import MemoryRegion, MemoryRegionOps, MemorySystem, MemTxError
+from pymem import (IOMMUTLBEntry, MemoryRegion, MemoryRegionOps, MemorySystem, MemTxError)
 from tests.access_model import AccessModel
 
 # The bound fixed-width builtins (plain memory and one-callback device
@@ -41,7 +43,7 @@ def ops_settings(draw):
 
 
 region_spec = st.tuples(
-    st.sampled_from(["ram", "rom", "alias", "io", "rom_device"]),
+    st.sampled_from(["ram", "rom", "alias", "io", "rom_device", "iommu"]),
     st.integers(0, SPAN - 1),             # where
     st.integers(1, 0x300),                # size
     st.integers(-1, 1),                   # priority
@@ -50,14 +52,51 @@ region_spec = st.tuples(
 )
 
 
+def logged_ops(name, log, **settings):
+    def read(offset, n):
+        log.append(("r", name, offset, n))
+        return device_value(name, offset, n)
+
+    def write(offset, value, n):
+        log.append(("w", name, offset, value, n))
+
+    return MemoryRegionOps(read, write, **settings)
+
+
+def dma_space(system, log):
+    """What the IOMMUs translate into: RAM, a gap, a device."""
+    root = MemoryRegion.container("dma-root", 1 << 20)
+    dram = MemoryRegion.ram("dram", 0x800)
+    dram.buffer[:] = bytes(range(256)) * 8
+    root.add_subregion(0, dram)
+    root.add_subregion(0x900, MemoryRegion.io("dmadev", 0x100, logged_ops(
+        "dmadev", log, valid_max=8, impl_max=2, endianness="big")))
+    return system.address_space(root, "dma")
+
+
+def iommu_translate(dma, seed):
+    """Pages of 0x100 or 0x1000 bytes, shifted into the DMA space, with a
+    permission drawn from the seed."""
+    mask = 0xff if seed[1] & 1 else 0xfff
+    shift, perm = seed[0] * 0x10, seed[2] % 4
+
+    def translate(addr, flag):
+        page = addr & ~mask
+        return IOMMUTLBEntry(dma, page, (page + shift) % 0x1000, mask, perm)
+    return translate
+
+
 def build(specs, log):
     system = MemorySystem(page_bits=10)
     root = MemoryRegion.container("root", 1 << 20)
     backing = MemoryRegion.ram("backing", 0x400)
+    dma = dma_space(system, log)
     for i, (kind, where, size, prio, settings, romd, seed) in enumerate(specs):
         name = f"{kind}{i}"
         fill = (seed * (size // 16 + 1))[:size]
-        if kind == "ram":
+        if kind == "iommu":
+            mr = MemoryRegion.iommu(name, size, iommu_translate(dma, seed), dma)
+        elif kind == "ram":
             mr = MemoryRegion.ram(name, size)
             mr.buffer[:] = fill
         elif kind == "rom":
@@ -67,14 +106,7 @@ def build(specs, log):
             mr = MemoryRegion.alias(name, backing, where % 0x100, size)
             mr.set_readonly(True)
         else:
-            def read(offset, n, name=name):
-                log.append(("r", name, offset, n))
-                return device_value(name, offset, n)
-
-            def write(offset, value, n, name=name):
-                log.append(("w", name, offset, value, n))
-
-            ops = MemoryRegionOps(read, write, **settings)
+            ops = logged_ops(name, log, **settings)
             if kind == "io":
                 mr = MemoryRegion.io(name, size, ops)
             else:
@@ -88,12 +120,20 @@ def build(specs, log):
 
 
 def model_of(asp):
+    dma = next(a for a in asp.system.address_spaces if a.name == "dma")
     memory = {}
-    for fr in asp.flatview.ranges:
+    for fr in asp.flatview.ranges + dma.flatview.ranges:
         if fr.region.kind in ("ram", "rom", "rom_device"):
             memory[fr.region.id] = bytearray(fr.region.buffer)
-    return AccessModel(asp.flatview.ranges, memory,
-                       lambda region, offset, size: device_value(region.name, offset, size))
+
+    def device(region, offset, size):
+        return device_value(region.name, offset, size)
+
+    log: list = []
+    target = AccessModel(dma.flatview.ranges, memory, device, log=log)
+    iommus = {fr.region.id: (fr.region.translate, target)
+              for fr in asp.flatview.ranges if fr.region.kind == "iommu"}
+    return AccessModel(asp.flatview.ranges, memory, device, iommus, log=log)
 
 
 access = st.tuples(
@@ -136,6 +176,7 @@ def test_accesses_match_the_model(specs, accesses):
                 else:
                     assert call() == expected
         assert log == model.log
-    for fr in asp.flatview.ranges:
+    dma = next(a for a in asp.system.address_spaces if a.name == "dma")
+    for fr in asp.flatview.ranges + dma.flatview.ranges:
         if fr.region.id in model.memory:
             assert bytes(fr.region.buffer) == bytes(model.memory[fr.region.id]), fr
