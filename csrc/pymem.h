@@ -174,6 +174,31 @@ pm_status pm_render_dispatch(const pm_region *root, uint32_t max_alias_visits,
                              unsigned page_bits, pm_stats *stats, pm_range **ranges,
                              size_t *n, size_t *failed, pm_dispatch **out);
 
+/*
+ * QEMU's address_space_update_topology_pass as data: walk an old and a new
+ * view's ranges in address order, as both passes do, and write one entry per
+ * step: a range only in the old view or changed (DEL, old_index), one in both
+ * and equal but for dirty logging (SAME, both indices), one only in the new
+ * view (ADD, new_index).  Equality is QEMU's flatrange_equal: region, start,
+ * last, offset and flags.  Without with_same, SAME entries are written only
+ * where the dirty-log masks differ.  *out is malloc'd (NULL when empty), to
+ * free with pm_diff_free.
+ */
+#define PM_DIFF_DEL 1
+#define PM_DIFF_SAME 2
+#define PM_DIFF_ADD 3
+
+typedef struct pm_diff {
+    uint64_t kind;
+    uint64_t old_index;
+    uint64_t new_index;
+} pm_diff;
+
+pm_status pm_ranges_diff(const pm_range *old_ranges, size_t n_old,
+                         const pm_range *new_ranges, size_t n_new, int with_same,
+                         pm_diff **out, size_t *n);
+void pm_diff_free(pm_diff *diff);
+
 /* ----------------------------------------------------------- address space */
 
 /*

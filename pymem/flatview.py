@@ -14,6 +14,7 @@ frees it only once no reader can still hold it (RCU).
 """
 from __future__ import annotations
 
+import gc
 import struct
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -107,9 +108,20 @@ def _flat_ranges(array: Any, regions: List[MemoryRegion]) -> List[FlatRange]:
     if not regions:
         return []
     data = ffi.buffer(array, len(regions) * _RANGE_SIZE)
-    return [FlatRange(start, last - start + 1, mr, offset, flags, mask)
-            for (start, last, offset, _, flags, _, _, mask, _), mr
-            in zip(struct.iter_unpack(_RANGE_FORMAT, data), regions)]
+    # A burst of acyclic objects: without the pause, the allocation count
+    # would start full collections that scan every object of the process.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return [FlatRange(start, last - start + 1, mr, offset, flags, mask)
+                for (start, last, offset, _, flags, _, _, mask, _), mr
+                in zip(struct.iter_unpack(_RANGE_FORMAT, data), regions)]
+    finally:
+        if collecting:
+            gc.enable()
+
+
+
 
 
 def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
@@ -173,6 +185,7 @@ class FlatView:
         self.root = root
         self._ranges: Optional[List[FlatRange]] = None
         self._regions: List[MemoryRegion]
+        self._array: Any   # the C ranges (pm_range *), None when there are none
         if root is None:
             self._array, self._regions = None, []
             self.dispatch: Optional[Dispatch] = Dispatch.build([], page_bits, stats=stats)
@@ -192,6 +205,14 @@ class FlatView:
         if ranges is None:
             ranges = self._ranges = _flat_ranges(self._array, self._regions)
         return ranges
+
+    def range_at(self, index: int) -> FlatRange:
+        """`ranges[index]`, without making the others."""
+        if self._ranges is not None:
+            return self._ranges[index]
+        start, last, offset, _, flags, _, _, mask, _ = struct.unpack_from(
+            _RANGE_FORMAT, ffi.buffer(self._array + index, _RANGE_SIZE))
+        return FlatRange(start, last - start + 1, self._regions[index], offset, flags, mask)
 
     def ref(self) -> bool:
         """Take a reference; False if the view is already being destroyed."""
@@ -235,3 +256,27 @@ class FlatView:
     def __repr__(self) -> str:
         name = self.root.name if self.root is not None else None
         return f"<FlatView root={name!r} ranges={len(self.ranges)} refs={self._refs}>"
+
+
+_DIFF_FORMAT = "@QQQ"   # kind old_index new_index
+DIFF_DEL, DIFF_SAME, DIFF_ADD = lib.PM_DIFF_DEL, lib.PM_DIFF_SAME, lib.PM_DIFF_ADD
+
+
+def diff_views(old: Optional[FlatView], new: FlatView,
+               with_same: bool) -> List[Tuple[int, int, int]]:
+    """How `old` (None: nothing) became `new`, as QEMU's topology passes walk
+    it: (DIFF_DEL, old index, 0), (DIFF_SAME, old index, new index) and
+    (DIFF_ADD, 0, new index) in address order; DIFF_SAME only where the
+    dirty-log mask changed, unless `with_same`."""
+    old_n = len(old._regions) if old is not None else 0
+    new_n = len(new._regions)
+    out = ffi.new("pm_diff **")
+    count = ffi.new("size_t *")
+    check(lib.pm_ranges_diff(old._array if old is not None and old_n else ffi.NULL, old_n,
+                             new._array if new_n else ffi.NULL, new_n, with_same,
+                             out, count), "comparing two views")
+    if not count[0]:
+        return []
+    entries = ffi.gc(out[0], lib.pm_diff_free)
+    size = struct.calcsize(_DIFF_FORMAT)
+    return list(struct.iter_unpack(_DIFF_FORMAT, ffi.buffer(entries, count[0] * size)))

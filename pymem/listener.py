@@ -73,50 +73,42 @@ def insert_by_priority(listeners: List[MemoryListener], listener: MemoryListener
 
 
 def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatView") -> None:
-    """Tell `asp`'s listeners how `old` became `new`: deletions, then the rest."""
-    old_ranges = old.ranges if old is not None else []
-    _pass(asp, old, old_ranges, new.ranges, adding=False)
-    _pass(asp, old, old_ranges, new.ranges, adding=True)
+    """Tell `asp`'s listeners how `old` became `new`: deletions, then the rest.
 
+    The walk over both views runs in C (FlatView.diff); unchanged ranges are
+    built into sections only when a listener has its own region_nop."""
+    from .flatview import DIFF_ADD, DIFF_DEL, DIFF_SAME, diff_views
 
-def _pass(asp: "AddressSpace", fv: Optional["FlatView"], old: List["FlatRange"],
-          new: List["FlatRange"], adding: bool) -> None:
     forward = asp.listeners
     backward = forward[::-1]
-    iold = inew = 0
-    while iold < len(old) or inew < len(new):
-        frold = old[iold] if iold < len(old) else None
-        frnew = new[inew] if inew < len(new) else None
-        if frold is not None and (frnew is None or frold.addr < frnew.addr
-                                  or (frold.addr == frnew.addr and not frold.same_as(frnew))):
-            # In the old view only, or at the same place with other attributes.
-            if not adding:
-                section = section_from_flat_range(frold, fv)
+    with_nops = any(type(listener).region_nop is not MemoryListener.region_nop
+                    for listener in forward)
+    steps = diff_views(old, new, with_nops)
+    # During the passes QEMU's sections still name the old view (the space's
+    # current map until it is published).  DEL and SAME steps need an old view.
+    for kind, i, _ in steps:
+        if kind == DIFF_DEL:
+            assert old is not None
+            section = section_from_flat_range(old.range_at(i), old)
+            for listener in backward:
+                listener.region_del(section)
+    for kind, i, j in steps:
+        if kind == DIFF_SAME:
+            assert old is not None
+            frold, frnew = old.range_at(i), new.range_at(j)
+            section = section_from_flat_range(frnew, old)
+            for listener in forward:
+                listener.region_nop(section)
+            if frnew.dirty_log & ~frold.dirty_log:
+                for listener in forward:
+                    listener.log_start(section, frold.dirty_log, frnew.dirty_log)
+            if frold.dirty_log & ~frnew.dirty_log:
                 for listener in backward:
-                    listener.region_del(section)
-            iold += 1
-        elif frold is not None and frnew is not None and frold.same_as(frnew):
-            if adding:
-                section = section_from_flat_range(frnew, fv)
-                for listener in forward:
-                    listener.region_nop(section)
-                if frnew.dirty_log & ~frold.dirty_log:
-                    for listener in forward:
-                        listener.log_start(section, frold.dirty_log, frnew.dirty_log)
-                if frold.dirty_log & ~frnew.dirty_log:
-                    for listener in backward:
-                        listener.log_stop(section, frold.dirty_log, frnew.dirty_log)
-            iold += 1
-            inew += 1
-        else:
-            # In the new view only.  frnew is None only once the new ranges
-            # are used up, and then the first branch takes the old ones left.
-            assert frnew is not None
-            if adding:
-                section = section_from_flat_range(frnew, fv)
-                for listener in forward:
-                    listener.region_add(section)
-            inew += 1
+                    listener.log_stop(section, frold.dirty_log, frnew.dirty_log)
+        elif kind == DIFF_ADD:
+            section = section_from_flat_range(new.range_at(j), old)
+            for listener in forward:
+                listener.region_add(section)
 
 
 def listener_add_address_space(listener: MemoryListener, fv: "FlatView") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List
 
 import pytest
+from hypothesis import given, strategies as st
 
 from pymem import (MemoryListener, MemoryRegion, MemoryRegionOps, MemoryRegionSection,
                    MemorySystem, TopologyError)
@@ -165,3 +166,101 @@ def test_adding_a_disabled_region_commits_nothing(setup):
     view = asp.flatview
     root.add_subregion(0x100000, hidden)
     assert log == [] and asp.flatview is view
+
+
+# ------------------------------------------------------------------ property
+
+def reference_passes(old, new, with_nops):
+    """QEMU's address_space_update_topology_pass, twice, over Python FlatRange
+    lists: what the listeners must hear, as (call, region, address, size, ...)."""
+    calls = []
+    for adding in (False, True):
+        i = j = 0
+        while i < len(old) or j < len(new):
+            o = old[i] if i < len(old) else None
+            n = new[j] if j < len(new) else None
+            if o is not None and (n is None or o.addr < n.addr
+                                  or (o.addr == n.addr and not o.same_as(n))):
+                if not adding:
+                    calls.append(("del", o.region.name, o.addr, o.size, o.readonly))
+                i += 1
+            elif o is not None and n is not None and o.same_as(n):
+                if adding:
+                    if with_nops:
+                        calls.append(("nop", n.region.name, n.addr, n.size, n.readonly))
+                    if n.dirty_log & ~o.dirty_log:
+                        calls.append(("log_start", n.region.name, o.dirty_log, n.dirty_log))
+                    if o.dirty_log & ~n.dirty_log:
+                        calls.append(("log_stop", n.region.name, o.dirty_log, n.dirty_log))
+                i += 1
+                j += 1
+            else:
+                if adding:
+                    calls.append(("add", n.region.name, n.addr, n.size, n.readonly))
+                j += 1
+    return calls
+
+
+class Calls(MemoryListener):
+    def __init__(self, with_nops):
+        self.calls = []
+        if with_nops:
+            self.region_nop = self._nop    # type: ignore[method-assign]
+
+    def _nop(self, s):
+        self.calls.append(("nop", s.mr.name, s.offset_within_address_space, s.size, s.readonly))
+
+    def region_add(self, s):
+        self.calls.append(("add", s.mr.name, s.offset_within_address_space, s.size, s.readonly))
+
+    def region_del(self, s):
+        self.calls.append(("del", s.mr.name, s.offset_within_address_space, s.size, s.readonly))
+
+    def log_start(self, s, old, new):
+        self.calls.append(("log_start", s.mr.name, old, new))
+
+    def log_stop(self, s, old, new):
+        self.calls.append(("log_stop", s.mr.name, old, new))
+
+
+class NopCalls(Calls):
+    def region_nop(self, s):
+        self._nop(s)
+
+
+edits = st.lists(st.tuples(st.sampled_from(["move", "toggle", "log", "readonly", "resize"]),
+                           st.integers(0, 5), st.integers(0, 15)), min_size=1, max_size=12)
+
+
+@given(edits, st.booleans())
+def test_listeners_hear_what_qemus_topology_passes_say(steps, with_nops):
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 20)
+    ram = MemoryRegion.ram("ram", 0x10000)
+    regions = [MemoryRegion.ram(f"r{k}", 0x2000) for k in range(3)]
+    regions += [MemoryRegion.io(f"d{k}", 0x800, OPS) for k in range(2)]
+    regions.append(MemoryRegion.alias("win", ram, 0x1000, 0x3000))
+    for k, mr in enumerate(regions):
+        root.add_subregion(k * 0x1800, mr, k % 3 - 1)
+    asp = system.address_space(root, "memory")
+    listener = NopCalls(True) if with_nops else Calls(False)
+    asp.register_listener(listener)
+    for what, k, x in steps:
+        mr = regions[k]
+        old_view = asp.flatview
+        old = old_view.ranges
+        listener.calls.clear()
+        if what == "move":
+            mr.set_address(x * 0x800)
+        elif what == "toggle":
+            mr.set_enabled(not mr.enabled)
+        elif what == "log":
+            mr.set_log(bool(x & 1), 1 << (x % 3))
+        elif what == "readonly":
+            mr.set_readonly(not mr.readonly)
+        else:
+            mr.set_size(min(0x800 * (x + 1), 0x2000 if mr.kind == "ram" else 0x800))
+        if asp.flatview is old_view:      # an edit that changed nothing commits nothing
+            assert listener.calls == []
+        else:
+            assert listener.calls == reference_passes(old, asp.flatview.ranges, with_nops)
