@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pymem import MemorySystem
+from pymem import MemoryListener, MemorySystem
 from pymem.bench import synthetic_system
 from pymem.qemu import load_mtree
 
@@ -50,3 +50,24 @@ def test_commit_synthetic(benchmark, n):
     else:
         benchmark(commit, system)
     assert system.address_spaces[0].flatview.ranges
+
+
+class _Mapper(MemoryListener):
+    """A listener that keeps a map of what is added, as an accelerator would."""
+
+    def __init__(self) -> None:
+        self.mapped: dict = {}
+
+    def region_add(self, section) -> None:
+        self.mapped[section.offset_within_address_space] = section.size
+
+    def region_del(self, section) -> None:
+        self.mapped.pop(section.offset_within_address_space, None)
+
+
+@pytest.mark.parametrize("n", [10_000, 100_000])
+def test_commit_with_a_listener(benchmark, n):
+    system = synthetic_system(n)
+    system.address_spaces[0].register_listener(_Mapper())
+    benchmark.group = "commit with a listener"
+    benchmark.pedantic(commit, args=(system,), rounds=5, iterations=1, warmup_rounds=3)
