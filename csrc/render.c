@@ -358,8 +358,10 @@ static pm_status sweep(const piece *pieces, size_t n, pm_range **out, size_t *no
         const pm_region *mr = p->mr;
         uint64_t offset = p->offset + (b - p->start);
         pm_range *prev = nranges ? &ranges[nranges - 1] : NULL;
+        /* Offsets continue in the region, in 65 bits: a range ending at the
+         * region's 2^64th byte is not continued by its offset 0. */
         if (prev && last_mr == mr && prev->last + 1 == b
-            && prev->offset + (prev->last - prev->start) + 1 == offset
+            && (pm_i128)prev->offset + (prev->last - prev->start) + 1 == offset
             && prev->flags == p->flags && prev->dirty_mask == mr->dirty_log) {
             prev->last = seg_last;
             continue;

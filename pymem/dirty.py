@@ -42,9 +42,12 @@ def log_of(region: Any) -> DirtyLog:
     page_bits = page_bits_of(region)
     log = _logs.get(region)
     if log is None or log.page_bits != page_bits:
-        log = _logs[region] = DirtyLog(len(region.buffer), page_bits)
-        # From the next render on, C's writes mark this log.
-        lib.pm_region_set_dirty_bytes(region._node, log.cdata)
+        from .region import TREE_LOCK
+
+        with TREE_LOCK:
+            log = _logs[region] = DirtyLog(len(region.buffer), page_bits)
+            # From the next render on, C's writes mark this log.
+            lib.pm_region_set_dirty_bytes(region._node, log.cdata)
     return log
 
 

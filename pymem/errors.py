@@ -53,7 +53,8 @@ _STATUS_TEXT = {
 }
 
 
-def _raise(status: int, context: str) -> NoReturn:
+def fail(status: int, context: str) -> NoReturn:
+    """Raise the exception for a non-zero C status."""
     exc_type, text = _STATUS_TEXT.get(status, (RuntimeError, f"C status {status}"))
     raise exc_type(f"{context}: {text}" if context else text)
 
@@ -61,4 +62,4 @@ def _raise(status: int, context: str) -> NoReturn:
 def check(status: int, context: str = "") -> None:
     """Raise the exception for a non-zero C status; `context` says what was done."""
     if status:
-        _raise(status, context)
+        fail(status, context)

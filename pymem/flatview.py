@@ -14,6 +14,7 @@ frees it only once no reader can still hold it (RCU).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import struct
 from typing import Any, Callable, List, Optional, Tuple
@@ -22,9 +23,9 @@ from . import _fastpath
 from ._native import ffi, lib
 from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Dispatch,
                        c_address, check_build)
-from .errors import TopologyError, check
-from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, MemoryRegion, loop_text,
-                     runaway_loop)
+from .errors import TopologyError, check, fail
+from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, TREE_LOCK, MemoryRegion,
+                     loop_text, runaway_loop)
 
 
 class FlatRange:
@@ -79,13 +80,26 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
     count = ffi.new("size_t *")
     built = ffi.new("pm_dispatch **")
     failed = ffi.new("size_t *")
-    if page_bits is None:
-        status = lib.pm_render(root._node, MAX_ALIAS_VISITS, out_ranges, count)
-    else:
-        status = lib.pm_render_dispatch(root._node, MAX_ALIAS_VISITS, page_bits,
-                                        stats if stats is not None else ffi.NULL,
-                                        out_ranges, count, failed, built)
-    array = ffi.gc(out_ranges[0], lib.pm_ranges_free) if out_ranges[0] != ffi.NULL else None
+    with TREE_LOCK:
+        if page_bits is None:
+            status = lib.pm_render(root._node, MAX_ALIAS_VISITS, out_ranges, count)
+        else:
+            status = lib.pm_render_dispatch(root._node, MAX_ALIAS_VISITS, page_bits,
+                                            stats if stats is not None else ffi.NULL,
+                                            out_ranges, count, failed, built)
+        array = ffi.gc(out_ranges[0], lib.pm_ranges_free) if out_ranges[0] != ffi.NULL else None
+        if status == lib.PM_OK:
+            # Taken before the lock goes, while the tree holds every region:
+            # from here on the list keeps them (and the memory the dispatch
+            # points into) alive.
+            try:
+                regions = (_fastpath.range_users(c_address(array), count[0])
+                           if array is not None else [])
+            except BaseException:
+                if page_bits is not None:
+                    lib.pm_dispatch_free(built[0])
+                raise
+            return array, regions, built[0] if page_bits is not None else None
     if status == lib.PM_ERR_LOOP:
         # Only a tree changed behind the edits' backs gets here: name the loop.
         loop = runaway_loop(root, 0, 0, ADDRESS_SPACE_SIZE)
@@ -93,14 +107,10 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
         raise TopologyError(f"rendering {root.name!r}: {named} never leaves its window "
                             f"(an alias entered more than {MAX_ALIAS_VISITS} times on one "
                             f"path)")
-    if status and array is not None:
+    if array is not None and failed[0] < count[0]:
         bad = array[failed[0]]
         check_build(status, failed[0], bad.start, bad.last - bad.start + 1)
-    check(status, f"rendering {root.name!r}")
-    # Taken at once, while the tree holds every region: from here on the
-    # list keeps them (and the memory the dispatch points into) alive.
-    regions = _fastpath.range_users(c_address(array), count[0]) if array is not None else []
-    return array, regions, built[0] if page_bits is not None else None
+    fail(status, f"rendering {root.name!r}")
 
 
 def _flat_ranges(array: Any, regions: List[MemoryRegion]) -> List[FlatRange]:
@@ -128,7 +138,10 @@ def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
     """The merged flat ranges of the tree under `root` (its own address counts)."""
     if root is None:
         return []
-    array, regions, _ = _render(root)
+    system = root.system
+    # Within a system, as a commit does: no edit is half made.
+    with system._lock if system is not None else contextlib.nullcontext():
+        array, regions, _ = _render(root)
     return _flat_ranges(array, regions)
 
 

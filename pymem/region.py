@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import mmap
+import threading
 import weakref
 from contextlib import contextmanager
 from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Literal, Optional,
@@ -69,6 +70,13 @@ Python's recursion limit."""
 DIRTY_MEMORY_VGA = 1
 DIRTY_MEMORY_CODE = 2
 DIRTY_MEMORY_MIGRATION = 4
+
+TREE_LOCK = threading.RLock()
+"""Held for every change to a region's C node and for every render.  C
+rendering runs without the GIL (cffi releases it), so without this lock a
+tree edited in another thread, above all one outside any MemorySystem, could
+be changed or freed under the walk.  Taken after a system's own lock, never
+before it."""
 
 _ids = itertools.count(1)
 _by_id: "weakref.WeakValueDictionary[int, MemoryRegion]" = weakref.WeakValueDictionary()
@@ -198,9 +206,12 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
         return self.slot.__get__(obj, owner)
 
     def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
-        self.slot.__set__(obj, value)
-        if self.push is not None:
-            self.push(obj, value)
+        # One step for renderers: the old target may die as soon as the slot
+        # lets it go, and C must no longer point at it by then.
+        with TREE_LOCK:
+            self.slot.__set__(obj, value)
+            if self.push is not None:
+                self.push(obj, value)
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
@@ -248,8 +259,9 @@ class _Mirrored(Generic[_FieldType]):
         return self.slot.__get__(obj, owner)  # type: ignore[no-any-return]
 
     def __set__(self, obj: "MemoryRegion", value: _FieldType) -> None:
-        self.slot.__set__(obj, value)
-        self.push(obj, value)
+        with TREE_LOCK:
+            self.slot.__set__(obj, value)
+            self.push(obj, value)
 
 
 def _push_flag(flag: int) -> Callable[["MemoryRegion", Any], None]:
@@ -560,16 +572,19 @@ class MemoryRegion:
             index = len(subs)
         else:
             index = bisect.bisect_right(subs, region.priority, key=lambda r: r.priority)
-        check(lib.pm_region_insert_sub(self._node, index, region._node),
-              f"adding {region.name!r} to {self.name!r}")
-        subs.insert(index, region)
+        with TREE_LOCK:
+            check(lib.pm_region_insert_sub(self._node, index, region._node),
+                  f"adding {region.name!r} to {self.name!r}")
+            subs.insert(index, region)
         region.container = self
 
     def _unlink(self, region: "MemoryRegion") -> None:
-        index = self._subs.index(region)
-        check(lib.pm_region_remove_sub(self._node, index),
-              f"removing {region.name!r} from {self.name!r}")
-        del self._subs[index]
+        # C lets go of the node before the list lets go of the region.
+        with TREE_LOCK:
+            index = self._subs.index(region)
+            check(lib.pm_region_remove_sub(self._node, index),
+                  f"removing {region.name!r} from {self.name!r}")
+            del self._subs[index]
         region.container = None
 
     def del_subregion(self, region: "MemoryRegion") -> None:

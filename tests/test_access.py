@@ -427,3 +427,17 @@ def test_out_of_range_addresses_are_the_same_value_error_on_every_path():
                  lambda: asp.read(0, True)):
         with pytest.raises(ValueError):
             call()
+
+
+def test_a_builtin_access_running_past_2_64_is_refused_before_any_device_sees_it():
+    dev = Device()
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 64)
+    root.add_subregion((1 << 64) - 0x1000, MemoryRegion.io(
+        "top", 0x1000, dev.ops(unaligned=True, valid_max=8, impl_max=8)))
+    asp = system.address_space(root, "memory")
+    for access in (lambda: asp.ldl_le((1 << 64) - 2), lambda: asp.stl_le((1 << 64) - 2, 1),
+                   lambda: asp.ldq_le((1 << 64) - 4)):
+        with pytest.raises(ValueError, match="2\\^64|64-bit"):
+            access()
+    assert dev.log == []

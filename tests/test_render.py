@@ -354,3 +354,42 @@ def test_a_second_root_inside_the_same_tree_resolves_like_the_model(data):
     assert_dispatch_matches_model(system, [])
     edit(data.draw, pool)
     assert_dispatch_matches_model(system, [])
+
+
+def test_pieces_whose_offsets_wrap_past_2_64_do_not_merge():
+    # Byte 2^64 - 1 of a whole-space device, then its byte 0: neighbours in
+    # the address space but not in the region (QEMU compares in 128 bits).
+    dev = MemoryRegion.io("dev", 1 << 64, OPS)
+    root = MemoryRegion.container("root", 1 << 64)
+    root.add_subregion(0, MemoryRegion.alias("last", dev, (1 << 64) - 1, 1))
+    root.add_subregion(1, MemoryRegion.alias("first", dev, 0, 1))
+    assert spans(root) == [(0, 1, "dev", (1 << 64) - 1, False), (1, 1, "dev", 0, False)]
+
+
+def test_rendering_while_another_thread_edits_and_drops_regions_is_safe():
+    # C renders without the GIL; edits in other threads wait for it (the
+    # tree lock), so a region dropped meanwhile is never walked once freed.
+    import threading
+
+    root = MemoryRegion.container("root", 1 << 64)
+    for i in range(20_000):
+        root.add_subregion(i * 0x1000, MemoryRegion.io(f"d{i}", 0x1000, OPS))
+    stop = threading.Event()
+
+    def churn():
+        k = 0
+        while not stop.is_set():
+            extra = MemoryRegion.ram(f"hot{k}", 0x1000)
+            root.add_subregion(1 << 40, extra, priority=-1)
+            extra.set_address((1 << 40) + 0x1000)
+            root.del_subregion(extra)
+            k += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        counts = {len(render(root)) for _ in range(30)}
+    finally:
+        stop.set()
+        thread.join()
+    assert counts <= {20_000, 20_001}

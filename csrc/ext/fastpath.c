@@ -150,6 +150,9 @@ static int as_address(PyObject *arg, uint64_t *addr)
 static PyObject *direct_device(Bound *self, uint64_t addr, uint32_t refused_flags,
                                uint64_t *offset)
 {
+    if (addr + (self->width - 1) < addr) {
+        return NULL;   /* runs past 2^64: the slow path refuses it */
+    }
     PyObject *recorder = PyObject_GetAttr(self->keepalive, str_recorder);
     if (!recorder) {
         PyErr_Clear();
