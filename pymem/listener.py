@@ -81,8 +81,10 @@ def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatVi
 
     forward = asp.listeners
     backward = forward[::-1]
-    with_nops = any(type(listener).region_nop is not MemoryListener.region_nop
-                    for listener in forward)
+    # Unchanged ranges matter only to a listener with its own region_nop
+    # (overridden, or set on the instance as QEMU code fills callback slots).
+    with_nops = any(getattr(listener.region_nop, "__func__", None)
+                    is not MemoryListener.region_nop for listener in forward)
     steps = diff_views(old, new, with_nops)
     # During the passes QEMU's sections still name the old view (the space's
     # current map until it is published).  DEL and SAME steps need an old view.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import mmap
+import os
 import threading
 import weakref
 from contextlib import contextmanager
@@ -77,6 +78,10 @@ rendering runs without the GIL (cffi releases it), so without this lock a
 tree edited in another thread, above all one outside any MemorySystem, could
 be changed or freed under the walk.  Taken after a system's own lock, never
 before it."""
+# A fork while another thread renders would leave the child's lock held for
+# ever: fork only between renders.
+os.register_at_fork(before=TREE_LOCK.acquire, after_in_parent=TREE_LOCK.release,
+                    after_in_child=TREE_LOCK.release)
 
 _ids = itertools.count(1)
 _by_id: "weakref.WeakValueDictionary[int, MemoryRegion]" = weakref.WeakValueDictionary()

@@ -232,8 +232,8 @@ edits = st.lists(st.tuples(st.sampled_from(["move", "toggle", "log", "readonly",
                            st.integers(0, 5), st.integers(0, 15)), min_size=1, max_size=12)
 
 
-@given(edits, st.booleans())
-def test_listeners_hear_what_qemus_topology_passes_say(steps, with_nops):
+@given(edits, st.sampled_from(["none", "overridden", "on the instance"]))
+def test_listeners_hear_what_qemus_topology_passes_say(steps, nops):
     system = MemorySystem()
     root = MemoryRegion.container("root", 1 << 20)
     ram = MemoryRegion.ram("ram", 0x10000)
@@ -243,7 +243,8 @@ def test_listeners_hear_what_qemus_topology_passes_say(steps, with_nops):
     for k, mr in enumerate(regions):
         root.add_subregion(k * 0x1800, mr, k % 3 - 1)
     asp = system.address_space(root, "memory")
-    listener = NopCalls(True) if with_nops else Calls(False)
+    with_nops = nops != "none"
+    listener = NopCalls(False) if nops == "overridden" else Calls(with_nops)
     asp.register_listener(listener)
     for what, k, x in steps:
         mr = regions[k]

@@ -2,7 +2,10 @@
 dispatch built from it checked against a model that walks the tree."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 from typing import List, Optional
 
 import pytest
@@ -369,8 +372,6 @@ def test_pieces_whose_offsets_wrap_past_2_64_do_not_merge():
 def test_rendering_while_another_thread_edits_and_drops_regions_is_safe():
     # C renders without the GIL; edits in other threads wait for it (the
     # tree lock), so a region dropped meanwhile is never walked once freed.
-    import threading
-
     root = MemoryRegion.container("root", 1 << 64)
     for i in range(20_000):
         root.add_subregion(i * 0x1000, MemoryRegion.io(f"d{i}", 0x1000, OPS))
@@ -393,3 +394,39 @@ def test_rendering_while_another_thread_edits_and_drops_regions_is_safe():
         stop.set()
         thread.join()
     assert counts <= {20_000, 20_001}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_while_another_thread_renders_leaves_the_child_able_to_render():
+    root = MemoryRegion.container("root", 1 << 64)
+    for i in range(20_000):
+        root.add_subregion(i * 0x1000, MemoryRegion.io(f"d{i}", 0x1000, OPS))
+    stop = threading.Event()
+
+    def keep_rendering():
+        while not stop.is_set():
+            render(root)
+
+    thread = threading.Thread(target=keep_rendering)
+    thread.start()
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:     # the child: build and render, then leave at once
+                mr = MemoryRegion.container("child", 1 << 20)
+                mr.add_subregion(0, MemoryRegion.ram("ram", 0x1000))
+                os._exit(0 if len(render(mr)) == 1 else 1)
+            deadline = time.monotonic() + 20
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    raise AssertionError("the forked child hung")
+                time.sleep(0.01)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        stop.set()
+        thread.join()
