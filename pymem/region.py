@@ -29,6 +29,7 @@ import bisect
 import itertools
 import mmap
 import os
+import sys
 import threading
 import weakref
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ PRIORITY_MAX = (1 << 31) - 1
 RAM = "ram"
 ROM = "rom"
 ROM_DEVICE = "rom_device"
+RAM_DEVICE = "ram_device"
 IO = "io"
 ALIAS = "alias"
 CONTAINER = "container"
@@ -283,6 +285,7 @@ _KIND_FLAGS = {
     RAM: lib.PM_REGION_TERMINATES | lib.PM_REGION_MEMORY,
     ROM: lib.PM_REGION_TERMINATES | lib.PM_REGION_MEMORY,
     ROM_DEVICE: lib.PM_REGION_TERMINATES | lib.PM_REGION_ROM_DEVICE,
+    RAM_DEVICE: lib.PM_REGION_TERMINATES,
     IO: lib.PM_REGION_TERMINATES,
     IOMMU: lib.PM_REGION_TERMINATES | lib.PM_REGION_IOMMU,
     ALIAS: 0,
@@ -403,6 +406,29 @@ class MemoryRegion:
         return mr
 
     @classmethod
+    def ram_device(cls, name: str, size: int, buffer: Any = None) -> "MemoryRegion":
+        """Device memory (QEMU's ram_device, `ramd` in `info mtree`: a VFIO BAR,
+        say): `size` bytes of `buffer` or our own zeroes, accessed as a device
+        is, one access of up to 8 bytes at a time in host byte order, never
+        mapped directly (`map` bounces) nor dirty-logged."""
+        mr = cls(name, size, RAM_DEVICE)
+        memory = (_wrap_buffer(name, buffer, size) if buffer is not None
+                  else _allocate("ram_device", name, size))
+        mr._set_buffer(memory)
+        order = sys.byteorder
+
+        # The callbacks hold the memory, not the region: no cycle.
+        def read(offset: int, size: int) -> int:
+            return int.from_bytes(memory[offset:offset + size], order)
+
+        def write(offset: int, value: int, size: int) -> None:
+            memory[offset:offset + size] = value.to_bytes(size, order)
+
+        mr.ops = MemoryRegionOps(read, write, order, valid_min=1, valid_max=8, impl_min=1,
+                                 impl_max=8, unaligned=True)
+        return mr
+
+    @classmethod
     def io(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
         """MMIO: every access goes to `ops`."""
         mr = cls(name, size, IO)
@@ -459,8 +485,8 @@ class MemoryRegion:
 
     @property
     def buffer(self) -> memoryview:
-        """The contents of a RAM, ROM or ROM-device region, writable."""
-        if self.kind not in (RAM, ROM, ROM_DEVICE):
+        """The contents of a RAM, ROM, ROM-device or RAM-device region, writable."""
+        if self.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
             raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
         return self._buffer
 
@@ -469,6 +495,8 @@ class MemoryRegion:
         mr = self
         while mr.alias is not None:
             mr = mr.alias
+        if mr.kind == RAM_DEVICE:
+            return "ramd"
         if mr.kind == ROM_DEVICE and mr.romd:
             return "romd"
         if mr.ram_backed:

@@ -441,3 +441,29 @@ def test_a_builtin_access_running_past_2_64_is_refused_before_any_device_sees_it
         with pytest.raises(ValueError, match="2\\^64|64-bit"):
             access()
     assert dev.log == []
+
+
+# ----------------------------------------------------------------- ram_device
+
+def test_ram_device_memory_is_reached_one_device_access_at_a_time():
+    bar = MemoryRegion.ram_device("vfio-bar0", 0x1000)
+    _, _, asp = machine((0x10000, bar))
+    asp.stl_le(0x10004, 0x11223344)
+    asp.write(0x10010, bytes(range(20)))          # split into 8, 8 and 4 byte accesses
+    assert bytes(bar.buffer[4:8]) == bytes.fromhex("44332211")
+    assert asp.read(0x10010, 20) == bytes(range(20))
+    assert asp.ldq_le(0x10010) == int.from_bytes(bytes(range(8)), "little")
+    assert asp.ldl_le(0x10011) == int.from_bytes(bytes(range(1, 5)), "little")  # unaligned
+
+
+def test_ram_device_is_mapped_through_a_bounce_buffer_and_never_dirty_logged():
+    bar = MemoryRegion.ram_device("vfio-bar0", 0x1000)
+    _, _, asp = machine((0x10000, bar))
+    view = asp.map(0x10000, 4, True)
+    view[:] = b"abcd"
+    assert bytes(bar.buffer[:4]) == bytes(4)          # not direct: QEMU bounces too
+    asp.unmap(view)
+    assert bytes(bar.buffer[:4]) == b"abcd"
+    with pytest.raises(TypeError, match="no dirty log"):
+        bar.get_dirty(0, 4, DIRTY_MEMORY_VGA)
+    assert bar.type_name() == "ramd"

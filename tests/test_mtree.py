@@ -178,3 +178,19 @@ def test_an_imported_iommu_answers_accesses_as_unassigned_until_given_a_translat
     asp = next(a for a in system.address_spaces if a.name == "smmuv3-iommu-memory-region-0-0")
     buf = bytearray(4)
     assert asp.rw(0x1000, buf, False) == MemTxResult.DECODE_ERROR and buf == bytes(4)
+
+
+def test_ram_device_regions_print_and_load_as_ramd():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 64)
+    root.add_subregion(0xfe000000, MemoryRegion.ram_device("0000:01:00.0 BAR 0 mmaps[0]",
+                                                           0x100000))
+    system.address_space(root, "memory")
+    text = format_mtree(system)
+    assert "    00000000fe000000-00000000fe0fffff (prio 0, ramd): 0000:01:00.0 BAR 0 mmaps[0]\n" \
+        in text
+    again = load_mtree(text)
+    memory = again.address_spaces[0]
+    assert memory.flatview.lookup(0xfe000000).region.kind == "ram_device"
+    assert format_mtree(again) == text
+    assert format_mtree(again, flat=True) == format_mtree(system, flat=True)

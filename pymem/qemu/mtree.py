@@ -467,8 +467,10 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
             mr = MemoryRegion.alias(node.name, region_of(target), node.alias_offset, node.size)
             if id(node) in readonly:
                 mr.readonly = True
-        elif node.type in ("ram", "ramd"):
+        elif node.type == "ram":
             mr = MemoryRegion.ram(node.name, node.size)
+        elif node.type == "ramd":
+            mr = MemoryRegion.ram_device(node.name, node.size)
         elif node.type == "rom":
             mr = MemoryRegion.rom(node.name, node.size)
         elif node.type == "romd":
