@@ -25,3 +25,17 @@ def test_the_header_is_the_whole_api_and_parses_for_cffi():
     from cffi import FFI
 
     FFI().cdef(_cdef_text(HEADER.read_text()))
+
+
+def test_a_source_distribution_carries_everything_the_build_needs(tmp_path):
+    import sys
+    import tarfile
+
+    root = CSRC.parent
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+                   cwd=root, capture_output=True, check=True)
+    archive = next(tmp_path.glob("*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    needed = {str(p.relative_to(root)) for p in CSRC.rglob("*") if p.suffix in (".c", ".h")}
+    assert needed <= names, sorted(needed - names)
