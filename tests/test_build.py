@@ -31,11 +31,16 @@ def test_a_source_distribution_carries_everything_the_build_needs(tmp_path):
     import sys
     import tarfile
 
-    root = CSRC.parent
+    # From a clean copy: setuptools would otherwise reuse the file list of
+    # an earlier build (pymem.egg-info) and hide a missing manifest entry.
+    root = tmp_path / "tree"
+    shutil.copytree(CSRC.parent, root, ignore=shutil.ignore_patterns(
+        "*.egg-info", "build", "dist", ".venv", ".git", "__pycache__", "*.so", ".hypothesis"))
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
                    cwd=root, capture_output=True, check=True)
     archive = next(tmp_path.glob("*.tar.gz"))
     with tarfile.open(archive) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    needed = {str(p.relative_to(root)) for p in CSRC.rglob("*") if p.suffix in (".c", ".h")}
+    needed = {str(p.relative_to(CSRC.parent)) for p in CSRC.rglob("*")
+              if p.suffix in (".c", ".h")}
     assert needed <= names, sorted(needed - names)
