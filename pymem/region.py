@@ -778,11 +778,18 @@ def _check_ops(name: str, ops: Any) -> MemoryRegionOps:
     return ops
 
 
+_MMAP_MIN = 256 << 10
+"""Memories from this size up are anonymous mappings, smaller ones bytearrays."""
+
+
 def _allocate(kind: str, name: str, size: int) -> memoryview:
     """Zeroed memory for a region, allocated when the region is made, so a size
     the machine cannot map fails here, naming the region, not at a commit."""
-    if size == 0:
-        return memoryview(bytearray())
+    if size < _MMAP_MIN:
+        # Small memories (ROMs, device buffers): one mapping each would be a
+        # system call per region and could exhaust the process's mappings
+        # (vm.max_map_count, 65,530 by default) on a machine of many regions.
+        return memoryview(bytearray(size))
     try:
         # Anonymous mmap: zero pages cost nothing until touched, so a
         # machine's gigabytes of RAM are free until the guest writes them.

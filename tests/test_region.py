@@ -337,3 +337,10 @@ def test_memory_too_large_to_map_is_refused_when_the_region_is_made():
         MemoryRegion.ram("huge", 1 << 63)
     with pytest.raises(TopologyError, match="rom 'bios': cannot allocate"):
         MemoryRegion.rom("bios", 1 << 63)
+
+
+def test_a_machine_may_have_more_small_memories_than_the_process_has_mappings():
+    # One anonymous mapping each would stop at vm.max_map_count (65,530).
+    rams = [MemoryRegion.ram(f"buf{i}", 0x10) for i in range(70_000)]
+    rams[-1].buffer[0] = 1
+    assert rams[-1].buffer[0] == 1 and rams[0].buffer[0] == 0
