@@ -2,6 +2,8 @@
 dispatch built from it checked against a model that walks the tree."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import sys
 import threading
@@ -369,47 +371,52 @@ def test_pieces_whose_offsets_wrap_past_2_64_do_not_merge():
     assert spans(root) == [(0, 1, "dev", (1 << 64) - 1, False), (1, 1, "dev", 0, False)]
 
 
-def test_rendering_while_another_thread_edits_and_drops_regions_is_safe():
-    # C renders without the GIL; edits in other threads wait for it (the
-    # tree lock), so a region dropped meanwhile is never walked once freed.
+def wide_bus(n: int) -> MemoryRegion:
     root = MemoryRegion.container("root", 1 << 64)
-    for i in range(20_000):
+    for i in range(n):
         root.add_subregion(i * 0x1000, MemoryRegion.io(f"d{i}", 0x1000, OPS))
+    return root
+
+
+@contextlib.contextmanager
+def repeated_in_another_thread(step):
+    """Run `step` over and over in a thread for as long as the block runs."""
     stop = threading.Event()
 
-    def churn():
-        k = 0
+    def loop():
         while not stop.is_set():
-            extra = MemoryRegion.ram(f"hot{k}", 0x1000)
-            root.add_subregion(1 << 40, extra, priority=-1)
-            extra.set_address((1 << 40) + 0x1000)
-            root.del_subregion(extra)
-            k += 1
+            step()
 
-    thread = threading.Thread(target=churn)
+    thread = threading.Thread(target=loop)
     thread.start()
     try:
-        counts = {len(render(root)) for _ in range(30)}
+        yield
     finally:
         stop.set()
         thread.join()
+
+
+def test_rendering_while_another_thread_edits_and_drops_regions_is_safe():
+    # C renders without the GIL; edits in other threads wait for it (the
+    # tree lock), so a region dropped meanwhile is never walked once freed.
+    root = wide_bus(20_000)
+    names = itertools.count()
+
+    def churn():
+        extra = MemoryRegion.ram(f"hot{next(names)}", 0x1000)
+        root.add_subregion(1 << 40, extra, priority=-1)
+        extra.set_address((1 << 40) + 0x1000)
+        root.del_subregion(extra)
+
+    with repeated_in_another_thread(churn):
+        counts = {len(render(root)) for _ in range(30)}
     assert counts <= {20_000, 20_001}
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_fork_while_another_thread_renders_leaves_the_child_able_to_render():
-    root = MemoryRegion.container("root", 1 << 64)
-    for i in range(20_000):
-        root.add_subregion(i * 0x1000, MemoryRegion.io(f"d{i}", 0x1000, OPS))
-    stop = threading.Event()
-
-    def keep_rendering():
-        while not stop.is_set():
-            render(root)
-
-    thread = threading.Thread(target=keep_rendering)
-    thread.start()
-    try:
+    root = wide_bus(20_000)
+    with repeated_in_another_thread(lambda: render(root)):
         for _ in range(5):
             pid = os.fork()
             if pid == 0:     # the child: build and render, then leave at once
@@ -427,6 +434,3 @@ def test_a_fork_while_another_thread_renders_leaves_the_child_able_to_render():
                     raise AssertionError("the forked child hung")
                 time.sleep(0.01)
             assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    finally:
-        stop.set()
-        thread.join()
