@@ -213,12 +213,14 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
         return self.slot.__get__(obj, owner)
 
     def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
+        if self.push is None:
+            self.slot.__set__(obj, value)
+            return
         # One step for renderers: the old target may die as soon as the slot
         # lets it go, and C must no longer point at it by then.
         with TREE_LOCK:
             self.slot.__set__(obj, value)
-            if self.push is not None:
-                self.push(obj, value)
+            self.push(obj, value)
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
