@@ -711,48 +711,34 @@ class MemoryRegion:
             finally:
                 setattr(self, field, saved)
 
-    def set_readonly(self, readonly: bool) -> None:
-        """Make writes through this region (and, for an alias or container, below it) drop."""
-        readonly = bool(readonly)
-        if readonly == self.readonly:
+    def _switch(self, field: str, value: Any) -> None:
+        """Set a field rendering reads (an attribute, not the topology): a
+        commit if it changed, re-rendering only when the region is shown."""
+        if value == getattr(self, field):
             return
         with self._edit():
-            self.readonly = readonly
+            setattr(self, field, value)
             if self.enabled:
                 self._update_pending()
 
+    def set_readonly(self, readonly: bool) -> None:
+        """Make writes through this region (and, for an alias or container, below it) drop."""
+        self._switch("readonly", bool(readonly))
+
     def set_nonvolatile(self, nonvolatile: bool) -> None:
-        nonvolatile = bool(nonvolatile)
-        if nonvolatile == self.nonvolatile:
-            return
-        with self._edit():
-            self.nonvolatile = nonvolatile
-            if self.enabled:
-                self._update_pending()
+        self._switch("nonvolatile", bool(nonvolatile))
 
     def set_romd(self, romd: bool) -> None:
         """Switch a ROM device between romd mode (direct reads) and MMIO mode."""
         if self.kind != ROM_DEVICE:
             raise TopologyError(f"set_romd: {self.name!r} is not a ROM device")
-        romd = bool(romd)
-        if romd == self.romd:
-            return
-        with self._edit():
-            self.romd = romd
-            if self.enabled:
-                self._update_pending()
+        self._switch("romd", bool(romd))
 
     def set_log(self, log: bool, client: int = DIRTY_MEMORY_VGA) -> None:
         """Start or stop dirty logging for `client` (listeners see log_start/log_stop)."""
         if client not in (DIRTY_MEMORY_VGA, DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION):
             raise ValueError(f"set_log: unknown dirty-memory client {client}")
-        mask = (self.dirty_log & ~client) | (client if log else 0)
-        if mask == self.dirty_log:
-            return
-        with self._edit():
-            self.dirty_log = mask
-            if self.enabled:
-                self._update_pending()
+        self._switch("dirty_log", (self.dirty_log & ~client) | (client if log else 0))
 
     # Dirty memory (RAM only), QEMU's memory_region_*_dirty; see pymem/dirty.py.
 
