@@ -25,7 +25,10 @@ Semantics worth knowing, all QEMU's unless said otherwise:
 - Loads and stores are QEMU's address_space_ld*/st*: if the N bytes are not
   plain memory of one section, the whole N-byte access goes to the region
   under the first byte, as one device access (a RAM region there answers
-  DECODE_ERROR, as in QEMU).
+  DECODE_ERROR, as in QEMU).  One section, not one flat range: a range that
+  starts or ends inside a page has sub-page sections cut at the page
+  boundary.  A ROM device in romd mode is clamped to its section as RAM is;
+  QEMU does not clamp it and reads its memory past the section.
 - A callback that raises: the exception propagates to the caller of the
   access, `rw` included.  QEMU devices report bus errors through a
   MemTxResult (here: `with_attrs` callbacks), so an exception is a bug in the

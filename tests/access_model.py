@@ -13,6 +13,16 @@ As in QEMU's address_space_translate, an access reaching one is translated
 (its length cut at the end of the mapping's page, not at the end of the IOMMU
 region, which is not RAM), and goes on in the target's model; a mapping
 without the permission makes it an unassigned access at the IOMMU's offset.
+
+Loads and stores (QEMU's address_space_ld*/st*) are direct only when all N
+bytes lie in one *section* of the dispatch, not merely in one flat range:
+flatview_add_to_dispatch cuts a range that starts or ends inside a page into
+a head sub-page section (up to the first page boundary), whole pages, and a
+tail sub-page section, and address_space_translate_internal clamps a RAM
+access to the end of its section.  A load crossing such a cut is an I/O
+access to the RAM region, which refuses it: DECODE_ERROR.  pymem clamps ROM
+devices in romd mode the same way; QEMU does not clamp them (they are not
+memory_region_is_ram) and reads their memory past the section.
 """
 from __future__ import annotations
 
@@ -26,8 +36,9 @@ class AccessModel:
     def __init__(self, ranges: list, memory: Dict[int, bytearray],
                  device: Callable[[object, int, int], int],
                  iommus: Optional[Dict[int, tuple]] = None,
-                 log: Optional[List[tuple]] = None) -> None:
+                 log: Optional[List[tuple]] = None, page_bits: int = 12) -> None:
         self.ranges = ranges
+        self.page_size = 1 << page_bits
         self.memory = memory          # region id -> its bytes
         self.device = device
         self.iommus = iommus or {}
@@ -49,6 +60,16 @@ class AccessModel:
             if fr.addr <= addr < fr.addr + fr.size:
                 return fr
         return None
+
+    def _section_end(self, fr, addr: int) -> int:
+        """End of the dispatch section of `fr` holding `addr`: the range is
+        cut after its head sub-page and before its tail sub-page."""
+        start, end, page = fr.addr, fr.addr + fr.size, self.page_size
+        head_end = min(end, -(-start // page) * page)
+        tail_start = max(head_end, end // page * page)
+        if addr < head_end:
+            return head_end
+        return tail_start if addr < tail_start else end
 
     # ----------------------------------------------------------- device rules
 
@@ -155,7 +176,7 @@ class AccessModel:
     def _where(self, addr: int, size: int, is_write: bool):
         """QEMU's address_space_translate for a load or store of `size`
         bytes: (model, flat range or None, offset, whether all `size` bytes
-        lie inside the range and its IOMMU pages)."""
+        lie inside the range's section and its IOMMU pages)."""
         model, whole = self, True
         while True:
             fr = model._find(addr)
@@ -163,7 +184,7 @@ class AccessModel:
                 return model, None, addr, whole
             offset = fr.offset_in_region + addr - fr.addr
             if fr.region.kind != "iommu":
-                return model, fr, offset, whole and addr + size <= fr.addr + fr.size
+                return model, fr, offset, whole and addr + size <= model._section_end(fr, addr)
             found = model._translate(fr.region, offset, size, is_write)
             if found is None:
                 return model, None, offset, whole
