@@ -1,0 +1,1 @@
+"""Example machines built on pymem (run one with `python -m examples.<name>`)."""
