@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from . import dirty
 from ._native import ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
-from .errors import TopologyError, check
+from .errors import EditDuringCommitError, TopologyError, ViewLifetimeError, check
 from .flatview import FlatView, get_flatview_root
-from .listener import (MemoryListener, insert_by_priority, listener_add_address_space,
-                       listener_del_address_space, update_topology)
+from .listener import (MemoryListener, _tell, insert_by_priority, listener_add_address_space,
+                       listener_del_address_space, raise_first, update_topology)
 from .rcu import call_rcu
 from .region import RAM, MemoryRegion, reachable
 
@@ -39,6 +39,9 @@ class MemorySystem:
         # QEMU's big lock: writers (edits, commits) are serialised by it.
         self._lock = threading.RLock()
         self._depth = 0
+        # How many listener notifications (a commit's, a registration's
+        # replay) are under way: edits made from them are refused.
+        self._notifying = 0
         self._update_pending = False
         self._spaces: List[AddressSpace] = []
         self._listeners: List[MemoryListener] = []
@@ -71,16 +74,20 @@ class MemorySystem:
                 self._views[key] = view
             asp = AddressSpace(self, root, name)
             self._spaces.append(asp)
-            error = asp._set_flatview(view)
-            if error is not None:
-                raise error
+            errors: List[BaseException] = []
+            asp._set_flatview(view, errors)   # a new space has no listeners yet
+            raise_first(errors)
             return asp
 
     @contextmanager
     def transaction(self) -> Iterator["MemorySystem"]:
         """Batch edits; the outermost exit commits them (even after an
-        exception, since the edits made so far are in the tree)."""
+        exception, since the edits made so far are in the tree).
+
+        Raises EditDuringCommitError from a memory listener that is being
+        told of a change: edits must wait until the commit is over."""
         with self._lock:
+            self._check_editable("a transaction")
             self._depth += 1
             try:
                 yield self
@@ -108,6 +115,26 @@ class MemorySystem:
         return int(self._stats.live_dispatches)
 
     # ------------------------------------------------------------ internals
+
+    def _check_editable(self, what: str) -> None:
+        """Refuse `what` (an edit, described for the message) while listeners
+        are being told of a change: QEMU forbids topology changes from a
+        listener, and a nested commit would release views the outer one is
+        about to publish.  Called with the lock held."""
+        if self._notifying:
+            raise EditDuringCommitError(
+                f"{what} was made from a memory listener while it was being told of a "
+                f"change: edits during a commit are refused (QEMU forbids them); make "
+                f"the edit after the commit")
+
+    @contextmanager
+    def _telling(self) -> Iterator[None]:
+        """Listeners are being told of a change: edits are refused meanwhile."""
+        self._notifying += 1
+        try:
+            yield
+        finally:
+            self._notifying -= 1
 
     def _adopt(self, region: MemoryRegion) -> None:
         """Make `region` and all it reaches part of this system, so their
@@ -160,26 +187,20 @@ class MemorySystem:
             view.unref()
         self._update_pending = False
         # Every space is switched whatever the listeners do: a listener that
-        # raises is told the rest anyway, and its first exception is raised
-        # once every space is on its new view.
+        # raises is told the rest anyway, every other listener hears the
+        # whole commit, and the first exception is raised once every space
+        # is on its new view.  The lists are copied: a listener may
+        # (un)register listeners or create spaces meanwhile.
         errors: List[BaseException] = []
-        for listener in self._listeners:
-            _call_listener(listener.begin, errors)
-        for asp, key in zip(self._spaces, keys):
-            error = asp._set_flatview(views[key])
-            if error is not None:
-                errors.append(error)
-        for listener in self._listeners:
-            _call_listener(listener.commit, errors)
-        if errors:
-            raise errors[0]
-
-
-def _call_listener(hook: Callable[[], None], errors: List[BaseException]) -> None:
-    try:
-        hook()
-    except BaseException as exc:
-        errors.append(exc)
+        with self._telling():
+            listeners = list(self._listeners)
+            for listener in listeners:
+                _tell(errors, listener.begin)
+            for asp, key in list(zip(self._spaces, keys)):
+                asp._set_flatview(views[key], errors)
+            for listener in listeners:
+                _tell(errors, listener.commit)
+        raise_first(errors)
 
 
 class _Pin:
@@ -216,58 +237,67 @@ class AddressSpace(AccessMixin):
         self._pin = _Pin(self._cas)
         self._bind_bulk()
 
-    def _set_flatview(self, new: FlatView) -> Optional[BaseException]:
+    def _set_flatview(self, new: FlatView, errors: List[BaseException]) -> None:
         """QEMU's address_space_set_flatview: tell the listeners the difference,
         then publish.  A listener that raises does not stop the publish (the
         space must not be left on a view its siblings have left): its
-        exception is returned for the commit to raise once all is done."""
+        exception is appended to `errors` for the caller to raise once all
+        is done."""
         old = self.flatview
         if old is new:
-            return None
-        new.ref()
-        error: Optional[BaseException] = None
+            return
+        # A view whose last reference is gone is on its way to call_rcu:
+        # publishing it would hand C a dispatch about to be freed.
+        if new.dispatch is None or not new.ref():
+            raise ViewLifetimeError(f"address space {self.name!r}: the view to publish "
+                                    f"was already released")
         if self.listeners:
-            try:
-                update_topology(self, old, new)
-            except BaseException as exc:
-                error = exc
-        assert new.dispatch is not None
+            update_topology(self, old, new, errors)
         lib.pm_as_publish(self._cas, new.dispatch.handle)
         self._pin.view = new
         self.flatview = new
         if old is not None:
             old.unref()
-        return error
 
     def destroy(self) -> None:
         """QEMU's address_space_destroy: the space leaves its system and sees
         nothing from now on.  Its listeners are unregistered first (each is
         told that every range is gone); a view no other space uses is
         released, after a grace period as any replaced view.  Accesses
-        through it afterwards, builtins taken earlier included, raise."""
+        through it afterwards, builtins taken earlier included, raise.
+
+        A listener that raises while told does not stop the destruction: the
+        space is destroyed and every listener unregistered, then the first
+        exception is raised.  Raises EditDuringCommitError from a listener
+        being told of a change."""
         system = self.system
         with system._lock:
             if self.destroyed:
                 raise TopologyError(f"address space {self.name!r} is already destroyed")
+            system._check_editable(f"destroying address space {self.name!r}")
+            errors: List[BaseException] = []
             for listener in list(self.listeners):
-                self.unregister_listener(listener)
+                self._remove_listener(listener, errors)
             old = self.flatview
             system._spaces.remove(self)
             self.destroyed = True
-            self._set_flatview(system._empty_view)
+            self._set_flatview(system._empty_view, errors)
             if old is not system._empty_view and not any(
                     asp.flatview is old for asp in system._spaces):
                 for key, view in list(system._views.items()):
                     if view is old:
                         del system._views[key]
                         view.unref()
+            raise_first(errors)
 
     def _check_live(self) -> None:
         if self.destroyed:
             raise TopologyError(f"address space {self.name!r} is destroyed")
 
     def register_listener(self, listener: MemoryListener) -> None:
-        """Add a listener; it is shown the current view at once."""
+        """Add a listener; it is shown the current view at once.  If it raises
+        while shown, it is shown the rest anyway and stays registered (it
+        knows the whole view); the first exception is then raised."""
         if not isinstance(listener, MemoryListener):
             raise TypeError("register_listener: listener must be a MemoryListener")
         self._check_live()
@@ -277,18 +307,30 @@ class AddressSpace(AccessMixin):
             insert_by_priority(self.system._listeners, listener)
             insert_by_priority(self.listeners, listener)
             assert self.flatview is not None
-            listener_add_address_space(listener, self.flatview)
+            errors: List[BaseException] = []
+            with self.system._telling():
+                listener_add_address_space(listener, self.flatview, errors)
+            raise_first(errors)
 
     def unregister_listener(self, listener: MemoryListener) -> None:
-        """Remove a listener; it sees every range of the current view deleted."""
+        """Remove a listener; it sees every range of the current view deleted.
+        It is removed even if it raises while told (the first exception is
+        raised afterwards)."""
         with self.system._lock:
             if not any(listener is other for other in self.listeners):
                 raise TopologyError(f"listener {listener!r} is not registered on "
                                     f"address space {self.name!r}")
-            assert self.flatview is not None
-            listener_del_address_space(listener, self.flatview)
-            self.system._listeners.remove(listener)
-            self.listeners.remove(listener)
+            errors: List[BaseException] = []
+            self._remove_listener(listener, errors)
+            raise_first(errors)
+
+    def _remove_listener(self, listener: MemoryListener, errors: List[BaseException]) -> None:
+        # Removed first, told afterwards: a listener that raises is gone all the same.
+        self.system._listeners.remove(listener)
+        self.listeners.remove(listener)
+        assert self.flatview is not None
+        with self.system._telling():
+            listener_del_address_space(listener, self.flatview, errors)
 
     def __repr__(self) -> str:
         gone = " destroyed" if self.destroyed else ""

@@ -16,6 +16,18 @@ class TopologyError(PymemError, ValueError):
     """A region tree or flat-range list that cannot be built as asked."""
 
 
+class EditDuringCommitError(TopologyError):
+    """A topology edit (or a transaction, or destroying an address space) made
+    from a memory listener while it is being told of a change.  QEMU forbids
+    it; pymem refuses it before anything changes, so the commit being told
+    stays whole.  Make the edit once the commit is over instead."""
+
+
+class ViewLifetimeError(PymemError, RuntimeError):
+    """A FlatView about to be published after it was released (a pymem bug
+    caught before it becomes a use-after-free)."""
+
+
 class RangeOrderError(TopologyError):
     """Flat ranges out of address order, or overlapping."""
 

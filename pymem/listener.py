@@ -9,7 +9,7 @@ one they built up in.  We reproduce the passes and the orders exactly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, NamedTuple, Optional
 
 if TYPE_CHECKING:
     from .address_space import AddressSpace
@@ -72,14 +72,47 @@ def insert_by_priority(listeners: List[MemoryListener], listener: MemoryListener
     listeners.insert(i, listener)
 
 
-def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatView") -> None:
+def _tell(errors: List[BaseException], hook: Callable[..., None], *args: Any) -> None:
+    """Call one listener hook; an exception is kept in `errors` instead of
+    stopping the walk, so every other listener still hears the whole change."""
+    try:
+        hook(*args)
+    except BaseException as exc:   # noqa: B902 - re-raised by raise_first
+        errors.append(exc)
+
+
+def raise_first(errors: List[BaseException]) -> None:
+    """Raise the first of the exceptions listeners raised, if any; the later
+    ones are chained to it as notes (``__notes__``, shown by tracebacks on
+    Python 3.11+) and kept in its ``listener_errors`` attribute."""
+    if not errors:
+        return
+    first = errors[0]
+    if len(errors) > 1:
+        try:
+            first.listener_errors = list(errors[1:])  # type: ignore[attr-defined]
+        except AttributeError:   # an exception type without __dict__
+            pass
+        for other in errors[1:]:
+            note = f"another listener also raised: {type(other).__name__}: {other}"
+            if hasattr(first, "add_note"):
+                first.add_note(note)
+    raise first
+
+
+def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatView",
+                    errors: List[BaseException]) -> None:
     """Tell `asp`'s listeners how `old` became `new`: deletions, then the rest.
+
+    A listener that raises is told the rest of the change all the same, and so
+    is every other listener: its exception is appended to `errors` for the
+    caller to raise once the whole change is told (and published).
 
     The walk over both views runs in C (FlatView.diff); unchanged ranges are
     built into sections only when a listener has its own region_nop."""
     from .flatview import DIFF_ADD, DIFF_DEL, DIFF_SAME, diff_views
 
-    forward = asp.listeners
+    forward = list(asp.listeners)
     backward = forward[::-1]
     # Unchanged ranges matter only to a listener with its own region_nop
     # (overridden, or set on the instance as QEMU code fills callback slots).
@@ -93,43 +126,47 @@ def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatVi
             assert old is not None
             section = section_from_flat_range(old.range_at(i), old)
             for listener in backward:
-                listener.region_del(section)
+                _tell(errors, listener.region_del, section)
     for kind, i, j in steps:
         if kind == DIFF_SAME:
             assert old is not None
             frold, frnew = old.range_at(i), new.range_at(j)
             section = section_from_flat_range(frnew, old)
             for listener in forward:
-                listener.region_nop(section)
+                _tell(errors, listener.region_nop, section)
             if frnew.dirty_log & ~frold.dirty_log:
                 for listener in forward:
-                    listener.log_start(section, frold.dirty_log, frnew.dirty_log)
+                    _tell(errors, listener.log_start, section, frold.dirty_log, frnew.dirty_log)
             if frold.dirty_log & ~frnew.dirty_log:
                 for listener in backward:
-                    listener.log_stop(section, frold.dirty_log, frnew.dirty_log)
+                    _tell(errors, listener.log_stop, section, frold.dirty_log, frnew.dirty_log)
         elif kind == DIFF_ADD:
             section = section_from_flat_range(new.range_at(j), old)
             for listener in forward:
-                listener.region_add(section)
+                _tell(errors, listener.region_add, section)
 
 
-def listener_add_address_space(listener: MemoryListener, fv: "FlatView") -> None:
-    """Replay the current view to a newly registered listener."""
-    listener.begin()
+def listener_add_address_space(listener: MemoryListener, fv: "FlatView",
+                               errors: List[BaseException]) -> None:
+    """Replay the current view to a newly registered listener (all of it,
+    even if it raises: its exceptions go to `errors`)."""
+    _tell(errors, listener.begin)
     for fr in fv.ranges:
         section = section_from_flat_range(fr, fv)
-        listener.region_add(section)
+        _tell(errors, listener.region_add, section)
         if fr.dirty_log:
-            listener.log_start(section, 0, fr.dirty_log)
-    listener.commit()
+            _tell(errors, listener.log_start, section, 0, fr.dirty_log)
+    _tell(errors, listener.commit)
 
 
-def listener_del_address_space(listener: MemoryListener, fv: "FlatView") -> None:
-    """Take the current view away from a listener being unregistered."""
-    listener.begin()
+def listener_del_address_space(listener: MemoryListener, fv: "FlatView",
+                               errors: List[BaseException]) -> None:
+    """Take the current view away from a listener being unregistered (all
+    of it, even if it raises: its exceptions go to `errors`)."""
+    _tell(errors, listener.begin)
     for fr in fv.ranges:
         section = section_from_flat_range(fr, fv)
         if fr.dirty_log:
-            listener.log_stop(section, fr.dirty_log, 0)
-        listener.region_del(section)
-    listener.commit()
+            _tell(errors, listener.log_stop, section, fr.dirty_log, 0)
+        _tell(errors, listener.region_del, section)
+    _tell(errors, listener.commit)

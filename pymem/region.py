@@ -520,8 +520,10 @@ class MemoryRegion:
         if system is None:
             yield
         else:
-            with system.transaction():
-                yield
+            with system._lock:
+                system._check_editable(f"an edit of region {self.name!r}")
+                with system.transaction():
+                    yield
 
     @contextmanager
     def _locked(self, other: Optional["MemoryRegion"] = None) -> Iterator[None]:
@@ -534,6 +536,7 @@ class MemoryRegion:
             yield
         else:
             with system._lock:
+                system._check_editable(f"an edit of region {self.name!r}")
                 yield
 
     def _update_pending(self, other: Optional["MemoryRegion"] = None) -> None:
