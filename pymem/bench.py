@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import importlib.util
 import json
 import math
 import random
@@ -20,6 +21,7 @@ import sys
 import time
 from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from .address_space import AddressSpace, MemorySystem
@@ -277,6 +279,247 @@ def access_cases(asp: AddressSpace, rng: random.Random, n: int) -> List[Case]:
     return cases
 
 
+# ------------------------------------------------- beside QEMU's algorithm
+
+QEMU_MIXES = ("random", "sequential", "hot page", "sub-page")
+QEMU_GOALS = {
+    "subpage": 1.5, "local": 1.0, "random": 0.5, "floor": 1.2, "lookup": 1.2, "translate": 1.3}
+
+
+def qemu_reference() -> Any:
+    """benchmarks/qemu_ref of the source tree (QEMU 7.2's lookup transcribed,
+    and the floors), built on first use; None outside a source checkout or
+    without a compiler (the QEMU column is then left out)."""
+    init = Path(__file__).resolve().parent.parent / "benchmarks" / "qemu_ref" / "__init__.py"
+    if not init.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("pymem_bench_qemu_ref", init)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        module.load()
+    except Exception as e:   # no compiler, no headers: say so and go on
+        print(f"QEMU column left out: {e}", file=sys.stderr)
+        return None
+    return module
+
+
+def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int) -> Dict[str, tuple]:
+    """Median and (min, max) ns per op of each runner, measured round-robin in
+    one loop (the order rotated every repeat) in thread CPU time, so a slow
+    window of a shared machine weighs on every implementation alike."""
+    names = list(runners)
+    samples: Dict[str, List[float]] = {k: [] for k in names}
+    for fn in runners.values():
+        fn()
+    for rep in range(repeats):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            t0 = time.thread_time_ns()
+            runners[name]()
+            samples[name].append((time.thread_time_ns() - t0) / ops)
+    return {k: (statistics.median(v), (min(v), max(v))) for k, v in samples.items()}
+
+
+def subpage_addresses(dispatch: Any, ranges: List[FlatRange], n: int,
+                      rng: random.Random) -> List[int]:
+    """Addresses inside the view's sub-pages: a random piece of a random
+    sub-page, then a random byte of it (the layout's rule, as for "random")."""
+    pieces = []
+    for s in dispatch.sections():
+        if s.is_subpage:
+            pieces += [(s.start + first, last - first + 1)
+                       for first, last, sec in dispatch.subpage(s.index) if sec]
+    if not pieces:
+        return []
+    return [start + rng.randrange(size) for start, size in
+            (rng.choice(pieces) for _ in range(n))]
+
+
+def _mix(dispatch: Any, ranges: List[FlatRange], mix: str, n: int,
+         rng: random.Random) -> List[int]:
+    if mix == "sub-page":
+        return subpage_addresses(dispatch, ranges, n, rng)
+    return sample_addresses(ranges, n, mix.split()[0], rng)
+
+
+def _row(operation: str, timed: Dict[str, tuple], pymem: str) -> List[Result]:
+    ns = timed[pymem][0]
+    out = [Result(operation, "pymem", ns, timed[pymem][1])]
+    out += [Result(operation, name, t[0], t[1], ns / t[0])
+            for name, t in timed.items() if name != pymem]
+    return out
+
+
+def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
+                      rng: random.Random) -> tuple:
+    """Lookups in C beside QEMU's algorithm and the floors on one view, every
+    implementation checked to answer pymem's section on every timed address.
+    Returns (results, ratios by goal key)."""
+    from ._native import ffi, lib
+    from .dispatch import c_address
+
+    view = _view(asp)
+    d = view.dispatch
+    assert d is not None
+    qemu = ref.QemuLookup(d)
+    bounds, secs = ref.resolved_bounds(d)
+    small = len(bounds) <= 256
+    call_fn = c_address(ffi.addressof(lib, "pm_dispatch_lookup"))
+    handle = c_address(d.handle)
+    results: List[Result] = []
+    ratios: Dict[str, float] = {}
+    for mix in QEMU_MIXES:
+        addr_list = _mix(d, view.ranges, mix, n, rng)
+        if not addr_list:
+            continue
+        addrs = array("Q", addr_list)
+        want = d.lookup_many(addrs)
+        outs = {k: array("I", bytes(4 * len(addrs))) for k in
+                ("pymem", "mru", "walk", "call", "pcall", "bsearch", "avx2")}
+        def pymem_many(a: array = addrs, o: array = outs["pymem"]) -> None:
+            d.lookup_many(a, o)
+
+        def pymem_calls(a: array = addrs, o: array = outs["pcall"]) -> None:
+            ref.load().call_many(call_fn, handle, a, o)
+        batched: Dict[str, Timed] = {
+            "pymem": pymem_many,
+            "QEMU walk+MRU (loop)": qemu.runner("mru", addrs, outs["mru"]),
+            "QEMU walk (loop)": qemu.runner("walk", addrs, outs["walk"]),
+        }
+        if small:
+            batched["floor: binary search"] = ref.floor_runner(
+                "bsearch", bounds, secs, addrs, outs["bsearch"])
+            avx2 = ref.floor_runner("avx2", bounds, secs, addrs, outs["avx2"])
+            if avx2 is not None and len(bounds) <= 64:
+                batched["floor: AVX2 compare"] = avx2
+        single: Dict[str, Timed] = {
+            "pymem": pymem_calls,
+            "QEMU lookup (a call each)": qemu.runner("call", addrs, outs["call"]),
+        }
+        for fn in list(batched.values()) + list(single.values()):
+            fn()
+        used = {"pymem", "mru", "walk", "call", "pcall"}
+        used |= {k for k in ("bsearch", "avx2") if f"floor: {'binary search' if k == 'bsearch' else 'AVX2 compare'}" in batched}
+        for k, o in outs.items():
+            if k in used and o != want:
+                bad = next(i for i in range(len(want)) if o[i] != want[i])
+                raise AssertionError(f"{asp.name}: {k} answers section {o[bad]} at "
+                                     f"{addrs[bad]:#x}, pymem {want[bad]}")
+        label = f"{asp.name} {mix}"
+        tb = time_interleaved(batched, len(addrs), repeats)
+        ts = time_interleaved(single, len(addrs), repeats)
+        results += _row(f"C batched lookup, {label}", tb, "pymem")
+        results += _row(f"C single lookup, {label}", ts, "pymem")
+        best_qemu = min(tb["QEMU walk+MRU (loop)"][0], tb["QEMU walk (loop)"][0])
+        ratios[f"batched {label}"] = tb["pymem"][0] / best_qemu
+        ratios[f"single {label}"] = ts["pymem"][0] / ts["QEMU lookup (a call each)"][0]
+        floors = [t[0] for k, t in tb.items() if k.startswith("floor")]
+        if floors:
+            ratios[f"floor {label}"] = tb["pymem"][0] / min(floors)
+    return results, ratios
+
+
+def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
+                        rng: random.Random) -> tuple:
+    """Dispatch.lookup and translate beside builtins that only convert their
+    arguments (and return a small int, or a plain tuple), net of the loop."""
+    d = _view(asp).dispatch
+    assert d is not None
+    mod = ref.load()
+    addrs = sample_addresses(_view(asp).ranges, n, "random", rng)
+    if [d.lookup(a) for a in addrs[:1000]] != list(d.lookup_many(array("Q", addrs[:1000]))):
+        raise AssertionError("Dispatch.lookup disagrees with lookup_many")
+    lookup, translate = d.lookup, d.translate
+
+    def empty() -> None:
+        for a in addrs:
+            pass
+
+    def loop1(f: Callable[[int], Any]) -> Timed:
+        def run() -> None:
+            for a in addrs:
+                f(a)
+        return run
+
+    def loop2(f: Callable[[int, int], Any]) -> Timed:
+        def run() -> None:
+            for a in addrs:
+                f(a, 4)
+        return run
+    timed = time_interleaved({
+        "empty loop": empty, "lookup": loop1(lookup), "translate": loop2(translate),
+        "convert": loop1(mod.convert_only_std), "convert fast": loop1(mod.convert_only),
+        "tuple": loop2(mod.plain_tuple_std), "tuple fast": loop2(mod.plain_tuple)}, n, repeats)
+    base = timed["empty loop"][0]
+
+    def net(operation: str, impl: str, k: str, pymem: Optional[str] = None) -> Result:
+        ns, (lo, hi) = timed[k]
+        ratio = None if pymem is None else (timed[pymem][0] - base) / (ns - base)
+        return Result(operation, impl, ns - base, (lo - base, hi - base), ratio)
+    op_l, op_t = "Python Dispatch.lookup (net of loop)", "Python Dispatch.translate (net of loop)"
+    results = [
+        net(op_l, "pymem", "lookup"),
+        net(op_l, "METH_O converting (PyLong_AsUnsignedLongLong)", "convert", "lookup"),
+        net(op_l, "METH_O converting (pymem's digit read)", "convert fast", "lookup"),
+        net(op_t, "pymem", "translate"),
+        net(op_t, "builtin returning a tuple (PyLong_As...)", "tuple", "translate"),
+        net(op_t, "builtin returning a tuple (digit read)", "tuple fast", "translate")]
+    ratios = {"lookup": results[1].ratio, "translate": results[4].ratio}
+    return results, {k: v for k, v in ratios.items() if v is not None}
+
+
+def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[dict]:
+    """Issue 12's dispatch goals from the measured ratios."""
+    goals = []
+
+    def add(text: str, keys: List[str], limit: float) -> None:
+        got = [ratios[k] for k in keys if k in ratios]
+        if got:
+            worst = max(got)
+            goals.append({"goal": text, "ratio": round(worst, 3), "met": worst <= limit})
+    io = [v for v in views if v != views[0]]
+    add("single lookup in a sub-page <= 1.5x QEMU",
+        [f"single {v} sub-page" for v in (io or views)], QEMU_GOALS["subpage"])
+    add("batched sequential and hot-page <= 1.0x QEMU walk+MRU",
+        [f"batched {v} {m}" for v in views for m in ("sequential", "hot page")],
+        QEMU_GOALS["local"])
+    add("batched random <= 0.5x QEMU", [f"batched {views[0]} random"], QEMU_GOALS["random"])
+    add("batched on small views <= 1.2x the best compare floor",
+        [f"floor {v} random" for v in views], QEMU_GOALS["floor"])
+    add("Dispatch.lookup <= 1.2x a builtin converting the address", ["lookup"],
+        QEMU_GOALS["lookup"])
+    add("Dispatch.translate <= 1.3x a builtin returning a tuple", ["translate"],
+        QEMU_GOALS["translate"])
+    return goals
+
+
+def run_qemu_cases(system: MemorySystem, asp: AddressSpace, quick: bool,
+                   progress: TextIO = sys.stderr) -> tuple:
+    """The lookup rows beside QEMU's algorithm: the CPU's view and, where the
+    machine has one, its I/O view (QEMU's sub-page-heavy case)."""
+    ref = qemu_reference()
+    if ref is None:
+        return [], []
+    rng = random.Random(3)
+    n, py_n, repeats = (1 << 14, 5_000, 5) if quick else (1 << 16, 20_000, 15)
+    spaces = [asp] + [a for a in system.address_spaces if a.name == "I/O"]
+    results: List[Result] = []
+    ratios: Dict[str, float] = {}
+    for space in spaces:
+        print(f"[qemu] lookups on {space.name!r}", file=progress, flush=True)
+        r, q = qemu_lookup_cases(ref, space, n, repeats, rng)
+        results += r
+        ratios.update(q)
+    print("[qemu] Python-level lookups", file=progress, flush=True)
+    r, q = python_lookup_cases(ref, asp, py_n, repeats, rng)
+    results += r
+    ratios.update(q)
+    return results, qemu_goals(ratios, [s.name for s in spaces])
+
+
 def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commit") -> Case:
     """A full commit: every view re-rendered and its dispatch rebuilt."""
     region = asp.root.subregions[0] if asp.root.subregions else asp.root
@@ -384,18 +627,21 @@ def check_goals(results: List[Result], sizes: tuple = ()) -> List[dict]:
 
 
 def format_table(results: List[Result], goals: List[dict]) -> str:
-    header = (f"{'operation':<28} {'implementation':<32} {'ns/op':>11} "
+    op_w = max([28] + [len(r.operation) for r in results])
+    impl_w = max([32] + [len(r.implementation) for r in results])
+    goal_w = max([52] + [len(g["goal"]) for g in goals])
+    header = (f"{'operation':<{op_w}} {'implementation':<{impl_w}} {'ns/op':>11} "
               f"{'spread (min..max)':>22} {'pymem/peer':>10}")
     lines = [header, "-" * len(header)]
     for r in results:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
         spread = f"{r.spread[0]:.1f}..{r.spread[1]:.1f}"
-        lines.append(f"{r.operation:<28} {r.implementation:<32} {r.ns_per_op:>11.1f} "
+        lines.append(f"{r.operation:<{op_w}} {r.implementation:<{impl_w}} {r.ns_per_op:>11.1f} "
                      f"{spread:>22} {ratio:>10}")
     lines.append("")
     for g in goals:
         measured = f"{g['ratio']:.2f}x" if "ratio" in g else f"{g['ns'] / 1e6:.3f} ms"
-        lines.append(f"goal: {g['goal']:<52} measured {measured:>10}  "
+        lines.append(f"goal: {g['goal']:<{goal_w}} measured {measured:>10}  "
                      f"{'met' if g['met'] else 'MISSED'}")
     return "\n".join(lines)
 
@@ -423,6 +669,9 @@ def run_bench(args: argparse.Namespace) -> int:
     sizes = QUICK_SCALING_SIZES if args.quick else SCALING_SIZES
     results += run_scaling(sizes, repeats)
     goals = check_goals(results, sizes)
+    qemu_results, qemu_goal_list = run_qemu_cases(system, asp, args.quick)
+    results += qemu_results
+    goals += qemu_goal_list
     report = {"machine": label, "address_space": asp.name, "repeats": repeats,
               "results": [r.as_dict() for r in results], "goals": goals}
     if args.json == "-":

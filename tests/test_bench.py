@@ -6,6 +6,8 @@ import random
 import subprocess
 import sys
 
+import pytest
+
 from pymem import machines
 from pymem.bench import BisectMap, memory_space, sample_addresses
 
@@ -29,6 +31,29 @@ def test_bench_reports_every_operation_with_its_peers(tmp_path):
         "single lookup <= 0.8x bisect", "full commit < 1 ms",
         "commit 1,000 -> 10,000 regions <= n log n (13.3x)"}
     assert "pymem/peer" in run.stdout and "[1/" in run.stderr
+
+
+def test_bench_times_the_lookups_beside_qemus_algorithm_and_reports_issue_12s_goals():
+    from pymem.bench import qemu_reference
+
+    if qemu_reference() is None:
+        pytest.skip("benchmarks/qemu_ref could not be built")
+    run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--quick", "--json"],
+                         capture_output=True, text=True, check=True)
+    report = json.loads(run.stdout)
+    impls = {(r["operation"], r["implementation"]) for r in report["results"]}
+    for view in ("memory", "I/O"):
+        for mix in ("random", "sequential", "hot page", "sub-page"):
+            assert (f"C batched lookup, {view} {mix}", "QEMU walk+MRU (loop)") in impls
+            assert (f"C single lookup, {view} {mix}", "QEMU lookup (a call each)") in impls
+    goals = {g["goal"]: g for g in report["goals"]}
+    for text in ("single lookup in a sub-page <= 1.5x QEMU",
+                 "batched sequential and hot-page <= 1.0x QEMU walk+MRU",
+                 "batched random <= 0.5x QEMU",
+                 "batched on small views <= 1.2x the best compare floor",
+                 "Dispatch.lookup <= 1.2x a builtin converting the address",
+                 "Dispatch.translate <= 1.3x a builtin returning a tuple"):
+        assert goals[text]["ratio"] > 0 and isinstance(goals[text]["met"], bool)
 
 
 def test_bench_json_alone_goes_to_stdout_for_tools():
