@@ -2,8 +2,8 @@
 from .access import IOMMUAccessFlags, IOMMUTLBEntry
 from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation
-from .errors import (CapacityError, DumpParseError, EditDuringCommitError, PymemError,
-                     RangeOrderError, RcuError, TopologyError)
+from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDuringCommitError,
+                     IOMMUCycleError, PymemError, RangeOrderError, RcuError, TopologyError)
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
@@ -13,7 +13,7 @@ from .region import (DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA
 __all__ = [
     "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_VGA", "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
-    "EditDuringCommitError",
+    "EditDuringCommitError", "ArgumentTypeError", "IOMMUCycleError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
     "MemoryRegionSection", "MemorySystem", "PymemError", "RangeOrderError", "RcuError",
     "Section", "TopologyError", "Translation",

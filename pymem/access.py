@@ -51,7 +51,7 @@ from . import dirty, mmio
 from ._native import ffi, lib
 from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
-from .errors import TopologyError
+from .errors import ArgumentTypeError, IOMMUCycleError, TopologyError
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
 from .region import RAM, ByteOrder, MemoryRegion, MemoryRegionOps
 
@@ -60,6 +60,12 @@ if TYPE_CHECKING:
     from .trace import PathLike, Recorder
 
 ADDRESS_SPACE_SIZE = 1 << 64
+# How many IOMMU translations one access may go through before it counts as
+# a cycle.  QEMU's translate loop (address_space_translate_iommu) has no
+# bound at all, and real machines nest two at most (a vIOMMU in front of a
+# nested one); an IOMMU that translates into its own address space would
+# spin for ever in QEMU.  pymem raises IOMMUCycleError instead.
+IOMMU_MAX_TRANSLATIONS = 16
 OK = MemTxResult.OK
 DECODE_ERROR = MemTxResult.DECODE_ERROR
 
@@ -265,7 +271,10 @@ class AccessMixin:
             attrs = MEMTXATTRS_UNSPECIFIED
         return self._rw(addr, view, is_write, attrs)
 
-    def _rw(self, addr: int, view: memoryview, is_write: bool, attrs: MemTxAttrs) -> MemTxResult:
+    def _rw(self, addr: int, view: memoryview, is_write: bool, attrs: MemTxAttrs,
+            via: Tuple[Tuple[str, str], ...] = ()) -> MemTxResult:
+        """The slow path of `rw`; `via` lists the (space, IOMMU) translations
+        that led here, to bound IOMMU cycles."""
         self._check_live()
         n = view.nbytes
         if is_write:
@@ -289,7 +298,7 @@ class AccessMixin:
             finally:
                 lib.pm_rcu_read_unlock()
             done += stop.done
-            length, r = self._piece(addr + done, view[done:], stop, region, is_write, attrs)
+            length, r = self._piece(addr + done, view[done:], stop, region, is_write, attrs, via)
             result |= r
             done += length
             if done == n:
@@ -297,12 +306,13 @@ class AccessMixin:
         return result
 
     def _piece(self, addr: int, view: memoryview, stop: Any, region: Optional[MemoryRegion],
-               is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+               is_write: bool, attrs: MemTxAttrs,
+               via: Tuple[Tuple[str, str], ...] = ()) -> Tuple[int, MemTxResult]:
         """Answer the start of `view` at `addr`, where C stopped in `region`;
         returns the bytes answered and the result (flatview_*_continue's I/O case)."""
         offset = stop.offset
         if stop.flags & SECTION_IOMMU and region is not None:
-            return self._iommu_piece(region, offset, view, is_write, attrs)
+            return self._iommu_piece(region, offset, view, is_write, attrs, via)
         rest = view.nbytes
         ops = region.ops if region is not None else None
         if region is not None and region.ram_backed:
@@ -319,14 +329,16 @@ class AccessMixin:
         return size, r
 
     def _iommu_piece(self, region: MemoryRegion, offset: int, view: memoryview,
-                     is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+                     is_write: bool, attrs: MemTxAttrs,
+                     via: Tuple[Tuple[str, str], ...] = ()) -> Tuple[int, MemTxResult]:
+        via = _one_more_translation(via, cast("AddressSpace", self), region)
         found = _iommu_translate(region, offset, view.nbytes, is_write)
         if found is None:
             # A permission fault: QEMU goes on as if the address were unassigned.
             return _device_access(None, offset, view, mmio.access_size(None, view.nbytes, offset),
                                   is_write, attrs)
         target, target_addr, length = found
-        return length, target._rw(target_addr, view[:length], is_write, attrs)
+        return length, target._rw(target_addr, view[:length], is_write, attrs, via)
 
     # -------------------------------------------------------- loads and stores
 
@@ -371,12 +383,14 @@ class AccessMixin:
         offset, in-section length, flags); a permission fault gives the
         unassigned region at the IOMMU's offset."""
         space: AccessMixin = self
+        via: Tuple[Tuple[str, str], ...] = ()
         while True:
             space._check_live()
             t = translate_section(space, addr, size)
             region = t.region
             if not (t.flags & SECTION_IOMMU and region is not None):
                 return space, addr, region, t.offset, t.len, t.flags
+            via = _one_more_translation(via, cast("AddressSpace", space), region)
             found = _iommu_translate(region, t.offset, size, is_write)
             if found is None:
                 return space, addr, None, t.offset, size, 0
@@ -470,21 +484,42 @@ class AccessMixin:
         default) were written if it was mapped for writing, so their pages are
         marked dirty (or the bounce buffer is written out).  The view is
         released."""
-        entry = self.__dict__.get("_mappings", {}).pop(id(view), None)
+        mappings = self.__dict__.get("_mappings", {})
+        entry = mappings.get(id(view))
         if entry is None or entry[0] is not view:
             raise ValueError("unmap: this view did not come from map() on this address space")
-        mapping = entry[1]
+        # Checked before the mapping is given up: a bad access_len leaves it
+        # mapped, so the caller can retry (and a bounce buffer's data is kept).
         if access_len is None:
             access_len = view.nbytes
+        if not isinstance(access_len, int) or isinstance(access_len, bool):
+            raise ArgumentTypeError(f"unmap: access_len must be an int, "
+                                    f"not {type(access_len).__name__}")
         if not 0 <= access_len <= view.nbytes:
             raise ValueError(f"unmap: access_len {access_len} is outside the view's "
                              f"{view.nbytes} bytes")
+        del mappings[id(view)]
+        mapping = entry[1]
         if mapping.is_write and access_len:
             if mapping.region is None:
                 self.rw(mapping.offset, view[:access_len], True, mapping.attrs)
             elif mapping.region.kind == RAM:
                 dirty.set_dirty(mapping.region, mapping.offset, access_len)
         view.release()
+
+
+def _one_more_translation(via: Tuple[Tuple[str, str], ...], space: "AddressSpace",
+                          region: MemoryRegion) -> Tuple[Tuple[str, str], ...]:
+    """`via` with one more IOMMU translation (by `region`, reached in
+    `space`); IOMMUCycleError past IOMMU_MAX_TRANSLATIONS, naming the chain."""
+    via = via + ((space.name, region.name),)
+    if len(via) > IOMMU_MAX_TRANSLATIONS:
+        # Name each distinct hop once, in the order they were met.
+        hops = list(dict.fromkeys(via))
+        chain = " -> ".join(f"IOMMU {mr!r} in {name!r}" for name, mr in hops + hops[:1])
+        raise IOMMUCycleError(f"an access went through {IOMMU_MAX_TRANSLATIONS} IOMMU "
+                              f"translations without reaching memory; the cycle: {chain}")
+    return via
 
 
 def _iommu_translate(region: MemoryRegion, offset: int, length: int,
@@ -514,6 +549,10 @@ def _iommu_translate(region: MemoryRegion, offset: int, length: int,
     if target_space is None:
         raise TopologyError(f"IOMMU {region.name!r} translated {offset:#x} into no address "
                             f"space: give the region a target or the entry a target_as")
+    if not isinstance(target_space, AccessMixin):
+        what = "its entry's target_as" if entry.target_as is not None else "its target"
+        raise ArgumentTypeError(f"IOMMU {region.name!r}: {what} must be an AddressSpace, "
+                                f"not {type(target_space).__name__}")
     target = (translated & ~mask) | (offset & mask)
     return target_space, target, min(length, (target | mask) - target + 1)
 

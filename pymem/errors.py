@@ -12,6 +12,11 @@ class PymemError(Exception):
     """Base of every pymem exception."""
 
 
+class ArgumentTypeError(PymemError, TypeError):
+    """An argument, a callback's answer or a file field of the wrong type; the
+    message names the object it was for."""
+
+
 class TopologyError(PymemError, ValueError):
     """A region tree or flat-range list that cannot be built as asked."""
 
@@ -21,6 +26,12 @@ class EditDuringCommitError(TopologyError):
     from a memory listener while it is being told of a change.  QEMU forbids
     it; pymem refuses it before anything changes, so the commit being told
     stays whole.  Make the edit once the commit is over instead."""
+
+
+class IOMMUCycleError(TopologyError):
+    """An access whose IOMMU translations do not end (an IOMMU translating into
+    its own address space, or a cycle of them): a device-model bug, refused
+    after a bounded number of translations instead of hanging."""
 
 
 class ViewLifetimeError(PymemError, RuntimeError):

@@ -1,0 +1,124 @@
+"""Accesses that cannot end or that are given back wrong: an IOMMU cycle raises
+IOMMUCycleError on every access path instead of hanging, and `unmap` checks
+its arguments before it gives the mapping up."""
+from __future__ import annotations
+
+import pytest
+
+from pymem import (ArgumentTypeError, IOMMUAccessFlags, IOMMUCycleError, IOMMUTLBEntry,
+                   MemoryRegion, MemoryRegionOps, MemorySystem)
+from pymem.access import IOMMU_MAX_TRANSLATIONS
+
+
+def _self_translating():
+    """An IOMMU that translates every address into its own address space."""
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    box = {}
+    calls = []
+
+    def translate(addr, flag):
+        calls.append(addr)
+        return IOMMUTLBEntry(box["as"], addr, addr, 0xfff, IOMMUAccessFlags.RW)
+
+    root.add_subregion(0, MemoryRegion.iommu("iommu", 0x10000, translate))
+    box["as"] = asp = system.address_space(root, "dma")
+    return asp, calls
+
+
+def _two_cycle():
+    """Two IOMMUs, each translating into the other's address space."""
+    system = MemorySystem()
+    root_a = MemoryRegion.container("root-a", 1 << 32)
+    root_b = MemoryRegion.container("root-b", 1 << 32)
+    box = {}
+    root_a.add_subregion(0, MemoryRegion.iommu(
+        "iommu-a", 0x10000, lambda addr, flag: IOMMUTLBEntry(box["b"], addr, addr, 0xfff, 3)))
+    root_b.add_subregion(0, MemoryRegion.iommu(
+        "iommu-b", 0x10000, lambda addr, flag: IOMMUTLBEntry(box["a"], addr, addr, 0xfff, 3)))
+    box["a"] = system.address_space(root_a, "a")
+    box["b"] = system.address_space(root_b, "b")
+    return box["a"], []
+
+
+ACCESSES = {
+    "ldl_le": lambda asp: asp.ldl_le(0x10),
+    "ldq_be": lambda asp: asp.ldq_be(0x10),
+    "stl_le": lambda asp: asp.stl_le(0x10, 1),
+    "load": lambda asp: asp.load(0x10, 4),
+    "store": lambda asp: asp.store(0x10, 1, 2),
+    "read": lambda asp: asp.read(0x10, 4),
+    "write": lambda asp: asp.write(0x10, b"abcd"),
+    "rw-read": lambda asp: asp.rw(0x10, bytearray(64), False),
+    "rw-write": lambda asp: asp.rw(0x10, b"x" * 64, True),
+    "translate": lambda asp: asp.translate(0x10, 4),
+    "map": lambda asp: asp.map(0x10, 4, False),
+}
+
+
+@pytest.mark.parametrize("make", [_self_translating, _two_cycle], ids=["self", "a-b-a"])
+@pytest.mark.parametrize("access", sorted(ACCESSES))
+def test_an_iommu_cycle_raises_after_a_bounded_number_of_translations(make, access):
+    asp, calls = make()
+    with pytest.raises(IOMMUCycleError, match="IOMMU 'iommu.*' in .* -> IOMMU") as info:
+        ACCESSES[access](asp)
+    assert isinstance(info.value, ValueError)
+    if calls:
+        assert len(calls) <= IOMMU_MAX_TRANSLATIONS
+    # The space itself still works for what does not loop.
+    assert asp.translate(0x20000)[0] is None
+
+
+def test_a_chain_of_iommus_shorter_than_the_bound_still_reaches_memory():
+    system = MemorySystem()
+    dram = MemoryRegion.ram("dram", 0x1000)
+    roots = [MemoryRegion.container(f"root{i}", 1 << 32) for i in range(IOMMU_MAX_TRANSLATIONS)]
+    spaces = [system.address_space(r, f"as{i}") for i, r in enumerate(roots)]
+    roots[-1].add_subregion(0, dram)
+    for i in range(IOMMU_MAX_TRANSLATIONS - 1):
+        nxt = spaces[i + 1]
+        roots[i].add_subregion(0, MemoryRegion.iommu(
+            f"iommu{i}", 0x1000,
+            lambda addr, flag, nxt=nxt: IOMMUTLBEntry(nxt, addr, addr, 0xfff, 3)))
+    spaces[0].stl_le(0x10, 0xfeedbeef)
+    assert dram.buffer[0x10:0x14].tobytes() == (0xfeedbeef).to_bytes(4, "little")
+    assert spaces[0].rw(0x10, bytearray(4), False) == 0
+
+
+@pytest.mark.parametrize("where", ["region", "entry"])
+def test_an_iommu_target_that_is_not_an_address_space_is_a_named_type_error(where):
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    if where == "region":
+        iommu = MemoryRegion.iommu(
+            "iommu", 0x1000, lambda addr, flag: IOMMUTLBEntry(None, addr, addr, 0xfff, 3),
+            target=5)
+    else:
+        iommu = MemoryRegion.iommu(
+            "iommu", 0x1000, lambda addr, flag: IOMMUTLBEntry("memory", addr, addr, 0xfff, 3))
+    root.add_subregion(0, iommu)
+    asp = system.address_space(root, "dma")
+    for access in (lambda: asp.ldl_le(0), lambda: asp.rw(0, bytearray(4), False)):
+        with pytest.raises(ArgumentTypeError, match="IOMMU 'iommu'.*must be an AddressSpace"):
+            access()
+
+
+def _bounce_space():
+    got = []
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    root.add_subregion(0, MemoryRegion.io("dev", 0x100, MemoryRegionOps(
+        lambda o, n: 0, lambda o, v, n: got.append((o, v, n)))))
+    return system.address_space(root, "as"), got
+
+
+@pytest.mark.parametrize("bad", [-1, 17, 1 << 64, 2.0, "4"])
+def test_unmap_with_a_bad_access_len_keeps_the_mapping_for_a_retry(bad):
+    asp, got = _bounce_space()
+    view = asp.map(0, 16, True)
+    view[:] = b"\x01" * 16
+    with pytest.raises((ValueError, TypeError), match="access_len"):
+        asp.unmap(view, bad)
+    assert got == []
+    asp.unmap(view)   # the retry finds the mapping and writes the bounce buffer out
+    assert [v for _, v, _ in got] == [0x01010101] * 4
