@@ -252,6 +252,11 @@ def decode_event(obj: Any, lineno: int = 0) -> Event:
         raise TraceFormatError(f"size must be a positive integer, not {size!r}", lineno)
     value = _hex(obj, "value", lineno) if obj.get("value") is not None else None
     data = None
+    if value is not None and size not in (1, 2, 4, 8):
+        # Checked here, not at replay: a huge size would be turned into a
+        # mask or a buffer of that many bytes before the access refused it.
+        raise TraceFormatError(f"an access with a value has size 1, 2, 4 or 8, not {size}",
+                               lineno)
     if value is None:
         if not isinstance(obj.get("data"), str):
             raise TraceFormatError("an access needs a value or data", lineno)
@@ -269,11 +274,16 @@ def decode_event(obj: Any, lineno: int = 0) -> Event:
     if not isinstance(result, int) or isinstance(result, bool) or result < 0:
         raise TraceFormatError(f"result must be a MemTxResult integer, not {result!r}",
                                lineno)
-    return Access(space=space, op=op, addr=_hex(obj, "addr", lineno), size=size,
+    addr = _hex(obj, "addr", lineno)
+    if addr + size > 1 << 64:
+        raise TraceFormatError(f"an access of {size} bytes at {addr:#x} runs past 2^64",
+                               lineno)
+    offset = _hex(obj, "offset", lineno) if obj.get("offset") is not None else None
+    if offset is not None and offset >= 1 << 64:
+        raise TraceFormatError(f"offset {offset:#x} is beyond 2^64", lineno)
+    return Access(space=space, op=op, addr=addr, size=size,
                   value=value, data=data, attrs=_attrs_from(obj.get("attrs"), lineno),
-                  result=result, region=region,
-                  offset=_hex(obj, "offset", lineno) if obj.get("offset") is not None else None,
-                  line=lineno)
+                  result=result, region=region, offset=offset, line=lineno)
 
 
 # ------------------------------------------------------------------ writing
@@ -410,6 +420,10 @@ def load_trace(path: PathLike) -> Trace:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise TraceFormatError(f"cannot read {path}: {exc.strerror}") from None
+    # A UTF-8 byte order mark (an editor's, or a tool's that wrote the log)
+    # is not part of the first line.
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     if raw.lstrip()[:1] == b"{":
         try:
             return parse_trace(raw)
@@ -418,9 +432,17 @@ def load_trace(path: PathLike) -> Trace:
     from .qemu.tracelog import looks_like_qemu_log, parse_trace_log
 
     text = raw.decode("utf-8", errors="replace")
-    if not looks_like_qemu_log(text.split("\n", 1)[0]):
-        raise TraceFormatError(f"{path} is neither a {FORMAT} trace nor a QEMU trace log")
+    # QEMU's log backend shares stderr with QEMU's own messages (warnings,
+    # blank lines): an event among the first lines is enough.
+    head = text.split("\n", _SNIFF_LINES)[:_SNIFF_LINES]
+    if not any(looks_like_qemu_log(line) for line in head):
+        raise TraceFormatError(f"{path} is neither a {FORMAT} trace nor a QEMU trace log "
+                               f"(no trace event in its first {_SNIFF_LINES} lines)")
     return parse_trace_log(text)
+
+
+# How many lines of a file load_trace reads to tell a QEMU trace log.
+_SNIFF_LINES = 64
 
 
 # ------------------------------------------------------------------ recording
@@ -481,18 +503,27 @@ class Recorder:
                 self._hidden[id(asp)] = _install_ram_wrappers(asp, self)
 
     def stop(self) -> None:
-        """Detach from the spaces and close the trace (writing its end line)."""
-        for asp in self.spaces:
-            if asp._recorder is self:
-                asp._recorder = None
-            if id(asp) in self._hidden:
-                _remove_ram_wrappers(asp, self._hidden.pop(id(asp)))
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            # Detach first: unregistering ends in a commit() of its own.
-            listener.recorder = None
-            self.spaces[0].unregister_listener(listener)
-        self.writer.close()
+        """Detach from the spaces and close the trace (writing its end line).
+
+        The trace is always closed with every access recorded so far, even
+        if a recorded space was destroyed meanwhile (a hot-unplugged device)
+        or its commit listener was unregistered by someone else."""
+        try:
+            for asp in self.spaces:
+                if asp._recorder is self:
+                    asp._recorder = None
+                if id(asp) in self._hidden:
+                    _remove_ram_wrappers(asp, self._hidden.pop(id(asp)))
+            if self._listener is not None:
+                listener, self._listener = self._listener, None
+                # Detach first: unregistering ends in a commit() of its own.
+                listener.recorder = None
+                first = self.spaces[0]
+                # destroy() has unregistered it already, or the user did.
+                if any(listener is other for other in first.listeners):
+                    first.unregister_listener(listener)
+        finally:
+            self.writer.close()
 
     def commit(self) -> None:
         """A commit event with the digest of every current view."""
@@ -825,35 +856,37 @@ class Replayer:
         the duration of a replay; everything restored afterwards."""
         from .region import MemoryRegionOps
 
-        saved = []
-        for mr in self._device_regions():
-            if self.stub_choice is True or (callable(self.stub_choice)
-                                            and self.stub_choice(mr)):
-                ops = mr.ops
-                assert ops is not None
-                # QEMU logs do not say what a device accepts: let it take
-                # whatever the log shows it took.
-                mr.ops = MemoryRegionOps(
-                    self._stub.read, self._stub.write, endianness=ops.endianness,
-                    valid_min=1 if permissive else ops.valid_min,
-                    valid_max=8 if permissive else ops.valid_max, impl_min=1, impl_max=8,
-                    unaligned=True if permissive else ops.unaligned, with_attrs=True)
-                saved.append((mr, ops))
-        spaces = self.system.address_spaces
-        for asp in spaces:
-            if asp._recorder is not None:
-                for mr, ops in saved:
-                    mr.ops = ops
-                raise PymemError(f"address space {asp.name!r} is being recorded: "
-                                 f"replay on another machine")
-        for asp in spaces:
-            asp._recorder = self._observer
+        # Everything swapped is restored in the finally, whatever stops the
+        # set-up half way (a predicate that raises, Ctrl-C).
+        saved: List[Tuple[MemoryRegion, Any]] = []
+        spaces: List[Any] = []
         try:
+            for asp in self.system.address_spaces:
+                if asp._recorder is not None:
+                    raise PymemError(f"address space {asp.name!r} is being recorded: "
+                                     f"replay on another machine")
+            for mr in self._device_regions():
+                if self.stub_choice is True or (callable(self.stub_choice)
+                                                and self.stub_choice(mr)):
+                    ops = mr.ops
+                    assert ops is not None
+                    # QEMU logs do not say what a device accepts: let it take
+                    # whatever the log shows it took.
+                    stub_ops = MemoryRegionOps(
+                        self._stub.read, self._stub.write, endianness=ops.endianness,
+                        valid_min=1 if permissive else ops.valid_min,
+                        valid_max=8 if permissive else ops.valid_max, impl_min=1, impl_max=8,
+                        unaligned=True if permissive else ops.unaligned, with_attrs=True)
+                    saved.append((mr, ops))
+                    mr.ops = stub_ops
+            for asp in self.system.address_spaces:
+                spaces.append(asp)
+                asp._recorder = self._observer
             yield
         finally:
             for asp in spaces:
                 asp._recorder = None
-            for mr, ops in saved:
+            for mr, ops in reversed(saved):
                 mr.ops = ops
 
     # -------------------------------------------------------------- replay

@@ -82,8 +82,12 @@ def parse_trace_log(text: str) -> Trace:
         if size not in (1, 2, 4, 8):
             problems.append((lineno, f"access size {size} is not 1, 2, 4 or 8"))
             continue
+        addr = int(m.group(4), 16)
+        if addr + size > 1 << 64:
+            problems.append((lineno, f"access of {size} bytes at {addr:#x} runs past 2^64"))
+            continue
         close_commit()
-        events.append(Access(space=None, op=m.group(1), addr=int(m.group(4), 16), size=size,
+        events.append(Access(space=None, op=m.group(1), addr=addr, size=size,
                              value=int(m.group(5), 16), region=m.group(7),
                              cpu=int(m.group(2)), line=lineno))
     close_commit()
