@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import mmap
 import os
 import sys
 import threading
@@ -36,7 +35,7 @@ from contextlib import contextmanager
 from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Literal, Optional,
                     Protocol, Tuple, Type, TypeVar, Union, overload)
 
-from . import dirty
+from . import dirty, hostmem
 from ._native import ffi, lib
 from .dispatch import NO_REGION
 from .errors import TopologyError, check
@@ -492,6 +491,21 @@ class MemoryRegion:
             raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
         return self._buffer
 
+    def get_ram_ptr(self) -> "hostmem.RamPtr":
+        """QEMU's memory_region_get_ram_ptr: the host address of the memory of
+        a RAM, ROM, ROM-device or RAM-device region (an alias: of its window
+        of the target's memory), as a RamPtr that keeps the memory alive while
+        held (`with mr.get_ram_ptr() as ptr: ptr.address`).  Memory pymem
+        allocated starts on a host page; a caller's `buffer` is where it is.
+        TypeError for a region without memory of its own."""
+        mr, offset = self, 0
+        while mr.kind == ALIAS and mr._alias is not None:
+            offset += mr._alias_offset
+            mr = mr._alias
+        if mr.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
+            raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
+        return hostmem.RamPtr(self.name, mr._buffer, offset, self._size)
+
     def type_name(self) -> str:
         """The type `info mtree` prints: an alias shows its target's."""
         mr = self
@@ -769,23 +783,14 @@ def _check_ops(name: str, ops: Any) -> MemoryRegionOps:
     return ops
 
 
-_MMAP_MIN = 256 << 10
-"""Memories from this size up are anonymous mappings, smaller ones bytearrays."""
-
-
 def _allocate(kind: str, name: str, size: int) -> memoryview:
-    """Zeroed memory for a region, allocated when the region is made, so a size
-    the machine cannot map fails here, naming the region, not at a commit."""
-    if size < _MMAP_MIN:
-        # Small memories (ROMs, device buffers): one mapping each would be a
-        # system call per region and could exhaust the process's mappings
-        # (vm.max_map_count, 65,530 by default) on a machine of many regions.
-        return memoryview(bytearray(size))
+    """Zeroed, page-aligned memory for a region (pymem/hostmem.py: small ones
+    carved from shared slabs, so many small regions do not exhaust the
+    process's mappings), allocated when the region is made, so a size the
+    machine cannot map fails here, naming the region, not at a commit."""
     try:
-        # Anonymous mmap: zero pages cost nothing until touched, so a
-        # machine's gigabytes of RAM are free until the guest writes them.
-        return memoryview(mmap.mmap(-1, size))
-    except (OverflowError, OSError, ValueError) as exc:
+        return hostmem.allocate(size)
+    except (OverflowError, OSError, ValueError, MemoryError) as exc:
         raise TopologyError(f"{kind} {name!r}: cannot allocate {size:#x} bytes of memory "
                             f"({exc})") from None
 
