@@ -34,6 +34,12 @@ typedef struct section {
     pm_range r;
     subpage_piece *pieces;   /* sub-page sections only: sorted, disjoint */
     uint32_t npieces, cap_pieces;
+    /* Sub-page sections of small views: a byte per byte of the page, the
+     * piece there plus one (0: unassigned), and each slot's section (slot 0
+     * is section 0).  One indexed load, as QEMU's per-byte sub_section
+     * table, where a search over pieces would branch on every step. */
+    const uint8_t *slot_of;
+    const uint32_t *slot_section;
 } section;
 
 struct pm_dispatch {
@@ -45,10 +51,12 @@ struct pm_dispatch {
     uint32_t sections_nb, sections_alloc, max_sections;
     uint32_t mru;            /* accessed atomically: readers race on it */
     /* Small views only: every boundary of the resolved address map (sorted,
-     * bounds[0] == 0) and the section from it on, for batched lookups. */
+     * bounds[0] == 0, then bounds[nbounds] == 0 as the end of the last
+     * interval, 2^64) and the section from it on, for batched lookups. */
     uint64_t *bounds;
     uint32_t *bound_sections;
     uint32_t nbounds;
+    uint8_t *slot_tables;    /* every sub-page's slot_of and slot_section */
     uint64_t next_start;     /* the lowest address the next range may start at */
     int any_added, full, committed, broken;
     pm_stats *stats;
@@ -409,7 +417,7 @@ static pm_status build_bounds(pm_dispatch *d)
     if (cap > MAX_BOUNDS) {
         return PM_OK;
     }
-    d->bounds = malloc(cap * sizeof(*d->bounds));
+    d->bounds = malloc((cap + 1) * sizeof(*d->bounds));
     d->bound_sections = malloc(cap * sizeof(*d->bound_sections));
     if (!d->bounds || !d->bound_sections) {
         free(d->bounds);
@@ -443,7 +451,63 @@ static pm_status build_bounds(pm_dispatch *d)
         d->bounds[n] = next;
         d->bound_sections[n++] = 0;
     }
+    d->bounds[n] = 0;           /* the last interval ends at 2^64 */
     d->nbounds = n;
+    return PM_OK;
+}
+
+/*
+ * Slot tables for the sub-pages, in section order, while they fit
+ * SLOT_TABLE_BUDGET bytes (64 sub-pages of 4 KiB: a view like q35's I/O space
+ * has 3, the synthetic 10k tree 6,321).  A sub-page with more than 255
+ * pieces, or past the budget, keeps the search over its pieces.
+ */
+#define SLOT_TABLE_BUDGET (256 * 1024)
+
+static pm_status build_slot_tables(pm_dispatch *d)
+{
+    size_t page = (size_t)1 << d->page_bits, total = 0;
+    for (uint32_t i = 0; i < d->sections_nb; i++) {
+        const section *sp = &d->sections[i];
+        if (sp->npieces && sp->npieces < 256) {
+            size_t need = page + (sp->npieces + 1) * sizeof(uint32_t);
+            if (total + need > SLOT_TABLE_BUDGET) {
+                break;
+            }
+            total += need;
+        }
+    }
+    if (!total) {
+        return PM_OK;
+    }
+    d->slot_tables = malloc(total);
+    if (!d->slot_tables) {
+        return PM_ERR_NOMEM;
+    }
+    uint8_t *at = d->slot_tables, *end = d->slot_tables + total;
+    for (uint32_t i = 0; i < d->sections_nb; i++) {
+        section *sp = &d->sections[i];
+        if (!sp->npieces || sp->npieces >= 256) {
+            continue;
+        }
+        size_t need = page + (sp->npieces + 1) * sizeof(uint32_t);
+        if (at + need > end) {
+            break;
+        }
+        /* The section numbers first: 4-byte aligned in malloc'd memory. */
+        uint32_t *slot_section = (uint32_t *)at;
+        uint8_t *slot_of = at + (sp->npieces + 1) * sizeof(uint32_t);
+        memset(slot_of, 0, page);
+        slot_section[0] = 0;
+        for (uint32_t k = 0; k < sp->npieces; k++) {
+            const subpage_piece *p = &sp->pieces[k];
+            slot_section[k + 1] = p->section;
+            memset(slot_of + p->first, (int)(k + 1), p->last - p->first + 1);
+        }
+        sp->slot_of = slot_of;
+        sp->slot_section = slot_section;
+        at += need;
+    }
     return PM_OK;
 }
 
@@ -456,6 +520,9 @@ pm_status pm_dispatch_commit(pm_dispatch *d)
         compact(&d->root, d->nodes);
     }
     pm_status st = build_bounds(d);
+    if (st == PM_OK) {
+        st = build_slot_tables(d);
+    }
     if (st != PM_OK) {
         return st;
     }
@@ -475,6 +542,7 @@ void pm_dispatch_free(pm_dispatch *d)
     free(d->nodes);
     free(d->bounds);
     free(d->bound_sections);
+    free(d->slot_tables);
     if (d->stats) {
         __atomic_sub_fetch(&d->stats->live_dispatches, 1, __ATOMIC_RELAXED);
     }
@@ -485,6 +553,9 @@ void pm_dispatch_free(pm_dispatch *d)
 
 static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
 {
+    if (sp->slot_of) {
+        return sp->slot_section[sp->slot_of[off]];
+    }
     uint32_t lo = 0, hi = sp->npieces;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;

@@ -283,3 +283,30 @@ def test_unchecked_ranges_out_of_order_are_still_refused_by_c():
     with pytest.raises(RangeOrderError, match="adding range 1 at 0x1000"):
         Dispatch.build([DispatchRange(0x2000, 0x1000), DispatchRange(0x1000, 0x1000)], 12,
                        checked=True)
+
+
+def _every_byte_matches_the_model(page_bits, ranges, pages):
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    ps = 1 << page_bits
+    addrs = [p * ps + off for p in pages for off in range(ps)]
+    want = [model.lookup(a) for a in addrs]
+    assert [d.lookup(a) for a in addrs] == want
+    assert list(d.lookup_many(array("Q", addrs))) == want
+
+
+def test_subpages_past_the_slot_table_budget_resolve_as_those_with_tables():
+    # 100 sub-pages of 4 KiB: the first 64 get a per-byte slot table (256 KiB
+    # of them), the rest keep the search over their pieces.
+    ranges = []
+    for page in range(100):
+        base = page * 0x1000
+        ranges += [(base + 0x10, 0x10, 0), (base + 0x100, 0x3, 0), (base + 0x800, 0x800, 0)]
+    _every_byte_matches_the_model(12, ranges, [0, 1, 62, 63, 64, 65, 99])
+
+
+def test_a_subpage_of_more_pieces_than_a_slot_byte_holds_is_searched():
+    # 300 three-byte pieces in one 1 KiB page, one byte apart: 300 > 255 slots.
+    ranges = [(4 * i, 3, 0) for i in range(256)]
+    _every_byte_matches_the_model(10, ranges, [0])
+    ranges = [(1024 + 3 * i, 2, 0) for i in range(300) if 3 * i + 2 <= 1024]
+    _every_byte_matches_the_model(11, ranges, [0, 1])
