@@ -4,7 +4,7 @@
  *
  * An emulator's CPU loop goes through here millions of times a second, so RAM
  * and ROM are copied without Python: one RCU read-side section, one lookup per
- * section crossed, memcpy, and the dirty bytes of the pages a RAM write
+ * section crossed, memmove, and the dirty bytes of the pages a RAM write
  * touched.  Everything QEMU would hand to a device (MMIO, a ROM device outside
  * romd mode, writes to ROM, IOMMU translation, unassigned space) is left to the
  * Python caller, which applies QEMU's rules to that piece (pymem/mmio.py) and
@@ -103,11 +103,14 @@ static inline int access_walk(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t l
             stopped = 1;
             break;
         }
+        /* memmove: the caller's buffer may be guest RAM itself (a view from
+         * map() or region.buffer written back into the space), and a guest's
+         * memmove through DMA overlaps. */
         if (is_write) {
-            memcpy(r.host + offset, buf + done, plen);
+            memmove(r.host + offset, buf + done, plen);
             mark_dirty(&r, offset, plen, page_bits);
         } else {
-            memcpy(buf + done, r.host + offset, plen);
+            memmove(buf + done, r.host + offset, plen);
         }
         done += plen;
     }
@@ -173,6 +176,7 @@ static inline int access_direct(pm_as *as, uint64_t addr, unsigned n, uint8_t *b
         /* Like QEMU's fixed-width loads and stores: an access that does not fit in
          * one section is not memory's to answer. */
         if (plen == n && (is_write ? direct_write(&r) : direct_read(&r))) {
+            /* buf is the caller's 8 bytes on its stack, never guest RAM. */
             if (is_write) {
                 memcpy(r.host + offset, buf, n);
                 mark_dirty(&r, offset, n, pm_dispatch_page_bits(d));

@@ -50,6 +50,12 @@ pm_status pm_ranges_diff(const pm_range *old_ranges, size_t n_old,
             j++;
         }
     }
+    if (!k) {
+        /* Nothing to report (every range unchanged, no with_same): the caller
+         * gets NULL, which it has nothing to free. */
+        free(diff);
+        return PM_OK;
+    }
     *out = diff;
     *n = k;
     return PM_OK;

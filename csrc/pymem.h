@@ -181,8 +181,8 @@ pm_status pm_render_dispatch(const pm_region *root, uint32_t max_alias_visits,
  * and equal but for dirty logging (SAME, both indices), one only in the new
  * view (ADD, new_index).  Equality is QEMU's flatrange_equal: region, start,
  * last, offset and flags.  Without with_same, SAME entries are written only
- * where the dirty-log masks differ.  *out is malloc'd (NULL when empty), to
- * free with pm_diff_free.
+ * where the dirty-log masks differ.  *out is malloc'd, to free with
+ * pm_diff_free, or NULL when no entry was written (*n == 0).
  */
 #define PM_DIFF_DEL 1
 #define PM_DIFF_SAME 2

@@ -3,7 +3,8 @@ from .access import IOMMUAccessFlags, IOMMUTLBEntry
 from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation
 from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDuringCommitError,
-                     IOMMUCycleError, PymemError, RangeOrderError, RcuError, TopologyError)
+                     IOMMUCycleError, NotCopyableError, PymemError, RangeOrderError, RcuError,
+                     TopologyError)
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
@@ -15,6 +16,6 @@ __all__ = [
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
     "EditDuringCommitError", "ArgumentTypeError", "IOMMUCycleError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
-    "MemoryRegionSection", "MemorySystem", "PymemError", "RangeOrderError", "RcuError",
+    "MemoryRegionSection", "MemorySystem", "NotCopyableError", "PymemError", "RangeOrderError", "RcuError",
     "Section", "TopologyError", "Translation",
 ]

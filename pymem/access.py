@@ -236,8 +236,10 @@ class AccessMixin:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"read size must be a non-negative int, not {size!r}")
-        buf = bytearray(size)
+        # Checked before allocating: a size past the space's end must not cost
+        # gigabytes of zeroes first.
         _check_access(addr, size)
+        buf = bytearray(size)
         # All plain memory: one C call, nothing else to build.
         if size and not lib.pm_as_read(self._cas, addr, ffi.from_buffer(buf), size, ffi.NULL):
             return bytes(buf)

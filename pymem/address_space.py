@@ -21,7 +21,7 @@ from . import dirty
 from ._native import ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
-from .errors import EditDuringCommitError, TopologyError, ViewLifetimeError, check
+from .errors import EditDuringCommitError, TopologyError, Uncopyable, ViewLifetimeError, check
 from .flatview import FlatView, get_flatview_root
 from .listener import (MemoryListener, _tell, insert_by_priority, listener_add_address_space,
                        listener_del_address_space, raise_first, update_topology)
@@ -29,7 +29,7 @@ from .rcu import call_rcu
 from .region import RAM, MemoryRegion, reachable
 
 
-class MemorySystem:
+class MemorySystem(Uncopyable):
     """The regions' world: address spaces, listeners, views, transactions."""
 
     def __init__(self, page_bits: int = 12) -> None:
@@ -154,7 +154,7 @@ class MemorySystem:
         # QEMU's flatview_unref -> call_rcu(flatview_destroy): a C reader may
         # still hold the view's dispatch; the callback keeps the view (and the
         # RAM buffers and regions it reaches) alive until the grace period ends.
-        call_rcu(view.destroy)
+        call_rcu(view._release)
 
     def _generate(self, root: Optional[MemoryRegion]) -> FlatView:
         if root is None:
@@ -174,7 +174,7 @@ class MemorySystem:
         except BaseException:
             for view in views.values():
                 if view is not self._empty_view:
-                    view.destroy()
+                    view._release()
             raise
         # flatviews_reset: the registry drops its references to the old views
         # (address spaces still hold theirs) and takes the new ones.
@@ -219,7 +219,7 @@ class _Pin:
         self.recorder: Any = None
 
 
-class AddressSpace(AccessMixin):
+class AddressSpace(AccessMixin, Uncopyable):
     """A view of a region tree from its root, as the CPU or a device sees it."""
 
     def __init__(self, system: MemorySystem, root: MemoryRegion, name: str) -> None:
@@ -248,12 +248,15 @@ class AddressSpace(AccessMixin):
             return
         # A view whose last reference is gone is on its way to call_rcu:
         # publishing it would hand C a dispatch about to be freed.
-        if new.dispatch is None or not new.ref():
+        if new._handle is None or not new.ref():
             raise ViewLifetimeError(f"address space {self.name!r}: the view to publish "
                                     f"was already released")
         if self.listeners:
             update_topology(self, old, new, errors)
-        lib.pm_as_publish(self._cas, new.dispatch.handle)
+        # The view's own handle, which no Dispatch.close() can drop: the view
+        # (held by the pin below, and referenced by this space) owns the
+        # table C points at for as long as it is published.
+        lib.pm_as_publish(self._cas, new._handle)
         self._pin.view = new
         self.flatview = new
         if old is not None:

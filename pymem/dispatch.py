@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, List, NamedTuple, NoReturn, Optional
 
 from . import _fastpath
 from ._native import ffi, lib
-from .errors import CapacityError, RangeOrderError, TopologyError, check
+from .errors import CapacityError, RangeOrderError, TopologyError, Uncopyable, check
 
 ADDRESS_SPACE_SIZE = 1 << 64
 MIN_PAGE_BITS = 10
@@ -146,7 +146,7 @@ def _closed(*args: Any) -> NoReturn:
     raise ValueError("the dispatch is closed")
 
 
-class Dispatch:
+class Dispatch(Uncopyable):
     """A committed dispatch table, owned by this object (freed with it).
 
     `lookup(addr) -> int` is the section index of `addr`, sub-pages resolved;
@@ -234,7 +234,10 @@ class Dispatch:
 
     def close(self) -> None:
         """Drop this object's hold on the C table: it is freed at once unless
-        a builtin taken from it earlier (`lk = d.lookup`) still holds it."""
+        a builtin taken from it earlier (`lk = d.lookup`) still holds it, or
+        it is a FlatView's (`view.dispatch`): a view keeps its own hold for as
+        long as any address space may read it, so closing a published view's
+        dispatch only closes this object."""
         if self._d is not None:
             self.lookup = self.translate = _closed
             self._d = None

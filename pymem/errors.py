@@ -62,6 +62,38 @@ class RcuError(PymemError, RuntimeError):
     """RCU misuse, such as waiting for a grace period inside a read-side section."""
 
 
+class NotCopyableError(PymemError, TypeError):
+    """copy.copy, copy.deepcopy or pickle of an object that owns C state."""
+
+
+class Uncopyable:
+    """Refuses copy.copy, copy.deepcopy and pickle, naming the object.
+
+    For the classes whose objects own C state (a region's node, a view's
+    dispatch, an address space's handle): a copy would share that state while
+    C points back at the original object only (a region's node hands C the
+    region's address), so the copy outliving the original is a
+    use-after-free.  Build a new object instead."""
+
+    __slots__ = ()
+
+    def _refuse_copy(self, how: str) -> NoReturn:
+        raise NotCopyableError(f"cannot {how} {self!r}: it owns C state that a copy would "
+                               f"share; build a new {type(self).__name__} instead")
+
+    def __copy__(self) -> NoReturn:
+        self._refuse_copy("copy")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        self._refuse_copy("deep-copy")
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        self._refuse_copy("pickle or copy")
+
+    def __reduce__(self) -> NoReturn:
+        self._refuse_copy("pickle or copy")
+
+
 _STATUS_TEXT = {
     1: (MemoryError, "out of memory"),
     2: (RangeOrderError, "ranges are not in address order or overlap"),

@@ -23,7 +23,7 @@ from . import _fastpath
 from ._native import ffi, lib
 from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Dispatch,
                        c_address, check_build)
-from .errors import TopologyError, check, fail
+from .errors import TopologyError, Uncopyable, check, fail
 from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, TREE_LOCK, MemoryRegion,
                      loop_text, runaway_loop)
 
@@ -183,15 +183,15 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
     return None
 
 
-class FlatView:
+class FlatView(Uncopyable):
     """The rendered ranges of one root and the dispatch built from them.
 
     Rendering and the dispatch build happen in one C call; the FlatRange
     objects are made from C's ranges the first time `ranges` is read (by a
     listener, `info mtree -f`, ...), so a commit nobody inspects makes none."""
 
-    __slots__ = ("root", "dispatch", "_array", "_regions", "_ranges", "_refs", "_reclaim",
-                 "_stats", "__weakref__")
+    __slots__ = ("root", "_dispatch", "_handle", "_array", "_regions", "_ranges", "_refs",
+                 "_reclaim", "_stats", "__weakref__")
 
     def __init__(self, root: Optional[MemoryRegion], page_bits: int,
                  reclaim: Callable[["FlatView"], None], stats: Any = None) -> None:
@@ -199,12 +199,17 @@ class FlatView:
         self._ranges: Optional[List[FlatRange]] = None
         self._regions: List[MemoryRegion]
         self._array: Any   # the C ranges (pm_range *), None when there are none
+        self._dispatch: Optional[Dispatch]
         if root is None:
             self._array, self._regions = None, []
-            self.dispatch: Optional[Dispatch] = Dispatch.build([], page_bits, stats=stats)
+            self._dispatch = Dispatch.build([], page_bits, stats=stats)
         else:
             self._array, self._regions, built = _render(root, page_bits, stats)
-            self.dispatch = Dispatch.own(built, page_bits, stats, self._regions)
+            self._dispatch = Dispatch.own(built, page_bits, stats, self._regions)
+        # The view's own hold on the C table, apart from the Dispatch object a
+        # caller may close: address spaces publish this handle, and it goes
+        # only in _release, a grace period after the last space left the view.
+        self._handle: Any = self._dispatch.handle
         self._refs = 1
         self._reclaim = reclaim
         # Declared after `dispatch`: the C dispatch counts itself in these
@@ -244,12 +249,36 @@ class FlatView:
     def refs(self) -> int:
         return self._refs
 
+    @property
+    def dispatch(self) -> Optional[Dispatch]:
+        """The dispatch built from the ranges (None once the view is reclaimed).
+
+        Read-only: address spaces publish the view's own handle on the C
+        table, so `dispatch.close()` closes only that Python object, and the
+        table lives until the view is reclaimed."""
+        return self._dispatch
+
     def destroy(self) -> None:
-        """Drop the dispatch: called once no C reader can hold this view.  The
-        table is freed when the last Python holder lets go (usually now)."""
+        """Free the view's dispatch now.  Only a view nobody holds may go:
+        TopologyError while an address space or the system's registry still
+        has a reference (the view is freed a grace period after the last
+        unref, by itself)."""
+        if self._refs > 0:
+            name = self.root.name if self.root is not None else None
+            raise TopologyError(
+                f"destroying the flat view of {name!r}: it still has {self._refs} "
+                f"reference(s) (address spaces publish it); it is reclaimed a grace "
+                f"period after the last unref")
+        self._release()
+
+    def _release(self) -> None:
+        """Drop the dispatch: called once no C reader can hold this view (the
+        reclaimer), or for a view never published.  The table is freed when
+        the last Python holder lets go (usually now)."""
         # Dropped, not closed: a Python caller still holding the Dispatch
         # (`view.dispatch.lookup_many(...)` in another thread) keeps using it.
-        self.dispatch = None
+        self._dispatch = None
+        self._handle = None
 
     def lookup(self, addr: int) -> Optional[FlatRange]:
         """The flat range holding `addr`, by binary search (None if unassigned)."""
@@ -288,8 +317,9 @@ def diff_views(old: Optional[FlatView], new: FlatView,
     check(lib.pm_ranges_diff(old._array if old is not None and old_n else ffi.NULL, old_n,
                              new._array if new_n else ffi.NULL, new_n, with_same,
                              out, count), "comparing two views")
-    if not count[0]:
+    # Owned before anything else is looked at: whatever C handed back is freed.
+    entries = ffi.gc(out[0], lib.pm_diff_free) if out[0] != ffi.NULL else None
+    if entries is None or not count[0]:
         return []
-    entries = ffi.gc(out[0], lib.pm_diff_free)
     size = struct.calcsize(_DIFF_FORMAT)
     return list(struct.iter_unpack(_DIFF_FORMAT, ffi.buffer(entries, count[0] * size)))

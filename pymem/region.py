@@ -38,7 +38,7 @@ from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Liter
 from . import dirty, hostmem
 from ._native import ffi, lib
 from .dispatch import NO_REGION
-from .errors import TopologyError, check
+from .errors import TopologyError, Uncopyable, check
 from .memtx import MemTxAttrs
 
 if TYPE_CHECKING:
@@ -294,7 +294,7 @@ _KIND_FLAGS = {
 }
 
 
-class MemoryRegion:
+class MemoryRegion(Uncopyable):
     """One node of a region tree; build it with the class-method constructors."""
 
     __slots__ = ("id", "name", "_size", "kind", "ops", "_readonly", "_romd", "_enabled",

@@ -467,3 +467,37 @@ def test_ram_device_is_mapped_through_a_bounce_buffer_and_never_dirty_logged():
     with pytest.raises(TypeError, match="no dirty log"):
         bar.get_dirty(0, 4, DIRTY_MEMORY_VGA)
     assert bar.type_name() == "ramd"
+
+
+# ------------------------------------------------- buffers that are guest RAM
+
+def pattern(n):
+    return bytes(i * 7 & 0xff for i in range(n))
+
+
+@pytest.mark.parametrize("shift", [0x10, -0x10], ids=["up", "down"])
+def test_writing_a_view_of_guest_ram_over_itself_moves_it_as_memmove(shift):
+    # A DMA descriptor taken from guest RAM: the source overlaps the
+    # destination (ASan called the old memcpy memcpy-param-overlap).
+    ram = MemoryRegion.ram("ram", 0x10000)
+    system, root, asp = machine((0, ram))
+    ram.buffer[0x1000:0x1400] = pattern(0x400)
+    src = asp.map(0x1000, 0x400, False)
+    asp.write(0x1000 + shift, src)
+    asp.unmap(src)
+    assert asp.read(0x1000 + shift, 0x400) == pattern(0x400)
+
+
+def test_rw_reading_into_a_view_of_the_same_ram_moves_it_as_memmove():
+    ram = MemoryRegion.ram("ram", 0x10000)
+    system, root, asp = machine((0, ram))
+    ram.buffer[0x10:0x810] = pattern(0x800)
+    assert asp.rw(0x10, ram.buffer[0x20:0x820], False) == MemTxResult.OK
+    assert bytes(ram.buffer[0x20:0x820]) == pattern(0x800)
+
+
+def test_a_read_past_the_end_of_the_space_is_refused_before_any_allocation():
+    system, root, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    # 1 TiB of zeroes would be a MemoryError (or the OOM killer) first.
+    with pytest.raises(ValueError, match="outside the 64-bit space"):
+        asp.read((1 << 64) - 1, 1 << 40)

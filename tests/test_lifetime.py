@@ -8,14 +8,16 @@ a violation is a use-after-free report; in a plain build, wrong answers.
 """
 from __future__ import annotations
 
+import copy
 import gc
+import pickle
 import threading
 from array import array
 
 import pytest
 
 from pymem import (Dispatch, DispatchRange, MemoryListener, MemoryRegion, MemorySystem,
-                   MemTxError, rcu)
+                   MemTxError, NotCopyableError, TopologyError, rcu)
 
 
 def small_space():
@@ -150,3 +152,105 @@ def test_a_raising_listener_still_gets_commit():
     assert calls == ["commit"] and asp.ldl_le(0x20000) == 0
     with pytest.raises(MemTxError):
         asp.ldl_le(0x30000)
+
+
+# The address space owns the dispatch it publishes: nothing a caller does to
+# the view's Dispatch object or to the view frees the table C reads.
+# Under scripts/sanitize.sh asan, a violation is a use-after-free report.
+
+def published_space():
+    system, root, asp = small_space()
+    asp.stl_le(0x100, 0x12345678)
+    return system, root, asp
+
+
+def reads_still_work(asp):
+    gc.collect()
+    rcu.drain_call_rcu()
+    big = asp.read(0, 0x10000)   # >= 64 KiB: C without the GIL
+    assert asp.ldl_le(0x100) == 0x12345678 and big[0x100:0x104] == bytes.fromhex("78563412")
+    asp.stl_le(0x200, 0xcafe)
+    assert asp.read(0x200, 2) == b"\xfe\xca"
+
+
+def test_closing_a_published_views_dispatch_leaves_the_space_reading_its_table():
+    system, root, asp = published_space()
+    dispatch = asp.flatview.dispatch
+    dispatch.close()
+    del dispatch
+    reads_still_work(asp)
+    with pytest.raises(ValueError, match="closed"):
+        asp.flatview.dispatch.lookup(0x100)
+
+
+def test_a_published_view_refuses_destroy_and_keeps_working():
+    system, root, asp = published_space()
+    with pytest.raises(TopologyError, match="flat view of 'ram'.*2 reference"):
+        asp.flatview.destroy()
+    reads_still_work(asp)
+    assert asp.flatview.dispatch.lookup(0x100) == 1
+
+
+def test_a_views_dispatch_cannot_be_dropped_by_assignment():
+    system, root, asp = published_space()
+    with pytest.raises(AttributeError):
+        asp.flatview.dispatch = None
+    reads_still_work(asp)
+
+
+def test_a_closed_dispatch_of_a_shared_view_can_still_be_published_to_a_new_space():
+    system, root, asp = published_space()
+    asp.flatview.dispatch.close()
+    gc.collect()
+    other = system.address_space(root, "other")   # shares the view, publishes its table
+    assert other.flatview is asp.flatview
+    assert other.ldl_le(0x100) == 0x12345678
+
+
+def test_a_view_nobody_holds_any_more_is_released_after_its_grace_period():
+    system, root, asp = published_space()
+    old = asp.flatview
+    root.add_subregion(0x20000, MemoryRegion.ram("more", 0x1000))
+    rcu.drain_call_rcu()
+    assert old.refs == 0 and old.dispatch is None
+    old.destroy()   # nothing left to hold: a no-op, not an error
+
+
+# Objects that own C state cannot be copied: a copy of a region shares its C
+# node, whose back-pointer names the original object only; once the original
+# died, rendering the copy increfed freed memory.
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy, pickle.dumps],
+                         ids=["copy", "deepcopy", "pickle"])
+@pytest.mark.parametrize("make", [
+    lambda: MemoryRegion.ram("template", 0x1000),
+    lambda: MemoryRegion.container("bus", 0x1000),
+    lambda: MemoryRegion.alias("window", MemoryRegion.ram("target", 0x1000), 0, 0x1000),
+], ids=["ram", "container", "alias"])
+def test_a_region_refuses_to_be_copied_or_pickled_naming_itself(how, make):
+    region = make()
+    with pytest.raises(NotCopyableError, match=repr(region.name)) as caught:
+        how(region)
+    assert isinstance(caught.value, TypeError)
+
+
+def test_the_copy_reproducer_leaves_the_original_mapped_and_correct():
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    asp = system.address_space(root, "memory")
+    original = MemoryRegion.ram("ram", 0x1000)
+    with pytest.raises(NotCopyableError):
+        copy.copy(original)
+    gc.collect()
+    root.add_subregion(0, original)
+    assert [r.region for r in asp.flatview.ranges] == [original]
+    assert asp.translate(0)[0] is original
+
+
+@pytest.mark.parametrize("how", [copy.copy, copy.deepcopy, pickle.dumps],
+                         ids=["copy", "deepcopy", "pickle"])
+def test_systems_spaces_views_and_dispatches_refuse_copies_too(how):
+    system, root, asp = small_space()
+    for obj in (system, asp, asp.flatview, asp.flatview.dispatch):
+        with pytest.raises(NotCopyableError, match=type(obj).__name__):
+            how(obj)
