@@ -20,12 +20,13 @@ u64 = st.integers(0, (1 << 64) - 1)
 @st.composite
 def accesses(draw: st.DrawFn) -> Access:
     size = draw(st.sampled_from((1, 2, 4, 8)) | st.integers(1, 40))
-    mmio = draw(st.booleans()) and size <= 8
+    # A value is a device access's: 1, 2, 4 or 8 bytes (other sizes are refused).
+    mmio = draw(st.booleans()) and size in (1, 2, 4, 8)
     region = draw(st.none() | names)
     attrs = draw(st.none() | st.builds(MemTxAttrs, secure=st.booleans(), user=st.booleans(),
                                        requester_id=st.integers(0, 0xFFFF)))
     return Access(space=draw(names), op=draw(st.sampled_from(("read", "write"))),
-                  addr=draw(u64), size=size,
+                  addr=draw(st.integers(0, (1 << 64) - size)), size=size,
                   value=draw(st.integers(0, (1 << (8 * size)) - 1)) if mmio else None,
                   data=None if mmio else draw(st.binary(min_size=size, max_size=size)),
                   attrs=attrs, result=draw(st.integers(0, 7)), region=region,
