@@ -1,0 +1,273 @@
+"""The fuzz targets: `TARGETS[name](data)` feeds `data` to one part of pymem.
+
+Parser targets take the file's bytes (several files are joined with SEP):
+  mtree      `info mtree -D` dump SEP hints.json -> load_mtree, then format_mtree
+             (tree, -D, -f -d) and a read at each flat range of each space
+  flat       one byte (page_bits - 10) + `info mtree -f` dump -> dispatch_from_flat
+  hints      `info mtree -D` SEP `info mtree -f` SEP `info mtree -f -d` -> derive_hints,
+             and load_mtree + format_mtree with the hints it returns
+  trace      a pymem trace file -> load_trace, replay on tests/trace_machine's
+             machine, format_report, diff_traces with itself
+  qemu_log   a QEMU trace log -> load_trace, replay on the bundled q35
+  api        bytes read as a program of public API calls (fuzz/api.py)
+
+A target returns normally or raises PymemError; anything else is a finding.
+Findings other engineers are fixing are tolerated while listed in KNOWN (each
+names its entry in the notes' fuzz-findings.md); the list shrinks to nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from pymem.errors import PymemError
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+MACHINES = ROOT / "pymem" / "machines"
+SEP = b"\n\x00--8<--\x00\n"
+
+# Findings in other engineers' lists, tolerated until their fix lands:
+# (exception type name, regex over "message | innermost frame"), entry.
+KNOWN: List[Tuple[str, str, str]] = [
+    ("ValueError", r"outside the 64-bit space|must be a non-negative int|(load|store) size must "
+     r"be|does not fit in \d+ bytes|did not come from map", "F1 (bad-input 19, consistency)"),
+    ("TypeError", r"has no dirty log", "F1 (bad-input 19, consistency)"),
+    ("OverflowError", r"can't convert negative int|int too big to convert|cannot fit 'int' into "
+     r"an index-sized", "F2 (bad-input 19, builtins; read(0, 2**63))"),
+    ("MemoryError", r"access\.py:read$", "F3 (c-core 9: read allocates before it checks)"),
+]
+
+
+def known(exc: BaseException) -> Optional[str]:
+    """The fuzz-findings.md entry an exception is a known finding of, if any."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].name}" if frames else ""
+    text = f"{exc} | {where}"
+    for type_name, pattern, entry in KNOWN:
+        if type(exc).__name__ == type_name and re.search(pattern, text):
+            return entry
+    return None
+
+
+# Triage: with PYMEM_FUZZ_TRIAGE=FILE a finding is appended to FILE (once
+# per exception type and place) and the run goes on, to list them all at once.
+TRIAGE = os.environ.get("PYMEM_FUZZ_TRIAGE")
+_triaged: set = set()
+
+
+def _triage(exc: BaseException, data: bytes) -> None:
+    frames = traceback.extract_tb(exc.__traceback__)
+    key = (type(exc).__name__, frames[-1].filename, frames[-1].lineno) if frames else ()
+    if key in _triaged:
+        return
+    _triaged.add(key)
+    assert TRIAGE is not None
+    with open(TRIAGE, "a") as f:
+        f.write(f"=== {type(exc).__name__}: {exc!s:.300}\ninput: {data[:2000]!r}\n")
+        f.write("".join(traceback.format_exception(exc)[-6:]) + "\n")
+
+
+def guarded(fn: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """`fn` with pymem's own errors (and tolerated known findings) swallowed."""
+    def target(data: bytes) -> None:
+        try:
+            fn(data)
+        except PymemError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - the point: sort them
+            if known(exc) is None:
+                if TRIAGE is None:
+                    raise
+                _triage(exc, data)
+    target.__name__ = fn.__name__
+    target.__doc__ = fn.__doc__
+    return target
+
+
+def _split(data: bytes, n: int) -> List[bytes]:
+    parts = data.split(SEP, n - 1)
+    return parts + [b""] * (n - len(parts))
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _hints(raw: bytes) -> Optional[dict]:
+    """The hints as load_mtree takes them: a parsed JSON object, or None."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None        # not JSON: load_mtree is never given it
+    return obj if isinstance(obj, dict) else None
+
+
+def _exercise(system) -> None:
+    """Print the system every way and read a little of every flat range."""
+    from pymem.qemu.mtree import format_mtree
+
+    format_mtree(system)
+    format_mtree(system, disabled=True)
+    format_mtree(system, flat=True, dispatch=True)
+    for asp in system.address_spaces:
+        for fr in asp.flatview.ranges[:16]:
+            asp.rw(fr.addr, bytearray(min(fr.size, 8)), False)
+
+
+# ------------------------------------------------------------------ parsers
+
+@guarded
+def mtree(data: bytes) -> None:
+    """load_mtree(dump, hints) and format_mtree of the result."""
+    from pymem.qemu.mtree import load_mtree
+
+    dump, hints = _split(data, 2)
+    _exercise(load_mtree(_text(dump), _hints(hints)))
+
+
+@guarded
+def flat(data: bytes) -> None:
+    """dispatch_from_flat(dump, page_bits)."""
+    from pymem.qemu.flat import dispatch_from_flat
+
+    if not data:
+        return
+    dispatch_from_flat(_text(data[1:]), page_bits=10 + data[0] % 7)
+
+
+@guarded
+def hints(data: bytes) -> None:
+    """derive_hints(mtree -D, -f, -f -d), then load the dump with its hints."""
+    from pymem.qemu.hints import derive_hints
+    from pymem.qemu.mtree import load_mtree
+
+    tree, flat_dump, dispatch = (_text(p) for p in _split(data, 3))
+    derived = derive_hints(tree, flat_dump, dispatch)
+    json.dumps(derived)                 # what `pymem qemu-hints` prints
+    _exercise(load_mtree(tree, derived))
+
+
+def _load(data: bytes):
+    from pymem.trace import load_trace
+
+    fd, path = tempfile.mkstemp(prefix="pymem-fuzz-", suffix=".trace")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return load_trace(path)
+    finally:
+        os.unlink(path)
+
+
+@guarded
+def trace(data: bytes) -> None:
+    """load_trace, replay on the trace tests' machine, report, diff."""
+    from pymem.trace import diff_traces, format_diff, format_report, replay
+    from tests import trace_machine
+
+    t = _load(data)
+    system, _ = trace_machine.build()
+    format_report(replay(t, system), "fuzz.jsonl")
+    format_diff(diff_traces(t, t), "a", "b")
+
+
+_Q35: list = []
+
+
+@guarded
+def qemu_log(data: bytes) -> None:
+    """load_trace of a QEMU trace log, replay on the bundled q35 (built once)."""
+    from pymem.trace import format_report, replay
+
+    t = _load(data)
+    if not _Q35:
+        from pymem import machines
+        _Q35.append(machines.load("q35"))
+    format_report(replay(t, _Q35[0]), "trace.log")
+
+
+@guarded
+def api(data: bytes) -> None:
+    """A program of public API calls read from the bytes (fuzz/api.py)."""
+    from fuzz.api import run
+
+    run(data)
+
+
+TARGETS: Dict[str, Callable[[bytes], None]] = {
+    "mtree": mtree, "flat": flat, "hints": hints, "trace": trace,
+    "qemu_log": qemu_log, "api": api,
+}
+
+
+# ------------------------------------------------------------------ seeds
+
+def _fixture_dirs() -> Iterator[Path]:
+    for base in ("qemu", "qemu-more", "qemu-flat"):
+        yield from sorted(p for p in (FIXTURES / base).iterdir() if p.is_dir())
+
+
+def _recorded_traces() -> Iterator[bytes]:
+    """Two short recordings of the trace tests' machine (all accesses, MMIO only)."""
+    from tests import trace_machine
+
+    for seed, mmio_only in ((1, False), (2, True)):
+        _, asp = trace_machine.build()
+        fd, path = tempfile.mkstemp(prefix="pymem-fuzz-", suffix=".jsonl")
+        os.close(fd)
+        try:
+            with asp.record(path, mmio_only=mmio_only):
+                trace_machine.run(asp, seed, n=40)
+            yield Path(path).read_bytes()
+        finally:
+            os.unlink(path)
+
+
+def _log_windows(lines_per_window: int = 60, windows: int = 8) -> Iterator[bytes]:
+    """Windows spread over each fixture log (a whole log is slow to fuzz)."""
+    for d in _fixture_dirs():
+        log = d / "trace.log"
+        if log.exists():
+            lines = log.read_bytes().splitlines(keepends=True)
+            for start in range(0, len(lines), len(lines) // windows or 1):
+                yield b"".join(lines[start:start + lines_per_window])
+
+
+def seeds(name: str) -> List[bytes]:
+    """The seed corpus of target `name`, from tests/fixtures/ and pymem/machines/."""
+    out: List[bytes] = []
+    if name == "mtree":
+        for d in _fixture_dirs():
+            if (d / "mtree-D.txt").exists():
+                hints_file = d / "hints.json"
+                out.append((d / "mtree-D.txt").read_bytes() + SEP +
+                           (hints_file.read_bytes() if hints_file.exists() else b""))
+        out.append((MACHINES / "q35.mtree-D.txt").read_bytes() + SEP +
+                   (MACHINES / "q35.hints.json").read_bytes())
+    elif name == "flat":
+        for d in _fixture_dirs():
+            page_bits = d / "page_bits.txt"
+            bits = int(page_bits.read_text()) if page_bits.exists() else 12
+            out.append(bytes([bits - 10]) + (d / "flat.txt").read_bytes())
+    elif name == "hints":
+        for d in _fixture_dirs():
+            files = [d / "mtree-D.txt", d / "flat.txt", d / "dispatch.txt"]
+            if all(f.exists() for f in files):
+                out.append(SEP.join(f.read_bytes() for f in files))
+    elif name == "trace":
+        out.extend(_recorded_traces())
+    elif name == "qemu_log":
+        out.extend(_log_windows())
+    elif name == "api":
+        from fuzz.api import seed_programs
+        out.extend(seed_programs())
+    else:
+        raise KeyError(f"no fuzz target named {name!r} (have: {', '.join(TARGETS)})")
+    # Unique, in a fixed order: a corpus directory is named by content.
+    return sorted(set(out))
