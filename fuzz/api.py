@@ -142,7 +142,6 @@ class World:
         self.listeners: List[tuple] = []
         self.views: List[tuple] = []
         self.serial = 0
-        self.translations = 0
         root = MemoryRegion.container("root", 1 << 64)
         self.regions.append(root)
         self.spaces.append(self.system.address_space(root, "memory"))
@@ -170,11 +169,6 @@ class World:
         perm = self.r.byte() % 4
 
         def translate(addr: int, flag: int) -> IOMMUTLBEntry:
-            # F4 (bad-input 4): an IOMMU cycle loops for ever; until pymem
-            # bounds it, the harness does.
-            self.translations += 1
-            if self.translations > 1000:
-                raise DeviceFault("IOMMU translated 1000 times in one operation")
             return IOMMUTLBEntry(target, addr & ~mask, (addr + shift) & ~mask & ((1 << 64) - 1),
                                  mask, perm)
         return translate
@@ -326,8 +320,6 @@ class World:
                self.edit, self.new_space, self.destroy, self.listen, self.access, self.access,
                self.access, self.map, self.translate, self.drop, self.show]
         op = self.r.byte() % (len(ops) + 1)
-        if depth == 0:
-            self.translations = 0
         try:
             if op == len(ops):
                 if depth < 3:

@@ -36,11 +36,12 @@ SEP = b"\n\x00--8<--\x00\n"
 # (exception type name, regex over "message | innermost frame"), entry.
 KNOWN: List[Tuple[str, str, str]] = [
     ("ValueError", r"outside the 64-bit space|must be a non-negative int|(load|store) size must "
-     r"be|does not fit in \d+ bytes|did not come from map", "F1 (bad-input 19, consistency)"),
+     r"be|does not fit in \d+ bytes|did not come from map|is outside the view's|is outside region "
+     r"|unknown dirty-memory client", "F1 (bad-input 19, consistency)"),
     ("TypeError", r"has no dirty log", "F1 (bad-input 19, consistency)"),
     ("OverflowError", r"can't convert negative int|int too big to convert|cannot fit 'int' into "
      r"an index-sized", "F2 (bad-input 19, builtins; read(0, 2**63))"),
-    ("MemoryError", r"access\.py:read$", "F3 (c-core 9: read allocates before it checks)"),
+    ("MemoryError", r"access\.py:read$", "F3 (read(0, 2**40): a size pymem cannot allocate)"),
 ]
 
 
