@@ -7,11 +7,16 @@ import shlex
 
 from setuptools import Extension, setup
 
+_cflags = ["-O2", "-Wall", "-Wextra"] + shlex.split(os.environ.get("PYMEM_CFLAGS", ""))
+_ldflags = shlex.split(os.environ.get("PYMEM_LDFLAGS", ""))
+
 setup(
     cffi_modules=["pymem/_build.py:ffibuilder"],
-    ext_modules=[Extension(
-        "pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
-        extra_compile_args=["-O2", "-Wall", "-Wextra"]
-        + shlex.split(os.environ.get("PYMEM_CFLAGS", "")),
-        extra_link_args=shlex.split(os.environ.get("PYMEM_LDFLAGS", "")))],
+    ext_modules=[
+        Extension("pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
+                  extra_compile_args=_cflags, extra_link_args=_ldflags),
+        # unicorn's callbacks (pymem.unicorn); unicorn itself is not linked.
+        Extension("pymem._ucglue", ["csrc/ext/ucglue.c"],
+                  extra_compile_args=_cflags, extra_link_args=_ldflags),
+    ],
 )

@@ -1,0 +1,468 @@
+"""pymem.unicorn: a unicorn CPU whose whole memory is a pymem address space.
+
+`attach(uc, asp)` keeps uc's memory map equal to the address space's FlatView
+at every commit, as QEMU's KVM memory listener keeps KVM's slots:
+
+- RAM and ROM (and ROM devices in romd mode) are mapped zero-copy with
+  uc_mem_map_ptr onto the regions' own memory, in whole unicorn pages.  RAM
+  is read/write/exec; ROM, read-only aliases and romd are read+exec and
+  read-only, and a guest store to them goes to the address space as any store
+  does: dropped for a read-only alias of RAM, to the device's ops for romd,
+  DECODE_ERROR (a bus fault, below) for ROM, as pymem's `asp.stl_le` answers.
+- Pages with anything else (devices, `ram_device`, IOMMUs, the parts of
+  pages that RAM does not fill) are unicorn MMIO whose callbacks are C
+  (csrc/ext/ucglue.c): they call the space's bound load/store builtins, so
+  the access runs pymem's C dispatch and QEMU's rules (valid and impl sizes,
+  splitting, byte order, IOMMUs) and reaches Python only for the device's
+  callback.  Pages with nothing at all are left unmapped.
+- Bus errors (unassigned space, a size or alignment the device refuses, a
+  device's MemTxResult error, a store to ROM) stop the guest: `uc.emu_start`
+  raises BusError, a unicorn UcError whose errno is UC_ERR_READ_UNMAPPED /
+  UC_ERR_WRITE_UNMAPPED / UC_ERR_FETCH_UNMAPPED for unassigned space and
+  UC_ERR_READ_PROT / UC_ERR_WRITE_PROT when a region refused the access;
+  `binding.last_fault` keeps the BusFault.  The guest stops at the access
+  (uc's PC is the instruction that made it; no later instruction runs).  An
+  exception raised by a device callback comes out of `uc.emu_start` as it
+  was raised, traceback included (unicorn's own `_hook_exception`
+  mechanism), the guest stopped the same way.
+- A commit made while the guest runs (a device's callback switching a bank
+  with set_alias_offset, moving a region) remaps unicorn at once, and unicorn
+  flushes its TLB and the translated code of the pages it unmaps, so the
+  guest's next instruction sees it.  The one mapping unicorn is using for
+  the access in progress cannot be unmapped under it (unicorn would use it
+  after it is freed): it stays until emu_start returns or the next commit.
+  For an MMIO mapping that changes nothing (its accesses go through the
+  current view); a read-only RAM mapping (ROM, romd) whose own store made
+  the commit (a flash leaving romd mode) is read directly until then.
+- Dirty logging: while a RAM region is logged, a C UC_HOOK_MEM_WRITE hook
+  limited to its mappings marks the pages guest stores reach; there is no
+  hook at all while nothing is logged.
+
+Several Uc objects may attach to one address space (one per vCPU) or to
+different ones; one Uc attaches to one space at a time.  Not thread-safe:
+commit from the thread running the guest (or while it is stopped).
+
+Limits: unicorn's MMIO callbacks implement at most 4 bytes, so an 8-byte
+guest access to a device page reaches pymem as two 4-byte accesses; an
+unaligned one as single bytes (as QEMU's TCG splits it).  unicorn cannot
+execute from MMIO, so code must sit in whole pages of RAM or ROM whose
+memory is page-aligned (pymem's own allocations always are; a caller's
+`buffer` may not be, and is then reached as MMIO).
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+try:
+    import unicorn as _unicorn
+    from unicorn import UcError
+    from unicorn.unicorn_py3.unicorn import uclib as _uclib
+except ImportError as _exc:   # pragma: no cover - exercised with a monkeypatched import
+    raise ImportError("pymem.unicorn needs the unicorn engine: "
+                      "pip install 'pymem[unicorn]'") from _exc
+
+from ._ucglue import DirtyRange, Port, Window, callbacks
+from .address_space import AddressSpace
+from .dirty import log_of
+from .dispatch import SECTION_IOMMU, SECTION_RAM, SECTION_READONLY, SECTION_ROMD
+from .errors import TopologyError
+from .flatview import FlatRange
+from .listener import MemoryListener, MemoryRegionSection
+from .memtx import MemTxError, MemTxResult
+from .region import RAM, MemoryRegion
+
+__all__ = ["attach", "UnicornBinding", "BusFault", "BusError"]
+
+UC = _unicorn.unicorn_const
+
+# Our own prototypes on our own handle to the library unicorn's binding
+# loaded (the same engine): C callbacks are passed as plain addresses.
+_lib = ctypes.CDLL(_uclib._name)
+_u64 = ctypes.c_uint64
+_ptr = ctypes.c_void_p
+_lib.uc_mem_map_ptr.argtypes = [_ptr, _u64, _u64, ctypes.c_uint32, _ptr]
+_lib.uc_mem_protect.argtypes = [_ptr, _u64, _u64, ctypes.c_uint32]
+_lib.uc_mem_unmap.argtypes = [_ptr, _u64, _u64]
+_lib.uc_mmio_map.argtypes = [_ptr, _u64, _u64, _ptr, _ptr, _ptr, _ptr]
+_lib.uc_hook_add.argtypes = [_ptr, ctypes.POINTER(ctypes.c_size_t), ctypes.c_int, _ptr, _ptr,
+                             _u64, _u64]
+_lib.uc_hook_del.argtypes = [_ptr, ctypes.c_size_t]
+_lib.uc_emu_stop.argtypes = [_ptr]
+for _f in ("uc_mem_map_ptr", "uc_mem_protect", "uc_mem_unmap", "uc_mmio_map", "uc_hook_add",
+           "uc_hook_del", "uc_emu_stop"):
+    getattr(_lib, _f).restype = ctypes.c_int
+
+_C = callbacks()
+
+_RAM_PERMS = UC.UC_PROT_ALL
+_ROM_PERMS = UC.UC_PROT_READ | UC.UC_PROT_EXEC
+
+
+@dataclass(frozen=True)
+class BusFault:
+    """A guest access the bus refused: where, how wide, which way, the
+    MemTxResult, and the region that answered (None: unassigned space)."""
+
+    address: int
+    size: int
+    is_write: bool
+    result: MemTxResult
+    region: Optional[MemoryRegion]
+    is_fetch: bool = False
+
+    def __str__(self) -> str:
+        kind = "fetch" if self.is_fetch else "write" if self.is_write else "read"
+        where = repr(self.region.name) if self.region is not None else "unassigned space"
+        return (f"guest {kind} of {self.size} bytes at {self.address:#x}: "
+                f"{self.result!r} from {where}")
+
+
+class BusError(UcError):
+    """What uc.emu_start raises for a bus fault: a UcError (errno as the
+    module says) carrying the BusFault as `fault`."""
+
+    def __init__(self, fault: BusFault) -> None:
+        if fault.region is None:
+            errno = (UC.UC_ERR_FETCH_UNMAPPED if fault.is_fetch else
+                     UC.UC_ERR_WRITE_UNMAPPED if fault.is_write else UC.UC_ERR_READ_UNMAPPED)
+        else:
+            errno = (UC.UC_ERR_FETCH_PROT if fault.is_fetch else
+                     UC.UC_ERR_WRITE_PROT if fault.is_write else UC.UC_ERR_READ_PROT)
+        super().__init__(errno)
+        self.fault = fault
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}: {self.fault}"
+
+
+class _Block:
+    """One unicorn mapping the binding made."""
+
+    __slots__ = ("start", "end", "keep", "hook")
+
+    def __init__(self, start: int, end: int, keep: Any, hook: Optional[int]) -> None:
+        self.start = start
+        self.end = end
+        self.keep = keep     # RamPtr or Window: what unicorn's pointer needs alive
+        self.hook = hook     # dirty-log hook handle, or None
+
+
+class UnicornBinding(MemoryListener):
+    """A Uc attached to an AddressSpace (make it with `attach`)."""
+
+    priority = 10   # after the listeners that build the machine's state
+
+    def __init__(self, uc: Any, asp: AddressSpace) -> None:
+        self.uc = uc
+        self.asp = asp
+        self.last_fault: Optional[BusFault] = None
+        self.page_size: int = uc.ctl_get_page_size()
+        self._uch = uc._uch
+        self._blocks: Dict[int, _Block] = {}
+        self._starts: List[int] = []
+        self._changed: List[Tuple[int, int]] = []
+        self._deferred: List[Tuple[int, int]] = []
+        self._detached = False
+        self._pending: Optional[BaseException] = None
+        big = bool(uc._mode & UC.UC_MODE_BIG_ENDIAN)
+        suffix = "_be" if big else "_le"
+        loads = (asp.ldub, getattr(asp, "lduw" + suffix), getattr(asp, "ldl" + suffix),
+                 getattr(asp, "ldq" + suffix))
+        stores = (asp.stb, getattr(asp, "stw" + suffix), getattr(asp, "stl" + suffix),
+                  getattr(asp, "stq" + suffix))
+        self._port = Port(loads, stores, self._on_error)
+        self._hooks: List[int] = []
+        self._py_hooks: List[int] = []
+        # Stores to read-only pages: C, into the address space.
+        self._hooks.append(self._hook_add(UC.UC_HOOK_MEM_WRITE_PROT, _C["write_prot"],
+                                          id(self._port), 1, 0))
+        # Unassigned space is unmapped: unicorn's Python hook, rarely run.
+        self._py_hooks.append(uc.hook_add(UC.UC_HOOK_MEM_UNMAPPED, self._unmapped))
+        self._emu_start = uc.emu_start
+        uc.emu_start = self._run
+        uc._pymem_binding = self
+        try:
+            asp.register_listener(self)
+        except BaseException:
+            self.detach()
+            raise
+
+    # ------------------------------------------------------------ public API
+
+    def detach(self) -> None:
+        """Unmap everything the binding mapped, remove its hooks, and give
+        uc back its own emu_start; idempotent."""
+        if self._detached:
+            return
+        self._detached = True
+        if any(listener is self for listener in self.asp.listeners):
+            self.asp.unregister_listener(self)
+        for block in list(self._blocks.values()):
+            self._unmap(block)
+        for handle in self._hooks:
+            _lib.uc_hook_del(self._uch, handle)
+        self._hooks.clear()
+        for handle in self._py_hooks:
+            self.uc.hook_del(handle)
+        self._py_hooks.clear()
+        self.uc.__dict__.pop("emu_start", None)
+        self.uc.__dict__.pop("_pymem_binding", None)
+
+    def __enter__(self) -> "UnicornBinding":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.detach()
+
+    def mappings(self) -> List[Tuple[int, int, str]]:
+        """What the binding mapped: (start, end, "ram" | "rom" | "mmio"), in
+        address order (for tests and `info`)."""
+        out = []
+        for start in self._starts:
+            block = self._blocks[start]
+            if isinstance(block.keep, Window):
+                kind = "mmio"
+            else:
+                kind = "ram" if block.keep[1] else "rom"
+            out.append((block.start, block.end, kind))
+        return out
+
+    # ------------------------------------------------------ listener calls
+
+    def region_add(self, section: MemoryRegionSection) -> None:
+        self._touch(section)
+
+    def region_del(self, section: MemoryRegionSection) -> None:
+        self._touch(section)
+
+    def log_start(self, section: MemoryRegionSection, old: int, new: int) -> None:
+        self._touch(section)
+
+    def log_stop(self, section: MemoryRegionSection, old: int, new: int) -> None:
+        self._touch(section)
+
+    def commit(self) -> None:
+        changed, self._changed = self._changed, []
+        if self._detached:
+            return
+        self._apply(changed)
+
+    def _touch(self, section: MemoryRegionSection) -> None:
+        start = section.offset_within_address_space
+        self._changed.append((start, start + section.size))
+
+    # ------------------------------------------------------------- mapping
+
+    def _apply(self, changed: List[Tuple[int, int]]) -> None:
+        deferred, self._deferred = self._deferred, []
+        spans = self._spans(changed + deferred)
+        port = self._port
+        if port.busy:
+            # unicorn is inside an access to the mapping under `active`:
+            # unmapping it now would free what unicorn uses once we return.
+            # It stays until emulation returns (or the next commit): an MMIO
+            # mapping dispatches by address into the current view, so it
+            # stays right; a read-only RAM one (a store to ROM or romd) reads
+            # its old memory until then.
+            active = port.active
+            self._deferred = [(lo, hi) for lo, hi in spans if lo <= active < hi]
+            spans = [(lo, hi) for lo, hi in spans if not lo <= active < hi]
+        if not spans:
+            return
+        view = self.asp.flatview
+        assert view is not None
+        ranges = view.ranges
+        for lo, hi in spans:
+            for start in self._starts[bisect.bisect_left(self._starts, lo):
+                                      bisect.bisect_left(self._starts, hi)]:
+                self._unmap(self._blocks[start])
+            for start, end, fr in self._segments(ranges, lo, hi):
+                self._map(start, end, fr)
+
+    def _spans(self, changed: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
+        """The changed ranges widened to whole pages and whole mappings, merged."""
+        page = self.page_size
+        spans = sorted(((lo & -page), min(-(-hi // page) * page, 1 << 64))
+                       for lo, hi in changed if hi > lo)
+        out: List[Tuple[int, int]] = []
+        for lo, hi in spans:
+            # Widen to the mappings it overlaps.
+            i = bisect.bisect_right(self._starts, lo) - 1
+            if i >= 0 and self._blocks[self._starts[i]].end > lo:
+                lo = self._starts[i]
+            j = bisect.bisect_left(self._starts, hi) - 1
+            if j >= 0 and self._blocks[self._starts[j]].end > hi:
+                hi = self._blocks[self._starts[j]].end
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        return out
+
+    def _segments(self, ranges: List[FlatRange], lo: int,
+                  hi: int) -> List[Tuple[int, int, Optional[FlatRange]]]:
+        """The mappings [lo, hi) needs: (start, end, the RAM range mapped, or
+        None for MMIO), page-aligned, in address order."""
+        page = self.page_size
+        out: List[Tuple[int, int, Optional[FlatRange]]] = []
+        i = bisect.bisect_right([fr.addr for fr in ranges], lo) - 1 if ranges else 0
+        for fr in ranges[max(i, 0):]:
+            s, e = max(fr.addr, lo), min(fr.addr + fr.size, hi)
+            if s >= hi:
+                break
+            if s >= e:
+                continue
+            first, last = -(-s // page) * page, e & -page
+            if first < last and self._mappable(fr, first):
+                if s < first:
+                    out.append((s & -page, first, None))
+                out.append((first, last, fr))
+                if last < e:
+                    out.append((last, -(-e // page) * page, None))
+            else:
+                out.append((s & -page, -(-e // page) * page, None))
+        # Pages several ranges share are one MMIO mapping.
+        merged: List[Tuple[int, int, Optional[FlatRange]]] = []
+        for seg in out:
+            if (merged and seg[2] is None and merged[-1][2] is None
+                    and seg[0] <= merged[-1][1]):
+                merged[-1] = (merged[-1][0], max(merged[-1][1], seg[1]), None)
+            else:
+                merged.append(seg)
+        return merged
+
+    def _mappable(self, fr: FlatRange, at: int) -> bool:
+        """Whether `fr` can be mapped from guest page `at` on: plain memory
+        whose host bytes there start on a host page."""
+        flags = fr.flags
+        if not flags & (SECTION_RAM | SECTION_ROMD) or flags & SECTION_IOMMU:
+            return False
+        region = fr.region
+        if region._buffer is None:
+            return False
+        host = _host_address(region) + fr.offset_in_region + (at - fr.addr)
+        return host % self.page_size == 0
+
+    def _map(self, start: int, end: int, fr: Optional[FlatRange]) -> None:
+        size = end - start
+        hook = None
+        if fr is None:
+            window = Window(self._port, start)
+            err = _lib.uc_mmio_map(self._uch, start, size, _C["mmio_read"], id(window),
+                                   _C["mmio_write"], id(window))
+            keep: Any = window
+        else:
+            writable = bool(fr.flags & SECTION_RAM) and not fr.flags & (SECTION_READONLY
+                                                                         | SECTION_ROMD)
+            region = fr.region
+            ptr = region.get_ram_ptr()
+            host = ptr.address + fr.offset_in_region + (start - fr.addr)
+            perms = _RAM_PERMS if writable else _ROM_PERMS
+            err = _lib.uc_mem_map_ptr(self._uch, start, size, perms, host)
+            if not err and not writable:
+                # Makes unicorn's pages read-only (TLB_DISCARD_WRITE): a store
+                # the write-protect hook answered changes nothing.
+                err = _lib.uc_mem_protect(self._uch, start, size, perms)
+            keep = (ptr, writable)
+            if not err and writable and fr.dirty_log and region.kind == RAM:
+                log = log_of(region)
+                dirty = DirtyRange(_cdata_address(log.cdata), start, size,
+                                   fr.offset_in_region + (start - fr.addr), log.page_bits,
+                                   fr.dirty_log, log)
+                hook = self._hook_add(UC.UC_HOOK_MEM_WRITE, _C["dirty_write"], id(dirty),
+                                      start, end - 1)
+                keep = (ptr, writable, dirty)
+        if err:
+            raise TopologyError(f"unicorn: cannot map [{start:#x}, {end:#x}) of address space "
+                                f"{self.asp.name!r}: {UcError(err)}")
+        block = _Block(start, end, keep, hook)
+        self._blocks[start] = block
+        bisect.insort(self._starts, start)
+
+    def _unmap(self, block: _Block) -> None:
+        if block.hook is not None:
+            _lib.uc_hook_del(self._uch, block.hook)
+        _lib.uc_mem_unmap(self._uch, block.start, block.end - block.start)
+        del self._blocks[block.start]
+        self._starts.remove(block.start)
+
+    def _hook_add(self, kind: int, callback: int, user: int, begin: int, end: int) -> int:
+        handle = ctypes.c_size_t()
+        err = _lib.uc_hook_add(self._uch, ctypes.byref(handle), kind, callback, user,
+                               begin, end)
+        if err:
+            raise UcError(err)
+        return handle.value
+
+    # -------------------------------------------------------------- faults
+
+    def _on_error(self, exc: BaseException, addr: int, size: int, is_write: bool) -> None:
+        """From C: a guest access through the address space raised."""
+        if isinstance(exc, MemTxError):
+            try:
+                region = self.asp.translate(addr, size, is_write)[0]
+            except Exception:   # the fault is what matters; the region is a hint
+                region = None
+            fault = BusFault(addr, size, is_write, exc.result, region)
+            self.last_fault = fault
+            exc = BusError(fault)
+        uc = self.uc
+        if uc._hook_exception is None:
+            uc._hook_exception = exc
+        _lib.uc_emu_stop(self._uch)
+
+    def _unmapped(self, uc: Any, access: int, address: int, size: int, value: int,
+                  user_data: Any) -> bool:
+        fault = BusFault(address, size, access == UC.UC_MEM_WRITE_UNMAPPED,
+                         MemTxResult.DECODE_ERROR, None,
+                         is_fetch=access == UC.UC_MEM_FETCH_UNMAPPED)
+        self.last_fault = fault
+        self._pending = BusError(fault)
+        return False
+
+    def _run(self, begin: int, until: int, timeout: int = 0, count: int = 0) -> None:
+        """uc.emu_start while attached: unassigned-space faults raise
+        BusError, and changes deferred during the run are applied after."""
+        self._pending = None
+        try:
+            self._emu_start(begin, until, timeout, count)
+        except UcError as exc:
+            pending, self._pending = self._pending, None
+            if pending is not None and not isinstance(exc, BusError):
+                raise pending from None
+            raise
+        finally:
+            if self._deferred and not self._detached:
+                self._apply([])
+
+
+def _cdata_address(cdata: Any) -> int:
+    from ._native import ffi
+
+    return int(ffi.cast("uintptr_t", cdata))
+
+
+def _host_address(region: MemoryRegion) -> int:
+    with region.get_ram_ptr() as ptr:
+        return ptr.address
+
+
+def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:
+    """Make `address_space` the whole memory of `uc` (a unicorn.Uc with
+    nothing mapped where the space has anything) until `detach()`; also a
+    context manager.  TopologyError if uc is already attached or unicorn
+    cannot map the space's view (its pages beyond the CPU's addresses)."""
+    if not isinstance(address_space, AddressSpace):
+        raise TypeError(f"attach: address_space must be an AddressSpace, "
+                        f"not {type(address_space).__name__}")
+    if not isinstance(uc, _unicorn.Uc):
+        raise TypeError(f"attach: uc must be a unicorn.Uc, not {type(uc).__name__}")
+    other = uc.__dict__.get("_pymem_binding")
+    if other is not None:
+        raise TopologyError(f"attach: this Uc is already attached to address space "
+                            f"{other.asp.name!r}; detach it first")
+    address_space._check_live()
+    return UnicornBinding(uc, address_space)

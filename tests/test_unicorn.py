@@ -1,0 +1,530 @@
+"""pymem.unicorn: a unicorn CPU whose memory is a pymem address space.
+
+Guest programs are hand-assembled RISC-V 32 (RV32I) and x86-64 machine code;
+each instruction's assembly is beside its encoding.
+"""
+import builtins
+import importlib
+import struct
+import sys
+import traceback
+
+import pytest
+
+unicorn = pytest.importorskip("unicorn")
+
+from unicorn import UcError  # noqa: E402
+from unicorn.riscv_const import UC_RISCV_REG_X5, UC_RISCV_REG_X6, UC_RISCV_REG_X7  # noqa: E402
+from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RCX  # noqa: E402
+
+from pymem import (DIRTY_MEMORY_VGA, MemoryRegion, MemoryRegionOps, MemorySystem,  # noqa: E402
+                   MemTxResult)
+from pymem.errors import TopologyError  # noqa: E402
+from pymem.unicorn import BusError, BusFault, attach  # noqa: E402
+
+UC = unicorn.unicorn_const
+T0, T1, T2 = 5, 6, 7   # x5..x7
+ROM_BASE, DEV_BASE, RAM_BASE = 0x0, 0x10000000, 0x80000000
+
+
+# ------------------------------------------------------------ RV32I encoder
+
+def lui(rd, imm20):
+    return (imm20 << 12) | (rd << 7) | 0x37
+
+
+def addi(rd, rs1, imm):
+    return ((imm & 0xfff) << 20) | (rs1 << 15) | (rd << 7) | 0x13
+
+
+def load(rd, rs1, imm, width):
+    funct3 = {"b": 4, "h": 5, "w": 2}[width]   # lbu, lhu, lw
+    return ((imm & 0xfff) << 20) | (rs1 << 15) | (funct3 << 12) | (rd << 7) | 0x03
+
+
+def store(rs2, rs1, imm, width):
+    funct3 = {"b": 0, "h": 1, "w": 2}[width]   # sb, sh, sw
+    return ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (funct3 << 12)
+            | ((imm & 0x1f) << 7) | 0x23)
+
+
+def code(*words):
+    return b"".join(struct.pack("<I", w) for w in words)
+
+
+class Device:
+    """A register file that logs every callback."""
+
+    def __init__(self, value=0x12345678):
+        self.value = value
+        self.log = []
+
+    def read(self, offset, size):
+        self.log.append(("read", offset, size))
+        return self.value
+
+    def write(self, offset, value, size):
+        self.log.append(("write", offset, value, size))
+
+
+class Board:
+    """ROM at 0 (the program), a device at DEV_BASE, RAM at RAM_BASE."""
+
+    def __init__(self, program, ops=None, ram_size=0x10000, **dev_kw):
+        self.system = MemorySystem()
+        self.root = MemoryRegion.container("root", 1 << 32)
+        self.rom = MemoryRegion.rom("boot", 0x1000, data=program)
+        self.ram = MemoryRegion.ram("ram", ram_size)
+        self.dev = Device(**dev_kw)
+        self.ops = ops or MemoryRegionOps(self.dev.read, self.dev.write)
+        self.io = MemoryRegion.io("dev", 0x100, self.ops)
+        self.root.add_subregion(ROM_BASE, self.rom)
+        self.root.add_subregion(DEV_BASE, self.io)
+        self.root.add_subregion(RAM_BASE, self.ram)
+        self.asp = self.system.address_space(self.root, "cpu")
+        self.program = program
+        self.uc = unicorn.Uc(UC.UC_ARCH_RISCV, UC.UC_MODE_RISCV32)
+        self.binding = attach(self.uc, self.asp)
+
+    def run(self, program=None):
+        self.uc.emu_start(ROM_BASE, ROM_BASE + len(self.program))
+
+    def reg(self, r):
+        return self.uc.reg_read(r)
+
+
+# -------------------------------------------------- RAM, ROM and their perms
+
+def test_ram_and_rom_are_mapped_onto_the_regions_own_memory():
+    board = Board(code(
+        lui(T0, RAM_BASE >> 12),        # lui  t0, 0x80000
+        load(T1, 0, 0x10, "w"),         # lw   t1, 0x10(zero)   (ROM data below)
+        store(T1, T0, 0x20, "w"),       # sw   t1, 0x20(t0)
+        load(T2, T0, 0x30, "w"),        # lw   t2, 0x30(t0)
+        0x00000013,                     # nop  (addi zero, zero, 0)
+        0xcafef00d,                     # .word 0xcafef00d   (at 0x14? no: data at 0x10)
+    ))
+    board.rom.buffer[0x10:0x14] = (0xcafef00d).to_bytes(4, "little")
+    board.ram.buffer[0x30:0x34] = b"\x01\x02\x03\x04"
+    board.uc.emu_start(0, 0x10)
+    assert bytes(board.ram.buffer[0x20:0x24]) == (0xcafef00d).to_bytes(4, "little")
+    assert board.reg(UC_RISCV_REG_X7) == 0x04030201
+    assert board.binding.mappings() == [(0x0, 0x1000, "rom"), (DEV_BASE, DEV_BASE + 0x1000, "mmio"),
+                                        (RAM_BASE, RAM_BASE + 0x10000, "ram")]
+    regions = sorted(board.uc.mem_regions())
+    assert regions[0] == (0x0, 0xfff, UC.UC_PROT_READ | UC.UC_PROT_EXEC)
+    assert regions[2] == (RAM_BASE, RAM_BASE + 0xffff, UC.UC_PROT_ALL)
+
+
+def test_a_guest_store_to_rom_is_a_decode_error_bus_fault_and_leaves_rom_alone():
+    board = Board(code(
+        addi(T0, 0, 0x7ff),             # addi t0, zero, 0x7ff
+        store(T0, 0, 0x100, "w"),       # sw   t0, 0x100(zero)    -> ROM
+    ))
+    with pytest.raises(BusError) as info:
+        board.run()
+    assert info.value.errno == UC.UC_ERR_WRITE_PROT
+    assert isinstance(info.value, UcError)
+    fault = board.binding.last_fault
+    assert fault == BusFault(0x100, 4, True, MemTxResult.DECODE_ERROR, board.rom)
+    assert bytes(board.rom.buffer[0x100:0x104]) == b"\0\0\0\0"
+
+
+def test_a_guest_store_through_a_read_only_alias_is_dropped_and_the_guest_goes_on():
+    program = code(
+        lui(T0, 0x40000),               # lui  t0, 0x40000        (the alias)
+        addi(T1, 0, 0x55),              # addi t1, zero, 0x55
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)          -> dropped
+        load(T2, T0, 4, "w"),           # lw   t2, 4(t0)          still runs
+    )
+    board = Board(program)
+    alias = MemoryRegion.alias("ram-ro", board.ram, 0, 0x1000)
+    alias.set_readonly(True)
+    board.root.add_subregion(0x40000000, alias)
+    board.ram.buffer[4:8] = b"\x78\x56\x34\x12"
+    board.run()
+    assert board.reg(UC_RISCV_REG_X7) == 0x12345678
+    assert bytes(board.ram.buffer[0:4]) == b"\0\0\0\0"
+    assert board.binding.last_fault is None
+    assert (0x40000000, 0x40001000, "rom") in board.binding.mappings()
+
+
+def test_romd_reads_memory_directly_and_sends_writes_to_the_device_until_romd_is_off():
+    program = code(
+        lui(T0, 0x20000),               # lui  t0, 0x20000        (the flash)
+        load(T1, T0, 8, "w"),           # lw   t1, 8(t0)
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)          -> ops.write
+    )
+    board = Board(program)
+    flash_dev = Device(value=0xabcd)
+    flash = MemoryRegion.rom_device("flash", 0x1000, MemoryRegionOps(flash_dev.read,
+                                                                     flash_dev.write))
+    flash.buffer[8:12] = b"\x11\x22\x33\x44"
+    board.root.add_subregion(0x20000000, flash)
+    assert (0x20000000, 0x20001000, "rom") in board.binding.mappings()
+    board.run()
+    assert board.reg(UC_RISCV_REG_X6) == 0x44332211
+    assert flash_dev.log == [("write", 0, 0x44332211, 4)]
+    assert bytes(flash.buffer[0:4]) == b"\0\0\0\0"
+
+    flash.set_romd(False)
+    assert (0x20000000, 0x20001000, "mmio") in board.binding.mappings()
+    board.run()
+    assert board.reg(UC_RISCV_REG_X6) == 0xabcd
+    assert flash_dev.log[1:] == [("read", 8, 4), ("write", 0, 0xabcd, 4)]
+
+
+def test_a_ram_device_is_reached_through_mmio():
+    program = code(
+        lui(T0, 0x30000),               # lui  t0, 0x30000        (the BAR)
+        addi(T1, 0, 0x66),              # addi t1, zero, 0x66
+        store(T1, T0, 0x10, "b"),       # sb   t1, 0x10(t0)
+        load(T2, T0, 0x20, "w"),        # lw   t2, 0x20(t0)
+    )
+    board = Board(program)
+    bar = MemoryRegion.ram_device("bar", 0x1000)
+    bar.buffer[0x20:0x24] = b"\x01\0\0\x80"
+    board.root.add_subregion(0x30000000, bar)
+    assert (0x30000000, 0x30001000, "mmio") in board.binding.mappings()
+    board.run()
+    assert bar.buffer[0x10] == 0x66
+    assert board.reg(UC_RISCV_REG_X7) == 0x80000001
+
+
+def test_the_part_of_a_page_ram_does_not_fill_is_mmio_that_still_reaches_the_ram():
+    program = code(
+        lui(T0, RAM_BASE >> 12),        # lui  t0, 0x80000
+        lui(T1, 0x1),                   # lui  t1, 0x1
+        addi(T0, T0, 0x7f0),            # addi t0, t0, 0x7f0
+        addi(T0, T0, 0x7f0),            # addi t0, t0, 0x7f0      t0 = ram + 0xfe0
+        addi(T0, T0, 0x100),            # addi t0, t0, 0x100      t0 = ram + 0x10e0
+        addi(T1, 0, 0x5a),              # addi t1, zero, 0x5a
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)          (page 2: MMIO)
+        load(T2, T0, 0, "w"),           # lw   t2, 0(t0)
+        load(T1, T0, 0x7f0, "w"),       # lw   t1, 0x7f0(t0)      past the RAM: unassigned
+    )
+    board = Board(program, ram_size=0x1800)
+    assert board.binding.mappings()[-2:] == [(RAM_BASE, RAM_BASE + 0x1000, "ram"),
+                                             (RAM_BASE + 0x1000, RAM_BASE + 0x2000, "mmio")]
+    with pytest.raises(BusError) as info:
+        board.run()
+    assert board.ram.buffer[0x10e0] == 0x5a
+    assert board.reg(UC_RISCV_REG_X7) == 0x5a
+    assert info.value.errno == UC.UC_ERR_READ_UNMAPPED
+    assert board.binding.last_fault == BusFault(RAM_BASE + 0x18d0, 4, False,
+                                                MemTxResult.DECODE_ERROR, None)
+
+
+# ------------------------------------------------------------ MMIO rules
+
+def test_each_guest_device_access_is_one_callback_of_its_size():
+    board = Board(code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        load(T1, T0, 4, "w"),           # lw   t1, 4(t0)
+        load(T1, T0, 2, "h"),           # lhu  t1, 2(t0)
+        load(T1, T0, 1, "b"),           # lbu  t1, 1(t0)
+        store(T1, T0, 8, "w"),          # sw   t1, 8(t0)
+    ))
+    board.run()
+    assert board.dev.log == [("read", 4, 4), ("read", 2, 2), ("read", 1, 1),
+                             ("write", 8, 0x78, 4)]
+
+
+def test_a_size_the_device_refuses_is_a_bus_fault_without_a_callback():
+    dev = Device()
+    board = Board(code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        load(T1, T0, 1, "b"),           # lbu  t1, 1(t0)          (valid: 4 bytes only)
+    ), ops=MemoryRegionOps(dev.read, dev.write, valid_min=4, valid_max=4))
+    with pytest.raises(BusError) as info:
+        board.run()
+    assert info.value.errno == UC.UC_ERR_READ_PROT
+    assert board.binding.last_fault == BusFault(DEV_BASE + 1, 1, False,
+                                                MemTxResult.DECODE_ERROR, board.io)
+    assert dev.log == []
+
+
+def test_an_access_wider_than_the_device_implements_is_split_in_its_byte_order():
+    program = code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        load(T1, T0, 4, "w"),           # lw   t1, 4(t0)
+    )
+    little = Board(program, ops=MemoryRegionOps(lambda o, s: 0x10 + o, lambda o, v, s: None,
+                                                impl_max=1))
+    little.run()
+    assert little.reg(UC_RISCV_REG_X6) == 0x17161514
+    big = Board(program, ops=MemoryRegionOps(lambda o, s: 0x10 + o, lambda o, v, s: None,
+                                             endianness="big", impl_max=1))
+    big.run()
+    # The bytes on the bus are the same whichever order the device has.
+    assert big.reg(UC_RISCV_REG_X6) == 0x17161514
+
+
+def test_a_big_endian_device_sees_the_value_a_little_endian_cpu_stores_byte_swapped():
+    dev = Device()
+    board = Board(code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        lui(T1, 0x11223),               # lui  t1, 0x11223
+        addi(T1, T1, 0x344),            # addi t1, t1, 0x344      t1 = 0x11223344
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)
+    ), ops=MemoryRegionOps(dev.read, dev.write, endianness="big"))
+    board.run()
+    assert dev.log == [("write", 0, 0x44332211, 4)]
+
+
+def test_a_device_that_answers_a_bus_error_stops_the_guest():
+    def read(offset, size, attrs):
+        return 0, MemTxResult.ERROR
+
+    program = code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        load(T1, T0, 0, "w"),           # lw   t1, 0(t0)          (at 0x4)
+        addi(T2, 0, 1),                 # addi t2, zero, 1        never runs
+    )
+    board = Board(program, ops=MemoryRegionOps(read, lambda o, v, s, a: None, with_attrs=True))
+    with pytest.raises(BusError, match="ERROR: 1> from 'dev'"):
+        board.run()
+    assert board.binding.last_fault.result == MemTxResult.ERROR
+    assert board.uc.reg_read(unicorn.riscv_const.UC_RISCV_REG_PC) == 0x4
+    assert board.reg(UC_RISCV_REG_X7) == 0
+
+
+def test_unassigned_space_is_a_bus_fault_with_no_region():
+    board = Board(code(
+        lui(T0, 0x50000),               # lui  t0, 0x50000        (nothing there)
+        store(0, T0, 0, "w"),           # sw   zero, 0(t0)
+    ))
+    with pytest.raises(BusError) as info:
+        board.run()
+    assert info.value.errno == UC.UC_ERR_WRITE_UNMAPPED
+    assert board.binding.last_fault == BusFault(0x50000000, 4, True,
+                                                MemTxResult.DECODE_ERROR, None)
+
+
+def test_an_exception_in_a_device_callback_comes_out_of_emu_start_with_its_traceback():
+    class Broken(Exception):
+        pass
+
+    raised = []
+
+    def read(offset, size):
+        exc = Broken(f"register {offset:#x}")
+        raised.append(exc)
+        raise exc
+
+    board = Board(code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        load(T1, T0, 0xc, "w"),         # lw   t1, 0xc(t0)
+    ), ops=MemoryRegionOps(read, lambda o, v, s: None))
+    with pytest.raises(Broken) as info:
+        board.run()
+    assert info.value is raised[0]
+    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-1] == "read"
+    assert board.binding.last_fault is None
+
+
+# -------------------------------------------------- commits while running
+
+def test_a_bank_switch_from_a_device_callback_is_seen_by_the_next_instruction():
+    flash = MemoryRegion.rom("banks", 0x4000)
+    flash.buffer[0x0:0x4] = b"BNK0"
+    flash.buffer[0x2000:0x2004] = b"BNK1"
+    window = MemoryRegion.alias("window", flash, 0, 0x2000)
+
+    def select(offset, value, size):
+        window.set_alias_offset(value * 0x2000)
+
+    board = Board(code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        lui(T2, 0x40000),               # lui  t2, 0x40000        (the window)
+        load(T1, T2, 0, "w"),           # lw   t1, 0(t2)          bank 0's word
+        addi(T1, 0, 1),                 # addi t1, zero, 1
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)          select bank 1
+        load(T1, T2, 0, "w"),           # lw   t1, 0(t2)          bank 1's word
+    ), ops=MemoryRegionOps(lambda o, s: 0, select))
+    board.root.add_subregion(0x40000000, window)
+    board.run()
+    assert struct.pack("<I", board.reg(UC_RISCV_REG_X6)) == b"BNK1"
+    assert window.alias_offset == 0x2000
+
+
+def test_a_device_that_moves_itself_is_found_at_its_new_address_next():
+    log = []
+
+    def write(offset, value, size):
+        log.append(("write", offset))
+        board.io.set_address(0x20000000)
+
+    def read(offset, size):
+        log.append(("read", offset))
+        return 7
+
+    program = code(
+        lui(T0, DEV_BASE >> 12),        # lui  t0, 0x10000
+        store(0, T0, 0, "w"),           # sw   zero, 0(t0)        the device moves
+        lui(T0, 0x20000),               # lui  t0, 0x20000
+        load(T1, T0, 4, "w"),           # lw   t1, 4(t0)          found there
+    )
+    board = Board(program, ops=MemoryRegionOps(read, write))
+    board.run()
+    assert log == [("write", 0), ("read", 4)]
+    assert board.reg(UC_RISCV_REG_X6) == 7
+    assert (0x20000000, 0x20001000, "mmio") in board.binding.mappings()
+    assert (DEV_BASE, DEV_BASE + 0x1000, "mmio") not in board.binding.mappings()
+
+
+# ------------------------------------------------------------ dirty logging
+
+def test_guest_stores_mark_pages_dirty_while_logging_is_on_and_cost_no_hook_when_off():
+    board = Board(code(
+        lui(T0, RAM_BASE >> 12),        # lui  t0, 0x80000
+        lui(T1, 0x3),                   # lui  t1, 0x3
+        store(T1, T0, 0x10, "w"),       # sw   t1, 0x10(t0)       page 0
+        load(T2, T0, 0x20, "w"),        # lw   t2, 0x20(t0)       (a load: nothing)
+        lui(T2, 0x80003),               # lui  t2, 0x80003
+        store(T1, T2, 0x8, "b"),        # sb   t1, 8(t2)          page 3
+    ))
+    ram = board.ram
+    assert all(block.hook is None for block in board.binding._blocks.values())
+    ram.set_log(True, DIRTY_MEMORY_VGA)
+    assert sum(block.hook is not None for block in board.binding._blocks.values()) == 1
+    board.run()
+    assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA) == [0x0, 0x3000]
+    ram.set_log(False, DIRTY_MEMORY_VGA)
+    assert all(block.hook is None for block in board.binding._blocks.values())
+    board.run()
+    assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA) == []
+
+
+# ------------------------------------------------------ detach, several CPUs
+
+def test_detach_unmaps_everything_and_later_commits_leave_the_cpu_alone():
+    board = Board(code(0x00000013))    # nop
+    assert board.uc.mem_regions() and list(board.uc.mem_regions())
+    board.binding.detach()
+    board.binding.detach()
+    assert list(board.uc.mem_regions()) == []
+    board.root.add_subregion(0x60000000, MemoryRegion.ram("late", 0x1000))
+    assert list(board.uc.mem_regions()) == []
+    assert "emu_start" not in board.uc.__dict__
+    with attach(board.uc, board.asp) as again:
+        assert again.mappings()[0] == (0x0, 0x1000, "rom")
+    assert list(board.uc.mem_regions()) == []
+
+
+def test_a_cpu_attaches_to_one_address_space_at_a_time():
+    board = Board(code(0x00000013))    # nop
+    with pytest.raises(TopologyError, match="already attached to address space 'cpu'"):
+        attach(board.uc, board.asp)
+
+
+def test_two_cpus_share_one_address_space_and_see_each_others_stores():
+    program = code(
+        lui(T0, RAM_BASE >> 12),        # lui  t0, 0x80000
+        load(T1, T0, 0, "w"),           # lw   t1, 0(t0)
+        addi(T1, T1, 1),                # addi t1, t1, 1
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)
+    )
+    board = Board(program)
+    other = unicorn.Uc(UC.UC_ARCH_RISCV, UC.UC_MODE_RISCV32)
+    with attach(other, board.asp):
+        for _ in range(3):
+            board.run()
+            other.emu_start(0, len(program))
+        assert other.reg_read(UC_RISCV_REG_X6) == 6
+    assert struct.unpack("<I", board.ram.buffer[0:4])[0] == 6
+
+
+def test_two_cpus_on_different_address_spaces_see_their_own_memory():
+    program = code(
+        lui(T0, RAM_BASE >> 12),        # lui  t0, 0x80000
+        load(T1, T0, 0, "w"),           # lw   t1, 0(t0)
+    )
+    a, b = Board(program), Board(program)
+    a.ram.buffer[0] = 1
+    b.ram.buffer[0] = 2
+    a.run()
+    b.run()
+    assert (a.reg(UC_RISCV_REG_X6), b.reg(UC_RISCV_REG_X6)) == (1, 2)
+
+
+# ------------------------------------------------------------------ x86-64
+
+X86_ROM, X86_DEV, X86_RAM = 0x1000, 0x100000, 0x200000
+
+
+def x86_board(program, ops):
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 48)
+    rom = MemoryRegion.rom("bios", 0x1000, data=program)
+    ram = MemoryRegion.ram("ram", 0x4000)
+    io = MemoryRegion.io("dev", 0x10, ops)
+    root.add_subregion(X86_ROM, rom)
+    root.add_subregion(X86_DEV, io)
+    root.add_subregion(X86_RAM, ram)
+    uc = unicorn.Uc(UC.UC_ARCH_X86, UC.UC_MODE_64)
+    binding = attach(uc, system.address_space(root, "x86"))
+    return uc, binding, rom, ram, io
+
+
+def test_x86_64_guest_reaches_ram_rom_and_a_device():
+    dev = Device(value=0x0a0b0c0d)
+    program = bytes.fromhex(
+        "48bb0000100000000000"          # mov rbx, 0x100000      (the device)
+        "8b03"                          # mov eax, [rbx]
+        "48b90000200000000000"          # mov rcx, 0x200000      (RAM)
+        "8901"                          # mov [rcx], eax
+        "894304"                        # mov [rbx+4], eax
+        "8b4908"                        # mov ecx, [rcx+8]
+    )
+    uc, binding, rom, ram, io = x86_board(program, MemoryRegionOps(dev.read, dev.write))
+    ram.buffer[8:12] = b"\x04\x03\x02\x01"
+    uc.emu_start(X86_ROM, X86_ROM + len(program))
+    assert bytes(ram.buffer[0:4]) == b"\x0d\x0c\x0b\x0a"
+    assert dev.log == [("read", 0, 4), ("write", 4, 0x0a0b0c0d, 4)]
+    assert uc.reg_read(UC_X86_REG_RCX) == 0x01020304
+    assert binding.mappings()[0] == (X86_ROM, X86_ROM + 0x1000, "rom")
+
+
+def test_x86_64_store_to_rom_faults_and_a_device_exception_propagates():
+    program = bytes.fromhex(
+        "48bb0010000000000000"          # mov rbx, 0x1000        (the ROM itself)
+        "c70301000000"                  # mov dword [rbx], 1
+    )
+    uc, binding, rom, ram, io = x86_board(program, MemoryRegionOps(lambda o, s: 0,
+                                                                   lambda o, v, s: None))
+    with pytest.raises(BusError) as info:
+        uc.emu_start(X86_ROM, X86_ROM + len(program))
+    assert info.value.fault == BusFault(X86_ROM, 4, True, MemTxResult.DECODE_ERROR, rom)
+
+    def read(offset, size):
+        raise KeyError(offset)
+
+    program = bytes.fromhex(
+        "48bb0000100000000000"          # mov rbx, 0x100000
+        "8b4304"                        # mov eax, [rbx+4]
+    )
+    uc, binding, rom, ram, io = x86_board(program, MemoryRegionOps(read, lambda o, v, s: None))
+    with pytest.raises(KeyError) as kinfo:
+        uc.emu_start(X86_ROM, X86_ROM + len(program))
+    assert kinfo.value.args == (4,)
+    assert uc.reg_read(UC_X86_REG_RAX) == 0
+
+
+# ---------------------------------------------------------------- packaging
+
+def test_without_unicorn_the_import_error_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_unicorn(name, *args, **kwargs):
+        if name == "unicorn" or name.startswith("unicorn."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_unicorn)
+    monkeypatch.delitem(sys.modules, "pymem.unicorn")
+    with pytest.raises(ImportError, match=r"pip install 'pymem\[unicorn\]'"):
+        importlib.import_module("pymem.unicorn")
+    monkeypatch.undo()
+    assert sys.modules["pymem.unicorn"].attach is attach
