@@ -1,11 +1,15 @@
 """The `pymem` command: `bench`, `qemu-dispatch`, and the other subcommands.
 
 Each subcommand is a function taking parsed arguments and returning an exit
-status; errors in user input print one line naming the problem and exit 2.
+status.  Any input it cannot use (a missing or unreadable file, text that is
+not UTF-8, a dump or trace that does not parse, hints of the wrong type, a
+dump too deep or too large) prints one line naming the problem and exits 2,
+never a traceback: `replay` and `trace diff` keep exit 1 for "divergence".
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -18,9 +22,25 @@ _COMMANDS: Dict[str, Command] = {}
 
 def _read(path: str) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise PymemError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PymemError(f"{path} is not UTF-8 text (byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r})") from None
+
+
+def _check_writable(path: Optional[str]) -> None:
+    """Refuse an output file that cannot be written before any work is done."""
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise PymemError(f"cannot write {path}: it is a directory")
+    where = target if target.exists() else target.parent
+    if not os.access(where, os.W_OK) or not where.exists():
+        raise PymemError(f"cannot write {path}: "
+                         f"{'no such directory' if not where.exists() else 'permission denied'}")
 
 
 def _cmd_qemu_dispatch(args: argparse.Namespace) -> int:
@@ -52,6 +72,10 @@ def _cmd_qemu_hints(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
+    # Checked up front: the benchmark runs for minutes before it writes.
+    if args.mtree:
+        _read(args.mtree)
+    _check_writable(args.json)
     return run_bench(args)
 
 
@@ -144,6 +168,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (PymemError, ValueError, TypeError) as exc:
-        print(f"pymem {args.command}: {exc}", file=sys.stderr)
-        return 2
+    except (PymemError, ValueError, TypeError, OSError) as exc:
+        message = str(exc)
+    except RecursionError:
+        message = "the input is nested too deeply to process"
+    except MemoryError:
+        message = "out of memory: the input is too large"
+    except KeyboardInterrupt:
+        print(f"pymem {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:   # noqa: BLE001 - exit 2, never exit 1, on a crash
+        # A bug in pymem rather than in the input, but the exit status must
+        # not read as "divergence": still one line and 2.
+        message = f"unexpected {type(exc).__name__} (a pymem bug, please report it): {exc}"
+    print(f"pymem {args.command}: {' '.join(message.split())}", file=sys.stderr)
+    return 2

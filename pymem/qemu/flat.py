@@ -137,7 +137,10 @@ def dispatch_from_flat(text: str, page_bits: int = 12,
     cannot say.
     """
     out = []
-    for view in parse_flat(text):
+    views = parse_flat(text)
+    if not views:
+        raise DumpParseError("no FlatView in the dump (expected `info mtree -f` output)")
+    for view in views:
         out.extend(view.header_lines())
         if not view.ranges:
             out.append("  No rendered FlatView")

@@ -389,18 +389,50 @@ _DEFAULT_OPS = MemoryRegionOps(_read_zero, _write_ignore, valid_min=1, valid_max
                                impl_min=1, impl_max=8, unaligned=True)
 
 
+# hints.json fields (QEMU-SEMANTICS §6) and what each holds.
+_HINT_LISTS = ("readonly_aliases", "containers", "terminating", "iommu", "as_order",
+               "as_roots", "notes")
+
+
 def _load_hints(hints: Union[None, dict, str, "PathLike[str]"]) -> dict:
     if hints is None:
         return {}
     if isinstance(hints, dict):
-        return hints
+        return _check_hints(hints, "hints")
     path = Path(hints)
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DumpParseError(f"cannot read hints file {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise DumpParseError(f"hints file {path} is not UTF-8 text (byte {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DumpParseError(f"hints file {path} is not JSON: {exc}") from None
+    return _check_hints(obj, f"hints file {path}")
+
+
+def _check_hints(h: Any, where: str) -> dict:
+    """`h` if every field has the type load_mtree reads it as; otherwise a
+    DumpParseError naming `where` and the field."""
+    if not isinstance(h, dict):
+        raise DumpParseError(f"{where}: must hold a JSON object, not {type(h).__name__}")
+    page_bits = h.get("page_bits", 12)
+    if not isinstance(page_bits, int) or isinstance(page_bits, bool):
+        raise DumpParseError(f"{where}: page_bits must be an integer, not {page_bits!r}")
+    if not 10 <= page_bits <= 16:
+        raise DumpParseError(f"{where}: page_bits must be between 10 and 16, not {page_bits}")
+    for field in _HINT_LISTS:
+        entries = h.get(field, [])
+        if field == "as_roots" and entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise DumpParseError(f"{where}: {field} must be a list of dump lines, "
+                                 f"not {type(entries).__name__}")
+        for entry in entries:
+            # as_roots may leave a space's root unsaid.
+            if not isinstance(entry, str) and not (field == "as_roots" and entry is None):
+                raise DumpParseError(f"{where}: {field} must hold strings, not {entry!r}")
+    return h
 
 
 def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None) -> MemorySystem:

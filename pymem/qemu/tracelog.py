@@ -25,9 +25,10 @@ _FLATVIEW_NEW = re.compile(_PREFIX + r"flatview_new (\S+) \(root (\S+)\)\s*$")
 _EVENT = re.compile(_PREFIX + r"(memory_region_ops_(?:read|write)|flatview_new)\b")
 
 
-def looks_like_qemu_log(first_line: str) -> bool:
-    """Whether a file's first line is a QEMU trace event rather than JSON."""
-    return bool(re.match(_PREFIX + r"[a-z_0-9]+ ", first_line))
+def looks_like_qemu_log(line: str) -> bool:
+    """Whether `line` is a QEMU trace event (`name args...`, QEMU's event
+    names all hold an underscore), not JSON nor prose."""
+    return bool(re.match(_PREFIX + r"[a-z0-9]+_[a-z_0-9]+ ", line))
 
 
 def parse_trace_log(text: str) -> Trace:
