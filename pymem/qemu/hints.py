@@ -142,28 +142,37 @@ def _placements(tree: _Tree, views: List[Tuple[int, _Node]]) -> Dict[int, List[_
 
     visits: Dict[int, int] = {}
 
-    def visit(node: _Node, vi: int, base: int, lo: int, hi: int) -> None:
-        assert node.canon is not None
-        node = node.canon
-        if node.disabled:
-            return
-        b = base + node.addr
-        lo, hi = max(lo, b), min(hi, b + node.size)
-        if lo >= hi:
-            return
-        out.setdefault(id(node), []).append((vi, b, lo, hi))
-        if node.alias is not None:
-            target = tree.target(node)
-            if target is not None:
-                n = _enter_alias(node, visits)
-                visit(target, vi, b - target.addr - node.alias_offset, lo, hi)
-                visits[id(node)] = n
-            return
-        for child in node.children:
-            visit(child, vi, b, lo, hi)
+    def visit(root: _Node, vi: int) -> None:
+        # Depth first with a stack of our own (a dump may nest deeper than
+        # Python's recursion limit); a None entry puts an alias's visit count
+        # back once everything under it is done.
+        stack: List[Any] = [(root, 0, 0, _SPAN)]
+        while stack:
+            item = stack.pop()
+            if item[0] is None:
+                visits[item[1]] = item[2]
+                continue
+            node, base, lo, hi = item
+            assert node.canon is not None
+            node = node.canon
+            if node.disabled:
+                continue
+            b = base + node.addr
+            lo, hi = max(lo, b), min(hi, b + node.size)
+            if lo >= hi:
+                continue
+            out.setdefault(id(node), []).append((vi, b, lo, hi))
+            if node.alias is not None:
+                target = tree.target(node)
+                if target is not None:
+                    n = _enter_alias(node, visits)
+                    stack.append((None, id(node), n))
+                    stack.append((target, b - target.addr - node.alias_offset, lo, hi))
+                continue
+            stack.extend((child, b, lo, hi) for child in reversed(node.children))
 
     for vi, root in views:
-        visit(root, vi, 0, 0, _SPAN)
+        visit(root, vi)
     return out
 
 
@@ -214,29 +223,42 @@ def _readonly_aliases(tree: _Tree, views: List[Tuple[int, _Node]], flats: List[F
 
         visits: Dict[int, int] = {}
 
-        def render(node: _Node, base: int, lo: int, hi: int, path: List[int]) -> None:
-            assert node.canon is not None
-            node = node.canon
-            if node.disabled:
-                return
-            b = base + node.addr
-            lo, hi = max(lo, b), min(hi, b + node.size)
-            if lo >= hi:
-                return
-            if node.alias is not None:
-                target = tree.target(node)
-                if target is not None:
-                    n = _enter_alias(node, visits)
-                    render(target, b - target.addr - node.alias_offset, lo, hi,
-                           path + [id(node)])
-                    visits[id(node)] = n
-                return
-            for child in _render_order(node):
-                render(child, b, lo, hi, path)
-            if id(node) in terminates:
-                insert(node, lo, hi, path)
+        def render(top: _Node) -> None:
+            # Depth first with a stack of our own, as _placements' visit; an
+            # entry tagged "insert" draws a terminating region once its
+            # children are drawn, one tagged "alias" puts a visit count back.
+            stack: List[Any] = [("node", top, 0, 0, _SPAN, [])]
+            while stack:
+                item = stack.pop()
+                if item[0] == "alias":
+                    visits[item[1]] = item[2]
+                    continue
+                if item[0] == "insert":
+                    insert(item[1], item[2], item[3], item[4])
+                    continue
+                _, node, base, lo, hi, path = item
+                assert node.canon is not None
+                node = node.canon
+                if node.disabled:
+                    continue
+                b = base + node.addr
+                lo, hi = max(lo, b), min(hi, b + node.size)
+                if lo >= hi:
+                    continue
+                if node.alias is not None:
+                    target = tree.target(node)
+                    if target is not None:
+                        n = _enter_alias(node, visits)
+                        stack.append(("alias", id(node), n))
+                        stack.append(("node", target, b - target.addr - node.alias_offset,
+                                      lo, hi, path + [id(node)]))
+                    continue
+                if id(node) in terminates:
+                    stack.append(("insert", node, lo, hi, path))
+                stack.extend(("node", child, b, lo, hi, path)
+                             for child in reversed(_render_order(node)))
 
-        render(root, 0, 0, _SPAN, [])
+        render(root)
         ranges = flats[vi].ranges
         for lo, hi, node, path in drawn:
             if not path:

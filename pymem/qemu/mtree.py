@@ -40,30 +40,36 @@ def _mr_size(size: int) -> int:
     return size - 1 if size else 0
 
 
-def _print_mr(mr: MemoryRegion, level: int, base: int, queue: List[MemoryRegion],
+def _print_mr(top: MemoryRegion, level: int, base: int, queue: List[MemoryRegion],
               queued: Set[int], disabled: bool, out: List[str]) -> None:
-    cur_start = (base + mr.addr) & _MASK
-    cur_end = (cur_start + _mr_size(mr.size)) & _MASK
-    # QEMU flags a region whose window wraps past 2^64, before the indent.
-    warn = "[DETECTED OVERFLOW!] " if cur_start < base or cur_end < cur_start else ""
-    nv = "nv-" if mr.nonvolatile else ""
-    state = "" if mr.enabled else " [disabled]"
-    head = f"{warn}{_INDENT * level}{cur_start:016x}-{cur_end:016x} (prio {mr.priority}, " \
-           f"{nv}{mr.type_name()}): "
-    if mr.alias is not None:
-        if mr.alias.id not in queued:
-            queued.add(mr.alias.id)
-            queue.append(mr.alias)
-        if mr.enabled or disabled:
-            off_end = (mr.alias_offset + _mr_size(mr.size)) & _MASK
-            out.append(f"{head}alias {mr.name} @{mr.alias.name} "
-                       f"{mr.alias_offset:016x}-{off_end:016x}{state}")
-    elif mr.enabled or disabled:
-        out.append(f"{head}{mr.name}{state}")
-    # Children print by address, then priority (high first); ties keep
-    # subregion order.  A hidden disabled region's children still print.
-    for sub in sorted(mr.subregions, key=lambda r: (r.addr, -r.priority)):
-        _print_mr(sub, level + 1, cur_start, queue, queued, disabled, out)
+    # Depth first with a stack of our own, not recursion: a tree nested
+    # deeper than Python's recursion limit prints as any other.
+    stack = [(top, level, base)]
+    while stack:
+        mr, level, base = stack.pop()
+        cur_start = (base + mr.addr) & _MASK
+        cur_end = (cur_start + _mr_size(mr.size)) & _MASK
+        # QEMU flags a region whose window wraps past 2^64, before the indent.
+        warn = "[DETECTED OVERFLOW!] " if cur_start < base or cur_end < cur_start else ""
+        nv = "nv-" if mr.nonvolatile else ""
+        state = "" if mr.enabled else " [disabled]"
+        head = f"{warn}{_INDENT * level}{cur_start:016x}-{cur_end:016x} (prio {mr.priority}, " \
+               f"{nv}{mr.type_name()}): "
+        if mr.alias is not None:
+            if mr.alias.id not in queued:
+                queued.add(mr.alias.id)
+                queue.append(mr.alias)
+            if mr.enabled or disabled:
+                off_end = (mr.alias_offset + _mr_size(mr.size)) & _MASK
+                out.append(f"{head}alias {mr.name} @{mr.alias.name} "
+                           f"{mr.alias_offset:016x}-{off_end:016x}{state}")
+        elif mr.enabled or disabled:
+            out.append(f"{head}{mr.name}{state}")
+        # Children print by address, then priority (high first); ties keep
+        # subregion order.  A hidden disabled region's children still print.
+        # Pushed last first, so the first pops next.
+        children = sorted(mr.subregions, key=lambda r: (r.addr, -r.priority))
+        stack.extend((sub, level + 1, cur_start) for sub in reversed(children))
 
 
 def _format_tree(system: MemorySystem, disabled: bool) -> List[str]:
@@ -243,18 +249,25 @@ def _parse(text: str) -> List[_Block]:
     return blocks
 
 
-def _signature(node: _Node) -> Any:
-    """What the dump shows of a region and its subtree, position-independent."""
-    node.sig = (node.addr, node.size, node.prio, node.nv, node.type, node.name, node.alias,
-                node.alias_offset, node.disabled,
-                tuple(_signature(c) for c in node.children))
-    return node.sig
+def _signatures(top: _Node, table: Dict[Any, int]) -> None:
+    """Set `sig` on `top` and every node under it: what the dump shows of a
+    region and its subtree, position-independent.  Equal subtrees get equal
+    signatures: small ints handed out by `table` (hash-consing, one table
+    per dump), so comparing two never recurses, however deep the trees."""
+    order = list(_walk(top))
+    for node in reversed(order):   # children before their parent
+        key = (node.addr, node.size, node.prio, node.nv, node.type, node.name, node.alias,
+               node.alias_offset, node.disabled, tuple(c.sig for c in node.children))
+        node.sig = table.setdefault(key, len(table))
 
 
 def _walk(node: _Node) -> Iterable[_Node]:
-    yield node
-    for c in node.children:
-        yield from _walk(c)
+    """`node` and everything under it, parents first, in printed order."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
 
 
 def _unify(blocks: List[_Block]) -> None:
@@ -268,9 +281,10 @@ def _unify(blocks: List[_Block]) -> None:
     top with such a region or else with an identical address-space root."""
     inner: Dict[Any, List[_Node]] = {}
     as_tops: Dict[Any, List[_Node]] = {}
+    signatures: Dict[Any, int] = {}
     for b in blocks:
         assert b.top is not None
-        _signature(b.top)
+        _signatures(b.top, signatures)
         for n in _walk(b.top):
             if n is not b.top:
                 inner.setdefault(n.sig, []).append(n)
@@ -481,22 +495,39 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
     objects: Dict[int, MemoryRegion] = {}
     building: Set[int] = set()
 
-    def region_of(node: _Node) -> MemoryRegion:
-        mr = objects.get(id(node))
-        if mr is not None:
-            return mr
-        if id(node) in building:
-            raise DumpParseError(f"alias cycle through {node.name!r}", node.lineno)
-        building.add(id(node))
+    def alias_target(node: _Node) -> _Node:
+        target = targets.get(id(node))
+        if target is None:
+            candidates = {id(c): c for c in names.get(node.alias or "", [])}
+            if len(candidates) != 1:
+                raise DumpParseError(f"alias {node.name!r}: no single region named "
+                                     f"{node.alias!r}", node.lineno)
+            target = next(iter(candidates.values()))
+        return target
+
+    def region_of(first: _Node) -> MemoryRegion:
+        # An alias needs its target's object first.  The chain of aliases is
+        # followed with a list of our own, not recursion: a dump may hold a
+        # chain longer than Python's recursion limit.
+        chain: List[_Node] = []
+        node = first
+        while id(node) not in objects:
+            if id(node) in building:
+                raise DumpParseError(f"alias cycle through {node.name!r}", node.lineno)
+            building.add(id(node))
+            chain.append(node)
+            if node.alias is None:
+                break
+            node = alias_target(node)
+        for node in reversed(chain):
+            objects[id(node)] = build(node)
+            building.discard(id(node))
+        return objects[id(first)]
+
+    def build(node: _Node) -> MemoryRegion:
         if node.alias is not None:
-            target = targets.get(id(node))
-            if target is None:
-                candidates = {id(c): c for c in names.get(node.alias, [])}
-                if len(candidates) != 1:
-                    raise DumpParseError(f"alias {node.name!r}: no single region named "
-                                         f"{node.alias!r}", node.lineno)
-                target = next(iter(candidates.values()))
-            mr = MemoryRegion.alias(node.name, region_of(target), node.alias_offset, node.size)
+            target = objects[id(alias_target(node))]   # built first by region_of
+            mr = MemoryRegion.alias(node.name, target, node.alias_offset, node.size)
             if id(node) in readonly:
                 mr.readonly = True
         elif node.type == "ram":
@@ -519,8 +550,6 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
         mr.enabled = not node.disabled
         mr.priority = node.prio
         mr.addr = node.addr
-        objects[id(node)] = mr
-        building.discard(id(node))
         return mr
 
     for node in canon_nodes:
