@@ -79,8 +79,11 @@ __all__ = ["attach", "UnicornBinding", "BusFault", "BusError"]
 UC = _unicorn.unicorn_const
 
 # Our own prototypes on our own handle to the library unicorn's binding
-# loaded (the same engine): C callbacks are passed as plain addresses.
-_lib = ctypes.CDLL(_uclib._name)
+# loaded (the same engine): C callbacks are passed as plain addresses.  A
+# PyDLL keeps the GIL across these short calls: releasing it would hand it
+# to any waiting thread (pymem's RCU reclaimer after a commit) and wait to
+# get it back, which costs more than the calls themselves.
+_lib = ctypes.PyDLL(_uclib._name)
 _u64 = ctypes.c_uint64
 _ptr = ctypes.c_void_p
 _lib.uc_mem_map_ptr.argtypes = [_ptr, _u64, _u64, ctypes.c_uint32, _ptr]
