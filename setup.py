@@ -13,8 +13,11 @@ _ldflags = shlex.split(os.environ.get("PYMEM_LDFLAGS", ""))
 setup(
     cffi_modules=["pymem/_build.py:ffibuilder"],
     ext_modules=[
+        # It reads pm_range and pm_access as pymem.h lays them out: rebuild
+        # when the header changes, or a stale module reads the wrong fields.
         Extension("pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
-                  extra_compile_args=_cflags, extra_link_args=_ldflags),
+                  depends=["csrc/pymem.h"], extra_compile_args=_cflags,
+                  extra_link_args=_ldflags),
         # unicorn's callbacks (pymem.unicorn); unicorn itself is not linked.
         Extension("pymem._ucglue", ["csrc/ext/ucglue.c"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),

@@ -35,15 +35,21 @@ static inline int direct_write(const pm_range *r)
 
 /* Set `mask` in the dirty byte of every page of [offset, offset + n) of the
  * region.  Readers of the log clear bits with atomics too, so OR atomically,
- * and skip pages already marked to keep the cache line clean. */
-static inline void mark_dirty(const pm_range *r, uint64_t offset, uint64_t n,
-                              unsigned page_bits)
+ * and skip pages already marked to keep the cache line clean.  Pages are the
+ * log's own (it knows its page size and length), not the dispatch's: a log
+ * made at another page size than the view's marks its own pages and never
+ * indexes past its end. */
+static inline void mark_dirty(const pm_range *r, uint64_t offset, uint64_t n)
 {
     uint8_t mask = (uint8_t)r->dirty_mask;
-    if (!r->dirty || !mask) {
+    if (!r->dirty || !mask || !r->dirty_pages || r->dirty_page_bits > 63) {
         return;
     }
+    unsigned page_bits = r->dirty_page_bits;
     uint64_t first = offset >> page_bits, last = (offset + n - 1) >> page_bits;
+    if (last >= r->dirty_pages) {
+        last = r->dirty_pages - 1;
+    }
     for (uint64_t p = first; p <= last; p++) {
         if ((__atomic_load_n(&r->dirty[p], __ATOMIC_RELAXED) & mask) != mask) {
             __atomic_or_fetch(&r->dirty[p], mask, __ATOMIC_RELAXED);
@@ -95,7 +101,6 @@ static inline int access_walk(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t l
 
     pm_rcu_read_lock();
     pm_dispatch *d = pm_as_current(as);
-    unsigned page_bits = d ? pm_dispatch_page_bits(d) : 0;
     while (done < len) {
         section_at(d, addr + done, len - done, &r, &offset, &plen);
         if (!(is_write ? direct_write(&r) : direct_read(&r))) {
@@ -108,7 +113,7 @@ static inline int access_walk(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t l
          * memmove through DMA overlaps. */
         if (is_write) {
             memmove(r.host + offset, buf + done, plen);
-            mark_dirty(&r, offset, plen, page_bits);
+            mark_dirty(&r, offset, plen);
         } else {
             memmove(buf + done, r.host + offset, plen);
         }
@@ -179,7 +184,7 @@ static inline int access_direct(pm_as *as, uint64_t addr, unsigned n, uint8_t *b
             /* buf is the caller's 8 bytes on its stack, never guest RAM. */
             if (is_write) {
                 memcpy(r.host + offset, buf, n);
-                mark_dirty(&r, offset, n, pm_dispatch_page_bits(d));
+                mark_dirty(&r, offset, n);
             } else {
                 memcpy(buf, r.host + offset, n);
             }

@@ -69,8 +69,11 @@ typedef struct pm_range {
     uint8_t *host;      /* the region's memory for RAM/ROM, else NULL */
     uint8_t *dirty;     /* the region's per-page dirty bytes, or NULL */
     uint32_t dirty_mask; /* PM_DIRTY_* bits a write through this range sets */
+    uint32_t dirty_page_bits; /* the page size of `dirty`'s bytes (log2) */
     void *user;         /* the caller's pointer for the region (pymem: the
                            region object, kept alive by the FlatView), or NULL */
+    uint64_t dirty_pages; /* how many bytes `dirty` holds: writes past them
+                             mark nothing */
 } pm_range;
 
 pm_status pm_dispatch_new(unsigned page_bits, pm_stats *stats, pm_dispatch **out);
@@ -150,9 +153,11 @@ void pm_region_set_size(pm_region *r, uint64_t size, int size_is_2_64);
 void pm_region_set_alias(pm_region *r, pm_region *target, uint64_t offset);
 void pm_region_set_dirty_log(pm_region *r, uint32_t mask);
 /* The memory a RAM, ROM or ROM-device region's ranges point at, and a RAM
- * region's dirty bytes (see pm_dirty_*). */
+ * region's dirty bytes (see pm_dirty_*): `pages` bytes, one per page of
+ * 2^page_bits bytes of its memory. */
 void pm_region_set_memory(pm_region *r, uint8_t *host);
-void pm_region_set_dirty_bytes(pm_region *r, uint8_t *dirty);
+void pm_region_set_dirty_bytes(pm_region *r, uint8_t *dirty, uint32_t page_bits,
+                               uint64_t pages);
 /* Subregion list edits, at an index of the reversed render order. */
 pm_status pm_region_insert_sub(pm_region *r, size_t index, pm_region *sub);
 pm_status pm_region_remove_sub(pm_region *r, size_t index);

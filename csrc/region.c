@@ -69,9 +69,12 @@ void pm_region_set_memory(pm_region *r, uint8_t *host)
     r->host = host;
 }
 
-void pm_region_set_dirty_bytes(pm_region *r, uint8_t *dirty)
+void pm_region_set_dirty_bytes(pm_region *r, uint8_t *dirty, uint32_t page_bits,
+                               uint64_t pages)
 {
     r->dirty = dirty;
+    r->dirty_page_bits = page_bits;
+    r->dirty_pages = dirty ? pages : 0;
 }
 
 pm_status pm_region_insert_sub(pm_region *r, size_t index, pm_region *sub)

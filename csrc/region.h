@@ -24,6 +24,8 @@ struct pm_region {
     /* What only a terminating region's pieces read. */
     uint8_t *host;           /* memory of RAM, ROM and ROM devices */
     uint8_t *dirty;          /* RAM only: the dirty bytes */
+    uint64_t dirty_pages;    /* how many, one per 2^dirty_page_bits bytes */
+    uint32_t dirty_page_bits;
     void *user;
     uint32_t dirty_log;
 };

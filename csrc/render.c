@@ -375,6 +375,8 @@ static pm_status sweep(const piece *pieces, size_t n, pm_range **out, size_t *no
             .host = mr->host,
             .dirty = mr->dirty,
             .dirty_mask = mr->dirty_log,
+            .dirty_page_bits = mr->dirty_page_bits,
+            .dirty_pages = mr->dirty_pages,
             .user = mr->user,
         };
         last_mr = p->mr;

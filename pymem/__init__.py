@@ -4,7 +4,7 @@ from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation
 from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDuringCommitError,
                      IOMMUCycleError, NotCopyableError, PymemError, RangeOrderError, RcuError,
-                     TopologyError)
+                     ReadOnlyAttributeError, TopologyError)
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
@@ -16,6 +16,6 @@ __all__ = [
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
     "EditDuringCommitError", "ArgumentTypeError", "IOMMUCycleError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
-    "MemoryRegionSection", "MemorySystem", "NotCopyableError", "PymemError", "RangeOrderError", "RcuError",
+    "MemoryRegionSection", "MemorySystem", "NotCopyableError", "ReadOnlyAttributeError", "PymemError", "RangeOrderError", "RcuError",
     "Section", "TopologyError", "Translation",
 ]

@@ -47,7 +47,7 @@ def log_of(region: Any) -> DirtyLog:
         with TREE_LOCK:
             log = _logs[region] = DirtyLog(len(region.buffer), page_bits)
             # From the next render on, C's writes mark this log.
-            lib.pm_region_set_dirty_bytes(region._node, log.cdata)
+            lib.pm_region_set_dirty_bytes(region._node, log.cdata, page_bits, len(log.bytes))
     return log
 
 

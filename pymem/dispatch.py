@@ -176,7 +176,8 @@ class Dispatch(Uncopyable):
         """Build and commit a dispatch from ranges given in address order.
 
         `hosts`, if given, holds per range a (host pointer, dirty pointer,
-        dirty mask) triple of cffi pointers for the access path; `objects`
+        dirty mask[, dirty page_bits, dirty pages]) tuple for the access path
+        (without the last two, writes mark no dirty byte); `objects`
         the Python object C hands back for each range's section (its `user`
         pointer: the object's address, kept alive by this dispatch). The
         limits exist to test the capacity errors without allocating 2^26 nodes.
@@ -208,7 +209,9 @@ class Dispatch(Uncopyable):
             c.region = r.region
             c.flags = r.flags
             if hosts is not None and hosts[i] is not None:
-                c.host, c.dirty, c.dirty_mask = hosts[i]
+                c.host, c.dirty, c.dirty_mask = hosts[i][:3]
+                # Writes mark at most `pages` dirty bytes of 2^page_bits each.
+                c.dirty_page_bits, c.dirty_pages = hosts[i][3:] or (page_bits, 0)
             # CPython: an object's id is its address, what fastpath.c hands back.
             if objects is not None:
                 c.user = ffi.cast("void *", id(objects[i]))

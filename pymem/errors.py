@@ -62,6 +62,11 @@ class RcuError(PymemError, RuntimeError):
     """RCU misuse, such as waiting for a grace period inside a read-side section."""
 
 
+class ReadOnlyAttributeError(PymemError, AttributeError):
+    """Assigning a field that only an edit method may change (`mr.size = n`:
+    use `mr.set_size(n)`); the message names the object and the method."""
+
+
 class NotCopyableError(PymemError, TypeError):
     """copy.copy, copy.deepcopy or pickle of an object that owns C state."""
 

@@ -66,7 +66,8 @@ class FlatRange:
 
 
 # pm_range as C lays it out (csrc/pymem.h), for reading rendered ranges in bulk.
-_RANGE_FORMAT = "@QQQIIPPIP"   # start last offset region flags host dirty dirty_mask user
+# start last offset region flags host dirty dirty_mask dirty_page_bits user dirty_pages
+_RANGE_FORMAT = "@QQQIIPPIIPQ"
 _RANGE_SIZE = struct.calcsize(_RANGE_FORMAT)
 assert _RANGE_SIZE == ffi.sizeof("pm_range"), "pm_range layout changed"
 
@@ -124,7 +125,7 @@ def _flat_ranges(array: Any, regions: List[MemoryRegion]) -> List[FlatRange]:
     gc.disable()
     try:
         return [FlatRange(start, last - start + 1, mr, offset, flags, mask)
-                for (start, last, offset, _, flags, _, _, mask, _), mr
+                for (start, last, offset, _, flags, _, _, mask, _, _, _), mr
                 in zip(struct.iter_unpack(_RANGE_FORMAT, data), regions)]
     finally:
         if collecting:
@@ -228,7 +229,7 @@ class FlatView(Uncopyable):
         """`ranges[index]`, without making the others."""
         if self._ranges is not None:
             return self._ranges[index]
-        start, last, offset, _, flags, _, _, mask, _ = struct.unpack_from(
+        start, last, offset, _, flags, _, _, mask, _, _, _ = struct.unpack_from(
             _RANGE_FORMAT, ffi.buffer(self._array + index, _RANGE_SIZE))
         return FlatRange(start, last - start + 1, self._regions[index], offset, flags, mask)
 

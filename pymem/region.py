@@ -27,18 +27,19 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import os
 import sys
 import threading
 import weakref
 from contextlib import contextmanager
-from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Literal, Optional,
-                    Protocol, Tuple, Type, TypeVar, Union, overload)
+from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Literal, NoReturn,
+                    Optional, Protocol, Tuple, Type, TypeVar, Union, overload)
 
 from . import dirty, hostmem
 from ._native import ffi, lib
 from .dispatch import NO_REGION
-from .errors import TopologyError, Uncopyable, check
+from .errors import ReadOnlyAttributeError, TopologyError, Uncopyable, check
 from .memtx import MemTxAttrs
 
 if TYPE_CHECKING:
@@ -184,19 +185,26 @@ class _Bindable(Protocol[_Constructor_co]):
     def __get__(self, obj: Any, owner: Any, /) -> _Constructor_co: ...
 
 
+def _refuse_write(mr: Any, name: str, hint: str) -> NoReturn:
+    raise ReadOnlyAttributeError(f"{mr!r}: {name!r} is read-only; {hint}")
+
+
 class _ConstructorOrAttribute(Generic[_Constructor]):
     """`MemoryRegion.container(...)` builds a container while `mr.container` is
     its parent, and likewise for `alias`: QEMU's names for both, so the class
-    attribute is the constructor and the instance attribute is the link
-    (`push`, if given, is called after the link is set)."""
+    attribute is the constructor and the instance attribute is the link.
+    The link is read-only (the edit methods set it, through `write`, which
+    calls `push`, if given, to tell C first)."""
 
-    def __init__(self, constructor: _Bindable[_Constructor],
+    def __init__(self, constructor: _Bindable[_Constructor], hint: str,
                  push: Optional[Callable[["MemoryRegion", Any], None]] = None) -> None:
         self.constructor = constructor
+        self.hint = hint
         self.push = push
         self.__doc__ = constructor.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
         self.slot = getattr(owner, "_" + name)
 
     @overload
@@ -211,15 +219,22 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
             return self.constructor.__get__(owner, owner)
         return self.slot.__get__(obj, owner)
 
-    def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
+    def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> NoReturn:
+        _refuse_write(obj, self.name, self.hint)
+
+    def __delete__(self, obj: "MemoryRegion") -> NoReturn:
+        _refuse_write(obj, self.name, self.hint)
+
+    def write(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
+        """Set the link (the edit methods' way in)."""
         if self.push is None:
             self.slot.__set__(obj, value)
             return
-        # One step for renderers: the old target may die as soon as the slot
-        # lets it go, and C must no longer point at it by then.
+        # One step for renderers, C first: the old target may die as soon as
+        # the slot lets it go, and C must no longer point at it by then.
         with TREE_LOCK:
-            self.slot.__set__(obj, value)
             self.push(obj, value)
+            self.slot.__set__(obj, value)
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
@@ -230,9 +245,10 @@ def _new_alias(cls: Type["MemoryRegion"], name: str, target: "MemoryRegion", off
     if not isinstance(target, MemoryRegion):
         raise TypeError(f"alias {name!r}: target must be a MemoryRegion, "
                         f"not {type(target).__name__}")
+    offset = _check_offset(f"alias {name!r}", offset)
     mr = cls(name, size, ALIAS)
-    mr.alias = target
-    mr.alias_offset = _check_offset(f"alias {name!r}", offset)
+    _set(mr, "alias", target)
+    _set(mr, "alias_offset", offset)
     return mr
 
 
@@ -243,43 +259,71 @@ def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRe
 
 _FieldType = TypeVar("_FieldType")
 
+if TYPE_CHECKING:
+    class _Field(Generic[_FieldType]):
+        """What mypy sees of the runtime class below: read, never assigned."""
 
-class _Mirrored(Generic[_FieldType]):
-    """A field rendering reads: kept in a slot for Python and written through
-    to the region's C node (see csrc/region.c) for the renderer."""
+        def __init__(self, hint: str,
+                     push: Optional[Callable[["MemoryRegion", Any], None]] = None) -> None: ...
 
-    def __init__(self, push: Callable[["MemoryRegion", Any], None]) -> None:
-        self.push = push
+        @overload
+        def __get__(self, obj: None, owner: type) -> "_Field[_FieldType]": ...
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.slot = getattr(owner, "_" + name)
+        @overload
+        def __get__(self, obj: "MemoryRegion", owner: type) -> _FieldType: ...
 
-    @overload
-    def __get__(self, obj: None, owner: type) -> "_Mirrored[_FieldType]": ...
+        def __get__(self, obj: Optional["MemoryRegion"], owner: type
+                    ) -> Union["_Field[_FieldType]", _FieldType]: ...
 
-    @overload
-    def __get__(self, obj: "MemoryRegion", owner: type) -> _FieldType: ...
+        def write(self, obj: "MemoryRegion", value: _FieldType) -> None: ...
+else:
+    class _Field(property):
+        """A public read-only field kept in the slot `_<name>`.  Reading is a
+        property with a C getter (as cheap as Python makes it); assigning
+        raises ReadOnlyAttributeError pointing at the edit method (`hint`)
+        that checks, adopts and commits.  `write` is the edit methods' way
+        in: with `push` (a field rendering reads), C's node is told first,
+        so a renderer never sees C and Python disagree for long."""
 
-    def __get__(self, obj: Optional["MemoryRegion"], owner: type
-                ) -> Union["_Mirrored[_FieldType]", _FieldType]:
-        if obj is None:
-            return self
-        return self.slot.__get__(obj, owner)  # type: ignore[no-any-return]
+        __class_getitem__ = classmethod(lambda cls, item: cls)
 
-    def __set__(self, obj: "MemoryRegion", value: _FieldType) -> None:
-        with TREE_LOCK:
-            self.slot.__set__(obj, value)
-            self.push(obj, value)
+        def __init__(self, hint, push=None):
+            super().__init__(None, self._refuse, self._refuse)
+            self.hint = hint
+            self.push = push
+
+        def __set_name__(self, owner, name):
+            self.name = name
+            self.slot = getattr(owner, "_" + name)
+            # property's own getter: the slot's C getter, no Python frame.
+            self.getter_slot = operator.attrgetter("_" + name)
+            property.__init__(self, self.getter_slot, self._refuse, self._refuse,
+                              f"Read-only: {self.hint}.")
+
+        def _refuse(self, obj, value=None):
+            _refuse_write(obj, self.name, self.hint)
+
+        def write(self, obj, value):
+            if self.push is None:
+                self.slot.__set__(obj, value)
+                return
+            with TREE_LOCK:
+                self.push(obj, value)
+                self.slot.__set__(obj, value)
 
 
 def _push_flag(flag: int) -> Callable[["MemoryRegion", Any], None]:
     return lambda mr, on: lib.pm_region_set_flag(mr._node, flag, on)
 
 
-def _push_alias(mr: "MemoryRegion", _: Any) -> None:
-    target = mr._alias
+def _push_alias(mr: "MemoryRegion", target: Optional["MemoryRegion"]) -> None:
     lib.pm_region_set_alias(mr._node, target._node if target is not None else ffi.NULL,
                             mr._alias_offset)
+
+
+def _push_alias_offset(mr: "MemoryRegion", offset: int) -> None:
+    target = mr._alias
+    lib.pm_region_set_alias(mr._node, target._node if target is not None else ffi.NULL, offset)
 
 
 _KIND_FLAGS = {
@@ -297,21 +341,38 @@ _KIND_FLAGS = {
 class MemoryRegion(Uncopyable):
     """One node of a region tree; build it with the class-method constructors."""
 
-    __slots__ = ("id", "name", "_size", "kind", "ops", "_readonly", "_romd", "_enabled",
-                 "priority", "_addr", "_container", "_alias", "_alias_offset", "_subs",
-                 "_nonvolatile", "_dirty_log", "translate", "target", "_buffer",
+    __slots__ = ("_id", "_name", "_size", "_kind", "_ops", "_readonly", "_romd", "_enabled",
+                 "_priority", "_addr", "_container", "_alias", "_alias_offset", "_subs",
+                 "_nonvolatile", "_dirty_log", "_translate", "_target", "_buffer",
                  "_system", "_on_loop", "_node", "__weakref__")
 
+    # Every public field is read-only: assigning one would skip the checks,
+    # the adoption into a system and the commit that its edit method makes
+    # (and a field C renders from would reach C unchecked).
+    id = _Field[int]("a region's id is fixed (C and MemoryRegion.by_id know it by it)")
+    name = _Field[str]("a region's name is fixed; make a new region")
+    kind = _Field[str]("a region's kind is fixed; make a new region")
+    ops = _Field[Optional[MemoryRegionOps]]("a region's ops are fixed, as QEMU's; make a new "
+                                            "region")
+    priority = _Field[int]("set it with add_subregion(offset, region, priority); to change it, "
+                           "del_subregion() then add_subregion() again")
+    translate = _Field[Optional[Callable[..., Any]]]("an IOMMU's translate is given to "
+                                                     "MemoryRegion.iommu()")
+    target = _Field[Optional["AddressSpace"]]("an IOMMU's target is given to "
+                                             "MemoryRegion.iommu(); an IOMMUTLBEntry's "
+                                             "target_as may name another space")
     # What rendering reads is written through to the region's C node.
-    addr = _Mirrored[int](lambda mr, v: lib.pm_region_set_addr(mr._node, v))
-    size = _Mirrored[int](lambda mr, v: lib.pm_region_set_size(
+    addr = _Field[int]("use set_address()",
+                       lambda mr, v: lib.pm_region_set_addr(mr._node, v))
+    size = _Field[int]("use set_size()", lambda mr, v: lib.pm_region_set_size(
         mr._node, v & (ADDRESS_SPACE_SIZE - 1), v == ADDRESS_SPACE_SIZE))
-    enabled = _Mirrored[bool](_push_flag(lib.PM_REGION_ENABLED))
-    readonly = _Mirrored[bool](_push_flag(lib.PM_REGION_READONLY))
-    nonvolatile = _Mirrored[bool](_push_flag(lib.PM_REGION_NONVOLATILE))
-    romd = _Mirrored[bool](_push_flag(lib.PM_REGION_ROMD))
-    alias_offset = _Mirrored[int](_push_alias)
-    dirty_log = _Mirrored[int](lambda mr, v: lib.pm_region_set_dirty_log(mr._node, v))
+    enabled = _Field[bool]("use set_enabled()", _push_flag(lib.PM_REGION_ENABLED))
+    readonly = _Field[bool]("use set_readonly()", _push_flag(lib.PM_REGION_READONLY))
+    nonvolatile = _Field[bool]("use set_nonvolatile()", _push_flag(lib.PM_REGION_NONVOLATILE))
+    romd = _Field[bool]("use set_romd()", _push_flag(lib.PM_REGION_ROMD))
+    alias_offset = _Field[int]("use set_alias_offset()", _push_alias_offset)
+    dirty_log = _Field[int]("use set_log()",
+                            lambda mr, v: lib.pm_region_set_dirty_log(mr._node, v))
 
     # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
     # rendering reads `_alias` directly, without the descriptor.
@@ -325,8 +386,8 @@ class MemoryRegion(Uncopyable):
         if kind not in _KIND_FLAGS:
             raise ValueError(f"region {name!r}: unknown kind {kind!r}")
         size = _check_size(f"region {name!r}", size)
-        self.id = next(_ids)
-        if self.id >= NO_REGION:
+        self._id = next(_ids)
+        if self._id >= NO_REGION:
             raise TopologyError("more than 2^32 - 2 regions created")
         node = ffi.new("pm_region **")
         # The C node starts as the slots below do (enabled, at 0, romd for a
@@ -335,20 +396,20 @@ class MemoryRegion(Uncopyable):
         romd = kind == ROM_DEVICE
         flags = (_KIND_FLAGS[kind] | lib.PM_REGION_ENABLED
                  | (lib.PM_REGION_ROMD if romd else 0))
-        check(lib.pm_region_new(self.id, flags, size & (ADDRESS_SPACE_SIZE - 1),
+        check(lib.pm_region_new(self._id, flags, size & (ADDRESS_SPACE_SIZE - 1),
                                 size == ADDRESS_SPACE_SIZE, ffi.cast("void *", id(self)),
                                 node), f"creating region {name!r}")
         self._node = ffi.gc(node[0], lib.pm_region_free)
-        self.name = name
+        self._name = name
         self._size = size
-        self.kind = kind
-        self.ops: Optional[MemoryRegionOps] = None
+        self._kind = kind
+        self._ops: Optional[MemoryRegionOps] = None
         self._readonly = False
         self._romd = romd
         self._enabled = True
-        self.priority = 0
+        self._priority = 0
         self._addr = 0
-        self.container = None
+        self._container = None
         self._alias = None
         self._alias_offset = 0
         # Kept in reverse of QEMU's subregion order (lowest priority first,
@@ -356,14 +417,14 @@ class MemoryRegion(Uncopyable):
         self._subs: List[MemoryRegion] = []
         self._nonvolatile = False
         self._dirty_log = 0
-        self.translate: Optional[Callable[..., Any]] = None
-        self.target: Optional[AddressSpace] = None
+        self._translate: Optional[Callable[..., Any]] = None
+        self._target: Optional[AddressSpace] = None
         self._buffer: Any = None
         self._system: Optional[MemorySystem] = None
         # Set once the region is found on a cycle of subregion and alias
         # links (kept after the cycle is broken: then it only costs a check).
         self._on_loop = False
-        _by_id[self.id] = self
+        _by_id[self._id] = self
 
     # ------------------------------------------------------------ constructors
 
@@ -389,7 +450,7 @@ class MemoryRegion(Uncopyable):
                 raise TypeError(f"rom {name!r}: give a size, data, or both")
             size = len(data)
         mr = cls(name, size, ROM)
-        mr.readonly = True
+        _set(mr, "readonly", True)
         mr._set_buffer(_allocate("rom", name, size))
         if data is not None:
             if len(data) > size:
@@ -402,7 +463,7 @@ class MemoryRegion(Uncopyable):
     def rom_device(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
         """A ROM device: reads straight from memory in romd mode, writes to `ops`."""
         mr = cls(name, size, ROM_DEVICE)
-        mr.ops = _check_ops(name, ops)
+        mr._ops = _check_ops(name, ops)
         mr._set_buffer(_allocate("rom_device", name, size))
         return mr
 
@@ -425,7 +486,7 @@ class MemoryRegion(Uncopyable):
         def write(offset: int, value: int, size: int) -> None:
             memory[offset:offset + size] = value.to_bytes(size, order)
 
-        mr.ops = MemoryRegionOps(read, write, order, valid_min=1, valid_max=8, impl_min=1,
+        mr._ops = MemoryRegionOps(read, write, order, valid_min=1, valid_max=8, impl_min=1,
                                  impl_max=8, unaligned=True)
         return mr
 
@@ -433,11 +494,15 @@ class MemoryRegion(Uncopyable):
     def io(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
         """MMIO: every access goes to `ops`."""
         mr = cls(name, size, IO)
-        mr.ops = _check_ops(name, ops)
+        mr._ops = _check_ops(name, ops)
         return mr
 
-    alias = _ConstructorOrAttribute(classmethod(_new_alias), _push_alias)
-    container = _ConstructorOrAttribute(classmethod(_new_container))
+    alias = _ConstructorOrAttribute(classmethod(_new_alias),
+                                    "an alias's target is fixed, as in QEMU; make a new alias "
+                                    "(its window slides with set_alias_offset())", _push_alias)
+    container = _ConstructorOrAttribute(classmethod(_new_container),
+                                        "map it with add_subregion(), unmap it with "
+                                        "del_subregion()")
 
     @classmethod
     def iommu(cls, name: str, size: int, translate: Callable[..., Any],
@@ -446,8 +511,8 @@ class MemoryRegion(Uncopyable):
         if not callable(translate):
             raise TypeError(f"iommu {name!r}: translate must be callable")
         mr = cls(name, size, IOMMU)
-        mr.translate = translate
-        mr.target = target
+        mr._translate = translate
+        mr._target = target
         return mr
 
     def _set_buffer(self, buffer: memoryview) -> None:
@@ -594,20 +659,22 @@ class MemoryRegion(Uncopyable):
             # An alias loop: try it, and keep it only if rendering it ends.
             with self._locked(region):
                 saved = (region.addr, region.priority)
-                region.addr, region.priority = offset, priority
+                _set(region, "addr", offset)
+                region._priority = priority
                 self._insert(region)
                 try:
                     loop = _loop_mates(self)
                     _check_loops(loop, where, region)
                 finally:
                     self._unlink(region)
-                    region.addr, region.priority = saved
+                    _set(region, "addr", saved[0])
+                    region._priority = saved[1]
         with self._edit(region):
             if self._system is not None:
                 self._system._adopt(region)
             moved = region.addr != offset
-            region.priority = priority
-            region.addr = offset
+            region._priority = priority
+            _set(region, "addr", offset)
             self._insert(region)
             for mr in loop:
                 mr._on_loop = True
@@ -628,7 +695,7 @@ class MemoryRegion(Uncopyable):
             check(lib.pm_region_insert_sub(self._node, index, region._node),
                   f"adding {region.name!r} to {self.name!r}")
             subs.insert(index, region)
-        region.container = self
+        _set(region, "container", self)
 
     def _unlink(self, region: "MemoryRegion") -> None:
         # C lets go of the node before the list lets go of the region.
@@ -637,7 +704,7 @@ class MemoryRegion(Uncopyable):
             check(lib.pm_region_remove_sub(self._node, index),
                   f"removing {region.name!r} from {self.name!r}")
             del self._subs[index]
-        region.container = None
+        _set(region, "container", None)
 
     def del_subregion(self, region: "MemoryRegion") -> None:
         """Unmap `region`, which must be a direct subregion of this one."""
@@ -661,7 +728,7 @@ class MemoryRegion(Uncopyable):
         if enabled and self._on_loop:
             self._try(f"enabling {self.name!r}", "enabled", True)
         with self._edit():
-            self.enabled = enabled
+            _set(self, "enabled", enabled)
             self._update_pending()
 
     def set_address(self, addr: int) -> None:
@@ -676,7 +743,7 @@ class MemoryRegion(Uncopyable):
             self._try(f"{where} to {addr:#x}", "addr", addr)
         container = self.container
         with self._edit():
-            self.addr = addr
+            _set(self, "addr", addr)
             if container is not None:
                 container._unlink(self)
                 container._insert(self)
@@ -696,7 +763,7 @@ class MemoryRegion(Uncopyable):
             self._try(f"sliding alias {self.name!r} to offset {offset:#x}", "alias_offset",
                       offset)
         with self._edit():
-            self.alias_offset = offset
+            _set(self, "alias_offset", offset)
             if self.enabled:
                 self._update_pending()
 
@@ -714,7 +781,7 @@ class MemoryRegion(Uncopyable):
         if self._on_loop:
             self._try(f"resizing {self.name!r} to {size:#x}", "size", size)
         with self._edit():
-            self.size = size
+            _set(self, "size", size)
             self._update_pending()
 
     def _try(self, where: str, field: str, value: Any) -> None:
@@ -722,11 +789,11 @@ class MemoryRegion(Uncopyable):
         region endless: set it, check every loop the region lies on, put it back."""
         with self._locked():
             saved = getattr(self, field)
-            setattr(self, field, value)
+            _set(self, field, value)
             try:
                 _check_loops(_loop_mates(self), where, self)
             finally:
-                setattr(self, field, saved)
+                _set(self, field, saved)
 
     def _switch(self, field: str, value: Any) -> None:
         """Set a field rendering reads (an attribute, not the topology): a
@@ -734,7 +801,7 @@ class MemoryRegion(Uncopyable):
         if value == getattr(self, field):
             return
         with self._edit():
-            setattr(self, field, value)
+            _set(self, field, value)
             if self.enabled:
                 self._update_pending()
 
@@ -774,6 +841,22 @@ class MemoryRegion(Uncopyable):
     def get_and_clear_dirty(self, addr: int, size: int, client: int) -> List[int]:
         """Offsets of the pages of [addr, addr + size) dirty for `client`, cleared at once."""
         return dirty.get_and_clear_dirty(self, addr, size, client)
+
+
+_FIELDS = {name: field for name, field in vars(MemoryRegion).items()
+           if isinstance(field, (_Field, _ConstructorOrAttribute))}
+
+
+def _set(mr: MemoryRegion, field: str, value: Any) -> None:
+    """Set a read-only field of `mr`: only for the edit methods, which have
+    checked the value and commit the change."""
+    _FIELDS[field].write(mr, value)
+
+
+def set_ops(mr: MemoryRegion, ops: MemoryRegionOps) -> None:
+    """Give a device region other ops (trace replay's stubs, and putting the
+    real ones back): callers read `ops` at every access, C included."""
+    mr._ops = _check_ops(mr.name, ops)
 
 
 def _check_ops(name: str, ops: Any) -> MemoryRegionOps:

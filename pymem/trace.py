@@ -854,7 +854,7 @@ class Replayer:
     def _attached(self, permissive: bool) -> Iterator[None]:
         """Stubs on the chosen regions and the observer on every space, for
         the duration of a replay; everything restored afterwards."""
-        from .region import MemoryRegionOps
+        from .region import MemoryRegionOps, set_ops
 
         # Everything swapped is restored in the finally, whatever stops the
         # set-up half way (a predicate that raises, Ctrl-C).
@@ -878,7 +878,7 @@ class Replayer:
                         valid_max=8 if permissive else ops.valid_max, impl_min=1, impl_max=8,
                         unaligned=True if permissive else ops.unaligned, with_attrs=True)
                     saved.append((mr, ops))
-                    mr.ops = stub_ops
+                    set_ops(mr, stub_ops)
             for asp in self.system.address_spaces:
                 spaces.append(asp)
                 asp._recorder = self._observer
@@ -887,7 +887,7 @@ class Replayer:
             for asp in spaces:
                 asp._recorder = None
             for mr, ops in reversed(saved):
-                mr.ops = ops
+                set_ops(mr, ops)
 
     # -------------------------------------------------------------- replay
 

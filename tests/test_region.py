@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from pymem import (CapacityError, MemoryRegion, MemoryRegionOps, MemorySystem,
-                   TopologyError)
+                   ReadOnlyAttributeError, TopologyError)
 from pymem import flatview as flatview_module
+from pymem import region as region_module
 
 OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
 
@@ -139,7 +140,7 @@ def test_a_loop_made_endless_behind_the_edits_back_fails_to_render_by_name():
     bus.add_subregion(0, MemoryRegion.io("dev", 0x10, OPS))
     half = MemoryRegion.alias("half", bus, 0, 0x800)
     bus.add_subregion(0x800, half)
-    half.addr = 0    # not an edit: nothing checks it
+    region_module._set(half, "addr", 0)   # behind the edits' back: nothing checks it
     with pytest.raises(TopologyError, match="rendering 'bus': 'half' -> 'bus' -> 'half' "
                                             "never leaves its window"):
         flatview_module.render(bus)
@@ -344,3 +345,95 @@ def test_a_machine_may_have_more_small_memories_than_the_process_has_mappings():
     rams = [MemoryRegion.ram(f"buf{i}", 0x10) for i in range(70_000)]
     rams[-1].buffer[0] = 1
     assert rams[-1].buffer[0] == 1 and rams[0].buffer[0] == 0
+
+
+# ------------------------------------------- fields change only through edits
+
+def _fields_and_methods():
+    ops = MemoryRegionOps(lambda o, s: 0, lambda o, v, s: None)
+    return [
+        ("addr", 0x1000, "set_address"), ("size", (1 << 64) + 0x10, "set_size"),
+        ("enabled", False, "set_enabled"), ("readonly", True, "set_readonly"),
+        ("nonvolatile", True, "set_nonvolatile"), ("romd", False, "set_romd"),
+        ("alias_offset", 0x10, "set_alias_offset"), ("dirty_log", 1, "set_log"),
+        ("priority", 5, "add_subregion"), ("container", None, "del_subregion"),
+        ("alias", MemoryRegion.ram("other", 0x1000), "new alias"),
+        ("ops", ops, "new region"), ("translate", None, "iommu"),
+        ("target", None, "iommu"), ("id", 7, "fixed"), ("name", "renamed", "new region"),
+        ("kind", "ram", "new region"),
+    ]
+
+
+@pytest.mark.parametrize("field, value, method", _fields_and_methods(),
+                         ids=[f for f, _, _ in _fields_and_methods()])
+def test_assigning_a_public_field_is_refused_pointing_at_its_edit_method(field, value, method):
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    window = MemoryRegion.alias("window", MemoryRegion.ram("ram", 0x4000), 0, 0x4000)
+    root.add_subregion(0, window, priority=1)
+    asp = system.address_space(root, "as")
+    before = getattr(window, field), [(r.addr, r.size, r.region.name)
+                                      for r in asp.flatview.ranges]
+    with pytest.raises(ReadOnlyAttributeError, match=f"'window'.*'{field}' is read-only.*"
+                                                      f"{method}") as caught:
+        setattr(window, field, value)
+    assert isinstance(caught.value, AttributeError)
+    with pytest.raises(ReadOnlyAttributeError):
+        delattr(window, field)
+    root.add_subregion(0x10000, MemoryRegion.ram("c", 0x1000))   # any commit
+    assert getattr(window, field) is before[0] or getattr(window, field) == before[0]
+    assert [(r.addr, r.size, r.region.name) for r in asp.flatview.ranges][:1] == before[1]
+
+
+def test_priority_and_size_cannot_make_the_dump_disagree_with_the_accesses():
+    # bad-input #13: `b.priority = 5` showed b as the winner while a answered.
+    from pymem.qemu import format_mtree
+    s = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    a, b = MemoryRegion.ram("a", 0x1000), MemoryRegion.ram("b", 0x1000)
+    root.add_subregion(0, a, priority=1)
+    root.add_subregion(0, b, priority=0)
+    asp = s.address_space(root, "as")
+    with pytest.raises(ReadOnlyAttributeError, match="del_subregion.*add_subregion"):
+        b.priority = 5
+    with pytest.raises(ReadOnlyAttributeError, match="set_size"):
+        a.size = (1 << 64) + 0x10
+    root.add_subregion(0x10000, MemoryRegion.ram("c", 0x1000))
+    assert "(prio 1, ram): a" in format_mtree(s).splitlines()[2]
+    assert asp.translate(0)[0] is a and asp.translate(0x20)[0] is a and a.size == 0x1000
+
+
+def test_an_alias_cannot_be_retargeted_by_assignment():
+    # c-core #5: `a.alias = other` skipped adoption; other's 4 KiB-page log
+    # was then marked with the system's 1 KiB pages, past its end.
+    system = MemorySystem(page_bits=10)
+    root = MemoryRegion.container("system", 1 << 32)
+    first = MemoryRegion.ram("first", 0x4000)
+    a = MemoryRegion.alias("window", first, 0, 0x4000)
+    root.add_subregion(0, a)
+    asp = system.address_space(root, "memory")
+    other = MemoryRegion.ram("other", 0x4000)
+    with pytest.raises(ReadOnlyAttributeError, match="'alias' is read-only"):
+        a.alias = other
+    asp.write(0x3c00, b"x" * 16)
+    assert bytes(first.buffer[0x3c00:0x3c10]) == b"x" * 16 and a.alias is first
+
+
+def test_a_dirty_log_at_another_page_size_is_marked_in_its_own_pages_and_never_past_its_end():
+    # The C bound under the Python rule: a log made outside the system (4 KiB
+    # pages, 4 bytes for 16 KiB) reached by a 1 KiB-page view behind the
+    # edits' back.  Under ASan, the old mark_dirty wrote byte 15 of 4.
+    from pymem import DIRTY_MEMORY_VGA
+    system = MemorySystem(page_bits=10)
+    root = MemoryRegion.container("system", 1 << 32)
+    a = MemoryRegion.alias("window", MemoryRegion.ram("first", 0x4000), 0, 0x4000)
+    root.add_subregion(0, a)
+    asp = system.address_space(root, "memory")
+    other = MemoryRegion.ram("other", 0x4000)
+    other.set_log(True)
+    assert not other.get_dirty(0, 0x4000, DIRTY_MEMORY_VGA)   # a 4-byte log
+    region_module._set(a, "alias", other)   # what `a.alias = other` used to do
+    root.set_size((1 << 32) - 1)           # any commit renders `other`
+    asp.write(0x3c00, b"x" * 16)
+    assert bytes(other.buffer[0x3c00:0x3c10]) == b"x" * 16
+    assert other.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == [0x3000]

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from pymem import MemoryRegion, MemoryRegionOps, MemorySystem, TopologyError
+from pymem import (MemoryRegion, MemoryRegionOps, MemorySystem, ReadOnlyAttributeError,
+                   TopologyError)
 from pymem.dispatch import NO_REGION, SECTION_RAM, SECTION_READONLY
 from pymem.flatview import render
 
@@ -172,20 +173,21 @@ def test_a_tree_nested_far_deeper_than_pythons_recursion_limit_renders():
     assert asp.ldl_le(0x10 * depth + 4) == 0x12345678
 
 
-def test_edits_reach_the_renderer_however_they_are_made():
+def test_edits_reach_the_renderer_and_attributes_cannot_bypass_them():
     root = MemoryRegion.container("root", 1 << 64)
     ram = MemoryRegion.ram("ram", 0x4000)
     other = MemoryRegion.ram("other", 0x4000)
     window = MemoryRegion.alias("window", ram, 0x1000, 0x1000)
     root.add_subregion(0x10000, window)
     assert spans(root) == [(0x10000, 0x1000, "ram", 0x1000, False)]
-    window.alias = other                 # the attribute, not an edit method
-    window.alias_offset = 0x2000
-    window.readonly = True
-    assert spans(root) == [(0x10000, 0x1000, "other", 0x2000, True)]
+    with pytest.raises(ReadOnlyAttributeError, match="'alias' is read-only"):
+        window.alias = other             # the attribute, not an edit method
+    window.set_alias_offset(0x2000)
+    window.set_readonly(True)
+    assert spans(root) == [(0x10000, 0x1000, "ram", 0x2000, True)]
     window.set_size(0x800)
     window.set_address(0x20000)
-    assert spans(root) == [(0x20000, 0x800, "other", 0x2000, True)]
+    assert spans(root) == [(0x20000, 0x800, "ram", 0x2000, True)]
     root.del_subregion(window)
     assert spans(root) == []
 

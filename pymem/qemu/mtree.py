@@ -529,7 +529,7 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
             target = objects[id(alias_target(node))]   # built first by region_of
             mr = MemoryRegion.alias(node.name, target, node.alias_offset, node.size)
             if id(node) in readonly:
-                mr.readonly = True
+                mr.set_readonly(True)
         elif node.type == "ram":
             mr = MemoryRegion.ram(node.name, node.size)
         elif node.type == "ramd":
@@ -546,10 +546,13 @@ def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None)
         else:
             mr = (MemoryRegion.container(node.name, node.size) if id(node) in containers
                   else MemoryRegion.io(node.name, node.size, _DEFAULT_OPS))
-        mr.nonvolatile = node.nv
-        mr.enabled = not node.disabled
-        mr.priority = node.prio
-        mr.addr = node.addr
+        # Not mapped yet: the edit methods only set the fields (no system).
+        mr.set_nonvolatile(node.nv)
+        mr.set_enabled(not node.disabled)
+        mr.set_address(node.addr)
+        # A root keeps the priority its dump line shows; add_subregion sets
+        # every other region's.
+        mr._priority = node.prio
         return mr
 
     for node in canon_nodes:
