@@ -32,8 +32,12 @@ at every commit, as QEMU's KVM memory listener keeps KVM's slots:
   the access in progress cannot be unmapped under it (unicorn would use it
   after it is freed): it stays until emu_start returns or the next commit.
   For an MMIO mapping that changes nothing (its accesses go through the
-  current view); a read-only RAM mapping (ROM, romd) whose own store made
-  the commit (a flash leaving romd mode) is read directly until then.
+  current view).  A read-only RAM mapping (ROM, romd) whose own store made
+  the commit (a flash leaving romd mode) would be read stale: on RISC-V and
+  ARM64 the guest is stopped after that store, remapped and resumed at the
+  next instruction (unless emu_start was given a count or timeout: it then
+  returns there); on other architectures it is read stale until emu_start
+  returns.
 - Dirty logging: while a RAM region is logged, a C UC_HOOK_MEM_WRITE hook
   limited to its mappings marks the pages guest stores reach; there is no
   hook at all while nothing is logged.
@@ -68,7 +72,7 @@ from ._ucglue import DirtyRange, Port, Window, callbacks
 from .address_space import AddressSpace
 from .dirty import log_of
 from .dispatch import SECTION_IOMMU, SECTION_RAM, SECTION_READONLY, SECTION_ROMD
-from .errors import TopologyError
+from .errors import ArgumentTypeError, TopologyError
 from .flatview import FlatRange
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MemTxError, MemTxResult
@@ -153,6 +157,18 @@ class _Block:
         self.hook = hook     # dirty-log hook handle, or None
 
 
+def _riscv_insn_size(head: bytes) -> int:
+    return 4 if head[0] & 3 == 3 else 2    # RVC instructions are 2 bytes
+
+
+# Where the guest can be resumed after the instruction it stopped on: the
+# PC register and the size of the instruction at the PC, from its first bytes.
+_INSN_SIZES: Dict[int, Tuple[int, Any]] = {
+    UC.UC_ARCH_RISCV: (_unicorn.riscv_const.UC_RISCV_REG_PC, _riscv_insn_size),
+    UC.UC_ARCH_ARM64: (_unicorn.arm64_const.UC_ARM64_REG_PC, lambda head: 4),
+}
+
+
 class UnicornBinding(MemoryListener):
     """A Uc attached to an AddressSpace (make it with `attach`)."""
 
@@ -170,6 +186,8 @@ class UnicornBinding(MemoryListener):
         self._deferred: List[Tuple[int, int]] = []
         self._detached = False
         self._pending: Optional[BaseException] = None
+        self._resume = False
+        self._pc, self._insn_size = _INSN_SIZES.get(uc._arch, (0, None))
         big = bool(uc._mode & UC.UC_MODE_BIG_ENDIAN)
         suffix = "_be" if big else "_le"
         loads = (asp.ldub, getattr(asp, "lduw" + suffix), getattr(asp, "ldl" + suffix),
@@ -273,16 +291,25 @@ class UnicornBinding(MemoryListener):
             active = port.active
             self._deferred = [(lo, hi) for lo, hi in spans if lo <= active < hi]
             spans = [(lo, hi) for lo, hi in spans if not lo <= active < hi]
+            if self._deferred and self._insn_size is not None and not any(
+                    isinstance(block.keep, Window) and block.start <= active < block.end
+                    for block in self._blocks.values()):
+                # A read-only RAM mapping would be read stale: stop the
+                # guest after this store (unicorn stops with the PC on it,
+                # the store done) and resume at the next instruction.
+                self._resume = True
+                _lib.uc_emu_stop(self._uch)
         if not spans:
             return
         view = self.asp.flatview
         assert view is not None
         ranges = view.ranges
+        starts = [fr.addr for fr in ranges]
         for lo, hi in spans:
             for start in self._starts[bisect.bisect_left(self._starts, lo):
                                       bisect.bisect_left(self._starts, hi)]:
                 self._unmap(self._blocks[start])
-            for start, end, fr in self._segments(ranges, lo, hi):
+            for start, end, fr in self._segments(ranges, starts, lo, hi):
                 self._map(start, end, fr)
 
     def _spans(self, changed: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
@@ -305,13 +332,13 @@ class UnicornBinding(MemoryListener):
                 out.append((lo, hi))
         return out
 
-    def _segments(self, ranges: List[FlatRange], lo: int,
+    def _segments(self, ranges: List[FlatRange], starts: List[int], lo: int,
                   hi: int) -> List[Tuple[int, int, Optional[FlatRange]]]:
         """The mappings [lo, hi) needs: (start, end, the RAM range mapped, or
         None for MMIO), page-aligned, in address order."""
         page = self.page_size
         out: List[Tuple[int, int, Optional[FlatRange]]] = []
-        i = bisect.bisect_right([fr.addr for fr in ranges], lo) - 1 if ranges else 0
+        i = bisect.bisect_right(starts, lo) - 1
         for fr in ranges[max(i, 0):]:
             s, e = max(fr.addr, lo), min(fr.addr + fr.size, hi)
             if s >= hi:
@@ -428,18 +455,28 @@ class UnicornBinding(MemoryListener):
 
     def _run(self, begin: int, until: int, timeout: int = 0, count: int = 0) -> None:
         """uc.emu_start while attached: unassigned-space faults raise
-        BusError, and changes deferred during the run are applied after."""
-        self._pending = None
-        try:
-            self._emu_start(begin, until, timeout, count)
-        except UcError as exc:
-            pending, self._pending = self._pending, None
-            if pending is not None and not isinstance(exc, BusError):
-                raise pending from None
-            raise
-        finally:
-            if self._deferred and not self._detached:
-                self._apply([])
+        BusError, changes deferred during the run are applied after, and a
+        guest stopped to apply one is resumed (not with a count or timeout:
+        unicorn does not say how much of them is left)."""
+        while True:
+            self._pending = None
+            self._resume = False
+            try:
+                self._emu_start(begin, until, timeout, count)
+            except UcError as exc:
+                pending, self._pending = self._pending, None
+                if pending is not None and not isinstance(exc, BusError):
+                    raise pending from None
+                raise
+            finally:
+                if self._deferred and not self._detached:
+                    self._apply([])
+            if not self._resume or timeout or count or self._insn_size is None:
+                return
+            pc = self.uc.reg_read(self._pc)
+            begin = pc + self._insn_size(self.uc.mem_read(pc, 2))
+            if begin == until:
+                return
 
 
 def _cdata_address(cdata: Any) -> int:
@@ -459,10 +496,10 @@ def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:
     context manager.  TopologyError if uc is already attached or unicorn
     cannot map the space's view (its pages beyond the CPU's addresses)."""
     if not isinstance(address_space, AddressSpace):
-        raise TypeError(f"attach: address_space must be an AddressSpace, "
+        raise ArgumentTypeError(f"attach: address_space must be an AddressSpace, "
                         f"not {type(address_space).__name__}")
     if not isinstance(uc, _unicorn.Uc):
-        raise TypeError(f"attach: uc must be a unicorn.Uc, not {type(uc).__name__}")
+        raise ArgumentTypeError(f"attach: uc must be a unicorn.Uc, not {type(uc).__name__}")
     other = uc.__dict__.get("_pymem_binding")
     if other is not None:
         raise TopologyError(f"attach: this Uc is already attached to address space "

@@ -19,7 +19,7 @@ from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RCX  # noqa: E402
 
 from pymem import (DIRTY_MEMORY_VGA, MemoryRegion, MemoryRegionOps, MemorySystem,  # noqa: E402
                    MemTxResult)
-from pymem.errors import TopologyError  # noqa: E402
+from pymem.errors import ArgumentTypeError, TopologyError  # noqa: E402
 from pymem.unicorn import BusError, BusFault, attach  # noqa: E402
 
 UC = unicorn.unicorn_const
@@ -174,6 +174,29 @@ def test_romd_reads_memory_directly_and_sends_writes_to_the_device_until_romd_is
     assert flash_dev.log[1:] == [("read", 8, 4), ("write", 0, 0xabcd, 4)]
 
 
+def test_a_flash_leaving_romd_mode_on_its_own_store_answers_the_next_load_from_its_ops():
+    program = code(
+        lui(T0, 0x20000),               # lui  t0, 0x20000        (the flash)
+        addi(T1, 0, 0x70),              # addi t1, zero, 0x70     "read status"
+        store(T1, T0, 0, "w"),          # sw   t1, 0(t0)          -> romd off
+        load(T2, T0, 0, "w"),           # lw   t2, 0(t0)          the status
+        addi(T1, 0, 1),                 # addi t1, zero, 1        still runs
+    )
+    board = Board(program)
+
+    def command(offset, value, size):
+        flash.set_romd(False)
+
+    flash = MemoryRegion.rom_device("flash", 0x1000, MemoryRegionOps(lambda o, s: 0x80,
+                                                                     command))
+    flash.buffer[0:4] = b"DATA"
+    board.root.add_subregion(0x20000000, flash)
+    board.run()
+    assert board.reg(UC_RISCV_REG_X7) == 0x80
+    assert board.reg(UC_RISCV_REG_X6) == 1
+    assert (0x20000000, 0x20001000, "mmio") in board.binding.mappings()
+
+
 def test_a_ram_device_is_reached_through_mmio():
     program = code(
         lui(T0, 0x30000),               # lui  t0, 0x30000        (the BAR)
@@ -216,6 +239,34 @@ def test_the_part_of_a_page_ram_does_not_fill_is_mmio_that_still_reaches_the_ram
 
 
 # ------------------------------------------------------------ MMIO rules
+
+def test_an_iommu_page_is_translated_into_its_target_space():
+    from pymem import IOMMUAccessFlags, IOMMUTLBEntry
+
+    board = Board(code(
+        lui(T0, 0x60000),               # lui  t0, 0x60000        (behind the IOMMU)
+        load(T1, T0, 0x10, "w"),        # lw   t1, 0x10(t0)       -> page 1 of the target
+        store(T1, T0, 0x20, "w"),       # sw   t1, 0x20(t0)       refused: read-only
+    ))
+    target_root = MemoryRegion.container("dma-root", 1 << 32)
+    memory = MemoryRegion.ram("dma-ram", 0x2000)
+    target_root.add_subregion(0, memory)
+    target = board.system.address_space(target_root, "dma")
+    memory.buffer[0x1010:0x1014] = b"\x0d\xf0\xad\x0b"
+
+    def translate(offset, flag):
+        return IOMMUTLBEntry(target, offset, 0x1000 | (offset & 0xfff), 0xfff,
+                             IOMMUAccessFlags.RO)
+
+    board.root.add_subregion(0x60000000, MemoryRegion.iommu("iommu", 0x1000, translate))
+    assert (0x60000000, 0x60001000, "mmio") in board.binding.mappings()
+    with pytest.raises(BusError):
+        board.run()
+    assert board.reg(UC_RISCV_REG_X6) == 0x0badf00d
+    assert board.binding.last_fault.address == 0x60000020
+    assert board.binding.last_fault.is_write
+
+
 
 def test_each_guest_device_access_is_one_callback_of_its_size():
     board = Board(code(
@@ -411,6 +462,14 @@ def test_detach_unmaps_everything_and_later_commits_leave_the_cpu_alone():
     with attach(board.uc, board.asp) as again:
         assert again.mappings()[0] == (0x0, 0x1000, "rom")
     assert list(board.uc.mem_regions()) == []
+
+
+def test_attach_names_what_is_not_a_cpu_or_an_address_space():
+    board = Board(code(0x00000013))    # nop
+    with pytest.raises(ArgumentTypeError, match="uc must be a unicorn.Uc, not str"):
+        attach("cpu", board.asp)
+    with pytest.raises(ArgumentTypeError, match="must be an AddressSpace, not MemoryRegion"):
+        attach(unicorn.Uc(UC.UC_ARCH_RISCV, UC.UC_MODE_RISCV32), board.root)
 
 
 def test_a_cpu_attaches_to_one_address_space_at_a_time():
