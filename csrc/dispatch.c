@@ -56,6 +56,7 @@ struct pm_dispatch {
     uint64_t *bounds;
     uint32_t *bound_sections;
     uint32_t nbounds;
+    uint64_t *bounds_flipped; /* views of <= AVX2_MAX_BOUNDS: bounds ^ 2^63 */
     uint8_t *slot_tables;    /* every sub-page's slot_of and slot_section */
     uint64_t next_start;     /* the lowest address the next range may start at */
     int any_added, full, committed, broken;
@@ -409,6 +410,10 @@ static void compact(entry *lp, node *nodes)
  */
 #define MAX_BOUNDS 256
 
+/* Views of at most this many boundaries compare them all, four addresses at
+ * a time, with AVX2 (where the CPU has it): see many_bounds_avx2. */
+#define AVX2_MAX_BOUNDS 48
+
 /* Boundaries of the resolved map: pieces are sections that are not sub-page
  * containers, registered in address order; the gaps between them are #0. */
 static pm_status build_bounds(pm_dispatch *d)
@@ -426,19 +431,16 @@ static pm_status build_bounds(pm_dispatch *d)
         d->bound_sections = NULL;
         return PM_ERR_NOMEM;
     }
+    /* Every interval non-empty: the recent-interval checks rely on it. */
     uint32_t n = 0;
     uint64_t next = 0;          /* first address not yet covered */
     int covered_all = 0;
-    d->bounds[n] = 0;
-    d->bound_sections[n++] = 0;
     for (uint32_t i = 1; i < d->sections_nb; i++) {
         const pm_range *r = &d->sections[i].r;
         if (r->flags & PM_SECTION_SUBPAGE) {
             continue;
         }
-        if (r->start == 0) {
-            n = 0;              /* the first piece replaces the leading gap */
-        } else if (r->start > next) {
+        if (r->start > next) {
             d->bounds[n] = next;
             d->bound_sections[n++] = 0;
         }
@@ -447,12 +449,21 @@ static pm_status build_bounds(pm_dispatch *d)
         covered_all = r->last == UINT64_MAX;
         next = r->last + 1;
     }
-    if (!covered_all && next != 0 && d->bound_sections[n - 1] != 0) {
+    if (!covered_all) {         /* the gap to 2^64 (all of it if no piece) */
         d->bounds[n] = next;
         d->bound_sections[n++] = 0;
     }
     d->bounds[n] = 0;           /* the last interval ends at 2^64 */
     d->nbounds = n;
+    if (n <= AVX2_MAX_BOUNDS) {
+        d->bounds_flipped = malloc(n * sizeof(*d->bounds_flipped));
+        if (!d->bounds_flipped) {
+            return PM_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            d->bounds_flipped[i] = d->bounds[i] ^ (UINT64_C(1) << 63);
+        }
+    }
     return PM_OK;
 }
 
@@ -543,6 +554,7 @@ void pm_dispatch_free(pm_dispatch *d)
     free(d->bounds);
     free(d->bound_sections);
     free(d->slot_tables);
+    free(d->bounds_flipped);
     if (d->stats) {
         __atomic_sub_fetch(&d->stats->live_dispatches, 1, __ATOMIC_RELAXED);
     }
@@ -597,7 +609,7 @@ uint32_t pm_dispatch_lookup(pm_dispatch *d, uint64_t addr)
  * by level: the walks are independent, so their node loads overlap instead of
  * waiting on each other as one walk's do.  The MRU short-cut is left out (a
  * mispredicted branch per address costs more than it saves on random input);
- * the MRU ends as the last address's section, as if looked up one by one.
+ * the batched paths keep their own interval instead (see `recent` below).
  */
 #define LANES 16
 
@@ -647,35 +659,308 @@ static void lookup_lanes(const pm_dispatch *d, const uint64_t *addrs,
     }
 }
 
-void pm_dispatch_lookup_many(pm_dispatch *d, const uint64_t *addrs,
-                             uint32_t *sections, size_t n)
+/* A page-level section resolved to its piece, without touching the MRU. */
+static inline uint32_t resolve(const pm_dispatch *d, uint64_t addr)
+{
+    uint32_t s = page_find(d, addr);
+    const section *sec = &d->sections[s];
+    if (sec->r.flags & PM_SECTION_SUBPAGE) {
+        uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
+        return subpage_resolve(sec, (uint32_t)(addr & page_mask));
+    }
+    return s;
+}
+
+/*
+ * The batched paths' own most-recently-used answer, QEMU's MRU check made
+ * exact: every address in [lo, lo + span] has section `sec`.  Sequential and
+ * hot-page streams then cost a subtraction and a compare per address.  On
+ * random streams the check almost never hits and only costs, so the batch
+ * goes in blocks of BLOCK addresses and takes the check in a block only when
+ * at least a quarter of the previous block's answers (sampled) repeated their
+ * predecessor's.  Any correct interval will do, so a miss that finds none
+ * (unassigned space on the radix path) keeps the old one.
+ */
+#define BLOCK 64
+
+typedef struct recent {
+    uint64_t lo, span;
+    uint32_t sec;
+} recent;
+
+/* Whether the next block should check the recent interval first: a sample
+ * of every fourth answer keeps this off the per-address cost. */
+static inline int worth_checking(const uint32_t *out, size_t n)
+{
+    size_t same = 0, samples = 0;
+    for (size_t i = 3; i < n; i += 4) {
+        same += out[i] == out[i - 1];
+        samples++;
+    }
+    return 4 * same >= samples;
+}
+
+/* The boundary index of addr: branch-free, a conditional move per halving. */
+static inline uint32_t bounds_search(const uint64_t *bounds, uint32_t nbounds, uint64_t addr)
+{
+    uint32_t base = 0, len = nbounds;
+    while (len > 1) {
+        uint32_t half = len / 2;
+        base = bounds[base + half] <= addr ? base + half : base;
+        len -= half;
+    }
+    return base;
+}
+
+static inline void recent_bound(const pm_dispatch *d, uint32_t b, recent *r)
+{
+    r->sec = d->bound_sections[b];
+    r->lo = d->bounds[b];
+    r->span = d->bounds[b + 1] - 1 - r->lo;   /* bounds[nbounds] is 0: to 2^64 */
+}
+
+static void many_bounds_scalar(const pm_dispatch *d, const uint64_t *addrs,
+                               uint32_t *out, size_t n, recent *r)
+{
+    const uint64_t *bounds = d->bounds;
+    const uint32_t *secs = d->bound_sections;
+    const uint32_t nbounds = d->nbounds;
+    recent m = *r;
+    int check = 1;
+    for (size_t at = 0; at < n; at += BLOCK) {
+        size_t end = n - at < BLOCK ? n : at + BLOCK;
+        if (check) {
+            for (size_t i = at; i < end; i++) {
+                uint64_t addr = addrs[i];
+                if (addr - m.lo > m.span) {
+                    recent_bound(d, bounds_search(bounds, nbounds, addr), &m);
+                }
+                out[i] = m.sec;
+            }
+        } else {
+            for (size_t i = at; i < end; i++) {
+                out[i] = secs[bounds_search(bounds, nbounds, addrs[i])];
+            }
+            recent_bound(d, bounds_search(bounds, nbounds, addrs[end - 1]), &m);
+        }
+        check = worth_checking(out + at, end - at);
+    }
+    *r = m;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2 1
+
+/*
+ * Views of at most AVX2_MAX_BOUNDS boundaries: four addresses at a time
+ * against every boundary in turn (3 vector operations per boundary for four
+ * addresses), counting the boundaries above each; the count gives the
+ * boundary index.  AVX2 compares signed 64-bit lanes, so both sides are
+ * offset by 2^63 (the boundaries once, at commit: then each is broadcast
+ * straight from memory).  The recent-interval check takes four addresses at
+ * once.
+ */
+
+__attribute__((target("avx2")))
+static inline __m256i avx2_above(const uint64_t *flipped, uint32_t nbounds, __m256i a)
+{
+    const uint64_t sign = UINT64_C(1) << 63;
+    __m256i af = _mm256_xor_si256(a, _mm256_set1_epi64x((long long)sign));
+    __m256i above0 = _mm256_setzero_si256(), above1 = _mm256_setzero_si256();
+    uint32_t k = 1;
+    /* Two counters: the additions form two chains, not one. */
+    for (; k + 2 <= nbounds; k += 2) {
+        __m256i b0 = _mm256_set1_epi64x((long long)flipped[k]);
+        __m256i b1 = _mm256_set1_epi64x((long long)flipped[k + 1]);
+        above0 = _mm256_sub_epi64(above0, _mm256_cmpgt_epi64(b0, af));
+        above1 = _mm256_sub_epi64(above1, _mm256_cmpgt_epi64(b1, af));
+    }
+    if (k < nbounds) {
+        __m256i b0 = _mm256_set1_epi64x((long long)flipped[k]);
+        above0 = _mm256_sub_epi64(above0, _mm256_cmpgt_epi64(b0, af));
+    }
+    return _mm256_add_epi64(above0, above1);
+}
+
+__attribute__((target("avx2")))
+static void many_bounds_avx2(const pm_dispatch *d, const uint64_t *addrs,
+                             uint32_t *out, size_t n, recent *r)
+{
+    const uint64_t *bounds = d->bounds, *flipped = d->bounds_flipped;
+    const uint32_t *secs = d->bound_sections;
+    const uint32_t nbounds = d->nbounds, last = nbounds - 1;
+    const uint64_t sign = UINT64_C(1) << 63;
+    const __m256i flip = _mm256_set1_epi64x((long long)sign);
+    recent m = *r;
+    int check = 1;
+    size_t at = 0;
+    for (; at + BLOCK <= n; at += BLOCK) {
+        if (!check) {
+            for (size_t i = at; i < at + BLOCK; i += 4) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(addrs + i));
+                uint64_t above[4];
+                _mm256_storeu_si256((__m256i *)above, avx2_above(flipped, nbounds, a));
+                for (int j = 0; j < 4; j++) {
+                    out[i + j] = secs[last - above[j]];
+                }
+            }
+            recent_bound(d, bounds_search(bounds, nbounds, addrs[at + BLOCK - 1]), &m);
+            check = worth_checking(out + at, BLOCK);
+            continue;
+        }
+        for (size_t i = at; i < at + BLOCK; i += 4) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(addrs + i));
+            __m256i off = _mm256_sub_epi64(a, _mm256_set1_epi64x((long long)m.lo));
+            __m256i outside = _mm256_cmpgt_epi64(
+                _mm256_xor_si256(off, flip), _mm256_set1_epi64x((long long)(m.span ^ sign)));
+            if (_mm256_testz_si256(outside, outside)) {
+                _mm_storeu_si128((__m128i *)(out + i), _mm_set1_epi32((int)m.sec));
+                continue;
+            }
+            uint64_t above[4];
+            _mm256_storeu_si256((__m256i *)above, avx2_above(flipped, nbounds, a));
+            for (int j = 0; j < 4; j++) {
+                out[i + j] = secs[last - above[j]];
+            }
+            recent_bound(d, last - (uint32_t)above[3], &m);
+        }
+        check = worth_checking(out + at, BLOCK);
+    }
+    *r = m;
+    many_bounds_scalar(d, addrs + at, out + at, n - at, r);
+}
+
+static int cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
+/* Large views: the lanes walk, for the addresses the recent interval misses
+ * in blocks worth checking, for all of them in the others. */
+static void many_walk(const pm_dispatch *d, const uint64_t *addrs, uint32_t *out,
+                      size_t n, recent *r)
+{
+    uint64_t miss_addr[LANES];
+    uint32_t miss_out[LANES];
+    size_t miss_at[LANES];
+    recent m = *r;
+    int check = 1;
+    for (size_t at = 0; at < n; at += BLOCK) {
+        size_t end = n - at < BLOCK ? n : at + BLOCK;
+        if (!check) {
+            for (size_t i = at; i < end; i += LANES) {
+                lookup_lanes(d, addrs + i, out + i, end - i < LANES ? end - i : LANES);
+            }
+            uint32_t s = out[end - 1];
+            if (s) {
+                m = (recent){ .lo = d->sections[s].r.start,
+                              .span = d->sections[s].r.last - d->sections[s].r.start, .sec = s };
+            }
+            check = worth_checking(out + at, end - at);
+            continue;
+        }
+        size_t i = at;
+        while (i < end) {
+            size_t misses = 0;
+            for (; i < end && misses < LANES; i++) {
+                uint64_t addr = addrs[i];
+                if (addr - m.lo <= m.span) {
+                    out[i] = m.sec;
+                } else {
+                    miss_addr[misses] = addr;
+                    miss_at[misses++] = i;
+                }
+            }
+            if (!misses) {
+                continue;
+            }
+            lookup_lanes(d, miss_addr, miss_out, misses);
+            for (size_t k = 0; k < misses; k++) {
+                out[miss_at[k]] = miss_out[k];
+            }
+            uint32_t s = miss_out[misses - 1];
+            if (s) {
+                /* A resolved section is a piece: all of [start, last] is it. */
+                m = (recent){ .lo = d->sections[s].r.start,
+                              .span = d->sections[s].r.last - d->sections[s].r.start, .sec = s };
+            }
+        }
+        check = worth_checking(out + at, end - at);
+    }
+    *r = m;
+}
+
+/* Which batched path a committed dispatch takes (0: none, not committed). */
+static int batch_path(const pm_dispatch *d, int allow_simd)
 {
     if (!d->committed) {
+        return 0;
+    }
+    if (!d->bounds) {
+        return PM_BATCH_RADIX;
+    }
+#ifdef HAVE_AVX2
+    if (allow_simd && d->bounds_flipped && cpu_has_avx2()) {
+        return PM_BATCH_AVX2;
+    }
+#else
+    (void)allow_simd;
+#endif
+    return PM_BATCH_BOUNDS;
+}
+
+static void lookup_many(pm_dispatch *d, const uint64_t *addrs, uint32_t *sections,
+                        size_t n, int allow_simd)
+{
+    int path = batch_path(d, allow_simd);
+    if (!path) {
         memset(sections, 0, n * sizeof(*sections));
         return;
     }
+    if (!n) {
+        return;
+    }
+    recent r;
     if (d->bounds) {
-        const uint64_t *bounds = d->bounds;
-        const uint32_t *secs = d->bound_sections;
-        const uint32_t nbounds = d->nbounds;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t addr = addrs[i];
-            uint32_t base = 0, len = nbounds;
-            while (len > 1) {
-                uint32_t half = len / 2;
-                base = bounds[base + half] <= addr ? base + half : base;
-                len -= half;
-            }
-            sections[i] = secs[base];
-        }
+        recent_bound(d, 0, &r);
     } else {
-        for (size_t i = 0; i < n; i += LANES) {
-            lookup_lanes(d, addrs + i, sections + i, n - i < LANES ? n - i : LANES);
-        }
+        r = (recent){ .lo = 0, .span = 0, .sec = resolve(d, 0) };
     }
-    if (n) {
-        __atomic_store_n(&d->mru, page_find(d, addrs[n - 1]), __ATOMIC_RELAXED);
+    switch (path) {
+#ifdef HAVE_AVX2
+    case PM_BATCH_AVX2:
+        many_bounds_avx2(d, addrs, sections, n, &r);
+        break;
+#endif
+    case PM_BATCH_BOUNDS:
+        many_bounds_scalar(d, addrs, sections, n, &r);
+        break;
+    default:
+        many_walk(d, addrs, sections, n, &r);
+        break;
     }
+    /* As if looked up one by one: the MRU is the last address's page-level section. */
+    __atomic_store_n(&d->mru, page_find(d, addrs[n - 1]), __ATOMIC_RELAXED);
+}
+
+void pm_dispatch_lookup_many(pm_dispatch *d, const uint64_t *addrs,
+                             uint32_t *sections, size_t n)
+{
+    lookup_many(d, addrs, sections, n, 1);
+}
+
+void pm_dispatch_lookup_many_scalar(pm_dispatch *d, const uint64_t *addrs,
+                                    uint32_t *sections, size_t n)
+{
+    lookup_many(d, addrs, sections, n, 0);
+}
+
+uint32_t pm_dispatch_batch_path(const pm_dispatch *d)
+{
+    return (uint32_t)batch_path(d, 1);
 }
 
 uint32_t pm_dispatch_translate(pm_dispatch *d, uint64_t addr, uint64_t len,

@@ -96,6 +96,17 @@ void pm_dispatch_free(pm_dispatch *d);
 uint32_t pm_dispatch_lookup(pm_dispatch *d, uint64_t addr);
 void pm_dispatch_lookup_many(pm_dispatch *d, const uint64_t *addrs,
                              uint32_t *sections, size_t n);
+/* The same answers without SIMD (the path CPUs without AVX2 take; for tests). */
+void pm_dispatch_lookup_many_scalar(pm_dispatch *d, const uint64_t *addrs,
+                                    uint32_t *sections, size_t n);
+/* Which path pm_dispatch_lookup_many takes on this dispatch and CPU: a
+ * radix walk (large views), a search over the resolved boundaries (views of
+ * at most 256), or the AVX2 compare over them (the smallest views, where the
+ * CPU has AVX2); 0 before commit. */
+#define PM_BATCH_RADIX 1
+#define PM_BATCH_BOUNDS 2
+#define PM_BATCH_AVX2 3
+uint32_t pm_dispatch_batch_path(const pm_dispatch *d);
 /* Section, offset in region, and the length from addr that stays inside it. */
 uint32_t pm_dispatch_translate(pm_dispatch *d, uint64_t addr, uint64_t len,
                                uint64_t *offset_in_region, uint64_t *plen);

@@ -252,12 +252,14 @@ class Dispatch(Uncopyable):
             _closed()
         return self._d
 
-    def lookup_many(self, addrs: Any, out: Any = None) -> Any:
+    def lookup_many(self, addrs: Any, out: Any = None, *, simd: bool = True) -> Any:
         """Section indices of a buffer of uint64 addresses, in one C call.
 
         `addrs` is any contiguous buffer of 64-bit items (array('Q'), a numpy
         uint64 array); the result goes into `out` (a writable buffer of 32-bit
-        items) or a new array('I').
+        items) or a new array('I').  `simd=False` takes the scalar path even
+        where this view and CPU would use AVX2 (`batch_path`); the answers are
+        the same.
         """
         for name, buf, width in (("addrs", addrs, 8), ("out", out, 4)):
             if buf is not None and memoryview(buf).itemsize != width:
@@ -270,8 +272,18 @@ class Dispatch(Uncopyable):
         dst = ffi.from_buffer("uint32_t[]", out, require_writable=True)
         if len(dst) < n:
             raise ValueError(f"out holds {len(dst)} uint32 entries, {n} needed")
-        lib.pm_dispatch_lookup_many(self.handle, src, dst, n)
+        many = lib.pm_dispatch_lookup_many if simd else lib.pm_dispatch_lookup_many_scalar
+        many(self.handle, src, dst, n)
         return out
+
+    @property
+    def batch_path(self) -> str:
+        """How `lookup_many` searches this view on this CPU: "radix" (the
+        radix walk, large views), "bounds" (a branch-free search over the
+        resolved boundaries) or "avx2" (the same boundaries compared four
+        addresses at a time, the smallest views on CPUs with AVX2)."""
+        return {lib.PM_BATCH_RADIX: "radix", lib.PM_BATCH_BOUNDS: "bounds",
+                lib.PM_BATCH_AVX2: "avx2"}[lib.pm_dispatch_batch_path(self.handle)]
 
     @property
     def levels(self) -> int:

@@ -310,3 +310,44 @@ def test_a_subpage_of_more_pieces_than_a_slot_byte_holds_is_searched():
     _every_byte_matches_the_model(10, ranges, [0])
     ranges = [(1024 + 3 * i, 2, 0) for i in range(300) if 3 * i + 2 <= 1024]
     _every_byte_matches_the_model(11, ranges, [0, 1])
+
+
+@given(flat_views(), st.data())
+def test_batched_lookup_of_runs_in_address_order_matches_the_model(view, data):
+    # Sorted and repeated addresses: the batched paths' recent-interval
+    # check answers most of them; every path, SIMD or not, must agree.
+    page_bits, ranges = view
+    d, model = build(page_bits, ranges), DispatchModel(ranges, page_bits)
+    addrs = sorted(probes(page_bits, ranges, data) * 3)
+    want = [model.lookup(a) for a in addrs]
+    assert list(d.lookup_many(array("Q", addrs))) == want
+    assert list(d.lookup_many(array("Q", addrs), simd=False)) == want
+
+
+def _cpu_has_avx2():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx2" in f.read()
+    except OSError:
+        return None
+
+
+def test_a_small_view_batches_with_avx2_where_the_cpu_has_it_and_the_scalar_path_agrees():
+    import random
+
+    ranges = [(i * 0x10000 + (i % 3) * 0x80, 0x1000 + i * 0x100, 0) for i in range(10)]
+    d, model = build(12, ranges), DispatchModel(ranges, 12)
+    has = _cpu_has_avx2()
+    if has is not None:
+        assert d.batch_path == ("avx2" if has else "bounds")
+    rng = random.Random(5)
+    addrs = [rng.randrange(0xa0000) for _ in range(5000)] + list(range(0x7f0, 0x1200))
+    want = [model.lookup(a) for a in addrs]
+    assert list(d.lookup_many(array("Q", addrs))) == want
+    assert list(d.lookup_many(array("Q", addrs), simd=False)) == want
+
+
+def test_batch_paths_by_view_size():
+    assert build(12, [(0, 0x1000, 0)]).batch_path in ("avx2", "bounds")
+    assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(60)]).batch_path == "bounds"
+    assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(200)]).batch_path == "radix"

@@ -58,20 +58,18 @@ def _build(target: Path) -> None:
 def resolved_bounds(dispatch: Any) -> Tuple[array, array]:
     """Every boundary of the dispatch's resolved map and the section from it
     on (gaps are section 0): what the compare-based floors search."""
-    bounds, secs = array("Q", [0]), array("I", [0])
+    bounds, secs = array("Q"), array("I")
     nxt = 0
     for s in dispatch.sections()[1:]:
         if s.is_subpage:
             continue
-        if s.start == 0:
-            del bounds[:], secs[:]
-        elif s.start > nxt:
+        if s.start > nxt:
             bounds.append(nxt)
             secs.append(0)
         bounds.append(s.start)
         secs.append(s.index)
         nxt = s.start + s.size
-    if nxt < 1 << 64 and secs[-1] != 0:
+    if nxt < 1 << 64:
         bounds.append(nxt)
         secs.append(0)
     return bounds, secs
