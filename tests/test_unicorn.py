@@ -238,6 +238,24 @@ def test_the_part_of_a_page_ram_does_not_fill_is_mmio_that_still_reaches_the_ram
                                                 MemTxResult.DECODE_ERROR, None)
 
 
+def test_ram_on_a_callers_buffer_that_is_not_page_aligned_is_reached_through_mmio():
+    program = code(
+        lui(T0, 0x70000),               # lui  t0, 0x70000        (the buffer's RAM)
+        addi(T1, 0, 0x42),              # addi t1, zero, 0x42
+        store(T1, T0, 0x10, "b"),       # sb   t1, 0x10(t0)
+        load(T2, T0, 0x20, "w"),        # lw   t2, 0x20(t0)
+    )
+    board = Board(program)
+    # One byte into a bytearray: an odd address, on no page boundary.
+    buffer = memoryview(bytearray(0x2001))[1:]
+    buffer[0x20:0x24] = b"\x01\x02\x03\x04"
+    board.root.add_subregion(0x70000000, MemoryRegion.ram("user", 0x2000, buffer=buffer))
+    assert (0x70000000, 0x70002000, "mmio") in board.binding.mappings()
+    board.run()
+    assert buffer[0x10] == 0x42
+    assert board.reg(UC_RISCV_REG_X7) == 0x04030201
+
+
 # ------------------------------------------------------------ MMIO rules
 
 def test_an_iommu_page_is_translated_into_its_target_space():
@@ -343,13 +361,16 @@ def test_a_device_that_answers_a_bus_error_stops_the_guest():
 def test_unassigned_space_is_a_bus_fault_with_no_region():
     board = Board(code(
         lui(T0, 0x50000),               # lui  t0, 0x50000        (nothing there)
-        store(0, T0, 0, "w"),           # sw   zero, 0(t0)
+        store(0, T0, 0, "w"),           # sw   zero, 0(t0)        (at 0x4)
+        addi(T2, 0, 1),                 # addi t2, zero, 1        never runs
     ))
     with pytest.raises(BusError) as info:
         board.run()
     assert info.value.errno == UC.UC_ERR_WRITE_UNMAPPED
     assert board.binding.last_fault == BusFault(0x50000000, 4, True,
                                                 MemTxResult.DECODE_ERROR, None)
+    assert board.uc.reg_read(unicorn.riscv_const.UC_RISCV_REG_PC) == 0x4
+    assert board.reg(UC_RISCV_REG_X7) == 0
 
 
 def test_an_exception_in_a_device_callback_comes_out_of_emu_start_with_its_traceback():
