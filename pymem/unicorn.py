@@ -493,8 +493,11 @@ def _host_address(region: MemoryRegion) -> int:
 def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:
     """Make `address_space` the whole memory of `uc` (a unicorn.Uc with
     nothing mapped where the space has anything) until `detach()`; also a
-    context manager.  TopologyError if uc is already attached or unicorn
-    cannot map the space's view (its pages beyond the CPU's addresses)."""
+    context manager.  The binding replaces `uc.emu_start` on the instance
+    (faults, deferred remaps) and, registered on the space, keeps uc alive
+    until detached.  ArgumentTypeError for arguments of the wrong type;
+    TopologyError if uc is already attached or unicorn cannot map the
+    space's view (pages beyond the CPU's physical addresses)."""
     if not isinstance(address_space, AddressSpace):
         raise ArgumentTypeError(f"attach: address_space must be an AddressSpace, "
                         f"not {type(address_space).__name__}")
