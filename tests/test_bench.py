@@ -1,6 +1,7 @@
 """`pymem bench`: runs on the bundled map and reports every operation beside its peers."""
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
@@ -9,7 +10,8 @@ import sys
 import pytest
 
 from pymem import machines
-from pymem.bench import BisectMap, memory_space, sample_addresses
+from pymem.bench import (BisectMap, check_goals, memory_space, run_cases, sample_addresses,
+                         unicorn_cases)
 
 
 def test_bench_reports_every_operation_with_its_peers(tmp_path):
@@ -27,6 +29,7 @@ def test_bench_reports_every_operation_with_its_peers(tmp_path):
         assert r["ns_per_op"] > 0 and r["spread_ns"][0] <= r["ns_per_op"] <= r["spread_ns"][1]
         assert (r["pymem_over_peer"] is None) == (r["implementation"] == "pymem")
     assert {"full commit, 1,000 regions", "full commit, 10,000 regions"} <= ops
+    assert {"guest MMIO sw/lw (unicorn)", "guest RAM loop (unicorn)", "bank switch (unicorn)"} <= ops
     assert {g["goal"] for g in report["goals"]} >= {
         "single lookup <= 0.8x bisect", "full commit < 1 ms",
         "commit 1,000 -> 10,000 regions <= n log n (13.3x)"}
@@ -98,3 +101,19 @@ def test_the_bisect_peer_agrees_with_the_dispatch_on_regions():
     for addr in sample_addresses(ranges, 500, "random", random.Random(9)):
         section = d.section(d.lookup(addr))
         assert ranges[peer.lookup(addr)].region.id == section.region
+
+
+def test_the_unicorn_group_runs_a_guest_on_pymem_beside_unicorn_alone():
+    pytest.importorskip("unicorn")
+    cases = unicorn_cases(400)
+    results = run_cases(cases, 1, progress=io.StringIO())
+    pairs = {(r.operation, r.implementation) for r in results}
+    assert pairs == {
+        ("guest MMIO sw/lw (unicorn)", "pymem"), ("guest MMIO sw/lw (unicorn)", "unicorn mmio_map"),
+        ("guest RAM loop (unicorn)", "pymem"), ("guest RAM loop (unicorn)", "unicorn mem_map"),
+        ("bank switch (unicorn)", "pymem"),
+        ("bank switch (unicorn)", "unicorn mem_unmap + mem_map_ptr")}
+    goals = {g["goal"] for g in check_goals(results)}
+    assert goals == {"guest MMIO access <= 1.1x unicorn mmio_map",
+                     "guest RAM code <= 1.1x unicorn alone",
+                     "bank switch commit <= 2x remapping unicorn by hand"}
