@@ -137,7 +137,7 @@ def test_the_benchmark_times_every_operation_on_both_boards():
 
 def test_the_example_type_checks_with_mypy():
     pytest.importorskip("mypy")
-    result = subprocess.run([sys.executable, "-m", "mypy", "examples", "benchmarks/bench_unicorn.py",
-                             "--ignore-missing-imports"],
+    result = subprocess.run([sys.executable, "-m", "mypy", "examples",
+                             "benchmarks/bench_unicorn.py", "--ignore-missing-imports"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
