@@ -167,7 +167,8 @@ def format_rows(rows: List[Row]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_unicorn",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (4x fewer operations, 5 repeats)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (4x fewer operations, 5 repeats)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs per board and operation (default 21, quick 5)")
     args = parser.parse_args(argv)

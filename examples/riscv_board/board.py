@@ -56,7 +56,8 @@ class PymemBoard(BoardBase):
         size = memmap.DEVICE_SIZE
         with self.system.transaction():
             root.add_subregion(memmap.ROM_BASE, self.rom)
-            root.add_subregion(memmap.SYSCON_BASE, MemoryRegion.io("syscon", size, self.syscon.ops()))
+            root.add_subregion(memmap.SYSCON_BASE,
+                               MemoryRegion.io("syscon", size, self.syscon.ops()))
             root.add_subregion(memmap.UART_BASE, MemoryRegion.io("uart", size, self.uart.ops()))
             root.add_subregion(memmap.TIMER_BASE, MemoryRegion.io("timer", size, self.timer.ops()))
             root.add_subregion(memmap.DMA_BASE, MemoryRegion.io("dma", size, self.dma.ops()))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Optional, TextIO
 
 import unicorn
-from unicorn.riscv_const import UC_RISCV_REG_A0, UC_RISCV_REG_A1, UC_RISCV_REG_A2
+from unicorn.riscv_const import (UC_RISCV_REG_A0, UC_RISCV_REG_A1, UC_RISCV_REG_A2,
+                                  UC_RISCV_REG_PC)
 
 from . import memmap
 from .devices import BankSelect, Syscon, Timer, Uart16550
@@ -61,8 +62,8 @@ class BoardBase:
         self.uc.reg_write(UC_RISCV_REG_A2, arg)
         self.uc.emu_start(memmap.ROM_BASE, NEVER, timeout=timeout_us)
         if self.syscon.exit_word is None:
-            raise RuntimeError(f"the guest stopped at pc {self.uc.reg_read(unicorn.riscv_const.UC_RISCV_REG_PC):#x} "
-                               f"without writing the syscon")
+            pc = self.uc.reg_read(UC_RISCV_REG_PC)
+            raise RuntimeError(f"the guest stopped at pc {pc:#x} without writing the syscon")
         code = self.syscon.fail_code
         if code is not None:
             raise GuestFailed(code)

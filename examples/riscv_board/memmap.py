@@ -18,7 +18,8 @@ WINDOW_BASE = 0x2000_0000
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 0x10_0000         # 1 MiB
 
-DEVICE_SIZE = 0x100          # each device's register block (sub-page: the rest of its page is unassigned)
+# Each device's register block: sub-page, the rest of its page is unassigned.
+DEVICE_SIZE = 0x100
 BANK_SIZE = 0x1000
 BANK_COUNT = 4
 BANK_TEXTS = (
