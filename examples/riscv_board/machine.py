@@ -15,7 +15,7 @@ from unicorn.riscv_const import (UC_RISCV_REG_A0, UC_RISCV_REG_A1, UC_RISCV_REG_
                                   UC_RISCV_REG_PC)
 
 from . import memmap
-from .devices import BankSelect, Syscon, Timer, Uart16550
+from .devices import BankSelect, Dma, Syscon, Timer, Uart16550
 
 # emu_start's stop address: an address the guest never executes, so only the
 # syscon (uc.emu_stop) ends a run.
@@ -36,6 +36,8 @@ class BoardBase:
     `output` receives what the guest prints on the UART (stdout by default).
     Not thread-safe: one thread runs the guest.
     """
+
+    dma: Dma      # made by the subclass: it masters the subclass's memory
 
     def __init__(self, output: Optional[TextIO] = None) -> None:
         self.uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)
