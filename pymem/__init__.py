@@ -3,7 +3,8 @@ from .access import IOMMUAccessFlags, IOMMUTLBEntry
 from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation
 from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDuringCommitError,
-                     IOMMUCycleError, NotCopyableError, PymemError, RangeOrderError, RcuError,
+                     IndexOutOfRangeError, InvalidArgumentError, IOMMUCycleError,
+                     NotCopyableError, PymemError, RangeOrderError, RcuError,
                      ReadOnlyAttributeError, TopologyError)
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
@@ -15,6 +16,7 @@ __all__ = [
     "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_VGA", "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
     "EditDuringCommitError", "ArgumentTypeError", "IOMMUCycleError",
+    "IndexOutOfRangeError", "InvalidArgumentError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
     "MemoryRegionSection", "MemorySystem", "NotCopyableError", "ReadOnlyAttributeError", "PymemError", "RangeOrderError", "RcuError",
     "Section", "TopologyError", "Translation",

@@ -51,7 +51,7 @@ from . import dirty, mmio
 from ._native import ffi, lib
 from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
-from .errors import ArgumentTypeError, IOMMUCycleError, TopologyError
+from .errors import ArgumentTypeError, IOMMUCycleError, InvalidArgumentError, TopologyError
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
 from .region import RAM, ByteOrder, MemoryRegion, MemoryRegionOps
 
@@ -123,13 +123,34 @@ def translate_section(space: Any, addr: int, size: int) -> Any:
     return space._section(addr, size)
 
 
+def _byte_view(buffer: Any, is_write: bool) -> memoryview:
+    """`buffer` as flat bytes for an access; ArgumentTypeError for a buffer
+    the access cannot use, naming what is wrong with it."""
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        raise ArgumentTypeError(f"rw: buffer must support the buffer protocol, "
+                                f"not {type(buffer).__name__}") from None
+    if not is_write and view.readonly:
+        raise ArgumentTypeError(f"rw: cannot read into a read-only "
+                                f"{type(buffer).__name__} buffer")
+    if not view.c_contiguous:
+        if not is_write:
+            raise ArgumentTypeError(f"rw: cannot read into a non-contiguous (strided) "
+                                    f"{type(buffer).__name__} buffer: read into a "
+                                    f"contiguous one and copy")
+        view = memoryview(view.tobytes())   # the bytes in logical order
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
 def _check_access(addr: Any, size: int) -> None:
     if not isinstance(addr, int) or isinstance(addr, bool):
-        raise TypeError(f"address must be an int, not {type(addr).__name__}")
+        raise ArgumentTypeError(f"address must be an int, not {type(addr).__name__}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"access size must be a non-negative int, not {size!r}")
+        raise InvalidArgumentError(f"access size must be a non-negative int, not {size!r}")
     if addr < 0 or addr + size > ADDRESS_SPACE_SIZE:
-        raise ValueError(f"access of {size} bytes at {addr:#x} is outside the 64-bit space")
+        raise InvalidArgumentError(f"access of {size} bytes at {addr:#x} is outside the "
+                                   f"64-bit space")
 
 
 def _byteorder(big: bool) -> ByteOrder:
@@ -215,7 +236,8 @@ class AccessMixin:
         translation), the offset in it, and how much of `length` stays
         inside its section."""
         if not isinstance(length, int) or isinstance(length, bool) or length < 0:
-            raise ValueError(f"translate length must be a non-negative int, not {length!r}")
+            raise InvalidArgumentError(f"translate length must be a non-negative int, "
+                                       f"not {length!r}")
         _check_access(addr, max(length, 1))
         _, _, region, offset, plen, _ = self._resolve(addr, length, is_write)
         return region, offset, min(plen, length)
@@ -235,7 +257,7 @@ class AccessMixin:
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ValueError(f"read size must be a non-negative int, not {size!r}")
+            raise InvalidArgumentError(f"read size must be a non-negative int, not {size!r}")
         # Checked before allocating: a size past the space's end must not cost
         # gigabytes of zeroes first.
         _check_access(addr, size)
@@ -256,15 +278,18 @@ class AccessMixin:
             # slow path below starts over, which rewrites them (same bytes).
             if not lib.pm_as_write(self._cas, addr, data, len(data), ffi.NULL):
                 return
-        result = self.rw(addr, data, True, attrs)
+        view = _byte_view(data, True)
+        result = self.rw(addr, view, True, attrs)
         if result:
-            raise MemTxError(result, addr, memoryview(data).nbytes, True)
+            raise MemTxError(result, addr, view.nbytes, True)
 
     def rw(self, addr: int, buffer: Any, is_write: bool,
            attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
         """Read into (a writable) or write from `buffer`; the bus's answer,
-        never raised (QEMU's address_space_rw)."""
-        view = memoryview(buffer).cast("B")
+        never raised (QEMU's address_space_rw).  Any buffer works for a
+        write (a strided one is copied first); a read needs a writable,
+        C-contiguous one."""
+        view = _byte_view(buffer, is_write)
         n = view.nbytes
         _check_access(addr, n)
         if n == 0:
@@ -324,7 +349,7 @@ class AccessMixin:
                 # RAM behind a read-only alias: the write is dropped.
                 return rest, OK
         size, r = _device_access(ops, offset, view, mmio.access_size(ops, rest, offset),
-                                 is_write, attrs)
+                                 is_write, attrs, _name(region))
         if self._recorder is not None:
             value = int.from_bytes(view[:size], mmio.byteorder(ops))
             self._recorder.mmio(self, addr, region, offset, size, value, is_write, attrs, r)
@@ -348,7 +373,7 @@ class AccessMixin:
              attrs: Optional[MemTxAttrs] = None) -> Tuple[int, MemTxResult]:
         """QEMU's address_space_ld*: (value, result) of a `size`-byte load."""
         if size not in (1, 2, 4, 8):
-            raise ValueError(f"load size must be 1, 2, 4 or 8, not {size!r}")
+            raise InvalidArgumentError(f"load size must be 1, 2, 4 or 8, not {size!r}")
         _check_access(addr, size)
         return self._load(addr, size, big_endian, attrs or MEMTXATTRS_UNSPECIFIED)
 
@@ -356,9 +381,9 @@ class AccessMixin:
               attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
         """QEMU's address_space_st*: store the low `size` bytes of `value`."""
         if size not in (1, 2, 4, 8):
-            raise ValueError(f"store size must be 1, 2, 4 or 8, not {size!r}")
+            raise InvalidArgumentError(f"store size must be 1, 2, 4 or 8, not {size!r}")
         if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):
-            raise ValueError(f"value {value!r} does not fit in {size} bytes")
+            raise InvalidArgumentError(f"value {value!r} does not fit in {size} bytes")
         _check_access(addr, size)
         return self._store(addr, value, size, big_endian, attrs or MEMTXATTRS_UNSPECIFIED)
 
@@ -410,7 +435,7 @@ class AccessMixin:
             if not lib.pm_as_read(space._cas, taddr, ffi.from_buffer(buf), size, ffi.NULL):
                 return int.from_bytes(buf, _byteorder(big)), OK
         ops = region.ops if region is not None else None
-        value, result = mmio.dispatch_read(ops, offset, size, attrs)
+        value, result = mmio.dispatch_read(ops, offset, size, attrs, _name(region))
         if space._recorder is not None:
             space._recorder.mmio(space, addr, region, offset, size, value, False, attrs, result)
         if ops is not None and ops.endianness != _byteorder(big):
@@ -434,7 +459,7 @@ class AccessMixin:
         ops = region.ops if region is not None else None
         if ops is not None and ops.endianness != _byteorder(big):
             value = int.from_bytes(value.to_bytes(size, "little"), "big")
-        result = mmio.dispatch_write(ops, offset, value, size, attrs)
+        result = mmio.dispatch_write(ops, offset, value, size, attrs, _name(region))
         if space._recorder is not None:
             space._recorder.mmio(space, addr, region, offset, size, value, True, attrs, result)
         return result
@@ -489,7 +514,8 @@ class AccessMixin:
         mappings = self.__dict__.get("_mappings", {})
         entry = mappings.get(id(view))
         if entry is None or entry[0] is not view:
-            raise ValueError("unmap: this view did not come from map() on this address space")
+            raise InvalidArgumentError("unmap: this view did not come from map() on this "
+                                       "address space")
         # Checked before the mapping is given up: a bad access_len leaves it
         # mapped, so the caller can retry (and a bounce buffer's data is kept).
         if access_len is None:
@@ -498,8 +524,8 @@ class AccessMixin:
             raise ArgumentTypeError(f"unmap: access_len must be an int, "
                                     f"not {type(access_len).__name__}")
         if not 0 <= access_len <= view.nbytes:
-            raise ValueError(f"unmap: access_len {access_len} is outside the view's "
-                             f"{view.nbytes} bytes")
+            raise InvalidArgumentError(f"unmap: access_len {access_len} is outside the view's "
+                                       f"{view.nbytes} bytes")
         del mappings[id(view)]
         mapping = entry[1]
         if mapping.is_write and access_len:
@@ -508,6 +534,21 @@ class AccessMixin:
             elif mapping.region.kind == RAM:
                 dirty.set_dirty(mapping.region, mapping.offset, access_len)
         view.release()
+
+
+def device_answer_error(pin: Any, addr: int, size: int, value: object) -> BaseException:
+    """The error for a device read callback that answered `value`, not an
+    int, as the C fast path (csrc/ext/fastpath.c) reports it: the region is
+    found in the view the access went through (`pin.view`)."""
+    view = pin.view
+    found = view.lookup(addr) if view is not None else None
+    name = found.region.name if found is not None else "?"
+    offset = addr - found.addr + found.offset_in_region if found is not None else addr
+    try:
+        mmio.callback_value(value, name, "read", offset, size)
+    except ArgumentTypeError as exc:
+        return exc
+    return ArgumentTypeError(f"device {name!r}: its read callback answered {value!r:.40}")
 
 
 def _one_more_translation(via: Tuple[Tuple[str, str], ...], space: "AddressSpace",
@@ -559,13 +600,18 @@ def _iommu_translate(region: MemoryRegion, offset: int, length: int,
     return target_space, target, min(length, (target | mask) - target + 1)
 
 
+def _name(region: Optional[MemoryRegion]) -> str:
+    return region.name if region is not None else "unassigned"
+
+
 def _device_access(ops: Optional[MemoryRegionOps], offset: int, view: memoryview, size: int,
-                   is_write: bool, attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
+                   is_write: bool, attrs: MemTxAttrs,
+                   name: str = "unassigned") -> Tuple[int, MemTxResult]:
     """One device access of `size` bytes from the start of `view`."""
     order = mmio.byteorder(ops)
     if is_write:
         value = int.from_bytes(view[:size], order)
-        return size, mmio.dispatch_write(ops, offset, value, size, attrs)
-    value, result = mmio.dispatch_read(ops, offset, size, attrs)
+        return size, mmio.dispatch_write(ops, offset, value, size, attrs, name)
+    value, result = mmio.dispatch_read(ops, offset, size, attrs, name)
     view[:size] = value.to_bytes(size, order)
     return size, result

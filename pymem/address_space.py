@@ -21,7 +21,8 @@ from . import dirty
 from ._native import ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
-from .errors import EditDuringCommitError, TopologyError, Uncopyable, ViewLifetimeError, check
+from .errors import (ArgumentTypeError, EditDuringCommitError, TopologyError, Uncopyable,
+                     ViewLifetimeError, check)
 from .flatview import FlatView, get_flatview_root
 from .listener import (MemoryListener, _tell, insert_by_priority, listener_add_address_space,
                        listener_del_address_space, raise_first, update_topology)
@@ -57,10 +58,10 @@ class MemorySystem(Uncopyable):
     def address_space(self, root: MemoryRegion, name: str) -> "AddressSpace":
         """A new address space seeing the tree under `root`."""
         if not isinstance(root, MemoryRegion):
-            raise TypeError(f"address_space {name!r}: root must be a MemoryRegion, "
-                            f"not {type(root).__name__}")
+            raise ArgumentTypeError(f"address_space {name!r}: root must be a MemoryRegion, "
+                                    f"not {type(root).__name__}")
         if not isinstance(name, str):
-            raise TypeError("address_space: name must be a str")
+            raise ArgumentTypeError("address_space: name must be a str")
         with self._lock:
             self._adopt(root)
             # address_space_init: the new space gets its view at once, shared
@@ -302,7 +303,7 @@ class AddressSpace(AccessMixin, Uncopyable):
         while shown, it is shown the rest anyway and stays registered (it
         knows the whole view); the first exception is then raised."""
         if not isinstance(listener, MemoryListener):
-            raise TypeError("register_listener: listener must be a MemoryListener")
+            raise ArgumentTypeError("register_listener: listener must be a MemoryListener")
         self._check_live()
         with self.system._lock:
             if any(listener is other for other in self.system._listeners):

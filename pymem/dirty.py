@@ -13,6 +13,7 @@ import weakref
 from typing import Any, List
 
 from ._native import ffi, lib
+from .errors import ArgumentTypeError, InvalidArgumentError
 
 CLIENTS = (1, 2, 4)   # DIRTY_MEMORY_VGA, _CODE, _MIGRATION as region.py names them
 
@@ -53,11 +54,11 @@ def log_of(region: Any) -> DirtyLog:
 
 def _pages(region: Any, addr: int, size: int, what: str) -> tuple:
     if region.kind != "ram":
-        raise TypeError(f"{what}: region {region.name!r} ({region.kind}) has no dirty log")
+        raise ArgumentTypeError(f"{what}: region {region.name!r} ({region.kind}) has no dirty log")
     if not (isinstance(addr, int) and isinstance(size, int)):
-        raise TypeError(f"{what}: addr and size must be ints")
+        raise ArgumentTypeError(f"{what}: addr and size must be ints")
     if addr < 0 or size < 0 or addr + size > region.size:
-        raise ValueError(f"{what}: [{addr:#x}, {addr + size:#x}) is outside region "
+        raise InvalidArgumentError(f"{what}: [{addr:#x}, {addr + size:#x}) is outside region "
                          f"{region.name!r} of size {region.size:#x}")
     log = log_of(region)
     if size == 0:
@@ -69,7 +70,7 @@ def _pages(region: Any, addr: int, size: int, what: str) -> tuple:
 
 def _client(client: int, what: str) -> int:
     if client not in CLIENTS:
-        raise ValueError(f"{what}: unknown dirty-memory client {client!r}")
+        raise InvalidArgumentError(f"{what}: unknown dirty-memory client {client!r}")
     return client
 
 

@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable, List, NamedTuple, NoReturn, Optional
 
 from . import _fastpath
 from ._native import ffi, lib
-from .errors import CapacityError, RangeOrderError, TopologyError, Uncopyable, check
+from .errors import (ArgumentTypeError, CapacityError, IndexOutOfRangeError,
+                     InvalidArgumentError, RangeOrderError, TopologyError, Uncopyable, check)
 
 ADDRESS_SPACE_SIZE = 1 << 64
 MIN_PAGE_BITS = 10
@@ -70,7 +71,7 @@ is how much of the asked length from the address stays inside the section."""
 
 def check_page_bits(page_bits: int) -> None:
     if not isinstance(page_bits, int) or isinstance(page_bits, bool):
-        raise TypeError(f"page_bits must be an int, not {type(page_bits).__name__}")
+        raise ArgumentTypeError(f"page_bits must be an int, not {type(page_bits).__name__}")
     if not MIN_PAGE_BITS <= page_bits <= MAX_PAGE_BITS:
         raise TopologyError(
             f"page_bits must be between {MIN_PAGE_BITS} and {MAX_PAGE_BITS}, not {page_bits}")
@@ -81,7 +82,8 @@ def _check_range(i: int, r: DispatchRange, next_start: Optional[int]) -> int:
     for field in ("start", "size", "offset", "region", "flags"):
         value = getattr(r, field)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"range {i}: {field} must be an int, not {type(value).__name__}")
+            raise ArgumentTypeError(f"range {i}: {field} must be an int, "
+                                    f"not {type(value).__name__}")
     if r.size <= 0:
         raise TopologyError(f"range {i} at {r.start:#x}: size must be positive, not {r.size}")
     if r.start < 0 or r.start >= ADDRESS_SPACE_SIZE:
@@ -143,7 +145,7 @@ def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
 
 
 def _closed(*args: Any) -> NoReturn:
-    raise ValueError("the dispatch is closed")
+    raise InvalidArgumentError("the dispatch is closed")
 
 
 class Dispatch(Uncopyable):
@@ -188,10 +190,12 @@ class Dispatch(Uncopyable):
         ranges = [r if isinstance(r, DispatchRange) else DispatchRange(*r) for r in ranges]
         for name, per_range in (("hosts", hosts), ("objects", objects)):
             if per_range is not None and len(per_range) != len(ranges):
-                raise ValueError(f"{name} has {len(per_range)} entries for {len(ranges)} ranges")
+                raise InvalidArgumentError(f"{name} has {len(per_range)} entries for "
+                                           f"{len(ranges)} ranges")
         for what, limit in (("max_sections", max_sections), ("max_nodes", max_nodes)):
             if not isinstance(limit, int) or not 1 <= limit <= ENTRY_LIMIT:
-                raise ValueError(f"{what} must be between 1 and {ENTRY_LIMIT}, not {limit!r}")
+                raise InvalidArgumentError(f"{what} must be between 1 and {ENTRY_LIMIT}, "
+                                           f"not {limit!r}")
         next_start = None
         for i, r in enumerate(() if checked else ranges):
             if next_start == ADDRESS_SPACE_SIZE:
@@ -263,15 +267,15 @@ class Dispatch(Uncopyable):
         """
         for name, buf, width in (("addrs", addrs, 8), ("out", out, 4)):
             if buf is not None and memoryview(buf).itemsize != width:
-                raise TypeError(f"{name} must hold {width * 8}-bit items, not "
-                                f"{memoryview(buf).itemsize * 8}-bit ones")
+                raise ArgumentTypeError(f"{name} must hold {width * 8}-bit items, not "
+                                        f"{memoryview(buf).itemsize * 8}-bit ones")
         src = ffi.from_buffer("uint64_t[]", addrs)
         n = len(src)
         if out is None:
             out = array("I", bytes(4 * n))
         dst = ffi.from_buffer("uint32_t[]", out, require_writable=True)
         if len(dst) < n:
-            raise ValueError(f"out holds {len(dst)} uint32 entries, {n} needed")
+            raise InvalidArgumentError(f"out holds {len(dst)} uint32 entries, {n} needed")
         many = lib.pm_dispatch_lookup_many if simd else lib.pm_dispatch_lookup_many_scalar
         many(self.handle, src, dst, n)
         return out
@@ -298,6 +302,7 @@ class Dispatch(Uncopyable):
         return int(lib.pm_dispatch_section_count(self.handle))
 
     def section(self, index: int) -> Section:
+        _check_index("section", index)
         r = ffi.new("pm_range *")
         check(lib.pm_dispatch_section(self.handle, index, r), f"section {index}")
         return Section(index, r.start, r.last - r.start + 1, r.offset, r.region, r.flags)
@@ -307,6 +312,7 @@ class Dispatch(Uncopyable):
 
     def subpage(self, index: int) -> List[Tuple[int, int, int]]:
         """Pieces (first, last, section) of sub-page section `index`, page-relative."""
+        _check_index("subpage", index)
         n = lib.pm_dispatch_subpage_pieces(self.handle, index, ffi.NULL, ffi.NULL, ffi.NULL, 0)
         firsts, lasts, secs = (ffi.new("uint32_t[]", max(n, 1)) for _ in range(3))
         lib.pm_dispatch_subpage_pieces(self.handle, index, firsts, lasts, secs, n)
@@ -324,7 +330,16 @@ class Dispatch(Uncopyable):
 
     def node(self, index: int) -> List[Tuple[int, int]]:
         """Entries of node `index` as a list of 512 (skip, ptr) pairs."""
+        _check_index("node", index)
         skips = ffi.new("uint8_t[]", NODE_ENTRIES)
         ptrs = ffi.new("uint32_t[]", NODE_ENTRIES)
         check(lib.pm_dispatch_node(self.handle, index, skips, ptrs), f"node {index}")
         return list(zip(skips, ptrs))
+
+
+def _check_index(what: str, index: Any) -> None:
+    """Refuse a table index C's uint32_t cannot hold, before it reaches C."""
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ArgumentTypeError(f"{what} index must be an int, not {type(index).__name__}")
+    if not 0 <= index < 1 << 32:
+        raise IndexOutOfRangeError(f"{what} index {index} is out of range")

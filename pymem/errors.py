@@ -12,6 +12,15 @@ class PymemError(Exception):
     """Base of every pymem exception."""
 
 
+class InvalidArgumentError(PymemError, ValueError):
+    """An argument, a callback's answer or a file field with a value pymem
+    cannot use; the message names the object it was for."""
+
+
+class IndexOutOfRangeError(PymemError, IndexError):
+    """An index past the end of a table (a dispatch's sections or nodes)."""
+
+
 class ArgumentTypeError(PymemError, TypeError):
     """An argument, a callback's answer or a file field of the wrong type; the
     message names the object it was for."""
@@ -108,7 +117,7 @@ _STATUS_TEXT = {
     6: (TopologyError, "page_bits must be between 10 and 16"),
     7: (RuntimeError, "operation not valid in this state"),
     8: (RcuError, "synchronize_rcu() called inside an RCU read-side section"),
-    9: (IndexError, "index out of range"),
+    9: (IndexOutOfRangeError, "index out of range"),
     10: (TopologyError, "an alias loop never leaves its window"),
 }
 

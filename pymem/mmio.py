@@ -12,8 +12,10 @@ reject every access.
 """
 from __future__ import annotations
 
+import operator
 from typing import List, Optional, Tuple, cast
 
+from .errors import ArgumentTypeError
 from .memtx import MemTxAttrs, MemTxResult
 from .region import (ByteOrder, MemoryRegionOps, MMIORead, MMIOReadWithAttrs, MMIOWrite,
                      MMIOWriteWithAttrs)
@@ -54,16 +56,43 @@ def _impl_pieces(ops: MemoryRegionOps, size: int) -> Tuple[int, int, List[Tuple[
     return step, (1 << (step * 8)) - 1, shifts
 
 
+def callback_value(value: object, name: str, what: str, offset: int, size: int) -> int:
+    """`value`, a device callback's answer, as an int (anything with
+    __index__, as numpy integers); ArgumentTypeError naming the region
+    `name` otherwise."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(
+            f"device {name!r}: its {what} callback answered {type(value).__name__} "
+            f"{value!r:.40} for {size} bytes at offset {offset:#x}, not an int") from None
+
+
+def _attrs_answer(got: object, name: str, offset: int, size: int) -> Tuple[int, int]:
+    """A with_attrs read's (value, MemTxResult), checked."""
+    if not isinstance(got, tuple) or len(got) != 2:
+        raise ArgumentTypeError(
+            f"device {name!r}: its read callback (with_attrs) answered "
+            f"{type(got).__name__} {got!r:.40} for {size} bytes at offset {offset:#x}, "
+            f"not a (value, MemTxResult) pair")
+    return (callback_value(got[0], name, "read", offset, size),
+            callback_value(got[1], name, "read result", offset, size))
+
+
 def dispatch_read(ops: Optional[MemoryRegionOps], offset: int, size: int,
-                  attrs: MemTxAttrs) -> Tuple[int, MemTxResult]:
-    """Read `size` bytes: the value in the device's byte order, and the result."""
+                  attrs: MemTxAttrs, name: str = "?") -> Tuple[int, MemTxResult]:
+    """Read `size` bytes: the value in the device's byte order, and the result.
+    `name` (the region's) is what an error about a callback's answer names."""
     if not access_valid(ops, offset, size):
         return 0, DECODE_ERROR
     assert ops is not None   # access_valid refuses unassigned space
     # `with_attrs` says which of its two shapes `ops.read` has.
     if ops.impl_min <= size <= ops.impl_max and not ops.with_attrs:
         # The device implements this size: one callback, nothing to adjust.
-        return cast(MMIORead, ops.read)(offset, size) & ((1 << (size * 8)) - 1), OK
+        value = cast(MMIORead, ops.read)(offset, size)
+        if type(value) is not int:
+            value = callback_value(value, name, "read", offset, size)
+        return value & ((1 << (size * 8)) - 1), OK
     step, mask, shifts = _impl_pieces(ops, size)
     read = cast(MMIORead, ops.read)
     read_with_attrs = cast(MMIOReadWithAttrs, ops.read)
@@ -72,10 +101,13 @@ def dispatch_read(ops: Optional[MemoryRegionOps], offset: int, size: int,
     result = OK
     for delta, shift in shifts:
         if with_attrs:
-            part, r = read_with_attrs(offset + delta, step, attrs)
+            part, r = _attrs_answer(read_with_attrs(offset + delta, step, attrs), name,
+                                    offset + delta, step)
             result |= r
         else:
             part = read(offset + delta, step)
+            if type(part) is not int:
+                part = callback_value(part, name, "read", offset + delta, step)
         part &= mask
         # A callback wider than the access (impl_min) gives only its part:
         # for a big-endian device that is its low-addressed, high-order end.
@@ -84,8 +116,9 @@ def dispatch_read(ops: Optional[MemoryRegionOps], offset: int, size: int,
 
 
 def dispatch_write(ops: Optional[MemoryRegionOps], offset: int, value: int, size: int,
-                   attrs: MemTxAttrs) -> MemTxResult:
-    """Write `value` (in the device's byte order) as `size` bytes at `offset`."""
+                   attrs: MemTxAttrs, name: str = "?") -> MemTxResult:
+    """Write `value` (in the device's byte order) as `size` bytes at `offset`.
+    `name` (the region's) is what an error about a callback's answer names."""
     if not access_valid(ops, offset, size):
         return DECODE_ERROR
     assert ops is not None   # access_valid refuses unassigned space
@@ -102,7 +135,9 @@ def dispatch_write(ops: Optional[MemoryRegionOps], offset: int, value: int, size
         part = (value >> shift if shift >= 0 else value << -shift) & mask
         if with_attrs:
             r = write_with_attrs(offset + delta, part, step, attrs)
-            if r:
+            if r is not None:
+                if type(r) is not int and not isinstance(r, MemTxResult):
+                    r = callback_value(r, name, "write (with_attrs)", offset + delta, step)
                 result |= r
         else:
             write(offset + delta, part, step)

@@ -21,7 +21,7 @@ import types
 from typing import Callable, Iterator
 
 from ._native import lib
-from .errors import RcuError, check
+from .errors import ArgumentTypeError, RcuError, check
 
 __all__ = ["call_rcu", "drain_call_rcu", "in_read_section", "read_lock", "synchronize_rcu"]
 
@@ -73,7 +73,7 @@ def call_rcu(fn: Callable[[], object]) -> None:
     """
     global _queued
     if not callable(fn):
-        raise TypeError(f"call_rcu() needs a callable, not {type(fn).__name__}")
+        raise ArgumentTypeError(f"call_rcu() needs a callable, not {type(fn).__name__}")
     with _cond:
         if _stopping:
             inline = True

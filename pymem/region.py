@@ -39,7 +39,8 @@ from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Liter
 from . import dirty, hostmem
 from ._native import ffi, lib
 from .dispatch import NO_REGION
-from .errors import ReadOnlyAttributeError, TopologyError, Uncopyable, check
+from .errors import (ArgumentTypeError, InvalidArgumentError, ReadOnlyAttributeError,
+                     TopologyError, Uncopyable, check)
 from .memtx import MemTxAttrs
 
 if TYPE_CHECKING:
@@ -129,13 +130,16 @@ class MemoryRegionOps:
                  impl_max: int = 4, unaligned: bool = False,
                  with_attrs: bool = False) -> None:
         if not callable(read) or not callable(write):
-            raise TypeError("MemoryRegionOps needs callable read and write")
+            raise ArgumentTypeError("MemoryRegionOps needs callable read and write")
         if endianness not in ("little", "big"):
-            raise ValueError(f"endianness must be 'little' or 'big', not {endianness!r}")
+            raise InvalidArgumentError(f"endianness must be 'little' or 'big', not {endianness!r}")
         for label, lo, hi in (("valid", valid_min, valid_max), ("impl", impl_min, impl_max)):
+            if type(lo) is not int or type(hi) is not int:
+                raise ArgumentTypeError(f"MemoryRegionOps: {label} access sizes must be ints, "
+                                        f"not {lo!r}..{hi!r}")
             if lo not in (1, 2, 4, 8) or hi not in (1, 2, 4, 8) or lo > hi:
-                raise ValueError(f"{label} access sizes must be powers of two in 1..8 "
-                                 f"with min <= max, not {lo}..{hi}")
+                raise InvalidArgumentError(f"{label} access sizes must be powers of two in 1..8 "
+                                           f"with min <= max, not {lo}..{hi}")
         self.read = read
         self.write = write
         self.endianness = endianness
@@ -160,7 +164,7 @@ class MemoryRegionOps:
 
 def _check_size(what: str, size: Any) -> int:
     if not isinstance(size, int) or isinstance(size, bool):
-        raise TypeError(f"{what}: size must be an int, not {type(size).__name__}")
+        raise ArgumentTypeError(f"{what}: size must be an int, not {type(size).__name__}")
     if not 0 <= size <= ADDRESS_SPACE_SIZE:
         raise TopologyError(f"{what}: size {size:#x} is beyond 2^64")
     return size
@@ -168,7 +172,7 @@ def _check_size(what: str, size: Any) -> int:
 
 def _check_offset(what: str, offset: Any) -> int:
     if not isinstance(offset, int) or isinstance(offset, bool):
-        raise TypeError(f"{what}: offset must be an int, not {type(offset).__name__}")
+        raise ArgumentTypeError(f"{what}: offset must be an int, not {type(offset).__name__}")
     if not 0 <= offset < ADDRESS_SPACE_SIZE:
         raise TopologyError(f"{what}: offset {offset:#x} is beyond 2^64")
     return offset
@@ -243,8 +247,8 @@ def _new_alias(cls: Type["MemoryRegion"], name: str, target: "MemoryRegion", off
                size: int) -> "MemoryRegion":
     """A window of `size` bytes onto `target`, starting `offset` bytes into it."""
     if not isinstance(target, MemoryRegion):
-        raise TypeError(f"alias {name!r}: target must be a MemoryRegion, "
-                        f"not {type(target).__name__}")
+        raise ArgumentTypeError(f"alias {name!r}: target must be a MemoryRegion, "
+                                f"not {type(target).__name__}")
     offset = _check_offset(f"alias {name!r}", offset)
     mr = cls(name, size, ALIAS)
     _set(mr, "alias", target)
@@ -382,9 +386,9 @@ class MemoryRegion(Uncopyable):
 
     def __init__(self, name: str, size: int, kind: str) -> None:
         if not isinstance(name, str):
-            raise TypeError(f"region name must be a str, not {type(name).__name__}")
+            raise ArgumentTypeError(f"region name must be a str, not {type(name).__name__}")
         if kind not in _KIND_FLAGS:
-            raise ValueError(f"region {name!r}: unknown kind {kind!r}")
+            raise InvalidArgumentError(f"region {name!r}: unknown kind {kind!r}")
         size = _check_size(f"region {name!r}", size)
         self._id = next(_ids)
         if self._id >= NO_REGION:
@@ -443,19 +447,19 @@ class MemoryRegion(Uncopyable):
             try:
                 data = memoryview(data).cast("B").tobytes()
             except TypeError:
-                raise TypeError(f"rom {name!r}: data must be bytes-like, not "
-                                f"{type(data).__name__}") from None
+                raise ArgumentTypeError(f"rom {name!r}: data must be bytes-like, not "
+                                        f"{type(data).__name__}") from None
         if size is None:
             if data is None:
-                raise TypeError(f"rom {name!r}: give a size, data, or both")
+                raise ArgumentTypeError(f"rom {name!r}: give a size, data, or both")
             size = len(data)
         mr = cls(name, size, ROM)
         _set(mr, "readonly", True)
         mr._set_buffer(_allocate("rom", name, size))
         if data is not None:
             if len(data) > size:
-                raise ValueError(f"rom {name!r}: {len(data)} bytes of data do not fit "
-                                 f"its size {size:#x}")
+                raise InvalidArgumentError(f"rom {name!r}: {len(data)} bytes of data do not fit "
+                                           f"its size {size:#x}")
             mr.buffer[:len(data)] = data
         return mr
 
@@ -509,7 +513,12 @@ class MemoryRegion(Uncopyable):
               target: Optional["AddressSpace"] = None) -> "MemoryRegion":
         """An IOMMU region: accesses are translated by `translate` into `target`."""
         if not callable(translate):
-            raise TypeError(f"iommu {name!r}: translate must be callable")
+            raise ArgumentTypeError(f"iommu {name!r}: translate must be callable")
+        # An AddressSpace (checked by what it has: this module sits below
+        # address_space.py, which it must not import).
+        if target is not None and not callable(getattr(target, "_section", None)):
+            raise ArgumentTypeError(f"iommu {name!r}: target must be an AddressSpace or None, "
+                                    f"not {type(target).__name__}")
         mr = cls(name, size, IOMMU)
         mr._translate = translate
         mr._target = target
@@ -553,7 +562,7 @@ class MemoryRegion(Uncopyable):
     def buffer(self) -> memoryview:
         """The contents of a RAM, ROM, ROM-device or RAM-device region, writable."""
         if self.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
-            raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
+            raise ArgumentTypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
         return self._buffer
 
     def get_ram_ptr(self) -> "hostmem.RamPtr":
@@ -568,7 +577,7 @@ class MemoryRegion(Uncopyable):
             offset += mr._alias_offset
             mr = mr._alias
         if mr.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
-            raise TypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
+            raise ArgumentTypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
         return hostmem.RamPtr(self.name, mr._buffer, offset, self._size)
 
     def type_name(self) -> str:
@@ -629,12 +638,12 @@ class MemoryRegion(Uncopyable):
         """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
         and among equals the region added last wins (QEMU's order)."""
         if not isinstance(region, MemoryRegion):
-            raise TypeError(f"add_subregion: region must be a MemoryRegion, "
-                            f"not {type(region).__name__}")
+            raise ArgumentTypeError(f"add_subregion: region must be a MemoryRegion, "
+                                    f"not {type(region).__name__}")
         where = f"adding {region.name!r} to {self.name!r}"
         _check_offset(where, offset)
         if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"{where}: priority must be an int")
+            raise ArgumentTypeError(f"{where}: priority must be an int")
         if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
             raise TopologyError(f"{where}: priority {priority} does not fit 32 bits")
         if offset + region.size > ADDRESS_SPACE_SIZE:
@@ -709,8 +718,8 @@ class MemoryRegion(Uncopyable):
     def del_subregion(self, region: "MemoryRegion") -> None:
         """Unmap `region`, which must be a direct subregion of this one."""
         if not isinstance(region, MemoryRegion):
-            raise TypeError(f"del_subregion: region must be a MemoryRegion, "
-                            f"not {type(region).__name__}")
+            raise ArgumentTypeError(f"del_subregion: region must be a MemoryRegion, "
+                                    f"not {type(region).__name__}")
         if region.container is not self:
             owner = (f"a subregion of {region.container.name!r}"
                      if region.container is not None else "not mapped anywhere")
@@ -821,7 +830,7 @@ class MemoryRegion(Uncopyable):
     def set_log(self, log: bool, client: int = DIRTY_MEMORY_VGA) -> None:
         """Start or stop dirty logging for `client` (listeners see log_start/log_stop)."""
         if client not in (DIRTY_MEMORY_VGA, DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION):
-            raise ValueError(f"set_log: unknown dirty-memory client {client}")
+            raise InvalidArgumentError(f"set_log: unknown dirty-memory client {client}")
         self._switch("dirty_log", (self.dirty_log & ~client) | (client if log else 0))
 
     # Dirty memory (RAM only), QEMU's memory_region_*_dirty; see pymem/dirty.py.
@@ -861,8 +870,8 @@ def set_ops(mr: MemoryRegion, ops: MemoryRegionOps) -> None:
 
 def _check_ops(name: str, ops: Any) -> MemoryRegionOps:
     if not isinstance(ops, MemoryRegionOps):
-        raise TypeError(f"region {name!r}: ops must be a MemoryRegionOps, "
-                        f"not {type(ops).__name__}")
+        raise ArgumentTypeError(f"region {name!r}: ops must be a MemoryRegionOps, "
+                                f"not {type(ops).__name__}")
     return ops
 
 
@@ -882,16 +891,17 @@ def _wrap_buffer(name: str, buffer: Any, size: int) -> memoryview:
     try:
         view = memoryview(buffer)
     except TypeError:
-        raise TypeError(f"ram {name!r}: buffer must support the buffer protocol, "
-                        f"not {type(buffer).__name__}") from None
+        raise ArgumentTypeError(f"ram {name!r}: buffer must support the buffer protocol, "
+                                f"not {type(buffer).__name__}") from None
     if view.readonly:
-        raise ValueError(f"ram {name!r}: buffer is read-only")
-    if not view.contiguous:
-        raise ValueError(f"ram {name!r}: buffer is not contiguous")
+        raise InvalidArgumentError(f"ram {name!r}: buffer is read-only")
+    if not view.c_contiguous:
+        raise InvalidArgumentError(f"ram {name!r}: buffer is not C-contiguous (a Fortran-order or "
+                                   f"strided array): give it a C-ordered copy")
     view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
     if view.nbytes != size:
-        raise ValueError(f"ram {name!r}: buffer holds {view.nbytes:#x} bytes, "
-                         f"size is {size:#x}")
+        raise InvalidArgumentError(f"ram {name!r}: buffer holds {view.nbytes:#x} bytes, "
+                                   f"size is {size:#x}")
     return view
 
 

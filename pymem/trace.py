@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
                     Sequence, Tuple, Union)
 
-from .errors import PymemError
+from .errors import InvalidArgumentError, PymemError
 from .listener import MemoryListener
 from .memtx import MemTxAttrs
 from .region import MemoryRegion
@@ -56,6 +56,11 @@ class TraceFormatError(PymemError, ValueError):
 
 
 # ------------------------------------------------------------------ events
+
+class TraceWriteError(PymemError, OSError):
+    """A trace file that cannot be created or written (errno, strerror and
+    filename as OSError's)."""
+
 
 @dataclass(frozen=True)
 class ViewDigest:
@@ -299,7 +304,11 @@ class TraceWriter:
     def __init__(self, path: PathLike, header: Optional[Dict[str, Any]] = None,
                  batch: int = 4096) -> None:
         self.path = Path(path)
-        self._file: Optional[IO[str]] = open(self.path, "w", encoding="ascii")
+        try:
+            self._file: Optional[IO[str]] = open(self.path, "w", encoding="ascii")
+        except OSError as exc:
+            raise TraceWriteError(exc.errno, f"cannot write trace: "
+                                  f"{exc.strerror}", str(self.path)) from None
         self._buf: List[str] = []
         self._batch = batch
         self._lock = threading.Lock()
@@ -473,7 +482,7 @@ class Recorder:
     def __init__(self, writer: TraceWriter, spaces: Sequence["AddressSpace"],
                  mmio_only: bool = True) -> None:
         if not spaces:
-            raise ValueError("record: no address space given")
+            raise InvalidArgumentError("record: no address space given")
         self.writer = writer
         self.spaces = list(spaces)
         self.system = self.spaces[0].system
@@ -574,7 +583,7 @@ def record(spaces: Union["AddressSpace", List["AddressSpace"], Tuple["AddressSpa
     `path` while the block runs; the trace is complete when it exits."""
     spaces = [spaces] if not isinstance(spaces, (list, tuple)) else list(spaces)
     if not spaces:
-        raise ValueError("record: no address space given")
+        raise InvalidArgumentError("record: no address space given")
     system = spaces[0].system
     header = {"page_bits": system.page_bits, "mmio_only": mmio_only,
               "spaces": [asp.name for asp in spaces]}
@@ -660,7 +669,7 @@ def _install_ram_wrappers(asp: Any, recorder: Recorder) -> Dict[str, Any]:
 
     def read(addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         if not isinstance(size, int) or size < 0:
-            raise ValueError(f"read size must be a non-negative int, not {size!r}")
+            raise InvalidArgumentError(f"read size must be a non-negative int, not {size!r}")
         buf = bytearray(size)
         r = rw(addr, buf, False, attrs)
         if r:

@@ -85,17 +85,18 @@ def test_a_chain_of_iommus_shorter_than_the_bound_still_reaches_memory():
     assert spaces[0].rw(0x10, bytearray(4), False) == 0
 
 
-@pytest.mark.parametrize("where", ["region", "entry"])
-def test_an_iommu_target_that_is_not_an_address_space_is_a_named_type_error(where):
-    system = MemorySystem()
-    root = MemoryRegion.container("root", 1 << 32)
-    if where == "region":
-        iommu = MemoryRegion.iommu(
+def test_an_iommu_region_whose_target_is_not_an_address_space_is_refused():
+    with pytest.raises(ArgumentTypeError, match="iommu 'iommu': target must be an AddressSpace"):
+        MemoryRegion.iommu(
             "iommu", 0x1000, lambda addr, flag: IOMMUTLBEntry(None, addr, addr, 0xfff, 3),
             target=5)
-    else:
-        iommu = MemoryRegion.iommu(
-            "iommu", 0x1000, lambda addr, flag: IOMMUTLBEntry("memory", addr, addr, 0xfff, 3))
+
+
+def test_an_iommu_entry_whose_target_is_not_an_address_space_is_a_named_type_error():
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    iommu = MemoryRegion.iommu(
+        "iommu", 0x1000, lambda addr, flag: IOMMUTLBEntry("memory", addr, addr, 0xfff, 3))
     root.add_subregion(0, iommu)
     asp = system.address_space(root, "dma")
     for access in (lambda: asp.ldl_le(0), lambda: asp.rw(0, bytearray(4), False)):

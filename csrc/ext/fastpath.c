@@ -213,6 +213,24 @@ static uint64_t swap_bytes(uint64_t v, unsigned width)
     }
 }
 
+/* Set the error for a device read callback that answered `value`, not an
+ * int: pymem.access.device_answer_error builds it (an ArgumentTypeError
+ * naming the region, found in the pin's view). */
+static void answer_error(Bound *self, uint64_t addr, PyObject *value)
+{
+    PyObject *module = PyImport_ImportModule("pymem.access");
+    PyObject *make = module ? PyObject_GetAttrString(module, "device_answer_error") : NULL;
+    Py_XDECREF(module);
+    PyObject *exc = make ? PyObject_CallFunction(make, "OKIO", self->keepalive,
+                                                 (unsigned long long)addr, self->width,
+                                                 value) : NULL;
+    Py_XDECREF(make);
+    if (exc) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
 /* 1: handled (*result is the value, or NULL with the callback's error set);
  * 0: take the fallback. */
 static int device_load(Bound *self, uint64_t addr, PyObject **result)
@@ -240,15 +258,18 @@ static int device_load(Bound *self, uint64_t addr, PyObject **result)
     }
     uint64_t mask = self->width == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * self->width)) - 1;
     if (!PyLong_Check(got)) {
-        /* What the Python path does with it: `value & mask`. */
-        PyObject *m = PyLong_FromUnsignedLongLong(mask);
-        PyObject *masked = m ? PyNumber_And(got, m) : NULL;
-        Py_XDECREF(m);
-        Py_DECREF(got);
-        if (!masked) {
+        /* What the Python path takes (mmio.callback_value): anything with
+         * __index__; anything else is the device model's bug, reported as
+         * pymem.access.device_answer_error words it, naming the region. */
+        PyObject *index = PyNumber_Index(got);
+        if (!index) {
+            PyErr_Clear();
+            answer_error(self, addr, got);
+            Py_DECREF(got);
             return 1;
         }
-        got = masked;
+        Py_DECREF(got);
+        got = index;
     }
     uint64_t v = PyLong_AsUnsignedLongLongMask(got) & mask;
     Py_DECREF(got);
