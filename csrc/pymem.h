@@ -25,7 +25,8 @@ typedef enum pm_status {
     PM_ERR_STATE = 7,          /* call not valid in the object's state */
     PM_ERR_IN_READER = 8,      /* synchronize called inside a read-side section */
     PM_ERR_RANGE = 9,          /* index or address out of range */
-    PM_ERR_LOOP = 10           /* an alias entered too often on one render path */
+    PM_ERR_LOOP = 10,          /* an alias entered too often on one render path */
+    PM_ERR_RESOURCE = 11       /* a system resource ran out (thread-specific keys) */
 } pm_status;
 
 /* ---------------------------------------------------------------- dispatch */
@@ -301,6 +302,9 @@ void pm_dirty_set(uint8_t *dirty, uint64_t first, uint64_t count, uint8_t mask);
  * that began before it has ended; inside a read-side section it returns
  * PM_ERR_IN_READER instead of deadlocking.
  */
+/* Create the thread key the per-thread records hang on (once; pymem calls
+ * it at import).  PM_ERR_RESOURCE when the process has no key left. */
+pm_status pm_rcu_init(void);
 void pm_rcu_read_lock(void);
 void pm_rcu_read_unlock(void);
 pm_status pm_rcu_synchronize(void);

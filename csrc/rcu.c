@@ -1,9 +1,12 @@
 /*
  * rcu.c - read-copy-update: readers never block, writers wait for a grace period.
  *
- * Each thread that reads owns a record in its thread-local storage and links it
- * into the one global registry (the only global state of the C core) on first
- * use; a pthread key destructor unlinks it when the thread exits.  A reader
+ * Each thread that reads owns a record, allocated on its first read-side
+ * section and linked into the one global registry (the only global state of
+ * the C core); the thread finds it through a pthread key, whose destructor
+ * unlinks and frees it when the thread exits.  The key is created once, when
+ * pymem is imported (pm_rcu_init), so a process out of keys fails the import
+ * instead of pymem writing into some other library's key.  A reader
  * entering its outermost read-side section copies the grace-period counter into
  * its record; leaving, it stores 0.  synchronize bumps the counter and waits
  * until no record holds a non-zero value older than the bump: every reader that
@@ -14,11 +17,21 @@
  * does: a thread may register, or exit and unregister, while a writer waits, so
  * a reader that starts a thread (or a thread that ends) inside a read-side
  * section cannot deadlock against synchronize.
+ *
+ * Records are malloc'd, not _Thread_local: in a dlopen'ed module thread-local
+ * storage is itself malloc'd by glibc on first touch (which aborts the process
+ * if that fails) and freed by whichever thread reuses the stack (a free
+ * ThreadSanitizer cannot order after the exiting thread's last write).  If a
+ * record cannot be allocated or stored, the thread reads as an "anonymous"
+ * reader instead: one shared counter of open anonymous sections, which
+ * synchronize waits to see at zero.  read_lock therefore never fails.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "pymem.h"
@@ -26,7 +39,6 @@
 typedef struct reader {
     uint64_t ctr;            /* 0 outside a read-side section; atomic */
     unsigned depth;          /* nesting, touched only by the owning thread */
-    bool registered;         /* owning thread only */
     /* Links, under registry_lock.  pprev points at whatever points at us, so a
      * record unlinks itself from the registry or from a writer's quiescent list
      * alike (QLIST's le_prev trick). */
@@ -41,8 +53,18 @@ static reader *registry;
 static uint64_t gp_ctr = 1;
 static pthread_key_t exit_key;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-/* Static TLS space, not malloc: registering cannot fail, so read_lock cannot. */
-static _Thread_local reader self;
+static pm_status init_status = PM_ERR_STATE;   /* until init has run */
+/* Open read-side sections of threads without a record (see above); atomic.
+ * While it is not zero, no recordless thread registers: one that is inside
+ * an anonymous section then stays anonymous until it has left it, so its
+ * unlocks always find the counter they must decrement. */
+static uint64_t anonymous_readers;
+
+static reader *self_record(void)
+{
+    return __atomic_load_n(&init_status, __ATOMIC_ACQUIRE) == PM_OK
+           ? pthread_getspecific(exit_key) : NULL;
+}
 
 static void list_insert(reader **head, reader *r)
 {
@@ -62,16 +84,17 @@ static void list_remove(reader *r)
     *r->pprev = r->next;
 }
 
+/* The key's destructor, at thread exit (glibc has already set the thread's
+ * value to NULL: a later key destructor that reads registers a new record,
+ * which this destructor frees in turn). */
 static void unregister_reader(void *arg)
 {
     reader *r = arg;
     pthread_mutex_lock(&registry_lock);
     list_remove(r);
     pthread_mutex_unlock(&registry_lock);
-    /* A later key destructor that reads registers again (and is undone again). */
-    r->registered = false;
-    r->depth = 0;
-    __atomic_store_n(&r->ctr, 0, __ATOMIC_RELAXED);
+    /* Unlinked under the lock: no writer can be reading it any more. */
+    free(r);
 }
 
 /* fork() copies only the calling thread.  Hold the registry lock across it so
@@ -92,41 +115,80 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
+    /* The other threads' records are gone with them (their memory leaks in
+     * the child: their owners never run their destructors here). */
+    reader *self = self_record();
     registry = NULL;
-    if (self.registered) {
-        list_insert(&registry, &self);
+    if (self) {
+        list_insert(&registry, self);
     }
+    /* A thread that was in an anonymous section is gone too; this thread's
+     * own anonymous sections, if any, leak a count (it reads on regardless,
+     * and a later synchronize waits for them). */
     pthread_mutex_init(&gp_lock, NULL);
     pthread_mutex_unlock(&registry_lock);
 }
 
 static void init(void)
 {
-    /* Runs the destructor at thread exit: the registry never keeps dead threads. */
-    (void)pthread_key_create(&exit_key, unregister_reader);
-    (void)pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    /* Runs the destructor at thread exit: the registry never keeps dead
+     * threads.  Checked: if it failed, the key would be whatever exit_key
+     * held (0: another library's, CPython's own GIL-state key). */
+    int err = pthread_key_create(&exit_key, unregister_reader);
+    pm_status st = PM_OK;
+    if (err) {
+        st = err == ENOMEM ? PM_ERR_NOMEM : PM_ERR_RESOURCE;
+    } else if (pthread_atfork(before_fork, after_fork_parent, after_fork_child)) {
+        pthread_key_delete(exit_key);
+        st = PM_ERR_NOMEM;
+    }
+    __atomic_store_n(&init_status, st, __ATOMIC_RELEASE);
 }
 
-static void register_reader(void)
+pm_status pm_rcu_init(void)
 {
     pthread_once(&init_once, init);
+    return __atomic_load_n(&init_status, __ATOMIC_ACQUIRE);
+}
+
+/* This thread's record, made and registered now if it has none; NULL if it
+ * cannot be (no memory, or no key), and then the thread reads anonymously. */
+static reader *register_reader(void)
+{
+    if (pm_rcu_init() != PM_OK) {
+        return NULL;
+    }
+    reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return NULL;
+    }
+    if (pthread_setspecific(exit_key, r)) {
+        free(r);
+        return NULL;
+    }
     pthread_mutex_lock(&registry_lock);
-    list_insert(&registry, &self);
+    list_insert(&registry, r);
     pthread_mutex_unlock(&registry_lock);
-    (void)pthread_setspecific(exit_key, &self);
-    self.registered = true;
+    return r;
 }
 
 void pm_rcu_read_lock(void)
 {
-    if (!self.registered) {
-        register_reader();
+    reader *r = self_record();
+    if (!r && __atomic_load_n(&anonymous_readers, __ATOMIC_SEQ_CST) == 0) {
+        r = register_reader();
     }
-    if (self.depth++ == 0) {
+    if (!r) {
+        /* Anonymous: counted, then the same fence as a record's store. */
+        __atomic_add_fetch(&anonymous_readers, 1, __ATOMIC_SEQ_CST);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        return;
+    }
+    if (r->depth++ == 0) {
         /* Publish "reading since gp_ctr", then fence, before loading any
          * protected pointer: pairs with the fence in synchronize, so either the
          * writer sees this record non-zero or this reader sees the new view. */
-        __atomic_store_n(&self.ctr, __atomic_load_n(&gp_ctr, __ATOMIC_SEQ_CST),
+        __atomic_store_n(&r->ctr, __atomic_load_n(&gp_ctr, __ATOMIC_SEQ_CST),
                          __ATOMIC_SEQ_CST);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
     }
@@ -134,9 +196,19 @@ void pm_rcu_read_lock(void)
 
 void pm_rcu_read_unlock(void)
 {
-    if (self.depth && --self.depth == 0) {
+    reader *r = self_record();
+    if (!r) {
+        /* An anonymous section ends (an unlock without a lock is ignored as
+         * long as no anonymous section is open anywhere). */
+        uint64_t n = __atomic_load_n(&anonymous_readers, __ATOMIC_RELAXED);
+        while (n && !__atomic_compare_exchange_n(&anonymous_readers, &n, n - 1, true,
+                                                 __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        }
+        return;
+    }
+    if (r->depth && --r->depth == 0) {
         /* Release: every load of the section happens before the writer sees 0. */
-        __atomic_store_n(&self.ctr, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);
     }
 }
 
@@ -159,10 +231,10 @@ static bool quiescent(const reader *r, uint64_t target)
 
 pm_status pm_rcu_synchronize(void)
 {
-    if (self.depth) {
+    reader *self = self_record();
+    if (self && self->depth) {
         return PM_ERR_IN_READER;
     }
-    pthread_once(&init_once, init);
     pthread_mutex_lock(&gp_lock);
     /* Order the writer's pointer swaps before the counter bump and before the
      * loads of the readers' records (the other half of read_lock's fence). */
@@ -175,6 +247,11 @@ pm_status pm_rcu_synchronize(void)
      * meanwhile start after the bump and need no waiting. */
     reader *done = NULL;
     unsigned spins = 0;
+    /* Anonymous readers have no start to compare: wait until none is open
+     * (no lock held, as below). */
+    while (__atomic_load_n(&anonymous_readers, __ATOMIC_ACQUIRE)) {
+        pause_briefly(spins++);
+    }
     pthread_mutex_lock(&registry_lock);
     for (;;) {
         reader *r = registry, *next;
@@ -205,5 +282,6 @@ pm_status pm_rcu_synchronize(void)
 
 int pm_rcu_in_reader(void)
 {
-    return self.depth != 0;
+    reader *self = self_record();
+    return self && self->depth != 0;
 }

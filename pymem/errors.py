@@ -119,6 +119,7 @@ _STATUS_TEXT = {
     8: (RcuError, "synchronize_rcu() called inside an RCU read-side section"),
     9: (IndexOutOfRangeError, "index out of range"),
     10: (TopologyError, "an alias loop never leaves its window"),
+    11: (RcuError, "the process has run out of thread-specific keys (PTHREAD_KEYS_MAX)"),
 }
 
 

@@ -25,6 +25,10 @@ from .errors import ArgumentTypeError, RcuError, check
 
 __all__ = ["call_rcu", "drain_call_rcu", "in_read_section", "read_lock", "synchronize_rcu"]
 
+# The key every reader thread's record hangs on, made now: a process that has
+# used up its keys fails this import instead of failing the first reader.
+check(lib.pm_rcu_init(), "importing pymem: creating the RCU thread key")
+
 # How long interpreter exit waits for the reclaimer's last grace period. A daemon
 # thread parked inside a read-side section would otherwise hang exit for good.
 _SHUTDOWN_TIMEOUT = 5.0

@@ -376,3 +376,95 @@ def test_lookups_racing_commits_see_one_whole_view_and_nothing_leaks():
     ffi.release(asp)  # before `stats`, which it points at, goes away
     assert stats.live_dispatches == 0
     assert stats.live_address_spaces == 0
+
+
+# --------------------------------------------------- reader records and keys
+
+EXHAUST_KEYS = """
+    import _cffi_backend   # cffi makes a key of its own when imported
+    import ctypes
+    libc = ctypes.CDLL(None)
+    key = ctypes.c_uint()
+    while libc.pthread_key_create(ctypes.byref(key), None) == 0:
+        pass
+"""
+
+
+def test_a_process_out_of_thread_keys_fails_the_import_naming_the_cause():
+    # Before: the key was made lazily and unchecked, so the first reader wrote
+    # its record into key 0 (CPython's GIL-state key).
+    proc = run_python(EXHAUST_KEYS + """
+    try:
+        import pymem
+    except Exception as exc:
+        print(type(exc).__name__, isinstance(exc, RuntimeError), exc)
+    else:
+        print("imported")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("RcuError True importing pymem: creating the RCU thread key: "
+                                  "the process has run out of thread-specific keys"), proc.stdout
+
+
+def test_readers_started_after_the_keys_ran_out_keep_other_libraries_keys_intact():
+    proc = run_python("""
+    from pymem import rcu                  # the import makes the key
+    """ + EXHAUST_KEYS + """
+    import threading
+    api = ctypes.pythonapi
+    api.PyGILState_GetThisThreadState.restype = ctypes.c_void_p
+    api.PyThreadState_Get.restype = ctypes.c_void_p
+    same = []
+    def body():
+        with rcu.read_lock():
+            pass
+        same.append(api.PyGILState_GetThisThreadState() == api.PyThreadState_Get())
+        # PyGILState_Ensure from a C callback: crashed when key 0 was clobbered.
+        CMP = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+        arr = (ctypes.c_int * 4)(3, 1, 2, 0)
+        libc.qsort(arr, 4, 4, CMP(lambda a, b: 0))
+    for _ in range(3):
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    rcu.synchronize_rcu()
+    print(same)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[True, True, True]"
+
+
+def test_short_lived_reader_threads_come_and_go_while_grace_periods_run():
+    # Each thread's record is malloc'd at its first section and freed by its
+    # key destructor when it exits: under ASan no grace period reads a dead
+    # thread's record; under TSan (thread churn) no race is reported.
+    stop = threading.Event()
+    periods = [0]
+
+    def writer():
+        while not stop.is_set():
+            rcu.synchronize_rcu()
+            periods[0] += 1
+
+    def reader(nested):
+        for _ in range(3):
+            with rcu.read_lock():
+                if nested:
+                    with rcu.read_lock():
+                        assert rcu.in_read_section()
+        assert not rcu.in_read_section()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        for round_ in range(40):
+            threads = [threading.Thread(target=reader, args=(i % 2,)) for i in range(5)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        stop.set()
+        w.join()
+    assert periods[0] > 0
+    rcu.synchronize_rcu()   # no dead record left to wait for
