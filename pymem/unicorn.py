@@ -51,7 +51,9 @@ guest access to a device page reaches pymem as two 4-byte accesses; an
 unaligned one as single bytes (as QEMU's TCG splits it).  unicorn cannot
 execute from MMIO, so code must sit in whole pages of RAM or ROM whose
 memory is page-aligned (pymem's own allocations always are; a caller's
-`buffer` may not be, and is then reached as MMIO).
+`buffer` may not be, and is then reached as MMIO).  The host's uc.mem_read and
+uc.mem_write reach only the RAM and ROM pages: use the address space
+(`asp.read`, `asp.write`) for the rest.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """pymem.unicorn: a unicorn CPU whose memory is a pymem address space.
 
-Guest programs are hand-assembled RISC-V 32 (RV32I) and x86-64 machine code;
-each instruction's assembly is beside its encoding.
+Guest programs are hand-assembled RISC-V 32 (RV32I), x86-64 and ARM64 machine
+code; each instruction's assembly is beside its encoding.
 """
 import builtins
 import importlib
@@ -608,3 +608,38 @@ def test_without_unicorn_the_import_error_says_what_to_install(monkeypatch):
         importlib.import_module("pymem.unicorn")
     monkeypatch.undo()
     assert sys.modules["pymem.unicorn"].attach is attach
+
+
+# ------------------------------------------------------------------- ARM64
+
+def test_arm64_flash_leaving_romd_on_its_own_store_is_resumed_at_the_next_instruction():
+    from unicorn.arm64_const import UC_ARM64_REG_W2, UC_ARM64_REG_W3
+
+    program = struct.pack(
+        "<5I",
+        0xd2a40000,                     # movz x0, #0x2000, lsl #16   (the flash)
+        0x52800e01,                     # movz w1, #0x70              "read status"
+        0xb9000001,                     # str  w1, [x0]               -> romd off
+        0xb9400002,                     # ldr  w2, [x0]               the status
+        0x52800023,                     # movz w3, #1                 still runs
+    )
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 40)
+    root.add_subregion(0x1000, MemoryRegion.rom("boot", 0x1000, data=program))
+    writes = []
+
+    def command(offset, value, size):
+        writes.append((offset, value, size))
+        flash.set_romd(False)
+
+    flash = MemoryRegion.rom_device("flash", 0x1000, MemoryRegionOps(lambda o, s: 0x80,
+                                                                     command))
+    flash.buffer[0:4] = b"DATA"
+    root.add_subregion(0x20000000, flash)
+    uc = unicorn.Uc(UC.UC_ARCH_ARM64, UC.UC_MODE_ARM)
+    with attach(uc, system.address_space(root, "arm64")) as binding:
+        uc.emu_start(0x1000, 0x1000 + len(program))
+        assert writes == [(0, 0x70, 4)]
+        assert uc.reg_read(UC_ARM64_REG_W2) == 0x80
+        assert uc.reg_read(UC_ARM64_REG_W3) == 1
+        assert (0x20000000, 0x20001000, "mmio") in binding.mappings()
