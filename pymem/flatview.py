@@ -225,6 +225,11 @@ class FlatView(Uncopyable):
             ranges = self._ranges = _flat_ranges(self._array, self._regions)
         return ranges
 
+    @property
+    def range_count(self) -> int:
+        """How many flat ranges the view has, without making them."""
+        return len(self._regions)
+
     def range_at(self, index: int) -> FlatRange:
         """`ranges[index]`, without making the others."""
         if self._ranges is not None:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -75,7 +76,8 @@ from .address_space import AddressSpace
 from .dirty import log_of
 from .dispatch import SECTION_IOMMU, SECTION_RAM, SECTION_READONLY, SECTION_ROMD
 from .errors import ArgumentTypeError, TopologyError
-from .flatview import FlatRange
+from .flatview import FlatRange, FlatView
+from .hostmem import RamPtr
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MemTxError, MemTxResult
 from .region import RAM, MemoryRegion
@@ -305,13 +307,11 @@ class UnicornBinding(MemoryListener):
             return
         view = self.asp.flatview
         assert view is not None
-        ranges = view.ranges
-        starts = [fr.addr for fr in ranges]
         for lo, hi in spans:
             for start in self._starts[bisect.bisect_left(self._starts, lo):
                                       bisect.bisect_left(self._starts, hi)]:
                 self._unmap(self._blocks[start])
-            for start, end, fr in self._segments(ranges, starts, lo, hi):
+            for start, end, fr in self._segments(_ranges_in(view, lo, hi), lo, hi):
                 self._map(start, end, fr)
 
     def _spans(self, changed: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
@@ -334,19 +334,15 @@ class UnicornBinding(MemoryListener):
                 out.append((lo, hi))
         return out
 
-    def _segments(self, ranges: List[FlatRange], starts: List[int], lo: int,
+    def _segments(self, ranges: List[FlatRange], lo: int,
                   hi: int) -> List[Tuple[int, int, Optional[FlatRange]]]:
-        """The mappings [lo, hi) needs: (start, end, the RAM range mapped, or
-        None for MMIO), page-aligned, in address order."""
+        """The mappings [lo, hi) needs, from the view's ranges that overlap
+        it: (start, end, the RAM range mapped, or None for MMIO),
+        page-aligned, in address order."""
         page = self.page_size
         out: List[Tuple[int, int, Optional[FlatRange]]] = []
-        i = bisect.bisect_right(starts, lo) - 1
-        for fr in ranges[max(i, 0):]:
+        for fr in ranges:
             s, e = max(fr.addr, lo), min(fr.addr + fr.size, hi)
-            if s >= hi:
-                break
-            if s >= e:
-                continue
             first, last = -(-s // page) * page, e & -page
             if first < last and self._mappable(fr, first):
                 if s < first:
@@ -390,7 +386,7 @@ class UnicornBinding(MemoryListener):
             writable = bool(fr.flags & SECTION_RAM) and not fr.flags & (SECTION_READONLY
                                                                          | SECTION_ROMD)
             region = fr.region
-            ptr = region.get_ram_ptr()
+            ptr = _ram_ptr(region)
             host = ptr.address + fr.offset_in_region + (start - fr.addr)
             perms = _RAM_PERMS if writable else _ROM_PERMS
             err = _lib.uc_mem_map_ptr(self._uch, start, size, perms, host)
@@ -487,9 +483,40 @@ def _cdata_address(cdata: Any) -> int:
     return int(ffi.cast("uintptr_t", cdata))
 
 
+_ram_ptrs: "weakref.WeakKeyDictionary[MemoryRegion, RamPtr]" = weakref.WeakKeyDictionary()
+
+
+def _ram_ptr(region: MemoryRegion) -> RamPtr:
+    """The region's RamPtr, made once (a region's memory never moves)."""
+    ptr = _ram_ptrs.get(region)
+    if ptr is None:
+        ptr = _ram_ptrs[region] = region.get_ram_ptr()
+    return ptr
+
+
 def _host_address(region: MemoryRegion) -> int:
-    with region.get_ram_ptr() as ptr:
-        return ptr.address
+    return _ram_ptr(region).address
+
+
+def _ranges_in(view: FlatView, lo: int, hi: int) -> List[FlatRange]:
+    """The view's ranges that overlap [lo, hi), made alone (a big view's
+    other ranges are not built into objects)."""
+    n = view.range_count
+    first, last = 0, n
+    while first < last:    # the first range ending past lo
+        mid = (first + last) // 2
+        fr = view.range_at(mid)
+        if fr.addr + fr.size <= lo:
+            first = mid + 1
+        else:
+            last = mid
+    out = []
+    for i in range(first, n):
+        fr = view.range_at(i)
+        if fr.addr >= hi:
+            break
+        out.append(fr)
+    return out
 
 
 def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:
