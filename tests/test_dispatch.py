@@ -351,3 +351,48 @@ def test_batch_paths_by_view_size():
     assert build(12, [(0, 0x1000, 0)]).batch_path in ("avx2", "bounds")
     assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(60)]).batch_path == "bounds"
     assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(200)]).batch_path == "radix"
+
+
+class _Address(int):
+    """An int subclass: converted by CPython's call, not the digit read."""
+
+
+def test_addresses_convert_exactly_around_every_digit_boundary():
+    # CPython 3.11 keeps ints in 30-bit digits; pymem reads up to three of
+    # them directly (pyaddr.h).  Each edge lands in the section it belongs to.
+    d = Dispatch.build([DispatchRange(0, 1 << 30), DispatchRange(1 << 30, (1 << 60) - (1 << 30)),
+                        DispatchRange(1 << 60, SPACE - (1 << 60))], 12)
+    edges = {0: 1, 1: 1, (1 << 30) - 1: 1, 1 << 30: 2, (1 << 60) - 1: 2, 1 << 60: 3,
+             (1 << 63) + 5: 3, SPACE - 1: 3}
+    for addr, section in edges.items():
+        assert d.lookup(addr) == section, hex(addr)
+        assert d.translate(addr, 1).section == section, hex(addr)
+        assert d.lookup(_Address(addr)) == section, hex(addr)
+    assert d.lookup(True) == d.lookup(1) == 1
+    assert d.translate(SPACE - 1, SPACE - 1) == (3, SPACE - 1 - (1 << 60), 1)
+
+
+@pytest.mark.parametrize("bad", [-1, -(1 << 40), SPACE, SPACE + 5, 1 << 90, -(1 << 90)])
+def test_addresses_outside_the_64_bit_space_are_refused_by_every_builtin(bad):
+    d = build(12, [(0, 0x1000, 0)])
+    for call in (lambda: d.lookup(bad), lambda: d.translate(bad), lambda: d.translate(0, bad),
+                 lambda: d.lookup(_Address(bad))):
+        with pytest.raises(ValueError, match="outside the 64-bit space"):
+            call()
+
+
+@pytest.mark.parametrize("bad", [1.0, "1", None, b"\1"])
+def test_addresses_that_are_not_ints_are_a_type_error(bad):
+    d = build(12, [(0, 0x1000, 0)])
+    with pytest.raises(TypeError):
+        d.lookup(bad)
+    with pytest.raises(TypeError):
+        d.translate(bad)
+
+
+def test_a_translation_is_still_a_struct_sequence():
+    d = build(12, [(0x1000, 0x1000, 7)])
+    t = d.translate(0x1004, 8)
+    assert isinstance(t, tuple) and type(t).__name__ == "Translation"
+    assert (t.section, t.offset_in_region, t.length) == (1, 11, 8) == tuple(t) == t[:]
+    assert repr(t) == "pymem.Translation(section=1, offset_in_region=11, length=8)"
