@@ -341,6 +341,16 @@ class AccessMixin:
         if stop.flags & SECTION_IOMMU and region is not None:
             return self._iommu_piece(region, offset, view, is_write, attrs, via)
         rest = view.nbytes
+        if region is None and stop.len and self._recorder is None:
+            # Unassigned space: QEMU answers it piece by piece (at most 4
+            # bytes each, unassigned_mem_ops), every piece DECODE_ERROR and
+            # reading zeros.  The whole stretch at once gives the same bytes
+            # and the same OR-ed result, in one step instead of one Python
+            # round trip per 4 bytes (a recorder still sees every piece).
+            n = min(rest, stop.len)
+            if not is_write:
+                view[:n] = bytes(n)
+            return n, DECODE_ERROR
         ops = region.ops if region is not None else None
         if region is not None and region.ram_backed:
             # QEMU clamps RAM and ROM to their section; devices are not.
@@ -472,7 +482,8 @@ class AccessMixin:
         address_space_map): shorter where the region's memory stops being
         contiguous in the space.  Where there is no RAM, a bounce buffer of
         at most one page (filled by a read unless `is_write`).  Give it back
-        with `unmap`."""
+        with `unmap`: as in QEMU, a view never unmapped stays mapped (held by
+        this space, with its region or bounce buffer) for the space's life."""
         _check_access(addr, size)
         if attrs is None:
             attrs = MEMTXATTRS_UNSPECIFIED

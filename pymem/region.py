@@ -757,7 +757,9 @@ class MemoryRegion(Uncopyable):
                 container._unlink(self)
                 container._insert(self)
             # QEMU re-renders only if the container is enabled too, leaving a
-            # moved view root stale; a root's own address counts, so we do.
+            # moved view root stale until the next commit; we re-render now.
+            # What the render makes of a root's own address is QEMU's: it
+            # counts unless the flat-view-root shortcut skips the root.
             if self.enabled:
                 self._update_pending()
 

@@ -1,12 +1,13 @@
 """Accesses that cannot end or that are given back wrong: an IOMMU cycle raises
-IOMMUCycleError on every access path instead of hanging, and `unmap` checks
-its arguments before it gives the mapping up."""
+IOMMUCycleError on every access path instead of hanging, `unmap` checks
+its arguments before it gives the mapping up, and a stretch of unassigned
+space is answered in one step, not 4 bytes per Python round trip."""
 from __future__ import annotations
 
 import pytest
 
 from pymem import (ArgumentTypeError, IOMMUAccessFlags, IOMMUCycleError, IOMMUTLBEntry,
-                   MemoryRegion, MemoryRegionOps, MemorySystem)
+                   MemoryRegion, MemoryRegionOps, MemorySystem, MemTxResult)
 from pymem.access import IOMMU_MAX_TRANSLATIONS
 
 
@@ -123,3 +124,59 @@ def test_unmap_with_a_bad_access_len_keeps_the_mapping_for_a_retry(bad):
     assert got == []
     asp.unmap(view)   # the retry finds the mapping and writes the bounce buffer out
     assert [v for _, v, _ in got] == [0x01010101] * 4
+
+
+def _holey_space():
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 40)
+    ram = MemoryRegion.ram("ram", 0x100000)
+    root.add_subregion(0, ram)
+    root.add_subregion(0x10000000, MemoryRegion.ram("far", 0x1000))
+    return system.address_space(root, "as"), ram
+
+
+@pytest.mark.parametrize("is_write", [False, True], ids=["read", "write"])
+def test_a_mib_of_unassigned_space_is_answered_in_one_step(monkeypatch, is_write):
+    """Not 4 bytes per Python round trip: the number of pieces the Python
+    path answers does not grow with the length of the hole."""
+    from pymem.access import AccessMixin
+
+    asp, ram = _holey_space()
+    pieces = []
+    real = AccessMixin._piece
+
+    def counting(self, *args, **kwargs):
+        pieces.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AccessMixin, "_piece", counting)
+    ram.buffer[0xff000:] = b"\xaa" * 0x1000
+    # 4 KiB of RAM, then a MiB of unassigned space.
+    buf = bytearray(b"\x55" * (0x1000 + (1 << 20)))
+    result = asp.rw(0xff000, buf if not is_write else bytes(buf), is_write)
+    assert result == MemTxResult.DECODE_ERROR
+    assert len(pieces) <= 2
+    if not is_write:
+        assert buf[:0x1000] == b"\xaa" * 0x1000 and not any(buf[0x1000:])
+
+
+def test_unassigned_space_reads_as_zeros_with_decode_error_as_before_at_every_alignment():
+    asp, _ = _holey_space()
+    for start in range(0x100000 - 3, 0x100000 + 5):
+        for n in (1, 2, 3, 7, 9):
+            buf = bytearray(b"\xff" * n)
+            result = asp.rw(start, buf, False)
+            in_ram = max(0, min(n, 0x100000 - start))
+            assert buf[in_ram:] == bytes(n - in_ram)
+            assert result == (MemTxResult.DECODE_ERROR if in_ram < n else MemTxResult.OK)
+
+
+def test_a_recording_still_sees_every_unassigned_piece(tmp_path):
+    from pymem.trace import load_trace
+
+    asp, _ = _holey_space()
+    path = tmp_path / "t.jsonl"
+    with asp.record(path):
+        asp.rw(0x100000, bytearray(16), False)
+    assert [(e.addr, e.size) for e in load_trace(path).accesses] == [
+        (0x100000 + 4 * i, 4) for i in range(4)]
