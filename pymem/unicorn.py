@@ -80,6 +80,7 @@ from .flatview import FlatRange, FlatView
 from .hostmem import RamPtr
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MemTxError, MemTxResult
+from .rcu import call_rcu
 from .region import RAM, MemoryRegion
 
 __all__ = ["attach", "UnicornBinding", "BusFault", "BusError"]
@@ -537,4 +538,12 @@ def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:
         raise TopologyError(f"attach: this Uc is already attached to address space "
                             f"{other.asp.name!r}; detach it first")
     address_space._check_live()
+    # A device callback's commit (a bank switch) hands old views to call_rcu;
+    # start the reclaimer thread now rather than from inside a callback the
+    # JIT called, where ThreadSanitizer cannot set the new thread up.
+    call_rcu(_nothing)
     return UnicornBinding(uc, address_space)
+
+
+def _nothing() -> None:
+    pass

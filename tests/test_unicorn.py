@@ -6,6 +6,7 @@ code; each instruction's assembly is beside its encoding.
 import builtins
 import importlib
 import struct
+import subprocess
 import sys
 import traceback
 
@@ -643,3 +644,20 @@ def test_arm64_flash_leaving_romd_on_its_own_store_is_resumed_at_the_next_instru
         assert uc.reg_read(UC_ARM64_REG_W2) == 0x80
         assert uc.reg_read(UC_ARM64_REG_W3) == 1
         assert (0x20000000, 0x20001000, "mmio") in binding.mappings()
+
+
+def test_attach_starts_the_rcu_reclaimer_so_no_guest_callback_starts_a_thread():
+    # Under ThreadSanitizer a thread started from inside a unicorn callback
+    # (the first commit a device makes) kills the process: a fresh one shows
+    # the reclaimer already running once attach returns.
+    code = ("import threading, unicorn\n"
+            "from pymem import MemoryRegion, MemorySystem\n"
+            "from pymem.unicorn import attach\n"
+            "root = MemoryRegion.container('root', 1 << 32)\n"
+            "root.add_subregion(0, MemoryRegion.ram('ram', 0x1000))\n"
+            "uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV32)\n"
+            "binding = attach(uc, MemorySystem().address_space(root, 'cpu'))\n"
+            "print(sorted(t.name for t in threading.enumerate()))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "pymem-rcu-reclaimer" in run.stdout
