@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .errors import PymemError
+from .errors import ArgumentTypeError, InvalidArgumentError, PymemError
 
 
 class MemTxResult(enum.IntFlag):
@@ -38,6 +38,21 @@ class MemTxAttrs:
     memory: bool = False
     requester_id: int = 0
     pid: int = 0
+
+    def __post_init__(self) -> None:
+        # QEMU's fields are bits and bit-fields: bools stay bools, and the
+        # numbers fit their widths (space 2 bits, requester_id 16, pid 8).
+        for name in ("unspecified", "secure", "user", "memory"):
+            if type(getattr(self, name)) is not bool:
+                raise ArgumentTypeError(f"MemTxAttrs: {name} must be a bool, "
+                                        f"not {getattr(self, name)!r}")
+        for name, bits in (("space", 2), ("requester_id", 16), ("pid", 8)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ArgumentTypeError(f"MemTxAttrs: {name} must be an int, not {value!r}")
+            if not 0 <= value < 1 << bits:
+                raise InvalidArgumentError(f"MemTxAttrs: {name} {value} does not fit "
+                                           f"{bits} bits")
 
 
 MEMTXATTRS_UNSPECIFIED = MemTxAttrs(unspecified=True)

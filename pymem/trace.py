@@ -194,7 +194,7 @@ def _attrs_from(obj: Any, lineno: int) -> Optional[MemTxAttrs]:
         raise TraceFormatError("attrs must be an object or null", lineno)
     try:
         return MemTxAttrs(**obj)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise TraceFormatError(f"bad attrs: {exc}", lineno) from None
 
 
@@ -276,7 +276,7 @@ def decode_event(obj: Any, lineno: int = 0) -> Event:
         if val is not None and not isinstance(val, str):
             raise TraceFormatError(f"{key} must be a string or null", lineno)
     result = obj.get("result", 0)
-    if not isinstance(result, int) or isinstance(result, bool) or result < 0:
+    if not isinstance(result, int) or isinstance(result, bool) or not 0 <= result <= 7:
         raise TraceFormatError(f"result must be a MemTxResult integer, not {result!r}",
                                lineno)
     addr = _hex(obj, "addr", lineno)

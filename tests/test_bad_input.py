@@ -9,7 +9,7 @@ import pytest
 
 from pymem import (ArgumentTypeError, DumpParseError, IndexOutOfRangeError, InvalidArgumentError,
                    MemoryRegion, MemoryRegionOps, MemorySystem, PymemError, TopologyError)
-from pymem.memtx import MemTxResult
+from pymem.memtx import MemTxAttrs, MemTxResult
 from pymem.qemu import load_mtree
 from pymem.rcu import call_rcu
 from pymem.trace import TraceWriteError
@@ -111,6 +111,12 @@ CASES = [
     ("load size 3", lambda: space().load(0, 3), InvalidArgumentError,
      "load size must be 1, 2, 4 or 8"),
     ("call_rcu(5)", lambda: call_rcu(5), ArgumentTypeError, "needs a callable, not int"),
+    ("MemTxAttrs(secure=1)", lambda: MemTxAttrs(secure=1), ArgumentTypeError,
+     "MemTxAttrs: secure must be a bool"),
+    ("MemTxAttrs(requester_id=2**16)", lambda: MemTxAttrs(requester_id=1 << 16),
+     InvalidArgumentError, "requester_id 65536 does not fit 16 bits"),
+    ("MemTxAttrs(pid='1')", lambda: MemTxAttrs(pid="1"), ArgumentTypeError,
+     "pid must be an int"),
     # Dispatch tables.
     ("Dispatch.section(-1)", lambda: space().flatview.dispatch.section(-1),
      IndexOutOfRangeError, "section index -1 is out of range"),

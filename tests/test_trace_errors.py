@@ -88,6 +88,9 @@ def _access(**changes):
     ({"addr": "0xfffffffffffffffe"}, "4 bytes at 0xfffffffffffffffe runs past 2\\^64"),
     ({"offset": "0x1" + "0" * 20}, "offset .* beyond 2\\^64"),
     ({"value": None, "data": "00" * 4, "addr": "0xffffffffffffffff"}, "runs past 2\\^64"),
+    ({"attrs": {"secure": "x"}}, "bad attrs: MemTxAttrs: secure must be a bool"),
+    ({"attrs": {"requester_id": -5}}, "bad attrs: MemTxAttrs: requester_id -5 does not fit"),
+    ({"result": 8}, "result must be a MemTxResult integer, not 8"),
 ])
 def test_impossible_sizes_and_addresses_are_refused_when_the_trace_is_read(
         tmp_path, changes, message):
