@@ -16,7 +16,7 @@ setup(
         # It reads pm_range and pm_access as pymem.h lays them out: rebuild
         # when the header changes, or a stale module reads the wrong fields.
         Extension("pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
-                  depends=["csrc/pymem.h"], extra_compile_args=_cflags,
+                  depends=["csrc/pymem.h", "csrc/ext/pyaddr.h"], extra_compile_args=_cflags,
                   extra_link_args=_ldflags),
         # unicorn's callbacks (pymem.unicorn); unicorn itself is not linked.
         Extension("pymem._ucglue", ["csrc/ext/ucglue.c"],

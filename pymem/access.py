@@ -397,19 +397,21 @@ class AccessMixin:
         _check_access(addr, size)
         return self._store(addr, value, size, big_endian, attrs or MEMTXATTRS_UNSPECIFIED)
 
-    # The slow paths of the bound loads and stores: the builtin has already
-    # checked that addr (and value) are ints of the right width.
+    # The slow paths of the bound loads and stores, which also get every call
+    # the builtin would not take (keywords, a bool or an object with only
+    # __index__ as the address, a value that does not fit): they check as
+    # load() and store() do, so every path refuses the same with the same error.
     def _load_or_raise(self, size: int, big: bool, addr: int) -> int:
-        if addr + size > ADDRESS_SPACE_SIZE:
-            _check_access(addr, size)
+        _check_access(addr, size)
         value, result = self._load(addr, size, big, MEMTXATTRS_UNSPECIFIED)
         if result:
             raise MemTxError(result, addr, size, False)
         return value
 
     def _store_or_raise(self, size: int, big: bool, addr: int, value: int) -> None:
-        if addr + size > ADDRESS_SPACE_SIZE:
-            _check_access(addr, size)
+        if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):
+            raise InvalidArgumentError(f"value {value!r} does not fit in {size} bytes")
+        _check_access(addr, size)
         result = self._store(addr, value, size, big, MEMTXATTRS_UNSPECIFIED)
         if result:
             raise MemTxError(result, addr, size, True)

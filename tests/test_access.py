@@ -2,7 +2,9 @@
 import pytest
 
 from pymem import (IOMMUAccessFlags, IOMMUTLBEntry, MemoryListener, MemoryRegion,
-                   MemoryRegionOps, MemorySystem, MemTxAttrs, MemTxError, MemTxResult, TopologyError)
+                   MemoryRegionOps, MemorySystem, MemTxAttrs, MemTxError, MemTxResult, PymemError,
+                   TopologyError)
+from pymem.errors import ArgumentTypeError, InvalidArgumentError
 from pymem.region import DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA
 
 
@@ -501,3 +503,76 @@ def test_a_read_past_the_end_of_the_space_is_refused_before_any_allocation():
     # 1 TiB of zeroes would be a MemoryError (or the OOM killer) first.
     with pytest.raises(ValueError, match="outside the 64-bit space"):
         asp.read((1 << 64) - 1, 1 << 40)
+
+
+# ------------------------- the bound builtins take what the methods take
+
+class OnlyIndex:
+    """An integer-like object that is not an int (numpy.uint64 is one)."""
+
+    def __index__(self):
+        return 0
+
+
+def raised(call):
+    try:
+        call()
+    except Exception as exc:   # noqa: BLE001 - the test compares what was raised
+        return type(exc), str(exc)
+    return None
+
+
+@pytest.mark.parametrize("builtin, method", [
+    (lambda a: a.ldl_le(True), lambda a: a.load(True, 4)),
+    (lambda a: a.ldl_le(OnlyIndex()), lambda a: a.load(OnlyIndex(), 4)),
+    (lambda a: a.ldl_le(-1), lambda a: a.load(-1, 4)),
+    (lambda a: a.ldq_be(1 << 64), lambda a: a.load(1 << 64, 8, True)),
+    (lambda a: a.stl_le(True, 1), lambda a: a.store(True, 1, 4)),
+    (lambda a: a.stl_le(0, -1), lambda a: a.store(0, -1, 4)),
+    (lambda a: a.stl_le(0, 1 << 32), lambda a: a.store(0, 1 << 32, 4)),
+    (lambda a: a.stq_le(0, 1 << 64), lambda a: a.store(0, 1 << 64, 8)),
+    (lambda a: a.stb(0, 1.5), lambda a: a.store(0, 1.5, 1)),
+    (lambda a: a.stb(OnlyIndex(), 1), lambda a: a.store(OnlyIndex(), 1, 1)),
+], ids=["bool", "index-only", "negative", "past-2^64", "store-bool-address",
+        "negative-value", "value-too-wide", "value-past-2^64", "float-value",
+        "store-index-only"])
+def test_a_builtin_refuses_what_its_python_method_refuses_with_the_same_error(builtin, method):
+    system, root, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    got = raised(lambda: builtin(asp))
+    assert got is not None and got == raised(lambda: method(asp))
+    assert issubclass(got[0], PymemError)
+
+
+def test_a_bool_value_is_stored_as_the_methods_store_it():
+    system, root, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    asp.stl_le(0, True)
+    asp.store(4, True, 4)
+    assert asp.ldl_le(0) == asp.ldl_le(4) == 1
+
+
+def test_the_builtins_take_keywords_as_the_methods_do():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    system, root, asp = machine((0, ram))
+    asp.write(addr=0x10, data=b"\x11\x22", attrs=MemTxAttrs(secure=True))
+    assert asp.read(0x10, 2, attrs=MemTxAttrs(secure=True)) == b"\x11\x22"
+    assert asp.read(addr=0x10, size=2) == b"\x11\x22"
+    asp.stl_le(addr=0x20, value=0x12345678)
+    assert asp.ldl_le(addr=0x20) == 0x12345678 and asp.ldq_le(addr=0x20) == 0x12345678
+    d = asp.flatview.dispatch
+    assert d.lookup(addr=0x20) == d.lookup(0x20)
+    assert d.translate(0x20, length=4) == d.translate(addr=0x20, length=4) == d.translate(0x20, 4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'size'"):
+        d.translate(0x20, size=4)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda d: d.lookup(True), ArgumentTypeError, "address must be an int, not bool"),
+    (lambda d: d.lookup(OnlyIndex()), ArgumentTypeError, "not OnlyIndex"),
+    (lambda d: d.lookup(-1), InvalidArgumentError, "address -0x1 is outside the 64-bit space"),
+    (lambda d: d.translate(0, -1), InvalidArgumentError, "length -0x1 is outside"),
+    (lambda d: d.translate(1 << 64), InvalidArgumentError, "address 0x10000000000000000"),
+])
+def test_dispatch_builtins_refuse_bad_addresses_with_pymem_errors(call, error, message):
+    system, root, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    with pytest.raises(error, match=message):
+        call(asp.flatview.dispatch)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from pymem import CapacityError, Dispatch, DispatchRange, RangeOrderError, TopologyError
 from pymem.dispatch import ENTRY_LIMIT
+from pymem.errors import ArgumentTypeError
 
 from .model import SPACE, DispatchModel
 
@@ -368,7 +369,9 @@ def test_addresses_convert_exactly_around_every_digit_boundary():
         assert d.lookup(addr) == section, hex(addr)
         assert d.translate(addr, 1).section == section, hex(addr)
         assert d.lookup(_Address(addr)) == section, hex(addr)
-    assert d.lookup(True) == d.lookup(1) == 1
+    # A bool is refused, as every Python access path refuses it.
+    with pytest.raises(ArgumentTypeError, match="not bool"):
+        d.lookup(True)
     assert d.translate(SPACE - 1, SPACE - 1) == (3, SPACE - 1 - (1 << 60), 1)
 
 

@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -136,8 +137,9 @@ static int bound_traverse(Bound *self, visitproc visit, void *arg)
 
 static int bound_clear(Bound *self)
 {
-    Py_CLEAR(self->fallback);
+    /* keepalive first: CHECK_LIVE refuses calls from the moment it is gone. */
     Py_CLEAR(self->keepalive);
+    Py_CLEAR(self->fallback);
     return 0;
 }
 
@@ -160,19 +162,120 @@ static PyTypeObject BoundType = {
 };
 
 /* A Bound cleared by the garbage collector (its cycle was unreachable) can
- * only be called from a finalizer of that same garbage: refuse. */
+ * only be called from a finalizer of that same garbage: refuse.  Both are
+ * tested: a live Bound's fallback is at least None, never NULL. */
 #define CHECK_LIVE(self)                                                       \
     do {                                                                       \
-        if (!(self)->keepalive) {                                              \
+        if (!(self)->keepalive || !(self)->fallback) {                         \
             PyErr_SetString(PyExc_ReferenceError, "fast-path object was collected"); \
             return NULL;                                                       \
         }                                                                      \
     } while (0)
 
-/* Addresses and lengths: see pyaddr.h (a digit read on CPython 3.11). */
+/*
+ * Arguments.  The builtins take what the Python methods take and refuse what
+ * they refuse, with the same errors: an address is an int (not a bool, not
+ * an object that only has __index__, such as numpy.uint64) in [0, 2^64).
+ * Builtins with a Python slow path hand anything else (bad arguments,
+ * keywords) to it, so its checks raise; the others raise here, with the
+ * classes of pymem.errors.
+ */
 static int as_address(PyObject *arg, uint64_t *addr)
 {
-    return pm_address_arg(arg, addr);
+    if (!PyLong_Check(arg) || PyBool_Check(arg)) {
+        return -1;
+    }
+    /* pyaddr.h: the digits read directly on CPython 3.11. */
+    if (pm_address_arg(arg, addr) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* Raise pymem.errors.<name>(message) (`fallback_type` if that cannot be had). */
+static PyObject *pymem_error(const char *name, PyObject *fallback_type, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    PyObject *msg = PyUnicode_FromFormatV(fmt, va);
+    va_end(va);
+    if (!msg) {
+        return NULL;
+    }
+    PyObject *module = PyImport_ImportModule("pymem.errors");
+    PyObject *type = module ? PyObject_GetAttrString(module, name) : NULL;
+    Py_XDECREF(module);
+    if (!type) {
+        PyErr_Clear();
+        Py_INCREF(fallback_type);
+        type = fallback_type;
+    }
+    PyErr_SetObject(type, msg);
+    Py_DECREF(type);
+    Py_DECREF(msg);
+    return NULL;
+}
+
+/* The error for an argument as_address refused, as pymem/access.py words it. */
+static PyObject *address_error(const char *what, PyObject *arg)
+{
+    if (!PyLong_Check(arg) || PyBool_Check(arg)) {
+        return pymem_error("ArgumentTypeError", PyExc_TypeError, "%s must be an int, not %s",
+                           what, Py_TYPE(arg)->tp_name);
+    }
+    PyObject *hex = PyNumber_ToBase(arg, 16);
+    if (!hex) {
+        return NULL;
+    }
+    pymem_error("InvalidArgumentError", PyExc_ValueError, "%s %U is outside the 64-bit space",
+                what, hex);
+    Py_DECREF(hex);
+    return NULL;
+}
+
+/* Positional and keyword arguments into out[] (borrowed) by `names`, as a
+ * Python function with those parameters would take them; TypeError (the
+ * interpreter's own) otherwise. */
+static int parse_args(const char *fname, const char *const *names, Py_ssize_t nmin,
+                      Py_ssize_t nmax, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, PyObject **out)
+{
+    for (Py_ssize_t i = 0; i < nmax; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+    }
+    if (nargs > nmax) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
+                     fname, nmax, nargs);
+        return -1;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = 0;
+        while (i < nmax && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) {
+            i++;
+        }
+        if (i == nmax) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                         fname, key);
+            return -1;
+        }
+        if (out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                         fname, names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (Py_ssize_t i = 0; i < nmin; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -357,25 +460,40 @@ static int device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **r
     return 1;
 }
 
-static PyObject *call_lookup(PyObject *self_, PyObject *arg)
+static PyObject *call_lookup(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
 {
+    static const char *const names[] = { "addr" };
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
+    PyObject *arg;
     uint64_t addr;
-    if (as_address(arg, &addr) < 0) {
+    if (parse_args("lookup", names, 1, 1, args, nargs, kwnames, &arg) < 0) {
         return NULL;
+    }
+    if (as_address(arg, &addr) < 0) {
+        return address_error("address", arg);
     }
     return PyLong_FromUnsignedLong(((lookup_fn)self->fn)(self->obj, addr));
 }
 
-static PyObject *call_load(PyObject *self_, PyObject *arg)
+/* Loads and stores: (addr) and (addr, value), positional; anything else
+ * (keywords, a bad argument) is the Python slow path's to take or refuse. */
+#define SLOW_UNLESS(cond)                                                      \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            return PyObject_Vectorcall(self->fallback, args, nargs, kwnames); \
+        }                                                                      \
+    } while (0)
+
+static PyObject *call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr;
-    if (as_address(arg, &addr) < 0) {
-        return NULL;
-    }
+    SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
+    PyObject *arg = args[0];
     uint64_t v = ((load_fn)self->fn)(self->obj, addr);
     if (v != LOAD_MISS) {
         return PyLong_FromUnsignedLongLong(v);
@@ -387,14 +505,14 @@ static PyObject *call_load(PyObject *self_, PyObject *arg)
     return PyObject_CallOneArg(self->fallback, arg);
 }
 
-static PyObject *call_load64(PyObject *self_, PyObject *arg)
+static PyObject *call_load64(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr, v;
-    if (as_address(arg, &addr) < 0) {
-        return NULL;
-    }
+    SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
+    PyObject *arg = args[0];
     if (((load64_fn)self->fn)(self->obj, addr, &v) == 0) {
         return PyLong_FromUnsignedLongLong(v);
     }
@@ -405,26 +523,21 @@ static PyObject *call_load64(PyObject *self_, PyObject *arg)
     return PyObject_CallOneArg(self->fallback, arg);
 }
 
-static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr, value;
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "expected 2 arguments (addr, value), got %zd", nargs);
-        return NULL;
-    }
-    if (as_address(args[0], &addr) < 0) {
-        return NULL;
-    }
+    SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0);
+    /* A value is an int (a bool too, as store() takes it) that fits. */
+    SLOW_UNLESS(PyLong_Check(args[1]));
     unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        return NULL;
+        PyErr_Clear();
+        SLOW_UNLESS(0);
     }
-    if (self->width < 8 && (v >> (8 * self->width)) != 0) {
-        PyErr_Format(PyExc_ValueError, "value %llu does not fit in %u bytes", v, self->width);
-        return NULL;
-    }
+    SLOW_UNLESS(self->width == 8 || (v >> (8 * self->width)) == 0);
     value = v;
     if (((store_fn)self->fn)(self->obj, addr, value) == 0) {
         Py_RETURN_NONE;
@@ -436,17 +549,22 @@ static PyObject *call_store(PyObject *self_, PyObject *const *args, Py_ssize_t n
     return PyObject_Vectorcall(self->fallback, args, 2, NULL);
 }
 
-static PyObject *call_translate(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *call_translate(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
 {
+    static const char *const names[] = { "addr", "length" };
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr, len = 1, offset, plen;
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "expected (addr, length=1), got %zd arguments", nargs);
+    PyObject *got[2];
+    if (parse_args("translate", names, 1, 2, args, nargs, kwnames, got) < 0) {
         return NULL;
     }
-    if (as_address(args[0], &addr) < 0 || (nargs == 2 && as_address(args[1], &len) < 0)) {
-        return NULL;
+    if (as_address(got[0], &addr) < 0) {
+        return address_error("address", got[0]);
+    }
+    if (got[1] && as_address(got[1], &len) < 0) {
+        return address_error("length", got[1]);
     }
     uint32_t s = ((translate_fn)self->fn)(self->obj, addr, len, &offset, &plen);
     return translation_new(s, offset, plen);
@@ -461,21 +579,16 @@ static int in_space(uint64_t addr, uint64_t len)
 }
 
 /* (addr, size): one C call when it is all plain memory, else the fallback. */
-static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr, len;
-    if (nargs != 2 || !PyLong_CheckExact(args[0]) || !PyLong_CheckExact(args[1])) {
-        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
-    }
-    if (as_address(args[0], &addr) < 0 || as_address(args[1], &len) < 0) {
-        PyErr_Clear();
-        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
-    }
-    if (!in_space(addr, len) || len > (uint64_t)PY_SSIZE_T_MAX) {
-        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
-    }
+    /* Keywords (attrs=...) and anything unusual: AccessMixin.read. */
+    SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0
+                && as_address(args[1], &len) == 0);
+    SLOW_UNLESS(in_space(addr, len) && len <= (uint64_t)PY_SSIZE_T_MAX);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
     if (!out) {
         return NULL;
@@ -493,24 +606,21 @@ static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t na
         return out;
     }
     Py_DECREF(out);
-    return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
 }
 
 /* (addr, data): one C call when it is all plain memory, else the fallback,
  * which starts over (rewriting the same bytes C already wrote). */
-static PyObject *call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr;
     Py_buffer view;
-    if (nargs != 2 || !PyLong_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
-        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
-    }
-    if (as_address(args[0], &addr) < 0) {
-        PyErr_Clear();
-        return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
-    }
+    /* Keywords (attrs=...), buffers other than bytes: AccessMixin.write. */
+    SLOW_UNLESS(nargs == 2 && !kwnames && PyBytes_CheckExact(args[1])
+                && as_address(args[0], &addr) == 0);
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
@@ -529,7 +639,7 @@ static PyObject *call_write(PyObject *self_, PyObject *const *args, Py_ssize_t n
     if (!stopped) {
         Py_RETURN_NONE;
     }
-    return PyObject_Vectorcall(self->fallback, args, nargs, NULL);
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
 }
 
 /*
@@ -548,8 +658,11 @@ static PyObject *call_section(PyObject *self_, PyObject *const *args, Py_ssize_t
         PyErr_Format(PyExc_TypeError, "expected (addr, size), got %zd arguments", nargs);
         return NULL;
     }
-    if (as_address(args[0], &addr) < 0 || as_address(args[1], &len) < 0) {
-        return NULL;
+    if (as_address(args[0], &addr) < 0) {
+        return address_error("address", args[0]);
+    }
+    if (as_address(args[1], &len) < 0) {
+        return address_error("length", args[1]);
     }
     self->read_lock();
     ((section_fn)self->fn)(self->obj, addr, len, &acc);
@@ -572,17 +685,18 @@ static PyObject *call_section(PyObject *self_, PyObject *const *args, Py_ssize_t
     return t;
 }
 
+#define FAST_KW(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
+
 static PyMethodDef kinds[] = {
     { "section", (PyCFunction)(void (*)(void))call_section, METH_FASTCALL,
       "The section under (addr, size)." },
-    { "read", (PyCFunction)(void (*)(void))call_read, METH_FASTCALL, "read(addr, size)." },
-    { "write", (PyCFunction)(void (*)(void))call_write, METH_FASTCALL, "write(addr, data)." },
-    { "translate", (PyCFunction)(void (*)(void))call_translate, METH_FASTCALL,
-      "Translation of (addr, length)." },
-    { "lookup", call_lookup, METH_O, "Section index of an address." },
-    { "load", call_load, METH_O, "Load of up to 4 bytes." },
-    { "load64", call_load64, METH_O, "Load of 8 bytes." },
-    { "store", (PyCFunction)(void (*)(void))call_store, METH_FASTCALL, "Store (addr, value)." },
+    { "read", FAST_KW(call_read), "read(addr, size, attrs=None)." },
+    { "write", FAST_KW(call_write), "write(addr, data, attrs=None)." },
+    { "translate", FAST_KW(call_translate), "translate(addr, length=1): Translation." },
+    { "lookup", FAST_KW(call_lookup), "lookup(addr): the section index of an address." },
+    { "load", FAST_KW(call_load), "load(addr): a load of up to 4 bytes." },
+    { "load64", FAST_KW(call_load64), "load(addr): a load of 8 bytes." },
+    { "store", FAST_KW(call_store), "store(addr, value)." },
 };
 
 static PyObject *bind(PyObject *module, PyObject *args)
