@@ -4,7 +4,7 @@ from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation
 from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDuringCommitError,
                      IndexOutOfRangeError, InvalidArgumentError, IOMMUCycleError,
-                     NotCopyableError, PymemError, RangeOrderError, RcuError,
+                     NotCopyableError, OutOfMemoryError, PymemError, RangeOrderError, RcuError,
                      ReadOnlyAttributeError, TopologyError)
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
@@ -16,7 +16,7 @@ __all__ = [
     "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_VGA", "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
     "EditDuringCommitError", "ArgumentTypeError", "IOMMUCycleError",
-    "IndexOutOfRangeError", "InvalidArgumentError",
+    "IndexOutOfRangeError", "InvalidArgumentError", "OutOfMemoryError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
     "MemoryRegionSection", "MemorySystem", "NotCopyableError", "ReadOnlyAttributeError", "PymemError", "RangeOrderError", "RcuError",
     "Section", "TopologyError", "Translation",

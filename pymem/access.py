@@ -51,7 +51,8 @@ from . import dirty, mmio
 from ._native import ffi, lib
 from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
-from .errors import ArgumentTypeError, IOMMUCycleError, InvalidArgumentError, TopologyError
+from .errors import (ArgumentTypeError, InvalidArgumentError, IOMMUCycleError, OutOfMemoryError,
+                     TopologyError)
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
 from .region import RAM, ByteOrder, MemoryRegion, MemoryRegionOps
 
@@ -261,7 +262,11 @@ class AccessMixin:
         # Checked before allocating: a size past the space's end must not cost
         # gigabytes of zeroes first.
         _check_access(addr, size)
-        buf = bytearray(size)
+        try:
+            buf = bytearray(size)
+        except MemoryError:
+            raise OutOfMemoryError(f"read of {size:#x} bytes at {addr:#x}: no memory for "
+                                   f"a buffer that size (read in smaller pieces)") from None
         # All plain memory: one C call, nothing else to build.
         if size and not lib.pm_as_read(self._cas, addr, ffi.from_buffer(buf), size, ffi.NULL):
             return bytes(buf)

@@ -21,6 +21,11 @@ class IndexOutOfRangeError(PymemError, IndexError):
     """An index past the end of a table (a dispatch's sections or nodes)."""
 
 
+class OutOfMemoryError(PymemError, MemoryError):
+    """Memory for what was asked cannot be had: a buffer for an access's
+    size, or C's allocations for a view; the message says for what."""
+
+
 class ArgumentTypeError(PymemError, TypeError):
     """An argument, a callback's answer or a file field of the wrong type; the
     message names the object it was for."""
@@ -109,7 +114,7 @@ class Uncopyable:
 
 
 _STATUS_TEXT = {
-    1: (MemoryError, "out of memory"),
+    1: (OutOfMemoryError, "out of memory"),
     2: (RangeOrderError, "ranges are not in address order or overlap"),
     3: (TopologyError, "range is empty or wraps past 2^64"),
     4: (CapacityError, "more sections than a dispatch entry can address"),

@@ -184,3 +184,26 @@ def test_a_strided_array_can_be_written():
     data = np.arange(16, dtype=np.uint8).reshape(4, 4)[:, ::2]
     asp.write(0x1000, data)
     assert asp.read(0x1000, 8) == data.tobytes()
+
+
+def test_a_read_too_large_to_buffer_is_a_named_out_of_memory_error():
+    """In a child process with 2 GiB of address space, so nothing else starves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from pymem import MemoryRegion, MemorySystem, OutOfMemoryError\n"
+        "from pymem.access import AccessMixin\n"
+        "s = MemorySystem(); root = MemoryRegion.container('root', 1 << 62)\n"
+        "asp = s.address_space(root, 'as')\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "try:\n"
+        "    AccessMixin.read(asp, 0, 1 << 40)\n"
+        "except OutOfMemoryError as exc:\n"
+        "    assert isinstance(exc, MemoryError), exc\n"
+        "    print(exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "read of 0x10000000000 bytes at 0x0: no memory" in run.stdout
