@@ -719,6 +719,18 @@ static inline void recent_bound(const pm_dispatch *d, uint32_t b, recent *r)
     r->span = d->bounds[b + 1] - 1 - r->lo;   /* bounds[nbounds] is 0: to 2^64 */
 }
 
+/* A run of searches, kept out of line so that the block loop's state does not
+ * take its registers (inlined, gcc 12 reloaded the loop bound from the stack
+ * on every address). */
+static __attribute__((noinline)) void search_run(const uint64_t *bounds, const uint32_t *secs,
+                                                 uint32_t nbounds, const uint64_t *addrs,
+                                                 uint32_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i] = secs[bounds_search(bounds, nbounds, addrs[i])];
+    }
+}
+
 static void many_bounds_scalar(const pm_dispatch *d, const uint64_t *addrs,
                                uint32_t *out, size_t n, recent *r)
 {
@@ -738,9 +750,7 @@ static void many_bounds_scalar(const pm_dispatch *d, const uint64_t *addrs,
                 out[i] = m.sec;
             }
         } else {
-            for (size_t i = at; i < end; i++) {
-                out[i] = secs[bounds_search(bounds, nbounds, addrs[i])];
-            }
+            search_run(bounds, secs, nbounds, addrs + at, out + at, end - at);
             recent_bound(d, bounds_search(bounds, nbounds, addrs[end - 1]), &m);
         }
         check = worth_checking(out + at, end - at);
