@@ -264,7 +264,7 @@ class AccessMixin:
         _check_access(addr, size)
         try:
             buf = bytearray(size)
-        except MemoryError:
+        except (MemoryError, OverflowError):   # OverflowError: past what an index holds
             raise OutOfMemoryError(f"read of {size:#x} bytes at {addr:#x}: no memory for "
                                    f"a buffer that size (read in smaller pieces)") from None
         # All plain memory: one C call, nothing else to build.

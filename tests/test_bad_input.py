@@ -8,7 +8,8 @@ import json
 import pytest
 
 from pymem import (ArgumentTypeError, DumpParseError, IndexOutOfRangeError, InvalidArgumentError,
-                   MemoryRegion, MemoryRegionOps, MemorySystem, PymemError, TopologyError)
+                   MemoryRegion, MemoryRegionOps, MemorySystem, OutOfMemoryError, PymemError,
+                   TopologyError)
 from pymem.memtx import MemTxAttrs, MemTxResult
 from pymem.qemu import load_mtree
 from pymem.rcu import call_rcu
@@ -110,6 +111,8 @@ CASES = [
      "translate length must be a non-negative int"),
     ("load size 3", lambda: space().load(0, 3), InvalidArgumentError,
      "load size must be 1, 2, 4 or 8"),
+    ("read(0, 2**63)", lambda: space().read(0, 1 << 63), OutOfMemoryError,
+     "read of 0x8000000000000000 bytes at 0x0: no memory"),
     ("call_rcu(5)", lambda: call_rcu(5), ArgumentTypeError, "needs a callable, not int"),
     ("MemTxAttrs(secure=1)", lambda: MemTxAttrs(secure=1), ArgumentTypeError,
      "MemTxAttrs: secure must be a bool"),
@@ -198,12 +201,13 @@ def test_a_read_too_large_to_buffer_is_a_named_out_of_memory_error():
         "s = MemorySystem(); root = MemoryRegion.container('root', 1 << 62)\n"
         "asp = s.address_space(root, 'as')\n"
         "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
-        "try:\n"
-        "    AccessMixin.read(asp, 0, 1 << 40)\n"
-        "except OutOfMemoryError as exc:\n"
-        "    assert isinstance(exc, MemoryError), exc\n"
-        "    print(exc)\n")
+        "for read in (asp.read, lambda a, n: AccessMixin.read(asp, a, n)):\n"
+        "    try:\n"
+        "        read(0, 1 << 40)\n"
+        "    except OutOfMemoryError as exc:\n"
+        "        assert isinstance(exc, MemoryError), exc\n"
+        "        print(exc)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "read of 0x10000000000 bytes at 0x0: no memory" in run.stdout
+    assert run.stdout.count("read of 0x10000000000 bytes at 0x0: no memory") == 2

@@ -591,7 +591,13 @@ static PyObject *call_read(PyObject *self_, PyObject *const *args, Py_ssize_t na
     SLOW_UNLESS(in_space(addr, len) && len <= (uint64_t)PY_SSIZE_T_MAX);
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
     if (!out) {
-        return NULL;
+        if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
+            return NULL;
+        }
+        /* No memory for that size: AccessMixin.read says so by name
+         * (OutOfMemoryError naming the access). */
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
     }
     uint8_t *buf = (uint8_t *)PyBytes_AS_STRING(out);
     int stopped;
