@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 from . import dirty
 from ._native import ffi, lib
@@ -28,6 +28,11 @@ from .listener import (MemoryListener, _tell, insert_by_priority, listener_add_a
                        listener_del_address_space, raise_first, update_topology)
 from .rcu import call_rcu
 from .region import RAM, MemoryRegion, reachable
+
+if TYPE_CHECKING:
+    from .check import Finding
+    from .explain import Explanation
+    from .find import RegionEntry
 
 
 class MemorySystem(Uncopyable):
@@ -109,6 +114,26 @@ class MemorySystem(Uncopyable):
             assert asp.flatview is not None   # set by address_space()
             out.setdefault(asp.flatview, []).append(asp)
         return out
+
+    def regions(self) -> List["RegionEntry"]:
+        """Every region reachable from an address space's root, once per place
+        it is mapped, with its path (pymem/find.py)."""
+        from .find import regions
+
+        return regions(self)
+
+    def find(self, name: str) -> List["RegionEntry"]:
+        """Every region named `name` (QEMU names are not unique), with its path."""
+        from .find import find
+
+        return find(self, name)
+
+    def check(self) -> List["Finding"]:
+        """Problems in the map: overlaps at equal priority, aliases past their
+        target, regions never visible, ... (pymem/check.py)."""
+        from .check import check_system
+
+        return check_system(self)
 
     @property
     def live_dispatches(self) -> int:
@@ -335,6 +360,16 @@ class AddressSpace(AccessMixin, Uncopyable):
         assert self.flatview is not None
         with self.system._telling():
             listener_del_address_space(listener, self.flatview, errors)
+
+    def explain(self, addr: int) -> "Explanation":
+        """Why `addr` reaches the region it does in this space's current view:
+        the flat range, dispatch section and walk, the chain from the root,
+        and every other region covering it with why it lost (pymem/explain.py).
+        ArgumentTypeError / InvalidArgumentError for a non-int address or one
+        outside [0, 2^64)."""
+        from .explain import explain
+
+        return explain(self, addr)
 
     def __repr__(self) -> str:
         gone = " destroyed" if self.destroyed else ""

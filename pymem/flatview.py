@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import struct
-from typing import Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from . import _fastpath
 from ._native import ffi, lib
@@ -26,6 +26,9 @@ from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Disp
 from .errors import TopologyError, Uncopyable, check, fail
 from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, TREE_LOCK, MemoryRegion,
                      loop_text, runaway_loop)
+
+if TYPE_CHECKING:
+    from .explain import Explanation
 
 
 class FlatRange:
@@ -300,6 +303,12 @@ class FlatView(Uncopyable):
             else:
                 return r
         return None
+
+    def explain(self, addr: int) -> "Explanation":
+        """Why `addr` reaches the region it does in this view (pymem/explain.py)."""
+        from .explain import explain_view
+
+        return explain_view(self, addr)
 
     def __repr__(self) -> str:
         name = self.root.name if self.root is not None else None

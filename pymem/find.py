@@ -1,0 +1,76 @@
+"""Finding regions by name: `system.find(name)` and `system.regions()`.
+
+QEMU region names are not unique (q35 has thirteen `pam-rom` aliases and as
+many `pam-pci`), so a name alone does not say which region is meant: every
+answer carries the region's path, the names of its containers from the top
+of its tree down to it ("system/pam-pci-hole/..."), which `info mtree`'s
+indentation shows.  A region that no container holds (an alias target such
+as `pc.ram`) has its own name as its path.
+
+Read-only; call with the tree quiet (no edit in another thread).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Optional
+
+from .errors import ArgumentTypeError
+from .region import MemoryRegion
+
+if TYPE_CHECKING:
+    from .address_space import MemorySystem
+
+
+@dataclass(frozen=True)
+class RegionEntry:
+    """A region and its path (container names joined by '/')."""
+
+    path: str
+    region: MemoryRegion
+
+    def __str__(self) -> str:
+        mr = self.region
+        return (f"{self.path} ({mr.kind}, size {mr.size:#x}, at {mr.addr:#x}, "
+                f"prio {mr.priority}{'' if mr.enabled else ', disabled'})")
+
+
+def region_path(mr: MemoryRegion) -> str:
+    """The names of `mr`'s containers, outermost first, and its own, joined by '/'."""
+    names = []
+    node: Optional[MemoryRegion] = mr
+    while node is not None:
+        names.append(node.name)
+        node = node.container
+    return "/".join(reversed(names))
+
+
+def regions(system: "MemorySystem") -> List[RegionEntry]:
+    """Every region reachable from the system's address spaces (through
+    subregions and aliases), each once, in `info mtree` order: each space's
+    tree depth first, highest priority first, alias targets after."""
+    out: List[RegionEntry] = []
+    seen = set()
+    targets: List[MemoryRegion] = []
+    stack: List[MemoryRegion] = []
+    for asp in system.address_spaces:
+        top = asp.root
+        while top.container is not None:
+            top = top.container
+        stack.append(top)
+        while stack or targets:
+            mr = stack.pop() if stack else targets.pop(0)
+            if mr.id in seen:
+                continue
+            seen.add(mr.id)
+            out.append(RegionEntry(region_path(mr), mr))
+            if mr.alias is not None:
+                targets.append(mr.alias)
+            stack.extend(reversed(mr.subregions))
+    return out
+
+
+def find(system: "MemorySystem", name: str) -> List[RegionEntry]:
+    """Every region named `name`, with its path ([] when there is none)."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"find: name must be a str, not {type(name).__name__}")
+    return [entry for entry in regions(system) if entry.region.name == name]
