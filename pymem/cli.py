@@ -12,9 +12,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from .errors import PymemError
+
+if TYPE_CHECKING:
+    from .address_space import MemorySystem
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: Dict[str, Command] = {}
@@ -107,6 +110,85 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     return 0 if diff.identical else 1
 
 
+def _load_machine(args: argparse.Namespace) -> "MemorySystem":
+    """The machine a command works on: `--mtree DUMP [--hints H]`, a bundled
+    `--machine NAME`, or `--machine module:callable`, a function of the
+    user's returning a MemorySystem (the current directory is importable)."""
+    from .address_space import MemorySystem
+
+    if args.mtree:
+        from .qemu import load_mtree
+
+        return load_mtree(_read(args.mtree), args.hints)
+    if args.hints:
+        raise PymemError("--hints goes with --mtree")
+    name = args.machine
+    if ":" not in name:
+        from . import machines
+
+        return machines.load(name)
+    module_name, _, attr = name.partition(":")
+    import importlib
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PymemError(f"--machine {name}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:   # noqa: BLE001 - the user's module failed to import
+        raise PymemError(f"--machine {name}: importing {module_name!r} raised "
+                         f"{type(exc).__name__}: {exc}") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise PymemError(f"--machine {name}: {module_name!r} has no function {attr!r}")
+    try:
+        system = function()
+    except Exception as exc:   # noqa: BLE001 - the user's machine failed to build
+        raise PymemError(f"--machine {name}: {attr}() raised {type(exc).__name__}: "
+                         f"{exc}") from None
+    if not isinstance(system, MemorySystem):
+        raise PymemError(f"--machine {name}: {attr}() returned a {type(system).__name__}, "
+                         f"not a MemorySystem")
+    return system
+
+
+def _machine_arguments(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--machine", default="q35",
+                       help="a bundled machine name (default q35), or module:callable, a "
+                       "function returning a MemorySystem")
+    where.add_argument("--mtree", help="an `info mtree -D` dump of the machine instead")
+    p.add_argument("--hints", help="the hints.json that goes with --mtree")
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    try:
+        addr = int(args.addr, 0)
+    except ValueError:
+        raise PymemError(f"ADDR {args.addr!r} is not a number (0x1000, 4096, ...)") from None
+    system = _load_machine(args)
+    spaces = {asp.name: asp for asp in system.address_spaces}
+    if not spaces:
+        raise PymemError("the machine has no address space")
+    name = args.address_space
+    if name is None:
+        name = "memory" if "memory" in spaces else next(iter(spaces))
+    if name not in spaces:
+        raise PymemError(f"no address space named {name!r} (have: "
+                         f"{', '.join(repr(n) for n in spaces)})")
+    sys.stdout.write(f"{spaces[name].explain(addr)}\n")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    found = _load_machine(args).check()
+    for finding in found:
+        sys.stdout.write(f"{finding}\n")
+    sys.stdout.write(f"{len(found)} finding{'' if len(found) == 1 else 's'}\n")
+    return 1 if found else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pymem", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("b", help="second trace")
     d.add_argument("--context", type=int, default=3, help="accesses shown on each side")
     _COMMANDS["trace"] = _cmd_trace
+
+    p = sub.add_parser("explain", help="why an address reaches the region it does: flat "
+                       "range, section, dispatch walk, chain from the root, and every other "
+                       "region covering it with why it lost")
+    p.add_argument("addr", metavar="ADDR", help="the address (0x... or decimal)")
+    p.add_argument("--as", dest="address_space", metavar="NAME",
+                   help="the address space (default 'memory', else the first)")
+    _machine_arguments(p)
+    _COMMANDS["explain"] = _cmd_explain
+
+    p = sub.add_parser("check", help="problems in a machine's map (equal-priority overlaps, "
+                       "aliases past their target, regions never visible, ...); exit 0 "
+                       "clean, 1 findings, 2 unusable input")
+    _machine_arguments(p)
+    _COMMANDS["check"] = _cmd_check
     return parser
 
 
