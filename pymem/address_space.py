@@ -21,8 +21,8 @@ from . import dirty
 from ._native import ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
-from .errors import (ArgumentTypeError, EditDuringCommitError, TopologyError, Uncopyable,
-                     ViewLifetimeError, check)
+from .errors import (ArgumentTypeError, EditDuringCommitError, ReadOnlyAttributeError,
+                     TopologyError, Uncopyable, ViewLifetimeError, check)
 from .flatview import FlatView, get_flatview_root
 from .listener import (MemoryListener, _tell, insert_by_priority, listener_add_address_space,
                        listener_del_address_space, raise_first, update_topology)
@@ -252,7 +252,7 @@ class AddressSpace(AccessMixin, Uncopyable):
         self.system = system
         self.root = root
         self.name = name
-        self.flatview: Optional[FlatView] = None
+        self._flatview: Optional[FlatView] = None
         self.listeners: List[MemoryListener] = []
         self.destroyed = False
         out = ffi.new("pm_as **")
@@ -262,6 +262,17 @@ class AddressSpace(AccessMixin, Uncopyable):
         self._cas = ffi.gc(out[0], lambda handle, _stats=system._stats: lib.pm_as_free(handle))
         self._pin = _Pin(self._cas)
         self._bind_bulk()
+
+    @property
+    def flatview(self) -> Optional[FlatView]:
+        """The view C reads now (read-only: each space holds a counted
+        reference on it, which only commits and destroy() move)."""
+        return self._flatview
+
+    @flatview.setter
+    def flatview(self, value: Any) -> None:
+        raise ReadOnlyAttributeError(f"address space {self.name!r}: 'flatview' is read-only; "
+                                     f"edit the regions (a commit publishes the new view)")
 
     def _set_flatview(self, new: FlatView, errors: List[BaseException]) -> None:
         """QEMU's address_space_set_flatview: tell the listeners the difference,
@@ -284,7 +295,7 @@ class AddressSpace(AccessMixin, Uncopyable):
         # table C points at for as long as it is published.
         lib.pm_as_publish(self._cas, new._handle)
         self._pin.view = new
-        self.flatview = new
+        self._flatview = new
         if old is not None:
             old.unref()
 

@@ -17,7 +17,7 @@ from array import array
 import pytest
 
 from pymem import (Dispatch, DispatchRange, MemoryListener, MemoryRegion, MemorySystem,
-                   MemTxError, NotCopyableError, TopologyError, rcu)
+                   MemTxError, NotCopyableError, ReadOnlyAttributeError, TopologyError, rcu)
 
 
 def small_space():
@@ -254,3 +254,16 @@ def test_systems_spaces_views_and_dispatches_refuse_copies_too(how):
     for obj in (system, asp, asp.flatview, asp.flatview.dispatch):
         with pytest.raises(NotCopyableError, match=type(obj).__name__):
             how(obj)
+
+
+def test_an_address_spaces_view_cannot_be_swapped_by_assignment():
+    # Assigning it would make the next commit unref the wrong view, which
+    # could then be reclaimed while another space still publishes it.
+    system, root, asp = published_space()
+    other_root = MemoryRegion.container("other", 1 << 32)
+    other = system.address_space(other_root, "other")
+    with pytest.raises(ReadOnlyAttributeError, match="'memory'.*'flatview' is read-only"):
+        asp.flatview = other.flatview
+    assert asp.flatview is not other.flatview
+    root.add_subregion(0x20000, MemoryRegion.ram("more", 0x1000))
+    reads_still_work(asp)
