@@ -47,9 +47,11 @@ def check_system(system: "MemorySystem") -> List[Finding]:
     enables them)."""
     entries = regions(system)
     found: List[Finding] = []
+    shown: Dict[int, bool] = {}
+    paths = {entry.region.id: entry.path for entry in entries}
     for entry in entries:
         mr, path = entry.region, entry.path
-        if not _shown(mr):
+        if not _shown(mr, shown):
             continue   # not part of the current map (a board enables it later)
         if mr.size == 0 and mr.container is not None:
             found.append(Finding(WARNING, path, "size 0: it can never be seen"))
@@ -57,20 +59,25 @@ def check_system(system: "MemorySystem") -> List[Finding]:
         _check_device(mr, path, found)
         _check_outside_container(mr, path, found)
         if mr.subregions:
-            _check_overlaps(mr, found)
-    _check_visibility(system, found)
-    _check_ram_alignment(system, found)
+            _check_overlaps(mr, paths, found)
+    _check_visibility(system, paths, found)
+    _check_ram_alignment(system, paths, found)
     return found
 
 
-def _shown(mr: MemoryRegion) -> bool:
-    """Whether the region and every container above it are enabled."""
+def _shown(mr: MemoryRegion, memo: Dict[int, bool]) -> bool:
+    """Whether the region and every container above it are enabled (`memo`:
+    region id -> answer, shared between calls)."""
+    pending = []
     node: Optional[MemoryRegion] = mr
-    while node is not None:
-        if not node.enabled:
-            return False
+    while node is not None and node.id not in memo:
+        pending.append(node)
         node = node.container
-    return True
+    shown = memo[node.id] if node is not None else True
+    for region in reversed(pending):
+        shown = shown and region.enabled
+        memo[region.id] = shown
+    return memo[mr.id]
 
 
 def _check_alias(mr: MemoryRegion, path: str, found: List[Finding]) -> None:
@@ -109,7 +116,8 @@ def _check_outside_container(mr: MemoryRegion, path: str, found: List[Finding]) 
                              f"{parent.size:#x}): the rest is cut off"))
 
 
-def _check_overlaps(container: MemoryRegion, found: List[Finding]) -> None:
+def _check_overlaps(container: MemoryRegion, paths: Dict[int, str],
+                    found: List[Finding]) -> None:
     """Enabled siblings overlapping at equal priority: the later one wins,
     so the map depends on the order the board added them in."""
     subs = [s for s in container.subregions if s.enabled and s.size]   # newest first
@@ -123,13 +131,14 @@ def _check_overlaps(container: MemoryRegion, found: List[Finding]) -> None:
                 hi = min(newer.addr + newer.size, older.addr + older.size)
                 if lo < hi:
                     found.append(Finding(
-                        WARNING, region_path(older),
+                        WARNING, paths[older.id],
                         f"overlaps {newer.name!r} at {lo:#x}..{hi - 1:#x} in "
                         f"{container.name!r} at equal priority {priority}: {newer.name!r}, "
                         f"added later, wins (QEMU's result depends on insertion order)"))
 
 
-def _check_visibility(system: "MemorySystem", found: List[Finding]) -> None:
+def _check_visibility(system: "MemorySystem", paths: Dict[int, str],
+                      found: List[Finding]) -> None:
     """Terminating regions reached through enabled regions only, from some
     space's root, that no current view shows anywhere."""
     visible: Set[int] = set()
@@ -148,17 +157,18 @@ def _check_visibility(system: "MemorySystem", found: List[Finding]) -> None:
         if mr.alias is not None:
             stack.append(mr.alias)
         stack.extend(mr.subregions)
-    for mr in sorted(candidates, key=region_path):
+    for mr in sorted(candidates, key=lambda mr: paths[mr.id]):
         parent = mr.container
         if mr.id in visible or (parent is not None and mr.addr >= parent.size):
             continue   # outside its container: reported as such
-        found.append(Finding(WARNING, region_path(mr),
+        found.append(Finding(WARNING, paths[mr.id],
                              "never visible in any address space: fully shadowed by "
                              "higher-priority (or later) regions, or outside every window "
                              "that shows it"))
 
 
-def _check_ram_alignment(system: "MemorySystem", found: List[Finding]) -> None:
+def _check_ram_alignment(system: "MemorySystem", paths: Dict[int, str],
+                         found: List[Finding]) -> None:
     """RAM and ROM flat ranges that start or end inside a page: accesses go
     through a sub-page (the slow path), and QEMU cannot hand such memory to
     KVM or map it directly."""
@@ -171,7 +181,7 @@ def _check_ram_alignment(system: "MemorySystem", found: List[Finding]) -> None:
                 continue
             if r.addr % page or r.end % page:
                 reported.add(mr.id)
-                found.append(Finding(WARNING, region_path(mr),
+                found.append(Finding(WARNING, paths.get(mr.id) or region_path(mr),
                                      f"RAM shown at {r.addr:#x}..{r.end - 1:#x}, not aligned "
                                      f"to the {page:#x}-byte page: accesses take the "
                                      f"sub-page path and it cannot be mapped directly"))

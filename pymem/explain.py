@@ -17,7 +17,7 @@ quiet (no edit in another thread), as for `info mtree`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .dispatch import NO_REGION, Dispatch
 from .errors import ArgumentTypeError, InvalidArgumentError
@@ -194,94 +194,137 @@ def check_address(addr: Any, what: str) -> int:
     return addr
 
 
+_Path = Optional[Tuple[Link, Any]]
+"""A chain as a linked list, innermost link first: (link, the rest); a
+tree thousands of regions deep then shares its chains instead of copying them."""
+
+
+def _chain(path: _Path) -> Tuple[Link, ...]:
+    links: List[Link] = []
+    while path is not None:
+        links.append(path[0])
+        path = path[1]
+    return tuple(reversed(links))
+
+
+class _Frame:
+    """A region being walked: what its exit needs to judge it."""
+
+    __slots__ = ("mr", "start", "lo", "lo_by", "hi", "hi_by", "path", "parent", "got",
+                 "tbase")
+
+    def __init__(self, mr: MemoryRegion, start: int, lo: int, lo_by: Optional[MemoryRegion],
+                 hi: int, hi_by: Optional[MemoryRegion], path: _Path,
+                 parent: Optional["_Frame"]) -> None:
+        self.mr = mr
+        self.start = start
+        self.lo, self.lo_by, self.hi, self.hi_by = lo, lo_by, hi, hi_by
+        self.path = path
+        self.parent = parent
+        self.got = False   # a terminating region at or below it took the address
+        self.tbase = 0
+
+
 class _Walk:
-    """The render walk for one address (see the module docstring)."""
+    """The render walk for one address (see the module docstring), with a
+    stack of its own: trees deeper than Python's recursion limit walk too."""
 
     def __init__(self, addr: int) -> None:
         self.addr = addr
-        self.winner: Optional[Tuple[Link, ...]] = None
+        self.winner: _Path = None
         # (region, chain, reason or None: judged against the winner later)
-        self.found: List[Tuple[MemoryRegion, Tuple[Link, ...], Optional[str]]] = []
-        self.visits: dict = {}
+        self.found: List[Tuple[MemoryRegion, _Path, Optional[str]]] = []
+        self.visits: Dict[int, int] = {}
 
     def run(self, root: MemoryRegion) -> None:
-        self._visit(root, 0, 0, None, ADDRESS_SPACE_SIZE, None, ())
-
-    def _visit(self, mr: MemoryRegion, base: int, lo: int, lo_by: Optional[MemoryRegion],
-               hi: int, hi_by: Optional[MemoryRegion], path: Tuple[Link, ...]) -> bool:
-        """Walk `mr` entered at `base` with clip [lo, hi); whether a
-        terminating region below it (or it) holds the address in the clip."""
         addr = self.addr
-        start = base + mr.addr
-        end = start + mr.size
-        inside = start <= addr < end
-        if not mr.enabled:
-            if inside and lo <= addr < hi:
-                self.found.append((mr, path + (Link(mr, start),), "disabled"))
-            return False
-        if start > lo:
-            lo, lo_by = start, mr
-        if end < hi:
-            hi, hi_by = end, mr
-        if lo >= hi:
-            return False
-        here = path + (Link(mr, start),)
-        clipped = not lo <= addr < hi
+        # ("enter", region, base, lo, lo_by, hi, hi_by, parent frame) or ("exit", frame)
+        stack: List[Tuple[Any, ...]] = [("enter", root, 0, 0, None, ADDRESS_SPACE_SIZE, None,
+                                         None)]
+        while stack:
+            item = stack.pop()
+            if item[0] == "exit":
+                self._exit(item[1])
+                continue
+            _, mr, base, lo, lo_by, hi, hi_by, parent = item
+            start = base + mr.addr
+            end = start + mr.size
+            path: _Path = (Link(mr, start), parent.path if parent is not None else None)
+            if not mr.enabled:
+                if start <= addr < end and lo <= addr < hi:
+                    self.found.append((mr, path, "disabled"))
+                continue
+            if start > lo:
+                lo, lo_by = start, mr
+            if end < hi:
+                hi, hi_by = end, mr
+            if lo >= hi:
+                continue
+            frame = _Frame(mr, start, lo, lo_by, hi, hi_by, path, parent)
+            target = mr.alias
+            if target is not None:
+                n = self.visits.get(mr.id, 0)
+                if n >= MAX_ALIAS_VISITS:
+                    continue
+                self.visits[mr.id] = n + 1
+                frame.tbase = start - target.addr - mr.alias_offset
+                stack.append(("exit", frame))
+                stack.append(("enter", target, frame.tbase, lo, lo_by, hi, hi_by, frame))
+            else:
+                stack.append(("exit", frame))
+                # Pushed last first: popped in subregion order.
+                for sub in mr._subs:
+                    stack.append(("enter", sub, start, lo, lo_by, hi, hi_by, frame))
+
+    def _exit(self, frame: _Frame) -> None:
+        addr, mr = self.addr, frame.mr
+        inside = frame.start <= addr < frame.start + mr.size
+        clipped = not frame.lo <= addr < frame.hi
         target = mr.alias
         if target is not None:
-            n = self.visits.get(mr.id, 0)
-            if n >= MAX_ALIAS_VISITS:
-                return False
-            self.visits[mr.id] = n + 1
-            try:
-                tbase = start - target.addr - mr.alias_offset
-                got = self._visit(target, tbase, lo, lo_by, hi, hi_by, here)
-            finally:
-                self.visits[mr.id] = n
-            if inside and not clipped and not got:
-                t_start = tbase + target.addr
+            self.visits[mr.id] -= 1
+            if inside and not clipped and not frame.got:
+                t_start = frame.tbase + target.addr
                 if not t_start <= addr < t_start + target.size:
-                    self.found.append((mr, here, f"its window runs past the end of its "
+                    self.found.append((mr, frame.path, f"its window runs past the end of its "
                                        f"target {target.name!r} (size {target.size:#x})"))
                 else:
-                    self.found.append((mr, here, f"nothing in its target {target.name!r} "
-                                       f"answers here"))
-            return got
-        got = False
-        for sub in mr.subregions:
-            got = self._visit(sub, start, lo, lo_by, hi, hi_by, here) or got
-        if mr.terminates and inside:
+                    self.found.append((mr, frame.path, f"nothing in its target "
+                                       f"{target.name!r} answers here"))
+        elif mr.terminates and inside:
             if clipped:
-                by = lo_by if addr < lo else hi_by
+                by = frame.lo_by if addr < frame.lo else frame.hi_by
                 assert by is not None
                 kind = "alias" if by.kind == ALIAS else "container"
-                self.found.append((mr, here, f"outside the window of {kind} {by.name!r}"))
+                self.found.append((mr, frame.path, f"outside the window of {kind} "
+                                   f"{by.name!r}"))
             elif self.winner is None:
-                self.winner = here
-                return True
+                self.winner = frame.path
+                frame.got = True
             else:
-                self.found.append((mr, here, None))
-                return True
-        elif inside and not clipped and not got and mr.subregions and path:
-            self.found.append((mr, here, "nothing in it answers here"))
-        return got
+                self.found.append((mr, frame.path, None))
+                frame.got = True
+        elif (inside and not clipped and not frame.got and mr._subs
+              and frame.parent is not None):
+            self.found.append((mr, frame.path, "nothing in it answers here"))
+        if frame.got and frame.parent is not None:
+            frame.parent.got = True
 
     def losers(self) -> List[Contender]:
         out: List[Contender] = []
         seen = set()
-        winner = self.winner
-        for mr, chain, reason in self.found:
+        winner = _chain(self.winner)
+        for mr, path, reason in self.found:
             if reason is None:
-                assert winner is not None
-                reason = _why_lost(chain, winner)
-            elif (winner is not None and mr is winner[-1].region
-                  and reason.startswith("outside")):
+                assert winner
+                reason = _why_lost(_chain(path), winner)
+            elif winner and mr is winner[-1].region and reason.startswith("outside"):
                 continue   # another way to the same region that the winner took
             key = (mr.id, reason)
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Contender(mr, chain, reason))
+            out.append(Contender(mr, _chain(path), reason))
         return out
 
 
@@ -355,8 +398,8 @@ def explain_view(view: "FlatView", addr: int, space: Optional["AddressSpace"] = 
     region = fr.region if fr is not None else None
     offset = fr.offset_in_region + addr - fr.addr if fr is not None else None
     notes: List[str] = []
-    chain: Tuple[Link, ...] = walk.winner or ()
-    if (walk.winner[-1].region if walk.winner else None) is not region:
+    chain = _chain(walk.winner)
+    if (chain[-1].region if chain else None) is not region:
         notes.append("the tree and the published view disagree (edited since the last "
                      "commit?): the region above is the view's")
     if dispatch is not None:

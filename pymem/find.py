@@ -12,7 +12,7 @@ Read-only; call with the tree quiet (no edit in another thread).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .errors import ArgumentTypeError
 from .region import MemoryRegion
@@ -34,14 +34,22 @@ class RegionEntry:
                 f"prio {mr.priority}{'' if mr.enabled else ', disabled'})")
 
 
-def region_path(mr: MemoryRegion) -> str:
-    """The names of `mr`'s containers, outermost first, and its own, joined by '/'."""
-    names = []
+def region_path(mr: MemoryRegion, memo: Optional[Dict[int, str]] = None) -> str:
+    """The names of `mr`'s containers, outermost first, and its own, joined
+    by '/'.  `memo` (region id -> path) shares the work between calls, so
+    the paths of a whole deep tree cost one walk up each."""
+    if memo is None:
+        memo = {}
+    pending = []
     node: Optional[MemoryRegion] = mr
-    while node is not None:
-        names.append(node.name)
+    while node is not None and node.id not in memo:
+        pending.append(node)
         node = node.container
-    return "/".join(reversed(names))
+    path = memo[node.id] if node is not None else None
+    for region in reversed(pending):
+        path = region.name if path is None else f"{path}/{region.name}"
+        memo[region.id] = path
+    return memo[mr.id]
 
 
 def regions(system: "MemorySystem") -> List[RegionEntry]:
@@ -52,6 +60,7 @@ def regions(system: "MemorySystem") -> List[RegionEntry]:
     seen = set()
     targets: List[MemoryRegion] = []
     stack: List[MemoryRegion] = []
+    memo: Dict[int, str] = {}
     for asp in system.address_spaces:
         top = asp.root
         while top.container is not None:
@@ -62,7 +71,7 @@ def regions(system: "MemorySystem") -> List[RegionEntry]:
             if mr.id in seen:
                 continue
             seen.add(mr.id)
-            out.append(RegionEntry(region_path(mr), mr))
+            out.append(RegionEntry(region_path(mr, memo), mr))
             if mr.alias is not None:
                 targets.append(mr.alias)
             stack.extend(reversed(mr.subregions))

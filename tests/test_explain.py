@@ -231,3 +231,21 @@ def test_bad_addresses_are_refused_with_named_errors(addr, error):
     asp = space(MemoryRegion.container("root", 0x1000), "cpu")
     with pytest.raises(error, match="explain 'cpu': address"):
         asp.explain(addr)
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_explained_checked_and_found():
+    import sys
+
+    depth = sys.getrecursionlimit() + 200
+    root = cur = MemoryRegion.container("root", 1 << 32)
+    for i in range(depth):
+        child = MemoryRegion.container(f"c{i}", 1 << 32)
+        cur.add_subregion(0, child)
+        cur = child
+    cur.add_subregion(0x1000, MemoryRegion.ram("ram", 0x1000))
+    asp = space(root)
+    expl = asp.explain(0x1800)
+    assert expl.region.name == "ram" and len(expl.chain) == depth + 2
+    assert asp.system.check() == []
+    (entry,) = asp.system.find("ram")
+    assert entry.path.count("/") == depth + 1
