@@ -189,6 +189,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def _cmd_find(args: argparse.Namespace) -> int:
+    found = _load_machine(args).find(args.name)
+    for entry in found:
+        sys.stdout.write(f"{entry}\n")
+    return 0 if found else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pymem", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "clean, 1 findings, 2 unusable input")
     _machine_arguments(p)
     _COMMANDS["check"] = _cmd_check
+
+    p = sub.add_parser("find", help="every region of a name (names are not unique), with "
+                       "its path; exit 1 when there is none")
+    p.add_argument("name", metavar="NAME", help="the region name")
+    _machine_arguments(p)
+    _COMMANDS["find"] = _cmd_find
     return parser
 
 

@@ -378,7 +378,7 @@ def explain_view(view: "FlatView", addr: int, space: Optional["AddressSpace"] = 
     # A space's own root, not the view's: the view may render a region
     # below it that the flat-view-root shortcut found (a container with one
     # child at 0), and the chain and the losers start at the space's root.
-    root = space.root if space is not None and view.root is not None else view.root
+    root = space.root if space is not None else view.root
     if root is not None:
         walk.run(root)
     fr = view.lookup(addr)

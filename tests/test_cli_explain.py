@@ -2,6 +2,7 @@
 hints, or a user's `module:callable`; exit 2 with one line on bad input."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,22 @@ def test_bad_input_exits_2_with_one_line(board, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_the_readme_shows_what_explain_and_check_print_on_q35(capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Explaining a map")[1].split("\n## ")[0]
+    shown = re.findall(r"^\$ pymem (.*)\n((?:(?!\$ |```).*\n)*)", section, re.M)
+    assert [command for command, _ in shown] == ["explain 0xc1000", "explain 0xc0000000",
+                                                 "check"]
+    for command, output in shown:
+        main(command.split())
+        assert capsys.readouterr().out == output, command
+
+
+def test_find_prints_every_region_of_a_name_with_its_path(capsys):
+    assert main(["find", "isa-bios"]) == 0
+    assert capsys.readouterr().out == ("system/pci/isa-bios (alias, size 0x20000, at 0xe0000, "
+                                       "prio 1)\n")
+    assert main(["find", "no-such-region"]) == 1
+    assert capsys.readouterr().out == ""

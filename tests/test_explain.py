@@ -65,6 +65,28 @@ def test_q35_smram_window_is_shadowed_by_ram_because_pci_has_nothing_there(q35):
     assert reasons(expl)["smram-region"] == "nothing in its target 'pci' answers here"
 
 
+def test_q35_smm_space_sees_smram_low_over_the_normal_map(q35):
+    # cpu-smm-0's root holds `smram` (prio 1) over an alias of `system`
+    # (prio 0): in SMM, 0xa0000 is RAM through smram-low (QEMU's FlatView #2
+    # shows pc.ram there), whatever the normal map has.
+    _, spaces = q35
+    expl = spaces["cpu-smm-0"].explain(0xa0000)
+    assert expl.region.name == "pc.ram" and expl.offset_in_region == 0xa0000
+    assert [link.region.name for link in expl.chain] == ["memory", "smram", "smram",
+                                                         "smram-low", "pc.ram"]
+    assert ("'pc.ram' (ram) via alias 'ram-below-4g': lower priority: 'memory' has 0, "
+            "'smram' has 1 in 'memory'") in str(expl)
+
+
+def test_q35_bus_master_space_is_empty_because_its_alias_is_disabled(q35):
+    # QEMU: `mch`'s FlatView is "No rendered FlatView" until the guest sets
+    # bus mastering on.
+    _, spaces = q35
+    expl = spaces["mch"].explain(0x1000)
+    assert expl.unassigned and expl.walk[-1].ptr == (1 << 26) - 1
+    assert reasons(expl) == {"bus master": "disabled"}
+
+
 def test_q35_option_rom_area_goes_to_the_highest_priority_alias(q35):
     _, spaces = q35
     expl = spaces["memory"].explain(0xc1000)
