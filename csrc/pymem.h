@@ -57,6 +57,7 @@ typedef struct pm_stats {
 #define PM_DIRTY_VGA 1
 #define PM_DIRTY_CODE 2
 #define PM_DIRTY_MIGRATION 4
+#define PM_DIRTY_SNAPSHOT 8   /* pymem's own client: pymem/snapshot.py */
 
 #define PM_NIL 67108863          /* 2^26 - 1: the largest ptr an entry holds */
 
@@ -293,6 +294,19 @@ int pm_as_stq_be(pm_as *as, uint64_t addr, uint64_t val);
 void pm_dirty_fetch_and_clear(uint8_t *dirty, uint64_t first, uint64_t count,
                               uint8_t mask, uint8_t *out);
 void pm_dirty_set(uint8_t *dirty, uint64_t first, uint64_t count, uint8_t mask);
+
+/*
+ * Dirty bitmaps (csrc/dirty.c): page i is bit (i & 7) of byte i >> 3.
+ * pm_dirty_fetch_and_clear_bits sets in `bits` (zeroed by the caller, count
+ * bits long) the pages first + i that had a `mask` bit, clears those bits,
+ * and returns how many it set.  pm_bitmap_find returns the first index >=
+ * start whose bit equals `value` (0 or 1), or nbits; pm_bitmap_count how
+ * many of the nbits are set.
+ */
+uint64_t pm_dirty_fetch_and_clear_bits(uint8_t *dirty, uint64_t first, uint64_t count,
+                                       uint8_t mask, uint8_t *bits);
+uint64_t pm_bitmap_find(const uint8_t *bits, uint64_t nbits, uint64_t start, int value);
+uint64_t pm_bitmap_count(const uint8_t *bits, uint64_t nbits);
 
 /* --------------------------------------------------------------------- rcu */
 

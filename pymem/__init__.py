@@ -9,11 +9,14 @@ from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDurin
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
-from .region import (DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA, MemoryRegion,
+from .dirty import DirtyBitmap
+from .region import (DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_SNAPSHOT,
+                     DIRTY_MEMORY_VGA, MemoryRegion,
                      MemoryRegionOps)
 
 __all__ = [
-    "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_VGA", "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
+    "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_SNAPSHOT", "DIRTY_MEMORY_VGA",
+    "DirtyBitmap", "AddressSpace", "IOMMUAccessFlags", "IOMMUTLBEntry", "MEMTXATTRS_UNSPECIFIED",
     "MemTxAttrs", "MemTxError", "MemTxResult", "CapacityError", "Dispatch", "DispatchRange", "DumpParseError",
     "EditDuringCommitError", "ArgumentTypeError", "IOMMUCycleError",
     "IndexOutOfRangeError", "InvalidArgumentError", "OutOfMemoryError",

@@ -299,6 +299,17 @@ class AddressSpace(AccessMixin, Uncopyable):
         if old is not None:
             old.unref()
 
+    def mark_dirty(self, addr: int, size: int) -> None:
+        """Report a write to [addr, addr + size) of this space made outside
+        pymem (a CPU engine's stores, a DMA engine): the RAM regions the
+        current view maps there are marked dirty for the clients logging
+        them, as pymem's own writes would be.  ROM, devices and holes in the
+        range are skipped.  Thread-safe."""
+        self._check_live()
+        view = self.flatview
+        assert view is not None
+        dirty.mark_dirty_in_view(view, addr, size)
+
     def destroy(self) -> None:
         """QEMU's address_space_destroy: the space leaves its system and sees
         nothing from now on.  Its listeners are unregistered first (each is

@@ -6,16 +6,24 @@ pages to send again.  pymem keeps one byte per page per RAM region, a bit per
 client, so the C write path marks a page with one atomic OR.  A write sets
 the bits of the clients logging the region (`region.set_log`) when the write
 happened; pages are the system's target pages.
+
+Reading a log gives a `DirtyBitmap`: one bit a page (QEMU's
+DirtyBitmapSnapshot), a bytes object numpy wraps without copying, with the
+dirty runs, the count and a membership test.  Writes pymem does not see (a
+CPU engine's stores into RAM it maps directly, a DMA engine's) are reported
+with `mark_dirty`.
 """
 from __future__ import annotations
 
 import weakref
-from typing import Any, List
+from typing import Any, Iterator, List, Tuple
 
 from ._native import ffi, lib
 from .errors import ArgumentTypeError, InvalidArgumentError
 
-CLIENTS = (1, 2, 4)   # DIRTY_MEMORY_VGA, _CODE, _MIGRATION as region.py names them
+# DIRTY_MEMORY_VGA, _CODE, _MIGRATION as region.py names them, and pymem's
+# DIRTY_MEMORY_SNAPSHOT (pymem/snapshot.py's incremental copies).
+CLIENTS = (1, 2, 4, 8)
 
 _logs: "weakref.WeakKeyDictionary[Any, DirtyLog]" = weakref.WeakKeyDictionary()
 
@@ -94,13 +102,147 @@ def reset_dirty(region: Any, addr: int, size: int, client: int) -> None:
     get_and_clear_dirty(region, addr, size, client)
 
 
-def get_and_clear_dirty(region: Any, addr: int, size: int, client: int) -> List[int]:
-    """Offsets of the pages of [addr, addr + size) dirty for `client`, whose
-    bits are cleared in the same atomic step (no write between is lost)."""
-    _client(client, "get_and_clear_dirty")
-    log, first, count = _pages(region, addr, size, "get_and_clear_dirty")
-    if not count:
-        return []
-    out = bytearray(count)
-    lib.pm_dirty_fetch_and_clear(log.cdata, first, count, client, ffi.from_buffer(out))
-    return [(first + i) << log.page_bits for i, b in enumerate(out) if b]
+def get_and_clear_dirty(region: Any, addr: int, size: int, client: int) -> "DirtyBitmap":
+    """The pages of [addr, addr + size) dirty for `client`, as a DirtyBitmap
+    whose bit 0 is the page holding `addr`; their bits are cleared in the
+    same atomic step per page (no write between is lost).  Thread-safe
+    against concurrent writes: a write racing the call is in this bitmap or
+    the next one."""
+    return snapshot_and_clear_dirty(region, addr, size, client, "get_and_clear_dirty")
+
+
+def snapshot_and_clear_dirty(region: Any, addr: int, size: int, client: int,
+                             what: str = "snapshot_and_clear_dirty") -> "DirtyBitmap":
+    """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty."""
+    _client(client, what)
+    log, first, count = _pages(region, addr, size, what)
+    bits = bytearray((count + 7) >> 3)
+    if count:
+        lib.pm_dirty_fetch_and_clear_bits(log.cdata, first, count, client, ffi.from_buffer(bits))
+    return DirtyBitmap(bits, first << log.page_bits, log.page_bits, count)
+
+
+def fetch_all(region: Any, client: int) -> "DirtyBitmap":
+    """Every page of the region's memory dirty for `client` (bits cleared),
+    whatever the region's current size: for pymem/snapshot.py."""
+    log = log_of(region)
+    count = (len(region.buffer) + (1 << log.page_bits) - 1) >> log.page_bits
+    bits = bytearray((count + 7) >> 3)
+    if count:
+        lib.pm_dirty_fetch_and_clear_bits(log.cdata, 0, count, client, ffi.from_buffer(bits))
+    return DirtyBitmap(bits, 0, log.page_bits, count)
+
+
+def set_pages(region: Any, first: int, count: int, mask: int) -> None:
+    """Set `mask` in the dirty bytes of pages [first, first + count)."""
+    if count and mask:
+        lib.pm_dirty_set(log_of(region).cdata, first, count, mask)
+
+
+def mark_dirty(region: Any, addr: int, size: int) -> None:
+    """Tell the region's dirty log that [addr, addr + size) (bytes, offsets in
+    the region) was written behind pymem's back, as a write through an
+    address space would have marked it: for every client logging the region.
+    Raises ArgumentTypeError for a region that is not RAM, InvalidArgumentError
+    outside the region.  Thread-safe (atomic bit sets)."""
+    set_dirty(region, addr, size)
+
+
+def mark_dirty_in_view(view: Any, addr: int, size: int) -> None:
+    """mark_dirty for [addr, addr + size) of an address space whose current
+    view is `view`: the RAM regions the range reaches are marked (aliases
+    resolved by the view); ROM, devices and holes it crosses are not logged."""
+    if not (isinstance(addr, int) and isinstance(size, int)):
+        raise ArgumentTypeError("mark_dirty: addr and size must be ints")
+    if addr < 0 or size < 0 or addr + size > 1 << 64:
+        raise InvalidArgumentError(f"mark_dirty: [{addr:#x}, {addr + size:#x}) is outside "
+                                   f"the address space")
+    end = addr + size
+    for fr in view.ranges:
+        if fr.addr >= end:
+            break
+        lo, hi = max(fr.addr, addr), min(fr.addr + fr.size, end)
+        if lo < hi and fr.region.kind == "ram":
+            set_dirty(fr.region, fr.offset_in_region + lo - fr.addr, hi - lo)
+
+
+class DirtyBitmap(bytes):
+    """Dirty pages as one bit a page: page i (the page at offset
+    `start + (i << page_bits)`) is bit i & 7 of byte i >> 3, little-endian
+    bit order, as QEMU lays out its bitmaps on a little-endian host.
+
+    It is a bytes object: `numpy.frombuffer(bm, numpy.uint8)` wraps it without
+    a copy (`numpy.unpackbits(..., bitorder="little")[:bm.pages]` gives one
+    flag a page).  Iterating yields the dirty runs as (offset, size) pairs in
+    bytes; `addr in bm` and `bm.test(addr)` say whether the page holding
+    `addr` is dirty; `count()` is the number of dirty pages.  Offsets are
+    those the bitmap was asked with (a region's).  Immutable; thread-safe."""
+
+    start: int
+    page_bits: int
+    pages: int
+
+    def __new__(cls, bits: Any, start: int, page_bits: int, pages: int) -> "DirtyBitmap":
+        self = super().__new__(cls, bits)
+        if len(self) != (pages + 7) >> 3:
+            raise InvalidArgumentError(f"DirtyBitmap: {len(self)} bytes do not hold "
+                                       f"{pages} pages")
+        self.start, self.page_bits, self.pages = start, page_bits, pages
+        return self
+
+    @property
+    def page_size(self) -> int:
+        """Bytes a bit stands for."""
+        return 1 << self.page_bits
+
+    def _find(self, index: int, value: int) -> int:
+        return int(lib.pm_bitmap_find(ffi.from_buffer(self), self.pages, index, value))
+
+    def page_indices(self) -> Iterator[int]:
+        """Indices (bit numbers) of the dirty pages, ascending."""
+        i = self._find(0, 1)
+        while i < self.pages:
+            end = self._find(i, 0)
+            yield from range(i, end)
+            i = self._find(end, 1)
+
+    def pages_dirty(self) -> List[int]:
+        """Offsets of the dirty pages, ascending (what get_and_clear_dirty
+        returned before it returned bitmaps)."""
+        return [self.start + (i << self.page_bits) for i in self.page_indices()]
+
+    def ranges(self) -> Iterator[Tuple[int, int]]:
+        """Maximal runs of dirty pages as (offset, size in bytes), ascending."""
+        i = self._find(0, 1)
+        while i < self.pages:
+            end = self._find(i, 0)
+            yield self.start + (i << self.page_bits), (end - i) << self.page_bits
+            i = self._find(end, 1)
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:  # type: ignore[override]
+        return self.ranges()
+
+    def count(self) -> int:  # type: ignore[override]
+        """How many pages are dirty."""
+        return int(lib.pm_bitmap_count(ffi.from_buffer(self), self.pages))
+
+    def test(self, addr: int) -> bool:
+        """Whether the page holding offset `addr` is dirty (False outside the
+        bitmap), as QEMU's memory_region_snapshot_get_dirty for one byte."""
+        if not isinstance(addr, int):
+            raise ArgumentTypeError(f"DirtyBitmap.test: addr must be an int, not "
+                                    f"{type(addr).__name__}")
+        i = (addr - self.start) >> self.page_bits if addr >= self.start else -1
+        if not 0 <= i < self.pages:
+            return False
+        return bool(self[i >> 3] >> (i & 7) & 1)
+
+    def __contains__(self, addr: object) -> bool:  # type: ignore[override]
+        return isinstance(addr, int) and self.test(addr)
+
+    def __bool__(self) -> bool:
+        return self._find(0, 1) < self.pages
+
+    def __repr__(self) -> str:
+        return (f"<DirtyBitmap {self.count()}/{self.pages} pages of {self.page_size:#x} "
+                f"from {self.start:#x}>")

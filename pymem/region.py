@@ -74,6 +74,7 @@ Python's recursion limit."""
 DIRTY_MEMORY_VGA = 1
 DIRTY_MEMORY_CODE = 2
 DIRTY_MEMORY_MIGRATION = 4
+DIRTY_MEMORY_SNAPSHOT = 8   # pymem's own: incremental snapshots (pymem/snapshot.py)
 
 TREE_LOCK = threading.RLock()
 """Held for every change to a region's C node and for every render.  C
@@ -831,7 +832,7 @@ class MemoryRegion(Uncopyable):
 
     def set_log(self, log: bool, client: int = DIRTY_MEMORY_VGA) -> None:
         """Start or stop dirty logging for `client` (listeners see log_start/log_stop)."""
-        if client not in (DIRTY_MEMORY_VGA, DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION):
+        if client not in dirty.CLIENTS:
             raise InvalidArgumentError(f"set_log: unknown dirty-memory client {client}")
         self._switch("dirty_log", (self.dirty_log & ~client) | (client if log else 0))
 
@@ -849,9 +850,21 @@ class MemoryRegion(Uncopyable):
         """Clear `client`'s dirty bits of [addr, addr + size)."""
         dirty.reset_dirty(self, addr, size, client)
 
-    def get_and_clear_dirty(self, addr: int, size: int, client: int) -> List[int]:
-        """Offsets of the pages of [addr, addr + size) dirty for `client`, cleared at once."""
+    def get_and_clear_dirty(self, addr: int, size: int, client: int) -> "dirty.DirtyBitmap":
+        """The pages of [addr, addr + size) dirty for `client`, cleared at once,
+        as a DirtyBitmap (one bit a page; `.pages_dirty()` lists their offsets)."""
         return dirty.get_and_clear_dirty(self, addr, size, client)
+
+    def snapshot_and_clear_dirty(self, addr: int, size: int,
+                                 client: int) -> "dirty.DirtyBitmap":
+        """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty."""
+        return dirty.snapshot_and_clear_dirty(self, addr, size, client)
+
+    def mark_dirty(self, addr: int, size: int) -> None:
+        """Report a write to [addr, addr + size) (bytes, region offsets) made
+        outside pymem (a CPU engine's store, a DMA engine): marked for every
+        client logging this region, as pymem's own writes are."""
+        dirty.mark_dirty(self, addr, size)
 
 
 _FIELDS = {name: field for name, field in vars(MemoryRegion).items()

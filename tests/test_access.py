@@ -252,13 +252,13 @@ def test_writes_set_dirty_bits_only_for_logging_clients():
     ram = MemoryRegion.ram("vram", 0x4000)
     _, _, asp = machine((0, ram))
     asp.stb(0x10, 1)
-    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == []
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA).pages_dirty() == []
     ram.set_log(True, DIRTY_MEMORY_VGA)
     asp.write(0xffe, b"abcd")
     asp.stl_le(0x3000, 5)
     assert not ram.get_dirty(0, 0x4000, DIRTY_MEMORY_MIGRATION)
-    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == [0, 0x1000, 0x3000]
-    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == []
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA).pages_dirty() == [0, 0x1000, 0x3000]
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA).pages_dirty() == []
 
 
 def test_set_log_tells_listeners_log_start_and_log_stop():
@@ -288,7 +288,7 @@ def test_map_for_writing_marks_the_written_pages_dirty_on_unmap():
     view[0x1000] = 7
     asp.unmap(view, 0x1001)
     assert ram.buffer[0x1800] == 7
-    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_MIGRATION) == [0, 0x1000]
+    assert ram.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_MIGRATION).pages_dirty() == [0, 0x1000]
 
 
 def test_map_of_mmio_goes_through_a_bounce_buffer():

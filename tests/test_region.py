@@ -436,4 +436,4 @@ def test_a_dirty_log_at_another_page_size_is_marked_in_its_own_pages_and_never_p
     root.set_size((1 << 32) - 1)           # any commit renders `other`
     asp.write(0x3c00, b"x" * 16)
     assert bytes(other.buffer[0x3c00:0x3c10]) == b"x" * 16
-    assert other.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA) == [0x3000]
+    assert other.get_and_clear_dirty(0, 0x4000, DIRTY_MEMORY_VGA).pages_dirty() == [0x3000]

@@ -463,11 +463,11 @@ def test_guest_stores_mark_pages_dirty_while_logging_is_on_and_cost_no_hook_when
     ram.set_log(True, DIRTY_MEMORY_VGA)
     assert sum(block.hook is not None for block in board.binding._blocks.values()) == 1
     board.run()
-    assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA) == [0x0, 0x3000]
+    assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA).pages_dirty() == [0x0, 0x3000]
     ram.set_log(False, DIRTY_MEMORY_VGA)
     assert all(block.hook is None for block in board.binding._blocks.values())
     board.run()
-    assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA) == []
+    assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA).pages_dirty() == []
 
 
 # ------------------------------------------------------ detach, several CPUs
