@@ -8,7 +8,7 @@ indices; `sections()` maps them back to the ranges they came from.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Callable, Iterable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from . import _fastpath
 from ._native import ffi, lib
@@ -126,6 +126,18 @@ def c_address(cdata: Any) -> int:
     return int(ffi.cast("uintptr_t", cdata))
 
 
+_FUNCTION_ADDRESSES: Dict[str, int] = {}
+
+
+def _function_address(function: str) -> int:
+    """The address of `lib.<function>`, looked up once (a lookup through
+    cffi costs ~1.4 us, and every view binds several builtins)."""
+    address = _FUNCTION_ADDRESSES.get(function)
+    if address is None:
+        address = _FUNCTION_ADDRESSES[function] = c_address(ffi.addressof(lib, function))
+    return address
+
+
 def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
               fallback: Any = None, keepalive: Any = None, device: bool = False,
               big_endian: bool = False) -> Callable[..., Any]:
@@ -135,10 +147,10 @@ def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
     `device`, a load or store of an address space (`handle`) calls a device's
     plain callback itself when one callback answers the access; `keepalive`
     is then the space's pin, whose `recorder` sends accesses the slow way."""
-    fn = c_address(ffi.addressof(lib, function))
-    lock, unlock = (c_address(ffi.addressof(lib, f))
-                    for f in ("pm_rcu_read_lock", "pm_rcu_read_unlock"))
-    translate = c_address(ffi.addressof(lib, "pm_as_translate")) if device else 0
+    fn = _function_address(function)
+    lock = _function_address("pm_rcu_read_lock")
+    unlock = _function_address("pm_rcu_read_unlock")
+    translate = _function_address("pm_as_translate") if device else 0
     return _fastpath.bind(kind, fn, c_address(handle), width, fallback,
                           handle if keepalive is None else keepalive, lock, unlock, translate,
                           big_endian)
@@ -166,8 +178,23 @@ class Dispatch(Uncopyable):
         self._d = handle
         self.page_bits = page_bits
         self._keepalive = keepalive
-        self.lookup = bind_fast("lookup", "pm_dispatch_lookup", handle)
-        self.translate = bind_fast("translate", "pm_dispatch_translate", handle)
+        # `lookup` and `translate` are bound on first use (__getattr__): a
+        # commit builds a dispatch per view, and most are never looked up
+        # from Python.
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only while the `lookup`/`translate` slot is still empty.
+        if name == "lookup":
+            function = "pm_dispatch_lookup"
+        elif name == "translate":
+            function = "pm_dispatch_translate"
+        else:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if self._d is None:
+            return _closed
+        bound = bind_fast(name, function, self._d)
+        setattr(self, name, bound)
+        return bound
 
     @classmethod
     def build(cls, ranges: Iterable[DispatchRange], page_bits: int = 12, *,

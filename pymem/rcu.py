@@ -7,6 +7,14 @@ writer hands its release to `call_rcu`, and one reclaimer thread runs it after a
 grace period. The reclaimer waits in C (`pm_rcu_synchronize`, GIL released), then
 runs the whole batch queued before the wait started, so one grace period covers
 many commits.
+
+Waking the reclaimer costs the writer: the woken thread wants the GIL, and a
+writer that releases it (any long C call) then waits for it back.  So only the
+first callback of a batch wakes the reclaimer; it then lets the batch gather
+for `_BATCH_DELAY` seconds (QEMU's call_rcu thread also sleeps to batch),
+unless `_BATCH_LIMIT` callbacks are queued first or `drain_call_rcu` is
+waiting.  A burst of commits thus wakes it about once per delay, not once per
+commit.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 import traceback
 import types
 from typing import Callable, Iterator
@@ -32,6 +41,10 @@ check(lib.pm_rcu_init(), "importing pymem: creating the RCU thread key")
 # How long interpreter exit waits for the reclaimer's last grace period. A daemon
 # thread parked inside a read-side section would otherwise hang exit for good.
 _SHUTDOWN_TIMEOUT = 5.0
+# How long the reclaimer lets a batch gather once woken (seconds), and how
+# many callbacks end the wait early (each may hold a whole view's memory).
+_BATCH_DELAY = 0.01
+_BATCH_LIMIT = 64
 
 _cond = threading.Condition()
 _pending: list = []                 # queued, grace period not yet started
@@ -40,6 +53,7 @@ _queued = 0                         # callbacks ever queued
 _done = 0                           # callbacks run (or failed)
 _thread: threading.Thread | None = None
 _stopping = False                   # set at interpreter exit
+_draining = 0                       # drain_call_rcu calls waiting: no batching delay
 
 
 def in_read_section() -> bool:
@@ -86,7 +100,11 @@ def call_rcu(fn: Callable[[], object]) -> None:
             _pending.append(fn)
             _queued += 1
             _start_reclaimer()
-            _cond.notify_all()
+            # The reclaimer waits on _cond only while nothing is pending, or
+            # while gathering a batch: wake it for the first callback and for
+            # a full batch, not for every one.
+            if len(_pending) == 1 or len(_pending) == _BATCH_LIMIT:
+                _cond.notify_all()
     if inline:
         _run_after_exit(fn)
 
@@ -101,12 +119,18 @@ def drain_call_rcu() -> None:
         raise RcuError("drain_call_rcu() called inside an RCU read-side section")
     if threading.current_thread() is _thread:
         raise RcuError("drain_call_rcu() called from an RCU callback")
+    global _draining
     with _cond:
         target = _queued
         if _pending and not _stopping:
             _start_reclaimer()  # after fork the child has none yet
-        while _done < target:
-            _cond.wait()
+        _draining += 1
+        _cond.notify_all()      # a batch being gathered is taken now
+        try:
+            while _done < target:
+                _cond.wait()
+        finally:
+            _draining -= 1
 
 
 def _start_reclaimer() -> None:
@@ -129,6 +153,14 @@ def _reclaim() -> None:
                 _cond.wait()
             if not _pending:
                 return
+            # Let the batch gather (the wait releases _cond, so call_rcu
+            # goes on queueing meanwhile).
+            deadline = time.monotonic() + _BATCH_DELAY
+            while len(_pending) < _BATCH_LIMIT and not _draining and not _stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                _cond.wait(left)
             # Take the batch before the grace period starts: everything in it
             # was unpublished before this point, so one grace period covers it.
             _batch.extend(_pending)
