@@ -185,7 +185,9 @@ class MemorySystem(Uncopyable):
     def _generate(self, root: Optional[MemoryRegion]) -> FlatView:
         if root is None:
             return self._empty_view
-        return FlatView(root, self.page_bits, self._reclaim, self._stats)
+        last = self._views.get(root.id)
+        return FlatView(root, self.page_bits, self._reclaim, self._stats,
+                        last.range_count if last is not None else 0)
 
     def _commit(self) -> None:
         keys: List[Optional[int]] = []

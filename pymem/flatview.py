@@ -75,11 +75,22 @@ _RANGE_SIZE = struct.calcsize(_RANGE_FORMAT)
 assert _RANGE_SIZE == ffi.sizeof("pm_range"), "pm_range layout changed"
 
 
-def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = None
-            ) -> Tuple[Any, List[MemoryRegion], Any]:
+# From how many ranges a render releases the GIL (pm_render_dispatch_nogil).
+# Under contention a release costs the switch interval (5 ms: another thread
+# takes the GIL and keeps it that long once the render is done); the render
+# itself costs 0.3-0.5 us a range here.  So below ~10,000 ranges (3-5 ms of
+# C) the render keeps the GIL, and other threads wait at most as long as
+# they would for any Python code; above, it runs in parallel with them.
+RENDER_NOGIL_RANGES = 10_000
+
+
+def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = None,
+            expected: int = 0) -> Tuple[Any, List[MemoryRegion], Any]:
     """Render `root`'s tree in C (csrc/render.c); with `page_bits`, build the
     dispatch in the same call.  Returns the C array of merged ranges (None if
-    empty), the region of each range, and the built `pm_dispatch *` (or None)."""
+    empty), the region of each range, and the built `pm_dispatch *` (or None).
+    `expected` is how many ranges the render will likely make (the last
+    view's count): from RENDER_NOGIL_RANGES on, the GIL is released."""
     out_ranges = ffi.new("pm_range **")
     count = ffi.new("size_t *")
     built = ffi.new("pm_dispatch **")
@@ -88,9 +99,11 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
         if page_bits is None:
             status = lib.pm_render(root._node, MAX_ALIAS_VISITS, out_ranges, count)
         else:
-            status = lib.pm_render_dispatch(root._node, MAX_ALIAS_VISITS, page_bits,
-                                            stats if stats is not None else ffi.NULL,
-                                            out_ranges, count, failed, built)
+            render = (lib.pm_render_dispatch_nogil if expected >= RENDER_NOGIL_RANGES
+                      else lib.pm_render_dispatch)
+            status = render(root._node, MAX_ALIAS_VISITS, page_bits,
+                            stats if stats is not None else ffi.NULL,
+                            out_ranges, count, failed, built)
         array = ffi.gc(out_ranges[0], lib.pm_ranges_free) if out_ranges[0] != ffi.NULL else None
         if status == lib.PM_OK:
             # Taken before the lock goes, while the tree holds every region:
@@ -198,7 +211,11 @@ class FlatView(Uncopyable):
                  "_reclaim", "_stats", "__weakref__")
 
     def __init__(self, root: Optional[MemoryRegion], page_bits: int,
-                 reclaim: Callable[["FlatView"], None], stats: Any = None) -> None:
+                 reclaim: Callable[["FlatView"], None], stats: Any = None,
+                 expected: int = 0) -> None:
+        """Render `root` (None: nothing) now.  `expected`: about how many
+        ranges it will have (the root's last view's count), which decides
+        whether the render releases the GIL."""
         self.root = root
         self._ranges: Optional[List[FlatRange]] = None
         self._regions: List[MemoryRegion]
@@ -208,7 +225,7 @@ class FlatView(Uncopyable):
             self._array, self._regions = None, []
             self._dispatch = Dispatch.build([], page_bits, stats=stats)
         else:
-            self._array, self._regions, built = _render(root, page_bits, stats)
+            self._array, self._regions, built = _render(root, page_bits, stats, expected)
             self._dispatch = Dispatch.own(built, page_bits, stats, self._regions)
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes

@@ -1,0 +1,129 @@
+"""Which work hands the GIL to other threads (issue 12, goal 8).
+
+A commit that releases the GIL while another thread wants it hands the GIL
+over and waits out the switch interval to get it back: short C calls (tree
+edits, publishing, small renders) keep it; renders of large trees release it.
+Each test runs a thread that counts in a Python loop and looks whether it
+counted while the main thread was inside commits.  The switch interval is
+raised so that only a release, never the interval, lets the counter run.  A
+release hands the GIL over only when the waiting thread wakes before the
+releasing one takes it back (a race), so the edits are repeated: one release
+per edit loses that race almost never twenty times in a row.  The replaced
+views are handed to the RCU reclaimer only after the measurement: its thread
+takes the GIL in turn when woken (once per batch, see pymem/rcu.py), which is
+not a release by the commit.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+from pymem.flatview import RENDER_NOGIL_RANGES
+from pymem import address_space
+from pymem.rcu import call_rcu, drain_call_rcu
+
+
+@pytest.fixture
+def counter() -> Iterator[Callable[[], int]]:
+    """A thread counting in Python; returns how far it has counted."""
+    count = [0]
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        while count[0] == 0:
+            time.sleep(0.001)
+        yield lambda: count[0]
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def reclaimer_held(monkeypatch) -> Iterator[None]:
+    """Replaced views queue here, and go to call_rcu at the end of the test."""
+    held: list = []
+    monkeypatch.setattr(address_space, "call_rcu", held.append)
+    yield
+    monkeypatch.undo()
+    for release in held:
+        call_rcu(release)
+    drain_call_rcu()
+
+
+def counted_during(counter: Callable[[], int], fn: Callable[[], None]) -> int:
+    # The reclaimer idle (a batch it is gathering would take the GIL in turn),
+    # and the counter running, so that it is waiting for the GIL now.
+    drain_call_rcu()
+    time.sleep(0.001)
+    before = counter()
+    fn()
+    return counter() - before
+
+
+def machine() -> tuple:
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    banks = MemoryRegion.ram("banks", 0x2000)
+    window = MemoryRegion.alias("window", banks, 0, 0x1000)
+    ops = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
+    with system.transaction():
+        root.add_subregion(0, MemoryRegion.ram("ram", 0x10000))
+        root.add_subregion(0x10000, MemoryRegion.io("device", 0x1000, ops))
+        root.add_subregion(0x20000, window)
+    return system, root, window, system.address_space(root, "cpu")
+
+
+def test_a_small_commit_keeps_the_gil(counter, reclaimer_held):
+    system, root, window, asp = machine()
+
+    def edits() -> None:
+        for i in range(20):
+            window.set_alias_offset(0x1000)
+            window.set_enabled(False)
+            window.set_enabled(True)
+            more = MemoryRegion.ram("more", 0x1000)
+            root.add_subregion(0x30000, more)
+            root.del_subregion(more)
+            with system.transaction():
+                window.set_alias_offset(0)
+                window.set_address(0x40000 + 0x1000 * (i % 2))
+            asp.ldl_le(0)
+        window.set_address(0x40000)
+
+    assert counted_during(counter, edits) == 0
+    # The edits were made: the window moved.
+    assert asp.flatview.lookup(0x40000) is not None
+    assert asp.flatview.lookup(0x20000) is None
+
+
+def test_a_large_render_lets_other_threads_run(counter, reclaimer_held):
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 40)
+    with system.transaction():
+        for i in range(RENDER_NOGIL_RANGES):
+            root.add_subregion(i * 0x2000, MemoryRegion.io(
+                f"dev{i}", 0x1000, MemoryRegionOps(lambda offset, size: 0,
+                                                   lambda offset, value, size: None)))
+    asp = system.address_space(root, "cpu")
+    assert asp.flatview.range_count >= RENDER_NOGIL_RANGES
+    first = root.subregions[0]
+
+    def commit() -> None:
+        for _ in range(4):
+            first.set_enabled(not first.enabled)
+
+    assert counted_during(counter, commit) > 0
