@@ -9,6 +9,9 @@ import pytest
 from pymem import (ArgumentTypeError, IOMMUTLBEntry, InvalidArgumentError, MemoryRegion,
                    MemoryRegionOps, MemorySystem, machines)
 from pymem.explain import Explanation
+from pymem.qemu import load_mtree
+
+from .qemu_fixtures import CASES, hints, read
 
 
 def ops():
@@ -271,3 +274,24 @@ def test_a_tree_deeper_than_the_recursion_limit_is_explained_checked_and_found()
     assert asp.system.check() == []
     (entry,) = asp.system.find("ram")
     assert entry.path.count("/") == depth + 1
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_explain_agrees_with_qemus_flat_view_at_both_ends_of_every_range(case):
+    """Every QEMU 7.2 fixture machine: the region QEMU's `info mtree -f` shows
+    at a range's first and last byte is the one explain names, and the tree
+    walk's winner is the region the view publishes."""
+    system = load_mtree(read(case, "mtree-D.txt"), hints(case))
+    spaces = {asp.name: asp for asp in system.address_spaces}
+    checked = 0
+    for block in read(case, "flat.txt").split("FlatView #")[1:]:
+        asp = spaces[re.search(r'^ AS "([^"]+)"', block, re.M).group(1)]
+        for start, end, name in re.findall(
+                r"^  ([0-9a-f]{16})-([0-9a-f]{16}) \(prio -?\d+, [a-z/]+\): (.+?)"
+                r"(?: @[0-9a-f]{16})?$", block, re.M):
+            for addr in (int(start, 16), int(end, 16)):
+                expl = asp.explain(addr)
+                assert expl.region is not None and expl.region.name == name, hex(addr)
+                assert expl.chain[-1].region is expl.region, hex(addr)
+                checked += 1
+    assert checked > 0
