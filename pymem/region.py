@@ -477,19 +477,24 @@ class MemoryRegion(Uncopyable):
         """Device memory (QEMU's ram_device, `ramd` in `info mtree`: a VFIO BAR,
         say): `size` bytes of `buffer` or our own zeroes, accessed as a device
         is, one access of up to 8 bytes at a time in host byte order, never
-        mapped directly (`map` bounces) nor dirty-logged."""
+        mapped directly (`map` bounces) nor dirty-logged.  An access running
+        past the end (device accesses are not cut at the region's end) touches
+        only the bytes inside; the rest read as zero and writes to them are
+        dropped (QEMU would touch the host memory after the BAR)."""
         mr = cls(name, size, RAM_DEVICE)
         memory = (_wrap_buffer(name, buffer, size) if buffer is not None
                   else _allocate("ram_device", name, size))
         mr._set_buffer(memory)
         order = sys.byteorder
+        end = size
 
         # The callbacks hold the memory, not the region: no cycle.
         def read(offset: int, size: int) -> int:
             return int.from_bytes(memory[offset:offset + size], order)
 
         def write(offset: int, value: int, size: int) -> None:
-            memory[offset:offset + size] = value.to_bytes(size, order)
+            inside = max(0, min(size, end - offset))
+            memory[offset:offset + inside] = value.to_bytes(size, order)[:inside]
 
         mr._ops = MemoryRegionOps(read, write, order, valid_min=1, valid_max=8, impl_min=1,
                                  impl_max=8, unaligned=True)

@@ -458,6 +458,25 @@ def test_ram_device_memory_is_reached_one_device_access_at_a_time():
     assert asp.ldl_le(0x10011) == int.from_bytes(bytes(range(1, 5)), "little")  # unaligned
 
 
+def test_a_ram_device_access_running_past_its_end_touches_only_the_bytes_inside():
+    # Found by the api fuzz target: an 8-byte write 4 bytes before the end of
+    # a ram_device raised a bare ValueError from a memoryview assignment (device
+    # accesses are not clamped to the region, as in QEMU, which would write
+    # host memory past the BAR).  Reads gave the bytes inside and zeros.
+    bar = MemoryRegion.ram_device("vfio-bar0", 0x10)
+    bar.buffer[:] = bytes(range(1, 17))
+    after = MemoryRegion.ram("after", 0x10)
+    _, _, asp = machine((0x10000, bar), (0x10010, after))
+    assert asp.rw(0x1000c, bytearray(b"abcdefgh"), True) == 0
+    assert bytes(bar.buffer[12:]) == b"abcd"
+    assert bytes(after.buffer[:4]) == bytes(4)            # nothing spilled over
+    buf = bytearray(8)
+    assert asp.rw(0x1000c, buf, False) == 0
+    assert bytes(buf) == b"abcd" + bytes(4)
+    asp.stq_le(0x1000e, int.from_bytes(b"XYZWVUTS", "little"))
+    assert bytes(bar.buffer[14:]) == b"XY"
+
+
 def test_ram_device_is_mapped_through_a_bounce_buffer_and_never_dirty_logged():
     bar = MemoryRegion.ram_device("vfio-bar0", 0x1000)
     _, _, asp = machine((0x10000, bar))
