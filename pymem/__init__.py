@@ -5,7 +5,8 @@ from .dispatch import Dispatch, DispatchRange, Section, Translation
 from .errors import (ArgumentTypeError, CapacityError, DumpParseError, EditDuringCommitError,
                      IndexOutOfRangeError, InvalidArgumentError, IOMMUCycleError,
                      NotCopyableError, OutOfMemoryError, PymemError, RangeOrderError, RcuError,
-                     ReadOnlyAttributeError, TopologyError)
+                     ReadOnlyAttributeError, SnapshotError, SnapshotFormatError,
+                     TopologyError)
 from .flatview import FlatRange, FlatView
 from .listener import MemoryListener, MemoryRegionSection
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
@@ -22,5 +23,5 @@ __all__ = [
     "IndexOutOfRangeError", "InvalidArgumentError", "OutOfMemoryError",
     "FlatRange", "FlatView", "MemoryListener", "MemoryRegion", "MemoryRegionOps",
     "MemoryRegionSection", "MemorySystem", "NotCopyableError", "ReadOnlyAttributeError", "PymemError", "RangeOrderError", "RcuError",
-    "Section", "TopologyError", "Translation",
+    "Section", "SnapshotError", "SnapshotFormatError", "TopologyError", "Translation",
 ]

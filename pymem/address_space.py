@@ -31,6 +31,7 @@ from .region import RAM, MemoryRegion, reachable
 
 if TYPE_CHECKING:
     from .check import Finding
+    from .snapshot import Snapshot
     from .explain import Explanation
     from .find import RegionEntry
 
@@ -134,6 +135,26 @@ class MemorySystem(Uncopyable):
         from .check import check_system
 
         return check_system(self)
+
+    def snapshot(self) -> "Snapshot":
+        """The contents of every RAM, ROM, ROM-device and RAM-device region
+        reachable from this system's address spaces, and the states of the
+        devices that take part (pymem/snapshot.py).  Incremental after the
+        first: only the pages dirtied since the last snapshot or restore are
+        copied.  Holds the system's lock."""
+        from .snapshot import take
+
+        return take(self)
+
+    def restore(self, snap: "Snapshot", full: bool = False) -> List[MemoryRegion]:
+        """Put back `snap`'s memory and device states, writing only the pages
+        dirtied since the last snapshot or restore (every page with `full`);
+        returns the regions added since it was taken, left as they are.
+        Raises SnapshotError naming the regions it no longer finds, or for
+        another system's snapshot, before anything is written."""
+        from .snapshot import restore
+
+        return restore(self, snap, full=full)
 
     @property
     def live_dispatches(self) -> int:

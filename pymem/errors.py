@@ -81,6 +81,18 @@ class ReadOnlyAttributeError(PymemError, AttributeError):
     use `mr.set_size(n)`); the message names the object and the method."""
 
 
+class SnapshotError(PymemError, ValueError):
+    """A snapshot that cannot be restored here (another system's; regions it
+    holds are gone or hold memory of another size), or cannot be written to
+    a file; the message names the regions.  Raised before anything is written."""
+
+
+class SnapshotFormatError(SnapshotError):
+    """A snapshot file that is not one (no magic), of a version pymem does not
+    read, truncated or corrupted (its checksum fails); the message names the
+    file and the record.  Nothing is restored from it."""
+
+
 class NotCopyableError(PymemError, TypeError):
     """copy.copy, copy.deepcopy or pickle of an object that owns C state."""
 
