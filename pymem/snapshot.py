@@ -26,12 +26,14 @@ this for the guest's stores already.  Stop turning the snapshot client's
 logging off by hand: restores would then miss pages.
 
 Threads: snapshot() and restore() hold the system's lock (no commit runs
-meanwhile).  A thread reading memory during a restore sees each byte either
-as it was before the restore or as the snapshot has it (pages are written one
-at a time, not all at once); once restore() returns, every read sees the
-snapshot.  Writers (a CPU, DMA) should be stopped: a write racing a restore
-is either overwritten or kept, but it is always marked dirty, so the next
-restore puts that page back.
+meanwhile).  Reads of what a restore does not write (clean pages, other
+regions, devices, lookups) run on through it and see the same bytes
+throughout; once restore() returns, every read sees the snapshot.  Reads of
+the pages being written back race with the copy (a data race on guest
+memory, as a vCPU's with QEMU's migration): stop the CPU and DMA using them
+first.  A write racing a snapshot or restore is marked dirty all the same
+(bits are cleared before pages are copied), so the next restore puts its
+page back.
 
 File format (version 1; all integers little-endian):
     magic    8 bytes  b"PYMEMSNP"
