@@ -292,9 +292,11 @@ class World:
         if kind == 0:
             size = r.num() % 0x3000 if r.flag() else r.num()
             if 0x10000 <= size < 1 << 63:
-                # F5 (bad-input 17): device and unassigned space are read a
-                # few bytes at a time in Python, minutes for a GiB; until
-                # that runs in C, big reads stay big only past 2^63.
+                # Unassigned space is answered in C a stretch at a time, but a
+                # device answers each piece through its Python callback (as
+                # QEMU calls a device per piece): a GiB through a device is
+                # minutes by nature, not a hang.  Big reads stay big only past
+                # 2^63, where they must be refused before anything is read.
                 size %= 0x10000
             asp.read(addr, size, attrs)
         elif kind == 1:

@@ -34,15 +34,7 @@ SEP = b"\n\x00--8<--\x00\n"
 
 # Findings in other engineers' lists, tolerated until their fix lands:
 # (exception type name, regex over "message | innermost frame"), entry.
-KNOWN: List[Tuple[str, str, str]] = [
-    ("ValueError", r"outside the 64-bit space|must be a non-negative int|(load|store) size must "
-     r"be|does not fit in \d+ bytes|did not come from map|is outside the view's|is outside region "
-     r"|unknown dirty-memory client", "F1 (bad-input 19, consistency)"),
-    ("TypeError", r"has no dirty log", "F1 (bad-input 19, consistency)"),
-    ("OverflowError", r"can't convert negative int|int too big to convert|cannot fit 'int' into "
-     r"an index-sized", "F2 (bad-input 19, builtins; read(0, 2**63))"),
-    ("MemoryError", r"access\.py:read$", "F3 (read(0, 2**40): a size pymem cannot allocate)"),
-]
+KNOWN: List[Tuple[str, str, str]] = []  # F1-F3 fixed: only PymemError is accepted
 
 
 def known(exc: BaseException) -> Optional[str]:

@@ -112,10 +112,11 @@ static uint32_t demo(void)
     TIMER_MTIMECMP_HI = 0xffffffffu;          /* no early match while lo changes */
     TIMER_MTIMECMP_LO = (uint32_t)deadline;
     TIMER_MTIMECMP_HI = (uint32_t)(deadline >> 32);
-    uint32_t polls = 0;
+    /* Poll the status bit: under a slow host (a sanitizer build) the first
+       poll may already see the match, so no count of polls is required. */
     while (!(TIMER_STATUS & 1))
-        polls++;
-    if (mtime() < deadline || polls == 0)
+        ;
+    if (mtime() < deadline)
         return EXIT_FAIL(2);
     puts("timer: 1000 ticks passed, polled until mtime >= mtimecmp: ok\n");
 
