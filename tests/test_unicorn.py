@@ -470,6 +470,25 @@ def test_guest_stores_mark_pages_dirty_while_logging_is_on_and_cost_no_hook_when
     assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA).pages_dirty() == []
 
 
+def test_a_snapshot_restore_puts_back_what_the_guest_stored():
+    # The snapshot client turns the binding's dirty hook on: the guest's
+    # stores into directly mapped RAM are seen, so the incremental restore
+    # writes those pages back.
+    board = Board(code(
+        lui(T0, RAM_BASE >> 12),        # lui  t0, 0x80000
+        lui(T1, 0x3),                   # lui  t1, 0x3
+        store(T1, T0, 0x10, "w"),       # sw   t1, 0x10(t0)       page 0
+        lui(T2, 0x80003),               # lui  t2, 0x80003
+        store(T1, T2, 0x8, "b"),        # sb   t1, 8(t2)          page 3
+    ))
+    snap = board.system.snapshot()
+    assert sum(block.hook is not None for block in board.binding._blocks.values()) == 1
+    board.run()
+    assert board.ram.buffer[0x10:0x14] == (0x3000).to_bytes(4, "little")
+    board.system.restore(snap)
+    assert bytes(board.ram.buffer) == bytes(0x10000)
+
+
 # ------------------------------------------------------ detach, several CPUs
 
 def test_detach_unmaps_everything_and_later_commits_leave_the_cpu_alone():
