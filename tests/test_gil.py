@@ -15,6 +15,7 @@ not a release by the commit.
 """
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -67,11 +68,19 @@ def reclaimer_held(monkeypatch) -> Iterator[None]:
 def counted_during(counter: Callable[[], int], fn: Callable[[], None]) -> int:
     # The reclaimer idle (a batch it is gathering would take the GIL in turn),
     # and the counter running, so that it is waiting for the GIL now.
+    # The cyclic GC is off while fn runs: a collection there could finalize
+    # garbage from earlier tests (a unicorn engine closed through ctypes, a
+    # file), and those finalizers release the GIL; that is not the commit's.
     drain_call_rcu()
+    gc.collect()
     time.sleep(0.001)
-    before = counter()
-    fn()
-    return counter() - before
+    gc.disable()
+    try:
+        before = counter()
+        fn()
+        return counter() - before
+    finally:
+        gc.enable()
 
 
 def machine() -> tuple:
