@@ -34,6 +34,12 @@ void pm_as_free(pm_as *as)
     free(as);
 }
 
+void pm_as_release(pm_stats *stats, pm_as *as)
+{
+    (void)stats;   /* kept alive by the caller until now */
+    pm_as_free(as);
+}
+
 pm_dispatch *pm_as_publish(pm_as *as, pm_dispatch *d)
 {
     return __atomic_exchange_n(&as->current, d, __ATOMIC_SEQ_CST);

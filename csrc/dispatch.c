@@ -1073,3 +1073,9 @@ pm_status pm_dispatch_build(unsigned page_bits, pm_stats *stats, uint32_t max_se
     *out = d;
     return st;
 }
+
+void pm_dispatch_release(pm_stats *stats, pm_dispatch *d)
+{
+    (void)stats;   /* kept alive by the caller until now */
+    pm_dispatch_free(d);
+}

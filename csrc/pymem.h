@@ -93,6 +93,10 @@ pm_status pm_dispatch_build(unsigned page_bits, pm_stats *stats, uint32_t max_se
 /* Finish building: compact the radix tree.  Lookups need a committed dispatch. */
 pm_status pm_dispatch_commit(pm_dispatch *d);
 void pm_dispatch_free(pm_dispatch *d);
+/* pm_dispatch_free for ffi.gc, as functools.partial(pm_dispatch_release,
+ * stats): the partial keeps the stats the dispatch counts itself in alive
+ * until it is freed, and runs no Python code, so no signal can skip it. */
+void pm_dispatch_release(pm_stats *stats, pm_dispatch *d);
 
 /* Lookups (committed dispatch).  The result is a section index, sub-pages resolved. */
 uint32_t pm_dispatch_lookup(pm_dispatch *d, uint64_t addr);
@@ -175,6 +179,23 @@ void pm_region_set_dirty_bytes(pm_region *r, uint8_t *dirty, uint32_t page_bits,
 pm_status pm_region_insert_sub(pm_region *r, size_t index, pm_region *sub);
 pm_status pm_region_remove_sub(pm_region *r, size_t index);
 
+/* What a node holds, read back (tests compare it with the Python tree). */
+typedef struct pm_region_info {
+    uint64_t addr;
+    uint64_t size;          /* low 64 bits; size_is_2_64 says 2^64 */
+    int size_is_2_64;
+    uint32_t flags;         /* PM_REGION_* */
+    uint32_t id;
+    uint32_t dirty_log;
+    uint64_t alias_offset;
+    const pm_region *alias; /* NULL unless an alias */
+    size_t nsubs;
+} pm_region_info;
+
+void pm_region_info_get(const pm_region *r, pm_region_info *out);
+/* Subregion `index` (reversed render order), or NULL past the end. */
+const pm_region *pm_region_sub(const pm_region *r, size_t index);
+
 /*
  * Render the tree under `root` as QEMU's render_memory_region does (children
  * before their parent, in render order; the first rendered region owns each
@@ -228,6 +249,8 @@ typedef struct pm_as pm_as;
 
 pm_status pm_as_new(pm_stats *stats, pm_as **out);
 void pm_as_free(pm_as *as);
+/* pm_as_free for ffi.gc, as pm_dispatch_release is for dispatches. */
+void pm_as_release(pm_stats *stats, pm_as *as);
 /* Make d (NULL: nothing rendered) current; returns the previous dispatch. */
 pm_dispatch *pm_as_publish(pm_as *as, pm_dispatch *d);
 /* Batched lookup through the current dispatch, inside a read-side section. */

@@ -25,6 +25,19 @@
  * record cannot be allocated or stored, the thread reads as an "anonymous"
  * reader instead: one shared counter of open anonymous sections, which
  * synchronize waits to see at zero.  read_lock therefore never fails.
+ *
+ * Signals: read_lock and read_unlock only touch this thread's record, so a
+ * C-level signal handler cannot interfere with them; the danger is Python's.
+ * A Python signal handler (Ctrl-C's KeyboardInterrupt) runs only between
+ * bytecodes, so a lock taken by one Python call and released by a later one
+ * can be left taken for good (depth stays 1, every grace period waits for
+ * this thread).  pymem never splits a section across bytecodes: the C core
+ * takes and leaves its sections within each call (access.c,
+ * address_space.c); the Python side enters them only through C code that
+ * also leaves them before returning (the `section` and `rw_*` builtins of
+ * csrc/ext/fastpath.c) or through `ReadSection`, whose `__enter__` and
+ * `__exit__` are both C, so no bytecode boundary lies between the lock and
+ * the `with` handler that unlocks (pymem/rcu.py:read_lock).
  */
 #define _GNU_SOURCE
 #include <errno.h>

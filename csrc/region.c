@@ -112,3 +112,21 @@ pm_status pm_region_remove_sub(pm_region *r, size_t index)
     memmove(&r->subs[index], &r->subs[index + 1], (r->nsubs - index) * sizeof(*r->subs));
     return PM_OK;
 }
+
+void pm_region_info_get(const pm_region *r, pm_region_info *out)
+{
+    out->addr = r->addr;
+    out->size = (uint64_t)r->size;
+    out->size_is_2_64 = r->size == (pm_i128)1 << 64;
+    out->flags = r->flags;
+    out->id = r->id;
+    out->dirty_log = r->dirty_log;
+    out->alias_offset = r->alias_offset;
+    out->alias = r->alias;
+    out->nsubs = r->nsubs;
+}
+
+const pm_region *pm_region_sub(const pm_region *r, size_t index)
+{
+    return index < r->nsubs ? r->subs[index] : NULL;
+}

@@ -49,7 +49,7 @@ from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, NamedTup
 
 from . import dirty, mmio
 from ._native import ffi, lib
-from .dispatch import (NO_REGION, SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
+from .dispatch import (SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
 from .errors import (ArgumentTypeError, InvalidArgumentError, IOMMUCycleError, OutOfMemoryError,
                      TopologyError)
@@ -254,6 +254,8 @@ class AccessMixin:
         self.write = bind_fast("write", "pm_as_write", self._cas, 0,  # type: ignore[method-assign]
                                partial(AccessMixin.write, self), self._pin)
         self._section = bind_fast("section", "pm_as_translate", self._cas, 0, None, self._pin)
+        self._rw_read = bind_fast("rw_read", "pm_as_read", self._cas, 0, None, self._pin)
+        self._rw_write = bind_fast("rw_write", "pm_as_write", self._cas, 0, None, self._pin)
 
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
         """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
@@ -309,41 +311,35 @@ class AccessMixin:
         that led here, to bound IOMMU cycles."""
         self._check_live()
         n = view.nbytes
-        if is_write:
-            c_buf = ffi.from_buffer("uint8_t[]", view)
-            step = lib.pm_as_write
-        else:
-            c_buf = ffi.from_buffer("uint8_t[]", view, require_writable=True)
-            step = lib.pm_as_read
-        stop = ffi.new("pm_access *")
+        # One C call per step takes the read-side section, accesses what is
+        # plain memory, makes the region where it stopped ours and leaves the
+        # section (`rw_*` in csrc/ext/fastpath.c): no bytecode boundary, where
+        # a signal handler could raise, lies inside the section.
+        step = self._rw_write if is_write else self._rw_read
         done = 0
         result = OK
         while True:
-            # The read-side section spans the C call and the id -> region
-            # lookup: until we hold the region, an old view (and the region
-            # only it kept alive) must not be reclaimed.
-            lib.pm_rcu_read_lock()
-            try:
-                if not step(self._cas, addr + done, c_buf + done, n - done, stop):
-                    break
-                region = MemoryRegion.by_id(stop.region) if stop.region != NO_REGION else None
-            finally:
-                lib.pm_rcu_read_unlock()
-            done += stop.done
-            length, r = self._piece(addr + done, view[done:], stop, region, is_write, attrs, via)
+            stop = step(addr + done, view, done)
+            if stop is None:
+                break
+            stopped, region, offset, length, flags = stop
+            done += stopped
+            length, r = self._piece(addr + done, view[done:], offset, length, flags, region,
+                                    is_write, attrs, via)
             result |= r
             done += length
             if done == n:
                 break
         return result
 
-    def _piece(self, addr: int, view: memoryview, stop: Any, region: Optional[MemoryRegion],
-               is_write: bool, attrs: MemTxAttrs,
+    def _piece(self, addr: int, view: memoryview, offset: int, section_len: int, flags: int,
+               region: Optional[MemoryRegion], is_write: bool,
+               attrs: MemTxAttrs,
                via: Tuple[Tuple[str, str], ...] = ()) -> Tuple[int, MemTxResult]:
-        """Answer the start of `view` at `addr`, where C stopped in `region`;
-        returns the bytes answered and the result (flatview_*_continue's I/O case)."""
-        offset = stop.offset
-        if stop.flags & SECTION_IOMMU and region is not None:
+        """Answer the start of `view` at `addr`, where C stopped in `region`
+        (at `offset`, `section_len` bytes left in the section); returns the
+        bytes answered and the result (flatview_*_continue's I/O case)."""
+        if flags & SECTION_IOMMU and region is not None:
             return self._iommu_piece(region, offset, view, is_write, attrs, via)
         rest = view.nbytes
         if region is None and stop.len and self._recorder is None:
@@ -359,7 +355,7 @@ class AccessMixin:
         ops = region.ops if region is not None else None
         if region is not None and region.ram_backed:
             # QEMU clamps RAM and ROM to their section; devices are not.
-            rest = min(rest, stop.len)
+            rest = min(rest, section_len)
             if is_write and not region.readonly:
                 # RAM behind a read-only alias: the write is dropped.
                 return rest, OK

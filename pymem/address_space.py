@@ -13,11 +13,13 @@ last good view, and only then swaps the views in, telling the listeners.
 """
 from __future__ import annotations
 
+import os
 import threading
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+import weakref
+from functools import partial
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, Optional, Tuple, cast
 
-from . import dirty
+from . import _fastpath, dirty
 from ._native import ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
@@ -36,8 +38,46 @@ if TYPE_CHECKING:
     from .find import RegionEntry
 
 
+# Every live system, for the fork handler below.
+_systems: "weakref.WeakSet[MemorySystem]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Only the forking thread survives fork.  A system whose lock another
+    thread held is mid-edit in the child, and that edit will never finish:
+    give it a fresh lock, depth and notification count, and have its next
+    commit re-render.  The state itself is consistent: every edit keeps C
+    and Python in step at each bytecode boundary (the same property that
+    makes Ctrl-C safe), and the C tree is never mid-change (TREE_LOCK is
+    held across fork).  The spaces' C handles are pointed again at the views
+    their pins hold, in case the fork fell inside a publish."""
+    for system in list(_systems):
+        if system._lock._is_owned():   # type: ignore[attr-defined]
+            continue                   # the forking thread's own edit
+        system._lock = threading.RLock()
+        system._depth = 0
+        system._notifying = 0
+        system._update_pending = True
+        for asp in system._spaces:
+            view = asp._pin.view
+            if view is not None and view._handle is not None:
+                lib.pm_as_publish(asp._cas, view._handle)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class MemorySystem(Uncopyable):
-    """The regions' world: address spaces, listeners, views, transactions."""
+    """The regions' world: address spaces, listeners, views, transactions.
+
+    Thread-safe: edits and commits are serialised by the system's lock.  A
+    fork while another thread edits leaves the child usable (see
+    _after_fork_in_child).  A KeyboardInterrupt (or any signal handler that
+    raises) anywhere in an edit, commit or destroy leaves the C and Python
+    trees equal, every space on a live view and no view leaked: each change
+    to C and its Python mirror is made in one C call (`_fastpath.atomic`),
+    and what an interrupted commit left undone the next one does."""
 
     def __init__(self, page_bits: int = 12) -> None:
         check_page_bits(page_bits)
@@ -58,6 +98,10 @@ class MemorySystem(Uncopyable):
         self._empty_view = FlatView(None, page_bits, self._reclaim, self._stats)
         self._views[None] = self._empty_view
         self._empty_view.ref()
+        # Views whose last reference went, waiting to be handed to call_rcu
+        # (see _retire): appended in the same C call that drops the reference.
+        self._retired: List[FlatView] = []
+        _systems.add(self)
 
     # ----------------------------------------------------------- public API
 
@@ -80,28 +124,24 @@ class MemorySystem(Uncopyable):
                 view = self._generate(phys)
                 self._views[key] = view
             asp = AddressSpace(self, root, name)
-            self._spaces.append(asp)
             errors: List[BaseException] = []
-            asp._set_flatview(view, errors)   # a new space has no listeners yet
+            # Registered and published in one step: never a space without a
+            # view.  A new space has no listeners yet.
+            asp._set_flatview(view, errors, ((self._spaces.append, asp),))
             raise_first(errors)
             return asp
 
-    @contextmanager
-    def transaction(self) -> Iterator["MemorySystem"]:
+    def transaction(self) -> ContextManager["MemorySystem"]:
         """Batch edits; the outermost exit commits them (even after an
         exception, since the edits made so far are in the tree).
 
         Raises EditDuringCommitError from a memory listener that is being
-        told of a change: edits must wait until the commit is over."""
-        with self._lock:
-            self._check_editable("a transaction")
-            self._depth += 1
-            try:
-                yield self
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._update_pending:
-                    self._commit()
+        told of a change: edits must wait until the commit is over.
+        Entered and left in C (`_fastpath.Transaction`): a KeyboardInterrupt
+        cannot leave the lock held or the transaction open.  One that lands
+        inside the commit leaves the update pending: the next transaction's
+        end commits it."""
+        return cast(ContextManager["MemorySystem"], _fastpath.Transaction(self))
 
     @property
     def address_spaces(self) -> List["AddressSpace"]:
@@ -174,14 +214,12 @@ class MemorySystem(Uncopyable):
                 f"change: edits during a commit are refused (QEMU forbids them); make "
                 f"the edit after the commit")
 
-    @contextmanager
-    def _telling(self) -> Iterator[None]:
-        """Listeners are being told of a change: edits are refused meanwhile."""
-        self._notifying += 1
-        try:
-            yield
-        finally:
-            self._notifying -= 1
+    def _telling(self) -> ContextManager[None]:
+        """Listeners are being told of a change: edits are refused meanwhile.
+        The count is raised and put back in C (`_fastpath.Setting`), so an
+        interrupt cannot leave edits refused for good.  Call with the lock."""
+        return cast(ContextManager[None],
+                    _fastpath.Setting(self, "_notifying", self._notifying + 1))
 
     def _adopt(self, region: MemoryRegion) -> None:
         """Make `region` and all it reaches part of this system, so their
@@ -210,7 +248,34 @@ class MemorySystem(Uncopyable):
         return FlatView(root, self.page_bits, self._reclaim, self._stats,
                         last.range_count if last is not None else 0)
 
+    def _retire(self) -> None:
+        """Hand the views whose last reference went to call_rcu.  Restartable:
+        a view leaves the list only after it was queued, and a view queued
+        twice is released twice, harmlessly, so an interrupted hand-over is
+        finished by the next one (every commit and publish ends with one)."""
+        retired = self._retired
+        if retired:
+            batch = tuple(retired)
+            call_rcu(partial(_release_views, batch))
+            del retired[:len(batch)]
+
+    def _unref_steps(self, changes: Dict[int, Tuple[FlatView, int]]) -> List[Tuple[Any, ...]]:
+        """The `_fastpath.atomic` steps that apply reference count changes
+        (id -> (view, change)) and retire the views that reach 0."""
+        steps: List[Tuple[Any, ...]] = []
+        for view, change in changes.values():
+            if change:
+                refs = view._refs + change
+                steps.append(("=", view, "_refs", refs))
+                if refs == 0:
+                    steps.append((self._retired.append, view))
+        return steps
+
     def _commit(self) -> None:
+        # An interrupted commit (Ctrl-C) leaves `_update_pending` set, so the
+        # next transaction's end commits again; each step below leaves every
+        # space on a live view, with counts that match its holders.
+        self._retire()
         keys: List[Optional[int]] = []
         views: Dict[Optional[int], FlatView] = {}
         try:
@@ -226,15 +291,15 @@ class MemorySystem(Uncopyable):
                     view._release()
             raise
         # flatviews_reset: the registry drops its references to the old views
-        # (address spaces still hold theirs) and takes the new ones.
+        # (address spaces still hold theirs) and takes the new ones, in one C
+        # call (new views start with the registry's reference).
         if None not in views:
             views[None] = self._empty_view
-        self._empty_view.ref()
-        old = self._views
-        self._views = views
-        for view in old.values():
-            view.unref()
-        self._update_pending = False
+        changes: Dict[int, Tuple[FlatView, int]] = {
+            id(self._empty_view): (self._empty_view, 1)}
+        for view in self._views.values():
+            changes[id(view)] = (view, changes.get(id(view), (view, 0))[1] - 1)
+        _fastpath.atomic(*self._unref_steps(changes), ("=", self, "_views", views))
         # Every space is switched whatever the listeners do: a listener that
         # raises is told the rest anyway, every other listener hears the
         # whole commit, and the first exception is raised once every space
@@ -247,9 +312,16 @@ class MemorySystem(Uncopyable):
                 _tell(errors, listener.begin)
             for asp, key in list(zip(self._spaces, keys)):
                 asp._set_flatview(views[key], errors)
+            self._update_pending = False
             for listener in listeners:
                 _tell(errors, listener.commit)
+        self._retire()
         raise_first(errors)
+
+
+def _release_views(views: Tuple[FlatView, ...]) -> None:
+    for view in views:
+        view._release()
 
 
 class _Pin:
@@ -275,52 +347,65 @@ class AddressSpace(AccessMixin, Uncopyable):
         self.system = system
         self.root = root
         self.name = name
-        self._flatview: Optional[FlatView] = None
         self.listeners: List[MemoryListener] = []
         self.destroyed = False
         out = ffi.new("pm_as **")
-        check(lib.pm_as_new(system._stats, out), f"creating address space {name!r}")
-        # The destructor holds the stats so they outlive the handle that
-        # counts itself in them.
-        self._cas = ffi.gc(out[0], lambda handle, _stats=system._stats: lib.pm_as_free(handle))
+        # Owned in the call that makes it (no interrupt can leak it); the
+        # destructor holds the stats so they outlive the handle that counts
+        # itself in them, and is C (see Dispatch.destructor).
+        status, self._cas = _fastpath.call_owned(
+            ffi.gc, lib.pm_as_new, (system._stats, out),
+            ((out, partial(lib.pm_as_release, system._stats)),))
+        check(status, f"creating address space {name!r}")
         self._pin = _Pin(self._cas)
         self._bind_bulk()
 
     @property
     def flatview(self) -> Optional[FlatView]:
         """The view C reads now (read-only: each space holds a counted
-        reference on it, which only commits and destroy() move)."""
-        return self._flatview
+        reference on it, which only commits and destroy() move).  Kept on
+        the pin only, so the space and its builtins never disagree."""
+        return self._pin.view
 
     @flatview.setter
     def flatview(self, value: Any) -> None:
         raise ReadOnlyAttributeError(f"address space {self.name!r}: 'flatview' is read-only; "
                                      f"edit the regions (a commit publishes the new view)")
 
-    def _set_flatview(self, new: FlatView, errors: List[BaseException]) -> None:
+    def _set_flatview(self, new: FlatView, errors: List[BaseException],
+                      also: Tuple[Tuple[Any, ...], ...] = ()) -> None:
         """QEMU's address_space_set_flatview: tell the listeners the difference,
         then publish.  A listener that raises does not stop the publish (the
         space must not be left on a view its siblings have left): its
         exception is appended to `errors` for the caller to raise once all
-        is done."""
+        is done.  `also`: `_fastpath.atomic` steps to make with the publish."""
         old = self.flatview
         if old is new:
             return
         # A view whose last reference is gone is on its way to call_rcu:
         # publishing it would hand C a dispatch about to be freed.
-        if new._handle is None or not new.ref():
+        if new._handle is None or new._refs <= 0:
             raise ViewLifetimeError(f"address space {self.name!r}: the view to publish "
                                     f"was already released")
         if self.listeners:
             update_topology(self, old, new, errors)
-        # The view's own handle, which no Dispatch.close() can drop: the view
-        # (held by the pin below, and referenced by this space) owns the
-        # table C points at for as long as it is published.
-        lib.pm_as_publish(self._cas, new._handle)
-        self._pin.view = new
-        self._flatview = new
+        _fastpath.atomic(*self._publish_steps(new), *also)
+        self.system._retire()
+
+    def _publish_steps(self, new: FlatView, extra_unref: int = 0) -> List[Tuple[Any, ...]]:
+        """The steps of a publish, for one `_fastpath.atomic` call: the new
+        view's reference, the pin (before C can reach the new table, so
+        builtins keep it alive), the C swap and the old view's reference
+        (`extra_unref` more dropped with it); no signal can fall between
+        them.  C gets the view's own handle, which no Dispatch.close() can
+        drop: the view owns the table C points at while it is published, and
+        the old table lives until a grace period after its view is retired."""
+        old = self.flatview
+        changes = {id(new): (new, 1)}
         if old is not None:
-            old.unref()
+            changes[id(old)] = (old, changes.get(id(old), (old, 0))[1] - 1 - extra_unref)
+        steps = [("=", self._pin, "view", new), (lib.pm_as_publish, self._cas, new._handle)]
+        return self.system._unref_steps(changes) + steps
 
     def mark_dirty(self, addr: int, size: int) -> None:
         """Report a write to [addr, addr + size) of this space made outside
@@ -352,16 +437,22 @@ class AddressSpace(AccessMixin, Uncopyable):
             errors: List[BaseException] = []
             for listener in list(self.listeners):
                 self._remove_listener(listener, errors)
+            system._retire()
             old = self.flatview
-            system._spaces.remove(self)
-            self.destroyed = True
-            self._set_flatview(system._empty_view, errors)
-            if old is not system._empty_view and not any(
-                    asp.flatview is old for asp in system._spaces):
-                for key, view in list(system._views.items()):
-                    if view is old:
-                        del system._views[key]
-                        view.unref()
+            # Leaving the system, the empty view and the registry's hold on a
+            # view no other space uses: one step (see _publish_steps).
+            also: List[Tuple[Any, ...]] = [(system._spaces.remove, self),
+                                           ("=", self, "destroyed", True)]
+            unused = [key for key, view in system._views.items() if view is old]
+            if (old is not system._empty_view and not any(
+                    asp.flatview is old for asp in system._spaces if asp is not self)):
+                also += [(system._views.pop, key) for key in unused]
+            else:
+                unused = []
+            steps = (self._publish_steps(system._empty_view, len(unused))
+                     if old is not system._empty_view else [])
+            _fastpath.atomic(*also, *steps)
+            system._retire()
             raise_first(errors)
 
     def _check_live(self) -> None:

@@ -8,6 +8,7 @@ indices; `sections()` maps them back to the ranges they came from.
 from __future__ import annotations
 
 from array import array
+from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from . import _fastpath
@@ -248,23 +249,37 @@ class Dispatch(Uncopyable):
                 c.user = ffi.cast("void *", id(objects[i]))
         out = ffi.new("pm_dispatch **")
         failed = ffi.new("size_t *")
-        status = lib.pm_dispatch_build(page_bits, stats if stats is not None else ffi.NULL,
-                                       max_sections, max_nodes, c_ranges, len(ranges),
-                                       failed, out)
+        # Owned in the same C call that builds it: an interrupt cannot leak it.
+        status, handle = _fastpath.call_owned(
+            ffi.gc, lib.pm_dispatch_build,
+            (page_bits, stats if stats is not None else ffi.NULL, max_sections, max_nodes,
+             c_ranges, len(ranges), failed, out), ((out, cls.destructor(stats)),))
         if status:
             i = failed[0]
             bad = ranges[i] if i < len(ranges) else DispatchRange(0, 0)
             check_build(status, i, bad.start, bad.size, max_sections, max_nodes)
-        return cls.own(out[0], page_bits, stats, (hosts, objects))
+        return cls.adopt(handle, page_bits, (hosts, objects))
 
     @classmethod
     def own(cls, built: Any, page_bits: int, stats: Any, keepalive: Any) -> "Dispatch":
         """Take ownership of a `pm_dispatch *` just built in C; `keepalive`
         is what its ranges reach (regions, memory)."""
-        # The destructor holds `stats`: the C dispatch counts itself down in
-        # them when freed, so they must outlive it whatever the GC's order.
-        handle = ffi.gc(built, lambda d, _stats=stats: lib.pm_dispatch_free(d))
+        return cls(ffi.gc(built, cls.destructor(stats)), page_bits, keepalive)
+
+    @classmethod
+    def adopt(cls, handle: Any, page_bits: int, keepalive: Any) -> "Dispatch":
+        """Wrap a `pm_dispatch *` that is already owned (wrapped in ffi.gc
+        with `destructor`, by `_fastpath.call_owned` in the call that built it)."""
         return cls(handle, page_bits, keepalive)
+
+    @staticmethod
+    def destructor(stats: Any) -> Callable[[Any], None]:
+        """The ffi.gc destructor of a `pm_dispatch *` counted in `stats`."""
+        # It holds `stats`: the C dispatch counts itself down in them when
+        # freed, so they must outlive it whatever the GC's order.  A partial
+        # of a C function, not a lambda: a signal landing in a Python
+        # destructor would skip the free (reported as unraisable, leaked).
+        return partial(lib.pm_dispatch_release, stats if stats is not None else ffi.NULL)
 
     def close(self) -> None:
         """Drop this object's hold on the C table: it is freed at once unless

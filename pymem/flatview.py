@@ -88,7 +88,8 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
             expected: int = 0) -> Tuple[Any, List[MemoryRegion], Any]:
     """Render `root`'s tree in C (csrc/render.c); with `page_bits`, build the
     dispatch in the same call.  Returns the C array of merged ranges (None if
-    empty), the region of each range, and the built `pm_dispatch *` (or None).
+    empty), the region of each range, and the built `pm_dispatch *` (or
+    None), both already owned (freed with their last reference).
     `expected` is how many ranges the render will likely make (the last
     view's count): from RENDER_NOGIL_RANGES on, the GIL is released."""
     out_ranges = ffi.new("pm_range **")
@@ -96,27 +97,29 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
     built = ffi.new("pm_dispatch **")
     failed = ffi.new("size_t *")
     with TREE_LOCK:
+        # C allocates the ranges and the dispatch; call_owned wraps them in
+        # ffi.gc within the same C call, so an interrupt (Ctrl-C) after it
+        # returns drops them with this frame instead of leaking them.
         if page_bits is None:
-            status = lib.pm_render(root._node, MAX_ALIAS_VISITS, out_ranges, count)
+            status, array = _fastpath.call_owned(
+                ffi.gc, lib.pm_render, (root._node, MAX_ALIAS_VISITS, out_ranges, count),
+                ((out_ranges, lib.pm_ranges_free),))
+            dispatch = None
         else:
             render = (lib.pm_render_dispatch_nogil if expected >= RENDER_NOGIL_RANGES
                       else lib.pm_render_dispatch)
-            status = render(root._node, MAX_ALIAS_VISITS, page_bits,
-                            stats if stats is not None else ffi.NULL,
-                            out_ranges, count, failed, built)
-        array = ffi.gc(out_ranges[0], lib.pm_ranges_free) if out_ranges[0] != ffi.NULL else None
+            status, array, dispatch = _fastpath.call_owned(
+                ffi.gc, render,
+                (root._node, MAX_ALIAS_VISITS, page_bits,
+                 stats if stats is not None else ffi.NULL, out_ranges, count, failed, built),
+                ((out_ranges, lib.pm_ranges_free), (built, Dispatch.destructor(stats))))
         if status == lib.PM_OK:
             # Taken before the lock goes, while the tree holds every region:
             # from here on the list keeps them (and the memory the dispatch
             # points into) alive.
-            try:
-                regions = (_fastpath.range_users(c_address(array), count[0])
-                           if array is not None else [])
-            except BaseException:
-                if page_bits is not None:
-                    lib.pm_dispatch_free(built[0])
-                raise
-            return array, regions, built[0] if page_bits is not None else None
+            regions = (_fastpath.range_users(c_address(array), count[0])
+                       if array is not None else [])
+            return array, regions, dispatch
     if status == lib.PM_ERR_LOOP:
         # Only a tree changed behind the edits' backs gets here: name the loop.
         loop = runaway_loop(root, 0, 0, ADDRESS_SPACE_SIZE)
@@ -226,7 +229,7 @@ class FlatView(Uncopyable):
             self._dispatch = Dispatch.build([], page_bits, stats=stats)
         else:
             self._array, self._regions, built = _render(root, page_bits, stats, expected)
-            self._dispatch = Dispatch.own(built, page_bits, stats, self._regions)
+            self._dispatch = Dispatch.adopt(built, page_bits, self._regions)
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes
         # only in _release, a grace period after the last space left the view.

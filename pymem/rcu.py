@@ -15,21 +15,30 @@ for `_BATCH_DELAY` seconds (QEMU's call_rcu thread also sleeps to batch),
 unless `_BATCH_LIMIT` callbacks are queued first or `drain_call_rcu` is
 waiting.  A burst of commits thus wakes it about once per delay, not once per
 commit.
+
+Signals: a read-side section is taken and left only inside C calls, never
+split across bytecodes.  `read_lock()` is a C context manager
+(`_fastpath.ReadSection`): `with` takes the lock in its C `__enter__`, after
+which the body's handler is already set up, and a C `__exit__` releases it
+before any Python code runs, so a KeyboardInterrupt (or any signal handler
+that raises) can land before the section begins or after it ended, never
+between.  The access path's sections are likewise opened and closed within
+one C call (pymem/access.py, csrc/ext/fastpath.c).
 """
 from __future__ import annotations
 
 import atexit
 import collections
-import contextlib
 import os
 import sys
 import threading
 import time
 import traceback
 import types
-from typing import Callable, Iterator
+from typing import Callable, ContextManager
 
-from ._native import lib
+from . import _fastpath
+from ._native import ffi, lib
 from .errors import ArgumentTypeError, RcuError, check
 
 __all__ = ["call_rcu", "drain_call_rcu", "in_read_section", "read_lock", "synchronize_rcu"]
@@ -46,11 +55,26 @@ _SHUTDOWN_TIMEOUT = 5.0
 _BATCH_DELAY = 0.01
 _BATCH_LIMIT = 64
 
-_cond = threading.Condition()
+# `with _lock` (a C lock, C __enter__/__exit__), never `with _cond`: a
+# Condition's __exit__ is Python, where a signal can raise before it unlocks.
+_lock = threading.RLock()
+_cond = threading.Condition(_lock)
 _pending: list = []                 # queued, grace period not yet started
 _batch: collections.deque = collections.deque()  # grace period started or over
-_queued = 0                         # callbacks ever queued
-_done = 0                           # callbacks run (or failed)
+
+
+class _Counts:
+    """Callbacks ever queued and run (or failed): one object with slots, so
+    call_rcu bumps `queued` and queues in one `_fastpath.atomic` call."""
+
+    __slots__ = ("queued", "done")
+
+    def __init__(self) -> None:
+        self.queued = 0
+        self.done = 0
+
+
+_counts = _Counts()
 _thread: threading.Thread | None = None
 _stopping = False                   # set at interpreter exit
 _draining = 0                       # drain_call_rcu calls waiting: no batching delay
@@ -61,18 +85,20 @@ def in_read_section() -> bool:
     return bool(lib.pm_rcu_in_reader())
 
 
-@contextlib.contextmanager
-def read_lock() -> Iterator[None]:
+_fastpath.set_rcu(int(ffi.cast("uintptr_t", ffi.addressof(lib, "pm_rcu_read_lock"))),
+                  int(ffi.cast("uintptr_t", ffi.addressof(lib, "pm_rcu_read_unlock"))))
+
+
+def read_lock() -> ContextManager[None]:
     """Hold an RCU read-side section for the `with` body (nestable).
 
     Nothing freed through `call_rcu` after the section began is freed before
-    it ends. Keep it short and never wait for the writer inside it.
+    it ends. Keep it short and never wait for the writer inside it.  The
+    section begins and ends in C (see the module docstring): an async
+    exception cannot leave it open.  Use it in one thread: RuntimeError if
+    it is left from another.
     """
-    lib.pm_rcu_read_lock()
-    try:
-        yield
-    finally:
-        lib.pm_rcu_read_unlock()
+    return _fastpath.ReadSection()
 
 
 def synchronize_rcu() -> None:
@@ -89,16 +115,16 @@ def call_rcu(fn: Callable[[], object]) -> None:
     Callbacks run in the order they were queued. An exception in one is
     reported through sys.unraisablehook and the rest still run.
     """
-    global _queued
     if not callable(fn):
         raise ArgumentTypeError(f"call_rcu() needs a callable, not {type(fn).__name__}")
-    with _cond:
+    with _lock:
         if _stopping:
             inline = True
         else:
             inline = False
-            _pending.append(fn)
-            _queued += 1
+            # Queued and counted in one C call: an interrupt cannot make
+            # drain_call_rcu wait for a callback that is not there.
+            _fastpath.atomic((_pending.append, fn), ("=", _counts, "queued", _counts.queued + 1))
             _start_reclaimer()
             # The reclaimer waits on _cond only while nothing is pending, or
             # while gathering a batch: wake it for the first callback and for
@@ -120,14 +146,14 @@ def drain_call_rcu() -> None:
     if threading.current_thread() is _thread:
         raise RcuError("drain_call_rcu() called from an RCU callback")
     global _draining
-    with _cond:
-        target = _queued
+    with _lock:
+        target = _counts.queued
         if _pending and not _stopping:
             _start_reclaimer()  # after fork the child has none yet
         _draining += 1
         _cond.notify_all()      # a batch being gathered is taken now
         try:
-            while _done < target:
+            while _counts.done < target:
                 _cond.wait()
         finally:
             _draining -= 1
@@ -146,9 +172,9 @@ def _start_reclaimer() -> None:
 
 def _reclaim() -> None:
     """The reclaimer's loop: take a batch, wait a grace period, run the batch."""
-    global _pending, _done
+    global _pending
     while True:
-        with _cond:
+        with _lock:
             while not _pending and not _stopping:
                 _cond.wait()
             if not _pending:
@@ -169,8 +195,8 @@ def _reclaim() -> None:
         while _batch:
             # No local keeps the callback: once run, what it held can go.
             _run(_batch.popleft())
-            with _cond:
-                _done += 1
+            with _lock:
+                _counts.done += 1
                 _cond.notify_all()
 
 
@@ -197,17 +223,26 @@ def _report(fn: object, exc_info: tuple) -> None:
 
 
 def _run_after_exit(fn: Callable[[], object]) -> None:
-    """call_rcu after the reclaimer stopped: wait here and run now."""
+    """call_rcu after the reclaimer stopped: wait for a grace period, at most
+    _SHUTDOWN_TIMEOUT as _shutdown does, then run `fn` now.  A reader that
+    never leaves (a daemon thread parked in a section) would hang exit: then
+    `fn` is leaked, as the process is exiting anyway."""
     if in_read_section():
         return  # the process is exiting; leaking beats waiting forever
-    synchronize_rcu()
-    _run(fn)
+    waiter = threading.Thread(target=synchronize_rcu, name="pymem-rcu-exit", daemon=True)
+    try:
+        waiter.start()
+    except RuntimeError:
+        return  # no new threads this late in finalization: leak, never hang
+    waiter.join(_SHUTDOWN_TIMEOUT)
+    if not waiter.is_alive():
+        _run(fn)
 
 
 def _shutdown() -> None:
     """At interpreter exit: let the reclaimer run what is queued, then stop it."""
     global _stopping
-    with _cond:
+    with _lock:
         _stopping = True
         _cond.notify_all()
         thread = _thread
@@ -219,11 +254,12 @@ def _after_fork_in_child() -> None:
     """Only the forking thread survives fork: start over with a fresh lock and
     reclaimer (started on demand), requeueing the batch the parent's reclaimer
     had taken. A callback that was running at the fork is lost in the child."""
-    global _cond, _pending, _thread, _done
-    _cond = threading.Condition()
+    global _lock, _cond, _pending, _thread
+    _lock = threading.RLock()
+    _cond = threading.Condition(_lock)
     _pending = list(_batch) + _pending
     _batch.clear()
-    _done = _queued - len(_pending)
+    _counts.done = _counts.queued - len(_pending)
     _thread = None
 
 

@@ -32,11 +32,12 @@ import os
 import sys
 import threading
 import weakref
-from contextlib import contextmanager
-from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, List, Literal, NoReturn,
-                    Optional, Protocol, Tuple, Type, TypeVar, Union, overload)
+from contextlib import nullcontext
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Generic, Iterator, List,
+                    Literal, NoReturn, Optional, Protocol, Tuple, Type, TypeVar, Union,
+                    overload)
 
-from . import dirty, hostmem
+from . import _fastpath, dirty, hostmem
 from ._native import ffi, lib
 from .dispatch import NO_REGION
 from .errors import (ArgumentTypeError, InvalidArgumentError, ReadOnlyAttributeError,
@@ -202,7 +203,8 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
     calls `push`, if given, to tell C first)."""
 
     def __init__(self, constructor: _Bindable[_Constructor], hint: str,
-                 push: Optional[Callable[["MemoryRegion", Any], None]] = None) -> None:
+                 push: Optional[Callable[["MemoryRegion", Any], Tuple[Any, ...]]] = None
+                 ) -> None:
         self.constructor = constructor
         self.hint = hint
         self.push = push
@@ -210,7 +212,8 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
-        self.slot = getattr(owner, "_" + name)
+        self.slot_name = "_" + name
+        self.slot = getattr(owner, self.slot_name)
 
     @overload
     def __get__(self, obj: None, owner: type) -> _Constructor: ...
@@ -235,11 +238,10 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
         if self.push is None:
             self.slot.__set__(obj, value)
             return
-        # One step for renderers, C first: the old target may die as soon as
-        # the slot lets it go, and C must no longer point at it by then.
+        # One step for renderers and for signals: the slot and the C node
+        # change in one C call (the old target stays alive until both did).
         with TREE_LOCK:
-            self.push(obj, value)
-            self.slot.__set__(obj, value)
+            _fastpath.atomic(("=", obj, self.slot_name, value), self.push(obj, value))
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
@@ -269,7 +271,8 @@ if TYPE_CHECKING:
         """What mypy sees of the runtime class below: read, never assigned."""
 
         def __init__(self, hint: str,
-                     push: Optional[Callable[["MemoryRegion", Any], None]] = None) -> None: ...
+                     push: Optional[Callable[["MemoryRegion", Any], Tuple[Any, ...]]] = None
+                     ) -> None: ...
 
         @overload
         def __get__(self, obj: None, owner: type) -> "_Field[_FieldType]": ...
@@ -287,8 +290,9 @@ else:
         property with a C getter (as cheap as Python makes it); assigning
         raises ReadOnlyAttributeError pointing at the edit method (`hint`)
         that checks, adopts and commits.  `write` is the edit methods' way
-        in: with `push` (a field rendering reads), C's node is told first,
-        so a renderer never sees C and Python disagree for long."""
+        in: with `push` (a field rendering reads: it gives the C call), the
+        slot and C's node change in one C call (`_fastpath.atomic`), so
+        neither a renderer nor a signal ever sees them disagree."""
 
         __class_getitem__ = classmethod(lambda cls, item: cls)
 
@@ -299,7 +303,8 @@ else:
 
         def __set_name__(self, owner, name):
             self.name = name
-            self.slot = getattr(owner, "_" + name)
+            self.slot_name = "_" + name
+            self.slot = getattr(owner, self.slot_name)
             # property's own getter: the slot's C getter, no Python frame.
             self.getter_slot = operator.attrgetter("_" + name)
             property.__init__(self, self.getter_slot, self._refuse, self._refuse,
@@ -313,22 +318,24 @@ else:
                 self.slot.__set__(obj, value)
                 return
             with TREE_LOCK:
-                self.push(obj, value)
-                self.slot.__set__(obj, value)
+                _fastpath.atomic(("=", obj, self.slot_name, value), self.push(obj, value))
 
 
-def _push_flag(flag: int) -> Callable[["MemoryRegion", Any], None]:
-    return lambda mr, on: lib.pm_region_set_flag(mr._node, flag, on)
+# A push gives the C call (a `_fastpath.atomic` step) that writes a value
+# to the region's node.
+def _push_flag(flag: int) -> Callable[["MemoryRegion", Any], Tuple[Any, ...]]:
+    return lambda mr, on: (lib.pm_region_set_flag, mr._node, flag, bool(on))
 
 
-def _push_alias(mr: "MemoryRegion", target: Optional["MemoryRegion"]) -> None:
-    lib.pm_region_set_alias(mr._node, target._node if target is not None else ffi.NULL,
-                            mr._alias_offset)
+def _push_alias(mr: "MemoryRegion", target: Optional["MemoryRegion"]) -> Tuple[Any, ...]:
+    return (lib.pm_region_set_alias, mr._node,
+            target._node if target is not None else ffi.NULL, mr._alias_offset)
 
 
-def _push_alias_offset(mr: "MemoryRegion", offset: int) -> None:
+def _push_alias_offset(mr: "MemoryRegion", offset: int) -> Tuple[Any, ...]:
     target = mr._alias
-    lib.pm_region_set_alias(mr._node, target._node if target is not None else ffi.NULL, offset)
+    return (lib.pm_region_set_alias, mr._node,
+            target._node if target is not None else ffi.NULL, offset)
 
 
 _KIND_FLAGS = {
@@ -368,16 +375,17 @@ class MemoryRegion(Uncopyable):
                                              "target_as may name another space")
     # What rendering reads is written through to the region's C node.
     addr = _Field[int]("use set_address()",
-                       lambda mr, v: lib.pm_region_set_addr(mr._node, v))
-    size = _Field[int]("use set_size()", lambda mr, v: lib.pm_region_set_size(
-        mr._node, v & (ADDRESS_SPACE_SIZE - 1), v == ADDRESS_SPACE_SIZE))
+                       lambda mr, v: (lib.pm_region_set_addr, mr._node, v))
+    size = _Field[int]("use set_size()", lambda mr, v: (
+        lib.pm_region_set_size, mr._node, v & (ADDRESS_SPACE_SIZE - 1),
+        v == ADDRESS_SPACE_SIZE))
     enabled = _Field[bool]("use set_enabled()", _push_flag(lib.PM_REGION_ENABLED))
     readonly = _Field[bool]("use set_readonly()", _push_flag(lib.PM_REGION_READONLY))
     nonvolatile = _Field[bool]("use set_nonvolatile()", _push_flag(lib.PM_REGION_NONVOLATILE))
     romd = _Field[bool]("use set_romd()", _push_flag(lib.PM_REGION_ROMD))
     alias_offset = _Field[int]("use set_alias_offset()", _push_alias_offset)
     dirty_log = _Field[int]("use set_log()",
-                            lambda mr, v: lib.pm_region_set_dirty_log(mr._node, v))
+                            lambda mr, v: (lib.pm_region_set_dirty_log, mr._node, v))
 
     # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
     # rendering reads `_alias` directly, without the descriptor.
@@ -401,10 +409,12 @@ class MemoryRegion(Uncopyable):
         romd = kind == ROM_DEVICE
         flags = (_KIND_FLAGS[kind] | lib.PM_REGION_ENABLED
                  | (lib.PM_REGION_ROMD if romd else 0))
-        check(lib.pm_region_new(self._id, flags, size & (ADDRESS_SPACE_SIZE - 1),
-                                size == ADDRESS_SPACE_SIZE, ffi.cast("void *", id(self)),
-                                node), f"creating region {name!r}")
-        self._node = ffi.gc(node[0], lib.pm_region_free)
+        # Owned in the call that makes it: no interrupt can leak it.
+        status, self._node = _fastpath.call_owned(
+            ffi.gc, lib.pm_region_new,
+            (self._id, flags, size & (ADDRESS_SPACE_SIZE - 1), size == ADDRESS_SPACE_SIZE,
+             ffi.cast("void *", id(self)), node), ((node, lib.pm_region_free),))
+        check(status, f"creating region {name!r}")
         self._name = name
         self._size = size
         self._kind = kind
@@ -604,34 +614,32 @@ class MemoryRegion(Uncopyable):
 
     # ------------------------------------------------------------------ edits
 
-    @contextmanager
-    def _edit(self, other: Optional["MemoryRegion"] = None) -> Iterator[None]:
+    def _edit(self, other: Optional["MemoryRegion"] = None) -> ContextManager[Any]:
         """A transaction on the system this edit touches (ours, or `other`'s
-        when we are outside every system)."""
+        when we are outside every system).  The transaction object itself,
+        not a generator around it: a generator context manager interrupted
+        right after entering would keep the transaction open until collected."""
         system = self._system
         if system is None and other is not None:
             system = other._system
         if system is None:
-            yield
-        else:
-            with system._lock:
-                system._check_editable(f"an edit of region {self.name!r}")
-                with system.transaction():
-                    yield
+            return nullcontext()
+        # Checked under the lock, then the transaction (which checks again).
+        with system._lock:
+            system._check_editable(f"an edit of region {self.name!r}")
+        return system.transaction()
 
-    @contextmanager
-    def _locked(self, other: Optional["MemoryRegion"] = None) -> Iterator[None]:
+    def _locked(self, other: Optional["MemoryRegion"] = None) -> ContextManager[Any]:
         """The lock of the system this edit touches, without a transaction:
         no commit may render a tentative edit that is being checked."""
         system = self._system
         if system is None and other is not None:
             system = other._system
         if system is None:
-            yield
-        else:
-            with system._lock:
-                system._check_editable(f"an edit of region {self.name!r}")
-                yield
+            return nullcontext()
+        with system._lock:
+            system._check_editable(f"an edit of region {self.name!r}")
+        return system._lock
 
     def _update_pending(self, other: Optional["MemoryRegion"] = None) -> None:
         system = self._system
@@ -706,20 +714,33 @@ class MemoryRegion(Uncopyable):
             index = len(subs)
         else:
             index = bisect.bisect_right(subs, region.priority, key=lambda r: r.priority)
+        # The C child array, the Python list and the container link change in
+        # one C call, each undone if a later one fails: a signal (Ctrl-C)
+        # sees the tree before or after, never C holding a node Python does
+        # not keep alive.
         with TREE_LOCK:
-            check(lib.pm_region_insert_sub(self._node, index, region._node),
-                  f"adding {region.name!r} to {self.name!r}")
-            subs.insert(index, region)
-        _set(region, "container", self)
+            failed = _fastpath.atomic(
+                ("!", (subs.insert, index, region), (subs.pop, index)),
+                ("!", (lib.pm_region_insert_sub, self._node, index, region._node),
+                 (lib.pm_region_remove_sub, self._node, index)),
+                ("=", region, "_container", self))
+        if failed is not None:
+            check(failed[1], f"adding {region.name!r} to {self.name!r}")
 
     def _unlink(self, region: "MemoryRegion") -> None:
-        # C lets go of the node before the list lets go of the region.
+        # As in _insert: one C call.  The list lets go of the region last
+        # (atomic releases it after every step), so C never points at a
+        # freed node.
         with TREE_LOCK:
-            index = self._subs.index(region)
-            check(lib.pm_region_remove_sub(self._node, index),
-                  f"removing {region.name!r} from {self.name!r}")
-            del self._subs[index]
-        _set(region, "container", None)
+            subs = self._subs
+            index = subs.index(region)
+            failed = _fastpath.atomic(
+                ("!", (lib.pm_region_remove_sub, self._node, index),
+                 (lib.pm_region_insert_sub, self._node, index, region._node)),
+                (subs.pop, index),
+                ("=", region, "_container", None))
+        if failed is not None:
+            check(failed[1], f"removing {region.name!r} from {self.name!r}")
 
     def del_subregion(self, region: "MemoryRegion") -> None:
         """Unmap `region`, which must be a direct subregion of this one."""

@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdarg.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -691,9 +692,88 @@ static PyObject *call_section(PyObject *self_, PyObject *const *args, Py_ssize_t
     return t;
 }
 
+/*
+ * (addr, buffer, start): one step of the slow path of `rw` (pymem/access.py):
+ * the access of buffer[start:] at addr, in C as far as it is plain memory.
+ * None when C did it all; else (done, region, offset, len, flags) of the
+ * piece where it stopped, as pm_access says.  Like `section`, it takes the
+ * read-side section, makes the stopping region ours and leaves the section
+ * in this one call: no bytecode boundary (where a signal handler may raise)
+ * lies between the lock and the unlock, so an interrupt cannot leak a
+ * section or leave a region unowned.
+ */
+static PyObject *rw_step(Bound *self, PyObject *const *args, Py_ssize_t nargs, int is_write)
+{
+    CHECK_LIVE(self);
+    uint64_t addr;
+    Py_ssize_t start;
+    Py_buffer view;
+    pm_access acc;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "expected (addr, buffer, start), got %zd arguments", nargs);
+        return NULL;
+    }
+    if (as_address(args[0], &addr) < 0) {
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &view, is_write ? PyBUF_SIMPLE : PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (start < 0 || start > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "start %zd is outside the buffer", start);
+        return NULL;
+    }
+    uint8_t *buf = (uint8_t *)view.buf + start;
+    uint64_t len = (uint64_t)(view.len - start);
+    int stopped = 0;
+    PyObject *region = NULL;
+    self->read_lock();
+    if (len) {
+        if (len >= RELEASE_GIL_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, &acc);
+            Py_END_ALLOW_THREADS
+        } else {
+            stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, &acc);
+        }
+    }
+    if (stopped) {
+        /* The region is the section's `user`, alive while the view is. */
+        region = acc.user ? (PyObject *)acc.user : Py_None;
+        Py_INCREF(region);
+    }
+    self->read_unlock();
+    PyBuffer_Release(&view);
+    if (!stopped) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(KNKKk)", (unsigned long long)acc.done, region,
+                         (unsigned long long)acc.offset, (unsigned long long)acc.len,
+                         (unsigned long)acc.flags);
+}
+
+static PyObject *call_rw_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rw_step((Bound *)self_, args, nargs, 0);
+}
+
+static PyObject *call_rw_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rw_step((Bound *)self_, args, nargs, 1);
+}
+
 #define FAST_KW(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
 
 static PyMethodDef kinds[] = {
+    { "rw_read", (PyCFunction)(void (*)(void))call_rw_read, METH_FASTCALL,
+      "One slow-path read step (addr, buffer, start)." },
+    { "rw_write", (PyCFunction)(void (*)(void))call_rw_write, METH_FASTCALL,
+      "One slow-path write step (addr, buffer, start)." },
     { "section", (PyCFunction)(void (*)(void))call_section, METH_FASTCALL,
       "The section under (addr, size)." },
     { "read", FAST_KW(call_read), "read(addr, size, attrs=None)." },
@@ -731,7 +811,7 @@ static PyObject *bind(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "fast path bound to a NULL function or object");
         return NULL;
     }
-    int is_section = strcmp(kind, "section") == 0;
+    int is_section = strcmp(kind, "section") == 0 || strncmp(kind, "rw_", 3) == 0;
     if (is_section && (!read_lock || !read_unlock)) {
         PyErr_SetString(PyExc_ValueError, "a section builtin needs the RCU lock functions");
         return NULL;
@@ -801,7 +881,643 @@ static PyObject *range_users(PyObject *module, PyObject *args)
     return list;
 }
 
+/* ------------------------------------------------ signal-safe building blocks
+ *
+ * A Python signal handler (KeyboardInterrupt from Ctrl-C, or any handler that
+ * raises) runs only where the interpreter checks its eval breaker: at a
+ * function's entry, at a backward jump and after a call returns.  It never
+ * runs inside a C function that calls no Python code.  So two state changes
+ * made in one C call can never be split by an async exception, while two
+ * made by consecutive Python statements (or a C call and the statement after
+ * it) can.  The helpers below give pymem's Python code that one C call
+ * wherever a change in C must go with its mirror in Python, or a lock with
+ * its unlock.
+ */
+
+/* The RCU read-side section as a context manager: `__enter__` and
+ * `__exit__` are C, so the lock is taken inside BEFORE_WITH (after which the
+ * `with` body's exception handler is already in place) and released by a C
+ * `__exit__` that no signal can enter before it unlocks. */
+static rcu_fn rcu_lock, rcu_unlock;
+
+typedef struct {
+    PyObject_HEAD
+    unsigned long owner;     /* thread that entered, when held */
+    int held;
+} ReadSection;
+
+static PyObject *read_section_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (!rcu_lock || !rcu_unlock) {
+        PyErr_SetString(PyExc_RuntimeError, "pymem._fastpath: RCU functions not set");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "ReadSection() takes no arguments");
+        return NULL;
+    }
+    ReadSection *self = (ReadSection *)type->tp_alloc(type, 0);
+    if (self) {
+        self->held = 0;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *read_section_enter(ReadSection *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->held) {
+        PyErr_SetString(PyExc_RuntimeError, "this read-side section is already entered");
+        return NULL;
+    }
+    rcu_lock();
+    self->owner = PyThread_get_thread_ident();
+    self->held = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *read_section_exit(ReadSection *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    if (self->held) {
+        if (self->owner != PyThread_get_thread_ident()) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "a read-side section must end in the thread that began it");
+            return NULL;
+        }
+        self->held = 0;
+        rcu_unlock();
+    }
+    Py_RETURN_FALSE;
+}
+
+static void read_section_dealloc(ReadSection *self)
+{
+    /* Entered by hand and dropped: end it if we are its thread (nowhere
+     * else can); a section left in another thread is that thread's bug. */
+    if (self->held && self->owner == PyThread_get_thread_ident()) {
+        rcu_unlock();
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef read_section_methods[] = {
+    { "__enter__", (PyCFunction)read_section_enter, METH_NOARGS, "Begin the section." },
+    { "__exit__", (PyCFunction)(void (*)(void))read_section_exit, METH_FASTCALL,
+      "End the section." },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject ReadSectionType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymem._fastpath.ReadSection",
+    .tp_basicsize = sizeof(ReadSection),
+    .tp_dealloc = (destructor)read_section_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An RCU read-side section for a `with` block (entered and left in C).",
+    .tp_new = read_section_new,
+    .tp_methods = read_section_methods,
+};
+
+static PyObject *set_rcu(PyObject *module, PyObject *args)
+{
+    unsigned long long lock, unlock;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KK", &lock, &unlock)) {
+        return NULL;
+    }
+    if (!lock || !unlock) {
+        PyErr_SetString(PyExc_ValueError, "set_rcu: NULL function");
+        return NULL;
+    }
+    rcu_lock = (rcu_fn)(uintptr_t)lock;
+    rcu_unlock = (rcu_fn)(uintptr_t)unlock;
+    Py_RETURN_NONE;
+}
+
+/* Whether setting `name` on `obj` runs no Python code: the type's generic
+ * setattr, and the attribute a slot or absent from the type (instance dict). */
+static int plain_attribute(PyObject *obj, PyObject *name)
+{
+    if (Py_TYPE(obj)->tp_setattro != PyObject_GenericSetAttr || !PyUnicode_Check(name)) {
+        return 0;
+    }
+    PyObject *descr = _PyType_Lookup(Py_TYPE(obj), name);
+    return !descr || Py_TYPE(descr) == &PyMemberDescr_Type;
+}
+
+/* Setting(obj, name, value): a `with` block during which obj.name (a plain
+ * attribute) is `value`; __exit__ puts the old value back.  Both in C: an
+ * async exception cannot leave the attribute set, as a Python finally can
+ * (an exception at its first line skips the rest of it). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *obj, *name, *value, *saved;
+    int entered;
+} Setting;
+
+static int plain_attribute(PyObject *obj, PyObject *name);
+
+static PyObject *setting_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *obj, *name, *value;
+    if ((kwds && PyDict_GET_SIZE(kwds))
+        || !PyArg_ParseTuple(args, "OUO:Setting", &obj, &name, &value)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Setting() takes no keywords");
+        }
+        return NULL;
+    }
+    if (!plain_attribute(obj, name)) {
+        PyErr_Format(PyExc_TypeError, "Setting: %R is not a plain attribute", name);
+        return NULL;
+    }
+    Setting *self = (Setting *)type->tp_alloc(type, 0);
+    if (self) {
+        self->obj = Py_NewRef(obj);
+        self->name = Py_NewRef(name);
+        self->value = Py_NewRef(value);
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *setting_enter(Setting *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->entered) {
+        PyErr_SetString(PyExc_RuntimeError, "Setting already entered");
+        return NULL;
+    }
+    PyObject *saved = PyObject_GenericGetAttr(self->obj, self->name);
+    if (!saved) {
+        return NULL;
+    }
+    if (PyObject_GenericSetAttr(self->obj, self->name, self->value) < 0) {
+        Py_DECREF(saved);
+        return NULL;
+    }
+    self->saved = saved;
+    self->entered = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *setting_exit(Setting *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    if (self->entered) {
+        self->entered = 0;
+        PyObject *saved = self->saved;
+        self->saved = NULL;
+        int rc = PyObject_GenericSetAttr(self->obj, self->name, saved);
+        Py_DECREF(saved);
+        if (rc < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static int setting_traverse(Setting *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->obj);
+    Py_VISIT(self->value);
+    Py_VISIT(self->saved);
+    return 0;
+}
+
+static int setting_clear(Setting *self)
+{
+    Py_CLEAR(self->obj);
+    Py_CLEAR(self->value);
+    Py_CLEAR(self->saved);
+    return 0;
+}
+
+static void setting_dealloc(Setting *self)
+{
+    PyObject_GC_UnTrack(self);
+    setting_clear(self);
+    Py_CLEAR(self->name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef setting_methods[] = {
+    { "__enter__", (PyCFunction)setting_enter, METH_NOARGS, "Set the attribute." },
+    { "__exit__", (PyCFunction)(void (*)(void))setting_exit, METH_FASTCALL,
+      "Put the old value back." },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject SettingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymem._fastpath.Setting",
+    .tp_basicsize = sizeof(Setting),
+    .tp_dealloc = (destructor)setting_dealloc,
+    .tp_traverse = (traverseproc)setting_traverse,
+    .tp_clear = (inquiry)setting_clear,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Setting(obj, name, value): obj.name is value inside the `with` (C enter/exit).",
+    .tp_new = setting_new,
+    .tp_methods = setting_methods,
+};
+
+/*
+ * Transaction(system): a MemorySystem's `with system.transaction()`, entered
+ * and left in C.  __enter__ takes system._lock, checks that edits are
+ * allowed (system._check_editable) and raises system._depth;
+ * __exit__ lowers the depth, commits (system._commit(), Python) when the
+ * outermost transaction ends with an update pending, and releases the lock
+ * whatever the commit did.  A Python context manager (above all a generator
+ * one) can be interrupted after taking the lock and before its exit is set
+ * up, or inside its exit before releasing: this one cannot.  An interrupt
+ * inside the commit leaves the update pending, for the next end to commit.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *system;
+    PyObject *lock;          /* the lock taken, while entered */
+} Transaction;
+
+static PyObject *str_lock, *str_depth, *str_pending, *str_commit, *str_acquire, *str_release;
+
+static PyObject *transaction_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *system;
+    if ((kwds && PyDict_GET_SIZE(kwds)) || !PyArg_ParseTuple(args, "O:Transaction", &system)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Transaction() takes no keywords");
+        }
+        return NULL;
+    }
+    if (!plain_attribute(system, str_depth)) {
+        PyErr_SetString(PyExc_TypeError, "Transaction: _depth is not a plain attribute");
+        return NULL;
+    }
+    Transaction *self = (Transaction *)type->tp_alloc(type, 0);
+    if (self) {
+        self->system = Py_NewRef(system);
+    }
+    return (PyObject *)self;
+}
+
+/* system._depth += delta; the new depth, or -1 with an error set. */
+static long add_depth(PyObject *system, long delta)
+{
+    PyObject *depth = PyObject_GenericGetAttr(system, str_depth);
+    long d = depth ? PyLong_AsLong(depth) : -1;
+    Py_XDECREF(depth);
+    if (d == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *next = PyLong_FromLong(d + delta);
+    int rc = next ? PyObject_GenericSetAttr(system, str_depth, next) : -1;
+    Py_XDECREF(next);
+    return rc < 0 ? -1 : d + delta;
+}
+
+static PyObject *transaction_enter(Transaction *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->lock) {
+        PyErr_SetString(PyExc_RuntimeError, "this transaction is already entered");
+        return NULL;
+    }
+    PyObject *lock = PyObject_GetAttr(self->system, str_lock);
+    if (!lock) {
+        return NULL;
+    }
+    /* A C lock: acquire runs no Python code, though a signal handler may
+     * run (and raise) while it waits, before the lock is taken. */
+    PyObject *got = PyObject_CallMethodNoArgs(lock, str_acquire);
+    if (!got) {
+        Py_DECREF(lock);
+        return NULL;
+    }
+    Py_DECREF(got);
+    /* Edits from a listener being told of a change are refused (Python:
+     * MemorySystem._check_editable); then the depth goes up. */
+    PyObject *checked = PyObject_CallMethod(self->system, "_check_editable", "s",
+                                            "a transaction");
+    Py_XDECREF(checked);
+    if (!checked || add_depth(self->system, 1) < 0) {
+        /* Released with the error put aside, then restored. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *r = PyObject_CallMethodNoArgs(lock, str_release);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        Py_DECREF(lock);
+        return NULL;
+    }
+    self->lock = lock;
+    return Py_NewRef(self->system);
+}
+
+static PyObject *transaction_exit(Transaction *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    PyObject *lock = self->lock;
+    if (!lock) {
+        Py_RETURN_FALSE;
+    }
+    self->lock = NULL;
+    int failed = 0;
+    long depth = add_depth(self->system, -1);
+    if (depth < 0) {
+        failed = 1;
+    } else if (depth == 0) {
+        PyObject *pending = PyObject_GetAttr(self->system, str_pending);
+        int commit = pending ? PyObject_IsTrue(pending) : -1;
+        Py_XDECREF(pending);
+        if (commit > 0) {
+            PyObject *r = PyObject_CallMethodNoArgs(self->system, str_commit);
+            Py_XDECREF(r);
+            failed = !r;
+        } else if (commit < 0) {
+            failed = 1;
+        }
+    }
+    /* Released whatever happened above, keeping its error. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethodNoArgs(lock, str_release);
+    Py_DECREF(lock);
+    if (!r) {
+        if (type) {
+            PyErr_Clear();
+        } else {
+            return NULL;
+        }
+    }
+    Py_XDECREF(r);
+    PyErr_Restore(type, value, tb);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+static int transaction_traverse(Transaction *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->system);
+    Py_VISIT(self->lock);
+    return 0;
+}
+
+static int transaction_clear(Transaction *self)
+{
+    Py_CLEAR(self->system);
+    Py_CLEAR(self->lock);
+    return 0;
+}
+
+static void transaction_dealloc(Transaction *self)
+{
+    PyObject_GC_UnTrack(self);
+    transaction_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef transaction_methods[] = {
+    { "__enter__", (PyCFunction)transaction_enter, METH_NOARGS, "Begin the transaction." },
+    { "__exit__", (PyCFunction)(void (*)(void))transaction_exit, METH_FASTCALL,
+      "End it: the outermost end commits." },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject TransactionType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymem._fastpath.Transaction",
+    .tp_basicsize = sizeof(Transaction),
+    .tp_dealloc = (destructor)transaction_dealloc,
+    .tp_traverse = (traverseproc)transaction_traverse,
+    .tp_clear = (inquiry)transaction_clear,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A MemorySystem transaction, entered and left in C (see fastpath.c).",
+    .tp_new = transaction_new,
+    .tp_methods = transaction_methods,
+};
+
+/* Check a plain step: ("=", obj, name, value) or (builtin, arg, ...). */
+static int check_step(PyObject *step)
+{
+    if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) < 1) {
+        return 0;
+    }
+    PyObject *head = PyTuple_GET_ITEM(step, 0);
+    if (PyUnicode_Check(head)) {
+        return PyTuple_GET_SIZE(step) == 4 && !PyUnicode_CompareWithASCIIString(head, "=")
+               && plain_attribute(PyTuple_GET_ITEM(step, 1), PyTuple_GET_ITEM(step, 2));
+    }
+    return PyCFunction_Check(head);
+}
+
+/* Run a checked plain step.  Returns what to release later (the old value
+ * or the call's answer), NULL with an error set, or NULL with *status set
+ * to a call's non-zero int answer. */
+static PyObject *run_step(PyObject *step, long *status)
+{
+    PyObject *head = PyTuple_GET_ITEM(step, 0);
+    PyObject *kept;
+    *status = 0;
+    if (PyUnicode_Check(head)) {
+        PyObject *obj = PyTuple_GET_ITEM(step, 1), *name = PyTuple_GET_ITEM(step, 2);
+        kept = PyObject_GenericGetAttr(obj, name);
+        if (!kept) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+            kept = Py_NewRef(Py_None);
+        }
+        if (PyObject_GenericSetAttr(obj, name, PyTuple_GET_ITEM(step, 3)) < 0) {
+            Py_DECREF(kept);
+            return NULL;
+        }
+        return kept;
+    }
+    PyObject *args = PyTuple_GetSlice(step, 1, PyTuple_GET_SIZE(step));
+    kept = args ? PyObject_Call(head, args, NULL) : NULL;
+    Py_XDECREF(args);
+    if (kept && PyLong_CheckExact(kept)) {
+        long answer = PyLong_AsLong(kept);
+        if (answer == -1 && PyErr_Occurred()) {
+            Py_DECREF(kept);
+            return NULL;
+        }
+        if (answer) {
+            Py_DECREF(kept);
+            *status = answer;
+            return NULL;
+        }
+    }
+    return kept;
+}
+
+/*
+ * atomic(step, ...): run the steps in order, in this one C call, so that no
+ * async exception can fall between them.  A step is
+ *   ("=", obj, name, value)  set a plain attribute (a slot or instance dict);
+ *   (fn, arg, ...)           call a builtin (a cffi `lib` function, a list's
+ *                            insert or pop, ...): never Python code;
+ *   ("!", step, undo)        a step with the plain step that undoes it.
+ * A call answering a non-zero int (a pm_status) or raising stops the run;
+ * then the undo steps of the steps done run, last first, and the answer is
+ * (index of the failed step, status), or the exception propagates.  Without
+ * a failure the answer is None.  Old attribute values and call results are
+ * released only after the last step, so a finalizer they trigger sees every
+ * change made.
+ */
+static PyObject *atomic(PyObject *module, PyObject *steps)
+{
+    (void)module;
+    Py_ssize_t n = PyTuple_GET_SIZE(steps), i;
+    PyObject *graveyard = PyList_New(0);
+    if (!graveyard) {
+        return NULL;
+    }
+    /* Check every step before running any. */
+    for (i = 0; i < n; i++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        int ok;
+        if (PyTuple_Check(step) && PyTuple_GET_SIZE(step) == 3
+            && PyUnicode_Check(PyTuple_GET_ITEM(step, 0))
+            && !PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(step, 0), "!")) {
+            ok = check_step(PyTuple_GET_ITEM(step, 1)) && check_step(PyTuple_GET_ITEM(step, 2));
+        } else {
+            ok = check_step(step);
+        }
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "atomic: step %zd is neither a plain setattr "
+                         "nor a builtin call", i);
+            Py_DECREF(graveyard);
+            return NULL;
+        }
+    }
+    long status = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        int undoable = PyTuple_GET_SIZE(step) == 3 && PyUnicode_Check(PyTuple_GET_ITEM(step, 0));
+        PyObject *kept = run_step(undoable ? PyTuple_GET_ITEM(step, 1) : step, &status);
+        if (!kept) {
+            break;
+        }
+        int rc = PyList_Append(graveyard, kept);
+        Py_DECREF(kept);   /* on failure: released early, still after its step */
+        if (rc < 0) {
+            i++;            /* the step itself was done: undo it too */
+            break;
+        }
+    }
+    if (i == n) {
+        Py_DECREF(graveyard);
+        Py_RETURN_NONE;
+    }
+    /* Undo what was done, last first, keeping the first error. */
+    Py_ssize_t failed = i;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    while (i-- > 0) {
+        PyObject *step = PyTuple_GET_ITEM(steps, i);
+        if (PyTuple_GET_SIZE(step) == 3 && PyUnicode_Check(PyTuple_GET_ITEM(step, 0))) {
+            long ignored;
+            PyObject *kept = run_step(PyTuple_GET_ITEM(step, 2), &ignored);
+            if (kept && PyList_Append(graveyard, kept) < 0) {
+                PyErr_Clear();
+            }
+            Py_XDECREF(kept);
+            PyErr_Clear();
+        }
+    }
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(graveyard);
+    if (type) {
+        return NULL;
+    }
+    return Py_BuildValue("(nl)", failed, status);
+}
+
+/*
+ * call_owned(gc, fn, args, outs): call the builtin fn(*args), then wrap what
+ * it stored in each out-parameter of `outs` ((holder, destructor) pairs: a
+ * cffi `T **` and the function freeing a T *) with gc(pointer, destructor),
+ * cffi's ffi.gc.  Returns (fn's answer, owned pointer or None per out).  In
+ * one C call, so no async exception can fall between C allocating an object
+ * and Python owning it.
+ */
+static PyObject *call_owned(PyObject *module, PyObject *args)
+{
+    PyObject *gc, *fn, *fn_args, *outs;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "OOO!O!", &gc, &fn, &PyTuple_Type, &fn_args,
+                          &PyTuple_Type, &outs)) {
+        return NULL;
+    }
+    if (!PyCFunction_Check(fn) || !PyCFunction_Check(gc)) {
+        PyErr_SetString(PyExc_TypeError, "call_owned: fn and gc must be builtins");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(outs);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *out = PyTuple_GET_ITEM(outs, i);
+        if (!PyTuple_Check(out) || PyTuple_GET_SIZE(out) != 2) {
+            PyErr_SetString(PyExc_TypeError, "call_owned: outs are (holder, destructor)");
+            return NULL;
+        }
+    }
+    PyObject *result = PyTuple_New(n + 1);
+    if (!result) {
+        return NULL;
+    }
+    PyObject *answer = PyObject_Call(fn, fn_args, NULL);
+    if (!answer) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, answer);
+    PyObject *zero = PyLong_FromLong(0);
+    int failed = !zero;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *out = PyTuple_GET_ITEM(outs, i);
+        PyObject *owned = NULL;
+        PyObject *ptr = zero ? PyObject_GetItem(PyTuple_GET_ITEM(out, 0), zero) : NULL;
+        int nonnull = ptr ? PyObject_IsTrue(ptr) : -1;
+        if (nonnull > 0) {
+            owned = PyObject_CallFunctionObjArgs(gc, ptr, PyTuple_GET_ITEM(out, 1), NULL);
+        } else if (nonnull == 0) {
+            owned = Py_NewRef(Py_None);
+        }
+        Py_XDECREF(ptr);
+        if (!owned) {
+            /* Out of memory wrapping one: what C made here leaks, the rest
+             * are still wrapped (and freed with `result`). */
+            failed = 1;
+            owned = Py_NewRef(Py_None);
+        }
+        PyTuple_SET_ITEM(result, i + 1, owned);
+    }
+    Py_XDECREF(zero);
+    if (failed) {
+        Py_DECREF(result);
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        return NULL;
+    }
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    { "set_rcu", set_rcu, METH_VARARGS,
+      "set_rcu(read_lock_address, read_unlock_address): the functions ReadSection calls" },
+    { "atomic", atomic, METH_VARARGS,
+      "atomic(step, ...): setattrs and builtin calls in one C call (see fastpath.c)" },
+    { "call_owned", call_owned, METH_VARARGS,
+      "call_owned(gc, fn, args, outs) -> (answer, owned...): call and own in one C call" },
     { "bind", bind, METH_VARARGS,
       "bind(kind, fn_address, obj_address, width, fallback, keepalive[, read_lock, "
       "read_unlock, device_fn, big_endian]) -> builtin" },
@@ -824,7 +1540,17 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     if (!str_ops || !str_direct || !str_recorder) {
         return NULL;
     }
-    if (PyType_Ready(&BoundType) < 0) {
+    str_lock = PyUnicode_InternFromString("_lock");
+    str_depth = PyUnicode_InternFromString("_depth");
+    str_pending = PyUnicode_InternFromString("_update_pending");
+    str_commit = PyUnicode_InternFromString("_commit");
+    str_acquire = PyUnicode_InternFromString("acquire");
+    str_release = PyUnicode_InternFromString("release");
+    if (!str_lock || !str_depth || !str_pending || !str_commit || !str_acquire || !str_release) {
+        return NULL;
+    }
+    if (PyType_Ready(&BoundType) < 0 || PyType_Ready(&ReadSectionType) < 0
+        || PyType_Ready(&SettingType) < 0 || PyType_Ready(&TransactionType) < 0) {
         return NULL;
     }
     TranslationType = PyStructSequence_NewType(&translation_desc);
@@ -844,7 +1570,10 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     }
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddObjectRef(m, "Translation", (PyObject *)TranslationType) < 0 ||
-              PyModule_AddObjectRef(m, "SectionAt", (PyObject *)SectionAtType) < 0)) {
+              PyModule_AddObjectRef(m, "SectionAt", (PyObject *)SectionAtType) < 0 ||
+              PyModule_AddObjectRef(m, "ReadSection", (PyObject *)&ReadSectionType) < 0 ||
+              PyModule_AddObjectRef(m, "Setting", (PyObject *)&SettingType) < 0 ||
+              PyModule_AddObjectRef(m, "Transaction", (PyObject *)&TransactionType) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
