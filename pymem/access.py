@@ -342,13 +342,13 @@ class AccessMixin:
         if flags & SECTION_IOMMU and region is not None:
             return self._iommu_piece(region, offset, view, is_write, attrs, via)
         rest = view.nbytes
-        if region is None and stop.len and self._recorder is None:
+        if region is None and section_len and self._recorder is None:
             # Unassigned space: QEMU answers it piece by piece (at most 4
             # bytes each, unassigned_mem_ops), every piece DECODE_ERROR and
             # reading zeros.  The whole stretch at once gives the same bytes
             # and the same OR-ed result, in one step instead of one Python
             # round trip per 4 bytes (a recorder still sees every piece).
-            n = min(rest, stop.len)
+            n = min(rest, section_len)
             if not is_write:
                 view[:n] = bytes(n)
             return n, DECODE_ERROR
