@@ -191,20 +191,23 @@ def test_a_strided_array_can_be_written():
 
 def test_a_read_too_large_to_buffer_is_a_named_out_of_memory_error():
     """In a child process with 2 GiB of address space, so nothing else starves.
-    Under ASan (scripts/sanitize.sh), whose shadow memory needs the address
-    space, the child keeps it and ASan's allocator answers NULL instead."""
+    Under ASan or TSan (scripts/sanitize.sh), whose shadow memory needs the
+    address space, the child keeps it and the sanitizer's allocator answers
+    NULL instead."""
     import os
     import subprocess
     import sys
 
     env = dict(os.environ)
-    asan = "asan" in env.get("LD_PRELOAD", "")
-    if asan:
+    preload = env.get("LD_PRELOAD", "")
+    sanitizer = "ASAN" if "asan" in preload else "TSAN" if "tsan" in preload else None
+    if sanitizer:
         # The expected "failed to allocate" warnings go to its stderr, not
-        # to the report files that fail the sanitizer run.
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "")
-                               + ":allocator_may_return_null=1:log_path=stderr")
-    limit = "" if asan else "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        # to the report files that fail the sanitizer run.  (TSan's largest
+        # allocation is 2^40 bytes: a bytearray of 2^40 asks for a few more.)
+        env[f"{sanitizer}_OPTIONS"] = (env.get(f"{sanitizer}_OPTIONS", "")
+                                       + ":allocator_may_return_null=1:log_path=stderr")
+    limit = "" if sanitizer else "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
     code = (
         "import resource\n"
         "from pymem import MemoryRegion, MemorySystem, OutOfMemoryError\n"
