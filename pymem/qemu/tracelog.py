@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
-from ..trace import Access, Commit, Event, Trace, ViewDigest
+from ..trace.format import Access, Commit, Event, Trace, ViewDigest
 
 _PREFIX = r"(?:\d+@\d+\.\d+:)?"
 _OPS = re.compile(_PREFIX + r"memory_region_ops_(read|write) cpu (-?\d+) mr (\S+) "

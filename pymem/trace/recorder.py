@@ -1,0 +1,169 @@
+"""Recording the accesses of address spaces into a trace.
+
+The access path tells a space's recorder of every device access (`mmio`);
+RAM and ROM are recorded, when asked, by the wrappers of ram_wrappers.py.
+A commit listener writes a commit event after every topology commit.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
+
+from ..errors import InvalidArgumentError, PymemError
+from ..listener import MemoryListener
+from ..memtx import MemTxAttrs
+from ..region import MemoryRegion
+from .format import READ, WRITE, Commit, PathLike, _attrs_json, view_digests
+from .ram_wrappers import _install_ram_wrappers, _remove_ram_wrappers
+from .writer import TraceWriter
+
+if TYPE_CHECKING:
+    from ..address_space import AddressSpace
+
+
+class _CommitListener(MemoryListener):
+    """Writes a commit event after each commit, while it has a recorder."""
+
+    def __init__(self, recorder: "Recorder") -> None:
+        self.recorder: Optional[Recorder] = recorder
+
+    def commit(self) -> None:
+        if self.recorder is not None:
+            self.recorder.commit()
+
+
+class Recorder:
+    """Records the accesses of address spaces into a TraceWriter.
+
+    Device accesses reach `mmio` through the access path's hook, so plain
+    memory costs nothing extra; with `mmio_only` False, the space's `rw`,
+    `load`, `store` and fixed-width loads and stores are replaced on the
+    instance, while recording, by wrappers that also record RAM and ROM.
+    A commit event (the digests of every view) opens the trace and follows
+    every commit.  Accesses through an IOMMU are recorded in the target
+    space, when that space is recorded; `map`/`unmap` DMA is not recorded.
+    """
+
+    def __init__(self, writer: TraceWriter, spaces: Sequence["AddressSpace"],
+                 mmio_only: bool = True) -> None:
+        if not spaces:
+            raise InvalidArgumentError("record: no address space given")
+        self.writer = writer
+        self.spaces = list(spaces)
+        self.system = self.spaces[0].system
+        self.mmio_only = mmio_only
+        self._seq = 0
+        self._listener: Optional[_CommitListener] = None
+        self._pieces: Dict[Tuple[str, bool, Optional[int]], Tuple[str, str]] = {}
+        self._hidden: Dict[int, Dict[str, Any]] = {}
+
+    def start(self) -> None:
+        """Attach to the spaces; writes the opening commit event."""
+        for asp in self.spaces:
+            if asp.system is not self.system:
+                raise PymemError(f"record: address space {asp.name!r} belongs to another "
+                                 f"MemorySystem")
+            if asp._recorder is not None:
+                raise PymemError(f"address space {asp.name!r} is already being recorded "
+                                 f"or replayed")
+        listener = _CommitListener(self)
+        self._listener = listener
+        # Registering replays the current view to the listener, which ends
+        # in commit(): that writes the opening commit event.
+        self.spaces[0].register_listener(listener)
+        for asp in self.spaces:
+            asp._recorder = self
+            if not self.mmio_only:
+                self._hidden[id(asp)] = _install_ram_wrappers(asp, self)
+
+    def stop(self) -> None:
+        """Detach from the spaces and close the trace (writing its end line).
+
+        The trace is always closed with every access recorded so far, even
+        if a recorded space was destroyed meanwhile (a hot-unplugged device)
+        or its commit listener was unregistered by someone else."""
+        try:
+            for asp in self.spaces:
+                if asp._recorder is self:
+                    asp._recorder = None
+                if id(asp) in self._hidden:
+                    _remove_ram_wrappers(asp, self._hidden.pop(id(asp)))
+            if self._listener is not None:
+                listener, self._listener = self._listener, None
+                # Detach first: unregistering ends in a commit() of its own.
+                listener.recorder = None
+                first = self.spaces[0]
+                # destroy() has unregistered it already, or the user did.
+                if any(listener is other for other in first.listeners):
+                    first.unregister_listener(listener)
+        finally:
+            self.writer.close()
+
+    def commit(self) -> None:
+        """A commit event with the digest of every current view."""
+        self.writer.event(Commit(self._seq, view_digests(self.system)))
+        self._seq += 1
+
+    def mmio(self, space: Any, addr: int, region: Optional[MemoryRegion], offset: int,
+             size: int, value: int, is_write: bool, attrs: Optional[MemTxAttrs],
+             result: int) -> None:
+        """One device access (the access path's hook): the hot path of
+        recording, so the line is built from cached pieces."""
+        key = (space.name, is_write, region.id if region is not None else None)
+        pieces = self._pieces.get(key)
+        if pieces is None:
+            pieces = self._pieces[key] = self._line_pieces(space.name, is_write, region)
+        head, tail = pieces
+        attrs_text = "null" if attrs is None or attrs.unspecified else _attrs_json(attrs)
+        offset_text = f'"{offset:#x}"' if region is not None else "null"
+        writer = self.writer
+        writer.accesses += 1
+        buf = writer._buf
+        buf.append(f'{head}{addr:#x}","size":{size},"value":"{value:#x}","attrs":{attrs_text},'
+                   f'"result":{int(result)},{tail}{offset_text}}}\n')
+        if len(buf) >= writer._batch:
+            writer.flush()
+
+    @staticmethod
+    def _line_pieces(space: str, is_write: bool, region: Optional[MemoryRegion]
+                     ) -> Tuple[str, str]:
+        """The constant parts of an access line, as `_access_line` writes them."""
+        op = WRITE if is_write else READ
+        name = json.dumps(region.name) if region is not None else "null"
+        return (f'{{"type":"access","space":{json.dumps(space)},"op":"{op}","addr":"',
+                f'"region":{name},"offset":')
+
+    def memory(self, space: Any, addr: int, region: MemoryRegion, offset: int,
+               data: Union[bytes, memoryview], is_write: bool,
+               attrs: Optional[MemTxAttrs]) -> None:
+        """One plain RAM or ROM piece (the RAM wrappers)."""
+        self.writer.access(space.name, WRITE if is_write else READ, addr, len(data), None,
+                           bytes(data), attrs, 0, region.name, offset)
+
+
+@contextmanager
+def record(spaces: Union["AddressSpace", List["AddressSpace"], Tuple["AddressSpace", ...]],
+           path: PathLike, mmio_only: bool = True, batch: int = 4096) -> Iterator[Recorder]:
+    """Record the accesses of one or more address spaces (of one system) to
+    `path` while the block runs; the trace is complete when it exits."""
+    spaces = [spaces] if not isinstance(spaces, (list, tuple)) else list(spaces)
+    if not spaces:
+        raise InvalidArgumentError("record: no address space given")
+    system = spaces[0].system
+    header = {"page_bits": system.page_bits, "mmio_only": mmio_only,
+              "spaces": [asp.name for asp in spaces]}
+    recorder = Recorder(TraceWriter(path, header, batch), spaces, mmio_only)
+    try:
+        recorder.start()
+    except BaseException:
+        recorder.writer.close()
+        raise
+    try:
+        yield recorder
+    finally:
+        recorder.stop()
+
+
+# Fixed-width accessor names -> (size, big-endian, is a store).

@@ -1,0 +1,101 @@
+"""Writing a trace file: whole lines, flushed in batches.
+
+An interrupted run leaves a trace that is valid up to its last complete line
+(the reader says the end line is missing).  Knows the format (format.py),
+not where the events come from.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional, Sequence
+
+from ..memtx import MemTxAttrs
+from .format import (FORMAT, VERSION, Commit, Event, PathLike, TraceWriteError, _access_line,
+                     encode_event)
+
+
+class TraceWriter:
+    """Writes a trace: the header at once, events in whole lines, buffered.
+
+    The buffer is written out every `batch` lines and on `flush`/`close`, one
+    `write` of whole lines each time, so a crash loses at most the unflushed
+    batch and never leaves a line that parses as something it was not.
+    """
+
+    def __init__(self, path: PathLike, header: Optional[Dict[str, Any]] = None,
+                 batch: int = 4096) -> None:
+        self.path = Path(path)
+        try:
+            self._file: Optional[IO[str]] = open(self.path, "w", encoding="ascii")
+        except OSError as exc:
+            raise TraceWriteError(exc.errno, f"cannot write trace: "
+                                  f"{exc.strerror}", str(self.path)) from None
+        self._buf: List[str] = []
+        self._batch = batch
+        self._lock = threading.Lock()
+        self.accesses = 0
+        self.commits = 0
+        head = {"type": "header", "format": FORMAT, "version": VERSION}
+        head.update(header or {})
+        self._file.write(json.dumps(head, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def line(self, text: str) -> None:
+        """Queue one encoded line (see `encode_event`)."""
+        buf = self._buf
+        buf.append(text)
+        if len(buf) >= self._batch:
+            self.flush()
+
+    def event(self, event: Event) -> None:
+        if isinstance(event, Commit):
+            self.commits += 1
+        else:
+            self.accesses += 1
+        self.line(encode_event(event))
+
+    def access(self, space: Optional[str], op: str, addr: int, size: int,
+               value: Optional[int], data: Optional[bytes], attrs: Optional[MemTxAttrs],
+               result: int, region: Optional[str], offset: Optional[int]) -> None:
+        self.accesses += 1
+        self.line(_access_line(space, op, addr, size, value, data, attrs, result, region,
+                               offset))
+
+    def flush(self) -> None:
+        """Write out every queued line."""
+        with self._lock:
+            buf = self._buf
+            n = len(buf)
+            if n and self._file is not None:
+                # The same list stays in use (recorders append to it without
+                # a lock): take the first n lines, later appends stay queued.
+                text = "".join(buf[:n])
+                del buf[:n]
+                self._file.write(text)
+                self._file.flush()
+
+    def close(self) -> None:
+        """Flush, write the end line (its absence marks an interrupted run), close."""
+        if self._file is None:
+            return
+        self.line(json.dumps({"type": "end", "accesses": self.accesses,
+                              "commits": self.commits}, separators=(",", ":")) + "\n")
+        self.flush()
+        self._file.close()
+        self._file = None
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def write_trace(path: PathLike, events: Sequence[Event],
+                header: Optional[Dict[str, Any]] = None) -> None:
+    """Write `events` as a complete trace."""
+    with TraceWriter(path, header) as writer:
+        for event in events:
+            writer.event(event)
