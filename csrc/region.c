@@ -1,5 +1,5 @@
 /*
- * region.c - the C mirror of a region tree, kept in step by pymem/region.py.
+ * region.c - the C mirror of a region tree, kept in step by pymem/region/ (tree.py, node.py).
  *
  * Rendering a tree of 100,000 regions from Python objects costs most of its
  * time chasing pointers through the interpreter's objects; a compact node per

@@ -1,167 +1,42 @@
 """MemoryRegion: the nodes of QEMU's region tree, and the edits that change it.
 
-A region is RAM, ROM, a ROM device, MMIO ("i/o"), an IOMMU, a pure container,
-or an alias of a window of another region.  Any region but an alias may hold
-subregions at offsets and priorities; rendering (pymem/flatview.py) turns a
-tree into the flat map an address space sees.  Edits are validated here, before
-anything changes, so a bad edit leaves the tree and every view as they were;
-a valid edit on a region that belongs to a MemorySystem is committed at once,
-or at the end of the enclosing transaction, as QEMU does.
-
-Alias loops.  An alias may map (a window of) a region that contains it, as
-QEMU's Arm SSE boards do (mps2-an505: `alias 3`, at 0x50000000 inside
-`arm-sse-cpu-container0`, shows that container from 0x40000000).  QEMU
-renders such a loop by going round it: every trip shifts the base and
-intersects the clip window with a shifted window, so a loop that moves the
-window ends once the clip is empty.  pymem accepts a loop exactly when
-rendering it ends within a bound: no render path may go through one alias
-more than MAX_ALIAS_VISITS times.  Every edit that can close a loop or
-change one (add_subregion when the new subregion reaches its container,
-and set_address / set_alias_offset / set_size / set_enabled on a region that
-lies on a loop) is applied tentatively, checked by walking the loop's
-regions as rendering would, and undone with a TopologyError naming the loop
-if some path runs past the bound.  A cycle of subregions alone (a region
-under its own descendant) is still refused: `info mtree` could not print it.
+One class, whole: its constructors, its read-only fields (node.py) and the
+edits that validate, apply and commit (add_subregion, set_address, ...).  It
+is longer than the other modules because the edits share the class's
+invariants (the slot, the C node and the Python list change together) and
+read best next to each other.  A region in a MemorySystem tells its system
+that something changed through the system's own methods (`transaction`,
+`_update_pending`, `_adopt`); this module never imports the system.
 """
 from __future__ import annotations
 
 import bisect
 import itertools
-import operator
-import os
 import sys
-import threading
 import weakref
 from contextlib import nullcontext
-from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Generic, Iterator, List,
-                    Literal, NoReturn, Optional, Protocol, Tuple, Type, TypeVar, Union,
-                    overload)
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Type
 
-from . import _fastpath, dirty, hostmem
-from ._native import ffi, lib
-from .dispatch import NO_REGION
-from .errors import (ArgumentTypeError, InvalidArgumentError, ReadOnlyAttributeError,
-                     TopologyError, Uncopyable, check)
-from .memtx import MemTxAttrs
+from .. import _fastpath, dirty, hostmem
+from .._native import ffi, lib
+from ..dispatch import NO_REGION
+from ..errors import (ArgumentTypeError, InvalidArgumentError, TopologyError, Uncopyable,
+                      check)
+from .kinds import (ADDRESS_SPACE_SIZE, ALIAS, CONTAINER, DIRTY_MEMORY_VGA, IO, IOMMU,
+                    PRIORITY_MAX, PRIORITY_MIN, RAM, RAM_DEVICE, ROM, ROM_DEVICE)
+from .lock import TREE_LOCK
+from .loops import _check_loops, _is_ancestor, _loop_mates, _path_to
+from .memory import _allocate, _wrap_buffer
+from .node import (_KIND_FLAGS, _ConstructorOrAttribute, _Field, _push_alias,
+                   _push_alias_offset, _push_flag)
+from .ops import MemoryRegionOps
 
 if TYPE_CHECKING:
-    from .address_space import AddressSpace, MemorySystem
+    from ..address_space import AddressSpace, MemorySystem
 
-ADDRESS_SPACE_SIZE = 1 << 64
-PRIORITY_MIN = -(1 << 31)
-PRIORITY_MAX = (1 << 31) - 1
-
-RAM = "ram"
-ROM = "rom"
-ROM_DEVICE = "rom_device"
-RAM_DEVICE = "ram_device"
-IO = "io"
-ALIAS = "alias"
-CONTAINER = "container"
-IOMMU = "iommu"
-
-MAX_ALIAS_VISITS = 16
-"""How many times one render path may go through the same alias.  QEMU has
-no bound (a loop that never empties its window recurses until the stack
-overflows).  A loop whose window w moves by s per trip is gone round about
-w / |s| times; the loops QEMU 7.2 builds (Arm SSE's `alias 1`, `alias 2`,
-`alias 3`: window 0x10000000, shift 0x10000000) go through each alias once.
-A loop that keeps its window (shift 0), or loops whose shifts cancel (one
-up, one down), would go round forever and are refused.  16 leaves a wide
-margin over real machines while keeping a render path short enough for
-Python's recursion limit."""
-
-# QEMU's dirty-memory clients, as the bits of a region's dirty-log mask.
-DIRTY_MEMORY_VGA = 1
-DIRTY_MEMORY_CODE = 2
-DIRTY_MEMORY_MIGRATION = 4
-DIRTY_MEMORY_SNAPSHOT = 8   # pymem's own: incremental snapshots (pymem/snapshot.py)
-
-TREE_LOCK = threading.RLock()
-"""Held for every change to a region's C node and for every render.  C
-rendering runs without the GIL (cffi releases it), so without this lock a
-tree edited in another thread, above all one outside any MemorySystem, could
-be changed or freed under the walk.  Taken after a system's own lock, never
-before it."""
-# A fork while another thread renders would leave the child's lock held for
-# ever: fork only between renders.
-os.register_at_fork(before=TREE_LOCK.acquire, after_in_parent=TREE_LOCK.release,
-                    after_in_child=TREE_LOCK.release)
 
 _ids = itertools.count(1)
 _by_id: "weakref.WeakValueDictionary[int, MemoryRegion]" = weakref.WeakValueDictionary()
-
-ByteOrder = Literal["little", "big"]
-"""A device's byte order, spelled as int.from_bytes takes it."""
-
-# MemoryRegionOps callbacks come in QEMU's two shapes: read/write, and
-# read_with_attrs/write_with_attrs (`with_attrs` says which a device has).
-# Their results are MemTxResult bits: a MemTxResult, or the plain int a
-# trace replay answers.
-MMIORead = Callable[[int, int], int]
-MMIOWrite = Callable[[int, int, int], None]
-MMIOReadWithAttrs = Callable[[int, int, MemTxAttrs], Tuple[int, int]]
-MMIOWriteWithAttrs = Callable[[int, int, int, MemTxAttrs], Optional[int]]
-
-
-class MemoryRegionOps:
-    """How an MMIO region is accessed: QEMU's MemoryRegionOps.
-
-    `read(offset, size) -> int` and `write(offset, value, size)`; `valid_*`
-    are the access sizes the device accepts, `impl_*` the sizes its callbacks
-    handle (wider accesses are split, narrower ones widened).  With
-    `with_attrs` the callbacks are QEMU's *_with_attrs: they also get the
-    access's MemTxAttrs, `read` returns (value, MemTxResult) and `write` a
-    MemTxResult (None for OK), so a device can answer a bus error.
-
-    Ops are fixed once made, as QEMU's are const: give a region new ops
-    instead of changing these.
-    """
-
-    __slots__ = ("read", "write", "endianness", "valid_min", "valid_max",
-                 "impl_min", "impl_max", "unaligned", "with_attrs", "direct")
-
-    direct: Optional[Tuple[Any, Any, int, bool, bool]]
-    """For the C fast path (csrc/ext/fastpath.c): (read, write, the access
-    sizes one callback answers as a bit mask, unaligned, big-endian), or
-    None for callbacks with attributes."""
-
-    def __init__(self, read: Union[MMIORead, MMIOReadWithAttrs],
-                 write: Union[MMIOWrite, MMIOWriteWithAttrs], endianness: ByteOrder = "little",
-                 valid_min: int = 1, valid_max: int = 4, impl_min: int = 1,
-                 impl_max: int = 4, unaligned: bool = False,
-                 with_attrs: bool = False) -> None:
-        if not callable(read) or not callable(write):
-            raise ArgumentTypeError("MemoryRegionOps needs callable read and write")
-        if endianness not in ("little", "big"):
-            raise InvalidArgumentError(f"endianness must be 'little' or 'big', not {endianness!r}")
-        for label, lo, hi in (("valid", valid_min, valid_max), ("impl", impl_min, impl_max)):
-            if type(lo) is not int or type(hi) is not int:
-                raise ArgumentTypeError(f"MemoryRegionOps: {label} access sizes must be ints, "
-                                        f"not {lo!r}..{hi!r}")
-            if lo not in (1, 2, 4, 8) or hi not in (1, 2, 4, 8) or lo > hi:
-                raise InvalidArgumentError(f"{label} access sizes must be powers of two in 1..8 "
-                                           f"with min <= max, not {lo}..{hi}")
-        self.read = read
-        self.write = write
-        self.endianness = endianness
-        self.valid_min = valid_min
-        self.valid_max = valid_max
-        self.impl_min = impl_min
-        self.impl_max = impl_max
-        self.unaligned = unaligned
-        self.with_attrs = with_attrs
-        # The sizes mmio.dispatch_read/write answer with one plain callback.
-        sizes = sum(s for s in (1, 2, 4, 8)
-                    if valid_min <= s <= valid_max and impl_min <= s <= impl_max)
-        self.direct = (None if with_attrs else
-                       (read, write, sizes, bool(unaligned), endianness == "big"))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if hasattr(self, "direct"):
-            raise AttributeError(f"MemoryRegionOps are fixed once made (QEMU's are const): "
-                                 f"cannot set {name!r}; give the region new ops")
-        object.__setattr__(self, name, value)
 
 
 def _check_size(what: str, size: Any) -> int:
@@ -178,70 +53,6 @@ def _check_offset(what: str, offset: Any) -> int:
     if not 0 <= offset < ADDRESS_SPACE_SIZE:
         raise TopologyError(f"{what}: offset {offset:#x} is beyond 2^64")
     return offset
-
-
-_Constructor = TypeVar("_Constructor")
-_Constructor_co = TypeVar("_Constructor_co", covariant=True)
-
-
-class _Bindable(Protocol[_Constructor_co]):
-    """A classmethod, as far as the descriptor below uses it: binding it to
-    the class gives the constructor's signature without `cls`."""
-
-    def __get__(self, obj: Any, owner: Any, /) -> _Constructor_co: ...
-
-
-def _refuse_write(mr: Any, name: str, hint: str) -> NoReturn:
-    raise ReadOnlyAttributeError(f"{mr!r}: {name!r} is read-only; {hint}")
-
-
-class _ConstructorOrAttribute(Generic[_Constructor]):
-    """`MemoryRegion.container(...)` builds a container while `mr.container` is
-    its parent, and likewise for `alias`: QEMU's names for both, so the class
-    attribute is the constructor and the instance attribute is the link.
-    The link is read-only (the edit methods set it, through `write`, which
-    calls `push`, if given, to tell C first)."""
-
-    def __init__(self, constructor: _Bindable[_Constructor], hint: str,
-                 push: Optional[Callable[["MemoryRegion", Any], Tuple[Any, ...]]] = None
-                 ) -> None:
-        self.constructor = constructor
-        self.hint = hint
-        self.push = push
-        self.__doc__ = constructor.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-        self.slot_name = "_" + name
-        self.slot = getattr(owner, self.slot_name)
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> _Constructor: ...
-
-    @overload
-    def __get__(self, obj: "MemoryRegion", owner: type) -> Optional["MemoryRegion"]: ...
-
-    def __get__(self, obj: Optional["MemoryRegion"], owner: type
-                ) -> Union[_Constructor, Optional["MemoryRegion"]]:
-        if obj is None:
-            return self.constructor.__get__(owner, owner)
-        return self.slot.__get__(obj, owner)
-
-    def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> NoReturn:
-        _refuse_write(obj, self.name, self.hint)
-
-    def __delete__(self, obj: "MemoryRegion") -> NoReturn:
-        _refuse_write(obj, self.name, self.hint)
-
-    def write(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> None:
-        """Set the link (the edit methods' way in)."""
-        if self.push is None:
-            self.slot.__set__(obj, value)
-            return
-        # One step for renderers and for signals: the slot and the C node
-        # change in one C call (the old target stays alive until both did).
-        with TREE_LOCK:
-            _fastpath.atomic(("=", obj, self.slot_name, value), self.push(obj, value))
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
@@ -262,92 +73,6 @@ def _new_alias(cls: Type["MemoryRegion"], name: str, target: "MemoryRegion", off
 def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRegion":
     """A pure container: renders only its subregions."""
     return cls(name, size, CONTAINER)
-
-
-_FieldType = TypeVar("_FieldType")
-
-if TYPE_CHECKING:
-    class _Field(Generic[_FieldType]):
-        """What mypy sees of the runtime class below: read, never assigned."""
-
-        def __init__(self, hint: str,
-                     push: Optional[Callable[["MemoryRegion", Any], Tuple[Any, ...]]] = None
-                     ) -> None: ...
-
-        @overload
-        def __get__(self, obj: None, owner: type) -> "_Field[_FieldType]": ...
-
-        @overload
-        def __get__(self, obj: "MemoryRegion", owner: type) -> _FieldType: ...
-
-        def __get__(self, obj: Optional["MemoryRegion"], owner: type
-                    ) -> Union["_Field[_FieldType]", _FieldType]: ...
-
-        def write(self, obj: "MemoryRegion", value: _FieldType) -> None: ...
-else:
-    class _Field(property):
-        """A public read-only field kept in the slot `_<name>`.  Reading is a
-        property with a C getter (as cheap as Python makes it); assigning
-        raises ReadOnlyAttributeError pointing at the edit method (`hint`)
-        that checks, adopts and commits.  `write` is the edit methods' way
-        in: with `push` (a field rendering reads: it gives the C call), the
-        slot and C's node change in one C call (`_fastpath.atomic`), so
-        neither a renderer nor a signal ever sees them disagree."""
-
-        __class_getitem__ = classmethod(lambda cls, item: cls)
-
-        def __init__(self, hint, push=None):
-            super().__init__(None, self._refuse, self._refuse)
-            self.hint = hint
-            self.push = push
-
-        def __set_name__(self, owner, name):
-            self.name = name
-            self.slot_name = "_" + name
-            self.slot = getattr(owner, self.slot_name)
-            # property's own getter: the slot's C getter, no Python frame.
-            self.getter_slot = operator.attrgetter("_" + name)
-            property.__init__(self, self.getter_slot, self._refuse, self._refuse,
-                              f"Read-only: {self.hint}.")
-
-        def _refuse(self, obj, value=None):
-            _refuse_write(obj, self.name, self.hint)
-
-        def write(self, obj, value):
-            if self.push is None:
-                self.slot.__set__(obj, value)
-                return
-            with TREE_LOCK:
-                _fastpath.atomic(("=", obj, self.slot_name, value), self.push(obj, value))
-
-
-# A push gives the C call (a `_fastpath.atomic` step) that writes a value
-# to the region's node.
-def _push_flag(flag: int) -> Callable[["MemoryRegion", Any], Tuple[Any, ...]]:
-    return lambda mr, on: (lib.pm_region_set_flag, mr._node, flag, bool(on))
-
-
-def _push_alias(mr: "MemoryRegion", target: Optional["MemoryRegion"]) -> Tuple[Any, ...]:
-    return (lib.pm_region_set_alias, mr._node,
-            target._node if target is not None else ffi.NULL, mr._alias_offset)
-
-
-def _push_alias_offset(mr: "MemoryRegion", offset: int) -> Tuple[Any, ...]:
-    target = mr._alias
-    return (lib.pm_region_set_alias, mr._node,
-            target._node if target is not None else ffi.NULL, offset)
-
-
-_KIND_FLAGS = {
-    RAM: lib.PM_REGION_TERMINATES | lib.PM_REGION_MEMORY,
-    ROM: lib.PM_REGION_TERMINATES | lib.PM_REGION_MEMORY,
-    ROM_DEVICE: lib.PM_REGION_TERMINATES | lib.PM_REGION_ROM_DEVICE,
-    RAM_DEVICE: lib.PM_REGION_TERMINATES,
-    IO: lib.PM_REGION_TERMINATES,
-    IOMMU: lib.PM_REGION_TERMINATES | lib.PM_REGION_IOMMU,
-    ALIAS: 0,
-    CONTAINER: 0,
-}
 
 
 class MemoryRegion(Uncopyable):
@@ -914,165 +639,3 @@ def _check_ops(name: str, ops: Any) -> MemoryRegionOps:
         raise ArgumentTypeError(f"region {name!r}: ops must be a MemoryRegionOps, "
                                 f"not {type(ops).__name__}")
     return ops
-
-
-def _allocate(kind: str, name: str, size: int) -> memoryview:
-    """Zeroed, page-aligned memory for a region (pymem/hostmem.py: small ones
-    carved from shared slabs, so many small regions do not exhaust the
-    process's mappings), allocated when the region is made, so a size the
-    machine cannot map fails here, naming the region, not at a commit."""
-    try:
-        return hostmem.allocate(size)
-    except (OverflowError, OSError, ValueError, MemoryError) as exc:
-        raise TopologyError(f"{kind} {name!r}: cannot allocate {size:#x} bytes of memory "
-                            f"({exc})") from None
-
-
-def _wrap_buffer(name: str, buffer: Any, size: int) -> memoryview:
-    try:
-        view = memoryview(buffer)
-    except TypeError:
-        raise ArgumentTypeError(f"ram {name!r}: buffer must support the buffer protocol, "
-                                f"not {type(buffer).__name__}") from None
-    if view.readonly:
-        raise InvalidArgumentError(f"ram {name!r}: buffer is read-only")
-    if not view.c_contiguous:
-        raise InvalidArgumentError(f"ram {name!r}: buffer is not C-contiguous (a Fortran-order or "
-                                   f"strided array): give it a C-ordered copy")
-    view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
-    if view.nbytes != size:
-        raise InvalidArgumentError(f"ram {name!r}: buffer holds {view.nbytes:#x} bytes, "
-                                   f"size is {size:#x}")
-    return view
-
-
-def _path_to(start: MemoryRegion, goal: MemoryRegion) -> Optional[List[MemoryRegion]]:
-    """A chain of subregion and alias links from `start` to `goal`, if any."""
-    stack: List[tuple] = [(start, [start])]
-    seen = set()
-    while stack:
-        mr, path = stack.pop()
-        if mr is goal:
-            return path
-        if mr.id in seen:
-            continue
-        seen.add(mr.id)
-        if mr.alias is not None:
-            stack.append((mr.alias, path + [mr.alias]))
-        for sub in mr._subs:
-            stack.append((sub, path + [sub]))
-    return None
-
-
-def _is_ancestor(region: MemoryRegion, mr: Optional[MemoryRegion]) -> bool:
-    """Whether `region` is `mr` or one of its containers."""
-    while mr is not None:
-        if mr is region:
-            return True
-        mr = mr.container
-    return False
-
-
-def _loop_mates(region: MemoryRegion) -> List[MemoryRegion]:
-    """The regions that lie on a cycle with `region` (its strongly connected
-    component of subregion and alias links), or [] when it lies on none."""
-    forward = list(reachable(region))
-    preds: dict = {}
-    for mr in forward:
-        if mr._alias is not None:
-            preds.setdefault(mr._alias.id, []).append(mr)
-        for sub in mr._subs:
-            preds.setdefault(sub.id, []).append(mr)
-    if region.id not in preds:
-        return []
-    inside = {mr.id for mr in forward}
-    seen = {region.id}
-    stack = [region]
-    while stack:
-        for p in preds.get(stack.pop().id, ()):
-            if p.id in inside and p.id not in seen:
-                seen.add(p.id)
-                stack.append(p)
-    return [mr for mr in forward if mr.id in seen]
-
-
-def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
-                 ) -> Optional[List[MemoryRegion]]:
-    """Walk what rendering `start` (at `base`, clipped to [lo, hi)) walks, as
-    pymem/flatview.py's _collect does but without recursion, and return the
-    loop of a path that goes through one alias more than MAX_ALIAS_VISITS
-    times (from that alias's previous visit back to it), or None."""
-    path: List[MemoryRegion] = []
-    visits: dict = {}
-    stack: List[Tuple[MemoryRegion, int, int, int, int]] = [(start, base, lo, hi, 0)]
-    while stack:
-        mr, base, lo, hi, depth = stack.pop()
-        while len(path) > depth:
-            gone = path.pop()
-            if gone._alias is not None:
-                visits[gone.id] -= 1
-        if not mr.enabled:
-            continue
-        base += mr.addr
-        if base > lo:
-            lo = base
-        if base + mr.size < hi:
-            hi = base + mr.size
-        if lo >= hi:
-            continue
-        target = mr._alias
-        if target is not None:
-            n = visits.get(mr.id, 0) + 1
-            if n > MAX_ALIAS_VISITS:
-                i = max(k for k, r in enumerate(path) if r is mr)
-                return path[i:] + [mr]
-            visits[mr.id] = n
-            path.append(mr)
-            stack.append((target, base - target.addr - mr.alias_offset, lo, hi, depth + 1))
-        else:
-            path.append(mr)
-            for sub in mr._subs:
-                stack.append((sub, base, lo, hi, depth + 1))
-    return None
-
-
-def loop_text(loop: List[MemoryRegion], first: Optional[MemoryRegion] = None) -> str:
-    """A closed loop (its first region repeated at the end) as text, starting
-    at `first` when it lies on the loop."""
-    ring = loop[:-1]
-    if first is not None and any(r is first for r in ring):
-        i = next(k for k, r in enumerate(ring) if r is first)
-        ring = ring[i:] + ring[:i]
-    return " -> ".join(repr(r.name) for r in ring + ring[:1])
-
-
-def _check_loops(mates: List[MemoryRegion], where: str, edited: MemoryRegion) -> None:
-    """Refuse the tentative edit if rendering from any alias on these loops
-    (each alone: its own whole window, the widest clip any render can reach
-    it with) runs past MAX_ALIAS_VISITS.  Any endless render path goes round
-    a cycle through an alias, so this covers every root."""
-    for mr in mates:
-        if mr._alias is None:
-            continue
-        loop = runaway_loop(mr, 0, mr.addr, mr.addr + mr.size)
-        if loop is not None:
-            raise TopologyError(
-                f"{where} would make a cycle that rendering never leaves: "
-                f"{loop_text(loop, edited)} (each trip round an alias loop must move its "
-                f"window off itself; here {loop[0].name!r} is entered more than "
-                f"{MAX_ALIAS_VISITS} times on one path)")
-
-
-def reachable(root: MemoryRegion) -> Iterator[MemoryRegion]:
-    """Every region reached from `root` through subregions and aliases, once each."""
-    stack = [root]
-    seen = set()
-    while stack:
-        mr = stack.pop()
-        if mr.id in seen:
-            continue
-        seen.add(mr.id)
-        yield mr
-        if mr.alias is not None:
-            stack.append(mr.alias)
-        stack.extend(mr._subs)

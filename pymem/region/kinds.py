@@ -1,0 +1,35 @@
+"""Region kinds, the bounds of the region tree, and QEMU's dirty-memory clients.
+
+The vocabulary the tree (tree.py), rendering (pymem/flatview.py) and the
+dumps share.  Knows nothing but numbers and names.
+"""
+
+ADDRESS_SPACE_SIZE = 1 << 64
+PRIORITY_MIN = -(1 << 31)
+PRIORITY_MAX = (1 << 31) - 1
+
+RAM = "ram"
+ROM = "rom"
+ROM_DEVICE = "rom_device"
+RAM_DEVICE = "ram_device"
+IO = "io"
+ALIAS = "alias"
+CONTAINER = "container"
+IOMMU = "iommu"
+
+MAX_ALIAS_VISITS = 16
+"""How many times one render path may go through the same alias.  QEMU has
+no bound (a loop that never empties its window recurses until the stack
+overflows).  A loop whose window w moves by s per trip is gone round about
+w / |s| times; the loops QEMU 7.2 builds (Arm SSE's `alias 1`, `alias 2`,
+`alias 3`: window 0x10000000, shift 0x10000000) go through each alias once.
+A loop that keeps its window (shift 0), or loops whose shifts cancel (one
+up, one down), would go round forever and are refused.  16 leaves a wide
+margin over real machines while keeping a render path short enough for
+Python's recursion limit."""
+
+# QEMU's dirty-memory clients, as the bits of a region's dirty-log mask.
+DIRTY_MEMORY_VGA = 1
+DIRTY_MEMORY_CODE = 2
+DIRTY_MEMORY_MIGRATION = 4
+DIRTY_MEMORY_SNAPSHOT = 8   # pymem's own: incremental snapshots (pymem/snapshot.py)
