@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
-from .find import region_path, regions
+from .find import fold_down, region_path, regions
 from .region import ALIAS, IO, IOMMU, RAM, ROM, ROM_DEVICE, MemoryRegion
 
 if TYPE_CHECKING:
@@ -68,16 +68,11 @@ def check_system(system: "MemorySystem") -> List[Finding]:
 def _shown(mr: MemoryRegion, memo: Dict[int, bool]) -> bool:
     """Whether the region and every container above it are enabled (`memo`:
     region id -> answer, shared between calls)."""
-    pending = []
-    node: Optional[MemoryRegion] = mr
-    while node is not None and node.id not in memo:
-        pending.append(node)
-        node = node.container
-    shown = memo[node.id] if node is not None else True
-    for region in reversed(pending):
-        shown = shown and region.enabled
-        memo[region.id] = shown
-    return memo[mr.id]
+    return fold_down(mr, memo, _shown_step)
+
+
+def _shown_step(above: Optional[bool], region: MemoryRegion) -> bool:
+    return (above is None or above) and region.enabled
 
 
 def _check_alias(mr: MemoryRegion, path: str, found: List[Finding]) -> None:

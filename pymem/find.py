@@ -12,13 +12,15 @@ Read-only; call with the tree quiet (no edit in another thread).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TypeVar
 
 from .errors import ArgumentTypeError
 from .region import MemoryRegion
 
 if TYPE_CHECKING:
     from .address_space import MemorySystem
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,22 +36,33 @@ class RegionEntry:
                 f"prio {mr.priority}{'' if mr.enabled else ', disabled'})")
 
 
-def region_path(mr: MemoryRegion, memo: Optional[Dict[int, str]] = None) -> str:
-    """The names of `mr`'s containers, outermost first, and its own, joined
-    by '/'.  `memo` (region id -> path) shares the work between calls, so
-    the paths of a whole deep tree cost one walk up each."""
-    if memo is None:
-        memo = {}
+def fold_down(mr: MemoryRegion, memo: Dict[int, T],
+              step: Callable[[Optional[T], MemoryRegion], T]) -> T:
+    """A value for `mr` computed from the top of its tree down: `step(above,
+    region)` gives a region's value from its container's (`above` is None at
+    the top).  `memo` (region id -> value) is shared between calls, so the
+    values of a whole deep tree cost one walk up each; the walk is a loop,
+    never a recursion, however deep the tree."""
     pending = []
     node: Optional[MemoryRegion] = mr
     while node is not None and node.id not in memo:
         pending.append(node)
         node = node.container
-    path = memo[node.id] if node is not None else None
+    value: Optional[T] = memo[node.id] if node is not None else None
     for region in reversed(pending):
-        path = region.name if path is None else f"{path}/{region.name}"
-        memo[region.id] = path
+        value = step(value, region)
+        memo[region.id] = value
     return memo[mr.id]
+
+
+def _path_step(above: Optional[str], region: MemoryRegion) -> str:
+    return region.name if above is None else f"{above}/{region.name}"
+
+
+def region_path(mr: MemoryRegion, memo: Optional[Dict[int, str]] = None) -> str:
+    """The names of `mr`'s containers, outermost first, and its own, joined
+    by '/'.  `memo` (region id -> path) shares the work between calls."""
+    return fold_down(mr, {} if memo is None else memo, _path_step)
 
 
 def regions(system: "MemorySystem") -> List[RegionEntry]:

@@ -26,7 +26,7 @@ cannot:
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..errors import DumpParseError
 from ..region import MAX_ALIAS_VISITS
@@ -136,43 +136,59 @@ def _enter_alias(node: _Node, visits: Dict[int, int]) -> int:
     return n
 
 
+def _visible(tree: _Tree, top: _Node, children: Callable[[_Node], List[_Node]],
+             leave: Callable[[_Node], bool] = lambda node: False,
+             ) -> Iterator[Tuple[bool, _Node, int, int, int, Tuple[int, ...]]]:
+    """Every enabled node of `top`'s tree as QEMU's render visits it, depth
+    first in `children` order, through aliases into their targets, each
+    clipped to the window it is seen in: (entering, node, base, lo, hi,
+    aliases) where `base` is the node's address in the view, [lo, hi) the
+    visible window and `aliases` the ids of the aliases passed through.
+    A node for which `leave(node)` is true is yielded a second time, with
+    entering False, once everything under it has been.  The walk keeps a
+    stack of its own (a dump may nest deeper than Python's recursion limit)
+    and bounds alias recursion as QEMU does (`_enter_alias`)."""
+    visits: Dict[int, int] = {}
+    # Entries: ("node", node, base, lo, hi, aliases); ("leave", node, base,
+    # lo, hi, aliases); ("alias", id, count) puts an alias's visit count back.
+    stack: List[Any] = [("node", top, 0, 0, _SPAN, ())]
+    while stack:
+        item = stack.pop()
+        if item[0] == "alias":
+            visits[item[1]] = item[2]
+            continue
+        if item[0] == "leave":
+            yield (False,) + item[1:]
+            continue
+        _, node, base, lo, hi, path = item
+        assert node.canon is not None
+        node = node.canon
+        if node.disabled:
+            continue
+        b = base + node.addr
+        lo, hi = max(lo, b), min(hi, b + node.size)
+        if lo >= hi:
+            continue
+        yield True, node, b, lo, hi, path
+        if node.alias is not None:
+            target = tree.target(node)
+            if target is not None:
+                n = _enter_alias(node, visits)
+                stack.append(("alias", id(node), n))
+                stack.append(("node", target, b - target.addr - node.alias_offset,
+                              lo, hi, path + (id(node),)))
+            continue
+        if leave(node):
+            stack.append(("leave", node, b, lo, hi, path))
+        stack.extend(("node", child, b, lo, hi, path) for child in reversed(children(node)))
+
+
 def _placements(tree: _Tree, views: List[Tuple[int, _Node]]) -> Dict[int, List[_Placement]]:
     """Every place each (canonical) region is rendered from, per view."""
     out: Dict[int, List[_Placement]] = {}
-
-    visits: Dict[int, int] = {}
-
-    def visit(root: _Node, vi: int) -> None:
-        # Depth first with a stack of our own (a dump may nest deeper than
-        # Python's recursion limit); a None entry puts an alias's visit count
-        # back once everything under it is done.
-        stack: List[Any] = [(root, 0, 0, _SPAN)]
-        while stack:
-            item = stack.pop()
-            if item[0] is None:
-                visits[item[1]] = item[2]
-                continue
-            node, base, lo, hi = item
-            assert node.canon is not None
-            node = node.canon
-            if node.disabled:
-                continue
-            b = base + node.addr
-            lo, hi = max(lo, b), min(hi, b + node.size)
-            if lo >= hi:
-                continue
-            out.setdefault(id(node), []).append((vi, b, lo, hi))
-            if node.alias is not None:
-                target = tree.target(node)
-                if target is not None:
-                    n = _enter_alias(node, visits)
-                    stack.append((None, id(node), n))
-                    stack.append((target, b - target.addr - node.alias_offset, lo, hi))
-                continue
-            stack.extend((child, b, lo, hi) for child in reversed(node.children))
-
     for vi, root in views:
-        visit(root, vi)
+        for _, node, b, lo, hi, _ in _visible(tree, root, lambda node: node.children):
+            out.setdefault(id(node), []).append((vi, b, lo, hi))
     return out
 
 
@@ -221,44 +237,12 @@ def _readonly_aliases(tree: _Tree, views: List[Tuple[int, _Node]], flats: List[F
                     merged.append((a, z))
             taken[:] = merged
 
-        visits: Dict[int, int] = {}
-
-        def render(top: _Node) -> None:
-            # Depth first with a stack of our own, as _placements' visit; an
-            # entry tagged "insert" draws a terminating region once its
-            # children are drawn, one tagged "alias" puts a visit count back.
-            stack: List[Any] = [("node", top, 0, 0, _SPAN, [])]
-            while stack:
-                item = stack.pop()
-                if item[0] == "alias":
-                    visits[item[1]] = item[2]
-                    continue
-                if item[0] == "insert":
-                    insert(item[1], item[2], item[3], item[4])
-                    continue
-                _, node, base, lo, hi, path = item
-                assert node.canon is not None
-                node = node.canon
-                if node.disabled:
-                    continue
-                b = base + node.addr
-                lo, hi = max(lo, b), min(hi, b + node.size)
-                if lo >= hi:
-                    continue
-                if node.alias is not None:
-                    target = tree.target(node)
-                    if target is not None:
-                        n = _enter_alias(node, visits)
-                        stack.append(("alias", id(node), n))
-                        stack.append(("node", target, b - target.addr - node.alias_offset,
-                                      lo, hi, path + [id(node)]))
-                    continue
-                if id(node) in terminates:
-                    stack.append(("insert", node, lo, hi, path))
-                stack.extend(("node", child, b, lo, hi, path)
-                             for child in reversed(_render_order(node)))
-
-        render(root)
+        # Each region QEMU treats as terminating is drawn once its children
+        # are (they take precedence over it), as QEMU's render does.
+        for entering, node, _, lo, hi, aliases in _visible(
+                tree, root, _render_order, lambda node: id(node) in terminates):
+            if not entering:
+                insert(node, lo, hi, list(aliases))
         ranges = flats[vi].ranges
         for lo, hi, node, path in drawn:
             if not path:
