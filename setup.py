@@ -15,9 +15,13 @@ setup(
     ext_modules=[
         # It reads pm_range and pm_access as pymem.h lays them out: rebuild
         # when the header changes, or a stale module reads the wrong fields.
-        Extension("pymem._fastpath", ["csrc/ext/fastpath.c"], include_dirs=["csrc"],
-                  depends=["csrc/pymem.h", "csrc/ext/pyaddr.h"], extra_compile_args=_cflags,
-                  extra_link_args=_ldflags),
+        # One module, one concept a file (csrc/ext/fastpath.h lists them).
+        Extension("pymem._fastpath",
+                  [f"csrc/ext/{name}.c" for name in ("fastpath", "bound", "args", "lookup",
+                                                      "ram", "device", "guards", "atomic")],
+                  include_dirs=["csrc"],
+                  depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],
+                  extra_compile_args=_cflags, extra_link_args=_ldflags),
         # unicorn's callbacks (pymem.unicorn); unicorn itself is not linked.
         Extension("pymem._ucglue", ["csrc/ext/ucglue.c"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),

@@ -120,7 +120,7 @@ def translate_section(space: Any, addr: int, size: int) -> Any:
     """The section under `addr` in `space`'s current view, as C sees it: a
     SectionAt (region or None for unassigned space, offset in the region,
     bytes left in the section, flags), in one C call that holds the read
-    side until the region is ours (see `section` in csrc/ext/fastpath.c)."""
+    side until the region is ours (see `section` in csrc/ext/lookup.c)."""
     return space._section(addr, size)
 
 
@@ -313,7 +313,7 @@ class AccessMixin:
         n = view.nbytes
         # One C call per step takes the read-side section, accesses what is
         # plain memory, makes the region where it stopped ours and leaves the
-        # section (`rw_*` in csrc/ext/fastpath.c): no bytecode boundary, where
+        # section (`rw_*` in csrc/ext/ram.c): no bytecode boundary, where
         # a signal handler could raise, lies inside the section.
         step = self._rw_write if is_write else self._rw_read
         done = 0
@@ -552,7 +552,7 @@ class AccessMixin:
 
 def device_answer_error(pin: Any, addr: int, size: int, value: object) -> BaseException:
     """The error for a device read callback that answered `value`, not an
-    int, as the C fast path (csrc/ext/fastpath.c) reports it: the region is
+    int, as the C fast path (csrc/ext/device.c) reports it: the region is
     found in the view the access went through (`pin.view`)."""
     view = pin.view
     found = view.lookup(addr) if view is not None else None

@@ -1,0 +1,160 @@
+/*
+ * fastpath.h - what the files of the `pymem._fastpath` module share: the C
+ * core's function types, the Bound object every builtin is made of, the
+ * argument helpers the hot paths inline, and each file's entry points.
+ *
+ * The module is one extension built from several files (setup.py), one
+ * concept each:
+ *   fastpath.c  the module: its functions table and init, range_users;
+ *   bound.c     the Bound object and bind(), which makes a builtin of a kind;
+ *   args.c      argument parsing and the pymem.errors exceptions;
+ *   lookup.c    dispatch builtins: lookup, translate, section, and their
+ *               result types (Translation, SectionAt);
+ *   ram.c       access builtins: fixed-width loads and stores, read, write,
+ *               and the rw_* slow-path steps;
+ *   device.c    the MMIO path: a load or store handed to a Python device's
+ *               callback straight from C;
+ *   guards.c    C context managers: ReadSection, Setting, Transaction;
+ *   atomic.c    atomic() and call_owned(): several changes in one C call.
+ * Functions one file calls in another are hidden from other shared objects
+ * (FP_INTERNAL); the per-call helpers are static inline here, so the hot
+ * paths compile as they did in one file.
+ */
+#ifndef PYMEM_FASTPATH_H
+#define PYMEM_FASTPATH_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdarg.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "pymem.h"
+#include "pyaddr.h"
+
+typedef uint32_t (*lookup_fn)(void *obj, uint64_t addr);
+typedef uint64_t (*load_fn)(void *obj, uint64_t addr);
+typedef int (*load64_fn)(void *obj, uint64_t addr, uint64_t *value);
+typedef int (*store_fn)(void *obj, uint64_t addr, uint64_t value);
+typedef int (*rw_fn)(void *obj, uint64_t addr, uint8_t *buf, uint64_t len, void *stop);
+typedef uint32_t (*translate_fn)(void *obj, uint64_t addr, uint64_t len,
+                                 uint64_t *offset_in_region, uint64_t *plen);
+typedef void (*section_fn)(void *obj, uint64_t addr, uint64_t len, pm_access *out);
+typedef void (*rcu_fn)(void);
+
+#define LOAD_MISS UINT64_MAX  /* no load of 32 bits or fewer can return it */
+
+typedef struct {
+    PyObject_HEAD
+    void *fn;
+    void *obj;
+    unsigned width;          /* bytes, for stores: values must fit */
+    rcu_fn read_lock, read_unlock;   /* "section" and device calls */
+    section_fn device;       /* loads and stores: pm_as_translate, or NULL */
+    int big_endian;          /* loads and stores: the access's byte order */
+    PyObject *fallback;      /* called as the slow path; may be None */
+    PyObject *keepalive;     /* owns the C object `obj` points to */
+} Bound;
+
+/* A Bound cleared by the garbage collector (its cycle was unreachable) can
+ * only be called from a finalizer of that same garbage: refuse.  Both are
+ * tested: a live Bound's fallback is at least None, never NULL. */
+#define CHECK_LIVE(self)                                                       \
+    do {                                                                       \
+        if (!(self)->keepalive || !(self)->fallback) {                         \
+            PyErr_SetString(PyExc_ReferenceError, "fast-path object was collected"); \
+            return NULL;                                                       \
+        }                                                                      \
+    } while (0)
+
+/*
+ * Arguments.  The builtins take what the Python methods take and refuse what
+ * they refuse, with the same errors: an address is an int (not a bool, not
+ * an object that only has __index__, such as numpy.uint64) in [0, 2^64).
+ * Builtins with a Python slow path hand anything else (bad arguments,
+ * keywords) to it, so its checks raise; the others raise here, with the
+ * classes of pymem.errors.
+ */
+static inline int as_address(PyObject *arg, uint64_t *addr)
+{
+    if (!PyLong_Check(arg) || PyBool_Check(arg)) {
+        return -1;
+    }
+    /* pyaddr.h: the digits read directly on CPython 3.11. */
+    if (pm_address_arg(arg, addr) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads and stores: (addr) and (addr, value), positional; anything else
+ * (keywords, a bad argument) is the Python slow path's to take or refuse. */
+#define SLOW_UNLESS(cond)                                                      \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            return PyObject_Vectorcall(self->fallback, args, nargs, kwnames); \
+        }                                                                      \
+    } while (0)
+
+/* Large copies release the GIL: the buffer is ours (read) or pinned (write). */
+#define RELEASE_GIL_BYTES (64 * 1024)
+
+static inline int in_space(uint64_t addr, uint64_t len)
+{
+    return len != 0 && addr + (len - 1) >= addr;
+}
+
+#define FP_INTERNAL __attribute__((visibility("hidden")))
+
+/* args.c */
+FP_INTERNAL PyObject *fp_pymem_error(const char *name, PyObject *fallback_type,
+                                     const char *fmt, ...);
+FP_INTERNAL PyObject *fp_address_error(const char *what, PyObject *arg);
+FP_INTERNAL int fp_parse_args(const char *fname, const char *const *names, Py_ssize_t nmin,
+                              Py_ssize_t nmax, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, PyObject **out);
+
+/* bound.c */
+FP_INTERNAL PyObject *fp_bind(PyObject *module, PyObject *args);
+FP_INTERNAL int fp_bound_init(void);
+
+/* lookup.c */
+FP_INTERNAL PyObject *fp_call_lookup(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_translate(PyObject *self_, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_section(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
+FP_INTERNAL int fp_lookup_init(PyObject *module);
+
+/* ram.c */
+FP_INTERNAL PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_load64(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_rw_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
+FP_INTERNAL PyObject *fp_call_rw_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
+
+/* device.c: 1 when handled (*result the answer, or NULL with an error set),
+ * 0 to take the fallback. */
+FP_INTERNAL int fp_device_load(Bound *self, uint64_t addr, PyObject **result);
+FP_INTERNAL int fp_device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **result);
+FP_INTERNAL int fp_device_init(void);
+
+/* guards.c */
+FP_INTERNAL PyObject *fp_set_rcu(PyObject *module, PyObject *args);
+FP_INTERNAL int fp_plain_attribute(PyObject *obj, PyObject *name);
+FP_INTERNAL int fp_guards_init(PyObject *module);
+
+/* atomic.c */
+FP_INTERNAL PyObject *fp_atomic(PyObject *module, PyObject *steps);
+FP_INTERNAL PyObject *fp_call_owned(PyObject *module, PyObject *args);
+
+#endif /* PYMEM_FASTPATH_H */

@@ -1,0 +1,217 @@
+/*
+ * ram.c - the access builtins: fixed-width loads and stores (`ldl_le` and
+ * friends), `read` and `write` of a byte range, and the `rw_*` steps the
+ * Python slow path of `rw` takes.  Each does the access in one C call when it
+ * is plain memory; a device gets the MMIO path (device.c) and anything else
+ * the Python fallback.
+ */
+#include "fastpath.h"
+
+PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr;
+    SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
+    PyObject *arg = args[0];
+    uint64_t v = ((load_fn)self->fn)(self->obj, addr);
+    if (v != LOAD_MISS) {
+        return PyLong_FromUnsignedLongLong(v);
+    }
+    PyObject *result;
+    if (fp_device_load(self, addr, &result)) {
+        return result;
+    }
+    return PyObject_CallOneArg(self->fallback, arg);
+}
+
+PyObject *fp_call_load64(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr, v;
+    SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
+    PyObject *arg = args[0];
+    if (((load64_fn)self->fn)(self->obj, addr, &v) == 0) {
+        return PyLong_FromUnsignedLongLong(v);
+    }
+    PyObject *result;
+    if (fp_device_load(self, addr, &result)) {
+        return result;
+    }
+    return PyObject_CallOneArg(self->fallback, arg);
+}
+
+PyObject *fp_call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr, value;
+    SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0);
+    /* A value is an int (a bool too, as store() takes it) that fits. */
+    SLOW_UNLESS(PyLong_Check(args[1]));
+    unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        SLOW_UNLESS(0);
+    }
+    SLOW_UNLESS(self->width == 8 || (v >> (8 * self->width)) == 0);
+    value = v;
+    if (((store_fn)self->fn)(self->obj, addr, value) == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *result;
+    if (fp_device_store(self, addr, value, &result)) {
+        return result;
+    }
+    return PyObject_Vectorcall(self->fallback, args, 2, NULL);
+}
+
+/* (addr, size): one C call when it is all plain memory, else the fallback. */
+PyObject *fp_call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr, len;
+    /* Keywords (attrs=...) and anything unusual: AccessMixin.read. */
+    SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0
+                && as_address(args[1], &len) == 0);
+    SLOW_UNLESS(in_space(addr, len) && len <= (uint64_t)PY_SSIZE_T_MAX);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    if (!out) {
+        if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
+            return NULL;
+        }
+        /* No memory for that size: AccessMixin.read says so by name
+         * (OutOfMemoryError naming the access). */
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+    }
+    uint8_t *buf = (uint8_t *)PyBytes_AS_STRING(out);
+    int stopped;
+    if (len >= RELEASE_GIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, NULL);
+        Py_END_ALLOW_THREADS
+    } else {
+        stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, NULL);
+    }
+    if (!stopped) {
+        return out;
+    }
+    Py_DECREF(out);
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+}
+
+/* (addr, data): one C call when it is all plain memory, else the fallback,
+ * which starts over (rewriting the same bytes C already wrote). */
+PyObject *fp_call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr;
+    Py_buffer view;
+    /* Keywords (attrs=...), buffers other than bytes: AccessMixin.write. */
+    SLOW_UNLESS(nargs == 2 && !kwnames && PyBytes_CheckExact(args[1])
+                && as_address(args[0], &addr) == 0);
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int stopped = 1;
+    uint64_t len = (uint64_t)view.len;
+    if (in_space(addr, len)) {
+        if (len >= RELEASE_GIL_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            stopped = ((rw_fn)self->fn)(self->obj, addr, view.buf, len, NULL);
+            Py_END_ALLOW_THREADS
+        } else {
+            stopped = ((rw_fn)self->fn)(self->obj, addr, view.buf, len, NULL);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (!stopped) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
+}
+
+/*
+ * (addr, buffer, start): one step of the slow path of `rw` (pymem/access.py):
+ * the access of buffer[start:] at addr, in C as far as it is plain memory.
+ * None when C did it all; else (done, region, offset, len, flags) of the
+ * piece where it stopped, as pm_access says.  Like `section`, it takes the
+ * read-side section, makes the stopping region ours and leaves the section
+ * in this one call: no bytecode boundary (where a signal handler may raise)
+ * lies between the lock and the unlock, so an interrupt cannot leak a
+ * section or leave a region unowned.
+ */
+static PyObject *rw_step(Bound *self, PyObject *const *args, Py_ssize_t nargs, int is_write)
+{
+    CHECK_LIVE(self);
+    uint64_t addr;
+    Py_ssize_t start;
+    Py_buffer view;
+    pm_access acc;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "expected (addr, buffer, start), got %zd arguments", nargs);
+        return NULL;
+    }
+    if (as_address(args[0], &addr) < 0) {
+        return NULL;
+    }
+    start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &view, is_write ? PyBUF_SIMPLE : PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (start < 0 || start > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "start %zd is outside the buffer", start);
+        return NULL;
+    }
+    uint8_t *buf = (uint8_t *)view.buf + start;
+    uint64_t len = (uint64_t)(view.len - start);
+    int stopped = 0;
+    PyObject *region = NULL;
+    self->read_lock();
+    if (len) {
+        if (len >= RELEASE_GIL_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, &acc);
+            Py_END_ALLOW_THREADS
+        } else {
+            stopped = ((rw_fn)self->fn)(self->obj, addr, buf, len, &acc);
+        }
+    }
+    if (stopped) {
+        /* The region is the section's `user`, alive while the view is. */
+        region = acc.user ? (PyObject *)acc.user : Py_None;
+        Py_INCREF(region);
+    }
+    self->read_unlock();
+    PyBuffer_Release(&view);
+    if (!stopped) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(KNKKk)", (unsigned long long)acc.done, region,
+                         (unsigned long long)acc.offset, (unsigned long long)acc.len,
+                         (unsigned long)acc.flags);
+}
+
+PyObject *fp_call_rw_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rw_step((Bound *)self_, args, nargs, 0);
+}
+
+PyObject *fp_call_rw_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rw_step((Bound *)self_, args, nargs, 1);
+}
+
