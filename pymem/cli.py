@@ -114,15 +114,20 @@ def _load_machine(args: argparse.Namespace) -> "MemorySystem":
     """The machine a command works on: `--mtree DUMP [--hints H]`, a bundled
     `--machine NAME`, or `--machine module:callable`, a function of the
     user's returning a MemorySystem (the current directory is importable)."""
-    from .address_space import MemorySystem
-
     if args.mtree:
         from .qemu import load_mtree
 
         return load_mtree(_read(args.mtree), args.hints)
     if args.hints:
         raise PymemError("--hints goes with --mtree")
-    name = args.machine
+    return _named_machine(args.machine, f"--machine {args.machine}")
+
+
+def _named_machine(name: str, what: str) -> "MemorySystem":
+    """A bundled machine `name`, or `module:callable`, a function of the
+    user's returning a MemorySystem; errors start with `what`."""
+    from .address_space import MemorySystem
+
     if ":" not in name:
         from . import machines
 
@@ -135,20 +140,20 @@ def _load_machine(args: argparse.Namespace) -> "MemorySystem":
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PymemError(f"--machine {name}: cannot import {module_name!r}: {exc}") from None
+        raise PymemError(f"{what}: cannot import {module_name!r}: {exc}") from None
     except Exception as exc:   # noqa: BLE001 - the user's module failed to import
-        raise PymemError(f"--machine {name}: importing {module_name!r} raised "
+        raise PymemError(f"{what}: importing {module_name!r} raised "
                          f"{type(exc).__name__}: {exc}") from None
     function = getattr(module, attr, None)
     if not callable(function):
-        raise PymemError(f"--machine {name}: {module_name!r} has no function {attr!r}")
+        raise PymemError(f"{what}: {module_name!r} has no function {attr!r}")
     try:
         system = function()
     except Exception as exc:   # noqa: BLE001 - the user's machine failed to build
-        raise PymemError(f"--machine {name}: {attr}() raised {type(exc).__name__}: "
+        raise PymemError(f"{what}: {attr}() raised {type(exc).__name__}: "
                          f"{exc}") from None
     if not isinstance(system, MemorySystem):
-        raise PymemError(f"--machine {name}: {attr}() returned a {type(system).__name__}, "
+        raise PymemError(f"{what}: {attr}() returned a {type(system).__name__}, "
                          f"not a MemorySystem")
     return system
 
@@ -160,6 +165,61 @@ def _machine_arguments(p: argparse.ArgumentParser) -> None:
                        "function returning a MemorySystem")
     where.add_argument("--mtree", help="an `info mtree -D` dump of the machine instead")
     p.add_argument("--hints", help="the hints.json that goes with --mtree")
+
+
+def _load_side(spec: str, hints: Optional[str], label: str) -> "MemorySystem":
+    """One side of `mtree diff`: an `info mtree -D` dump file (with `hints`),
+    a directory holding mtree-D.txt (and hints.json), a bundled machine name,
+    or module:callable."""
+    from . import machines
+
+    path = Path(spec)
+    if path.is_dir():
+        dump = path / "mtree-D.txt"
+        if not dump.is_file():
+            raise PymemError(f"{label} {spec}: a directory without mtree-D.txt")
+        if hints is None and (path / "hints.json").is_file():
+            hints = str(path / "hints.json")
+        path = dump
+    if path.is_file():
+        from .qemu import load_mtree
+
+        try:
+            return load_mtree(_read(str(path)), hints)
+        except PymemError as exc:
+            raise PymemError(f"{label} {path}: {exc}") from None
+    if hints is not None:
+        raise PymemError(f"{label} {spec}: hints go with a dump file, not a machine")
+    if ":" in spec or spec in machines.available():
+        return _named_machine(spec, f"{label} {spec}")
+    raise PymemError(f"{label} {spec!r}: no such file or directory, not a bundled machine "
+                     f"(have: {', '.join(machines.available())}) and not module:callable")
+
+
+def _cmd_mtree_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_systems
+
+    a = _load_side(args.a, args.hints_a, "A")
+    b = _load_side(args.b, args.hints_b, "B")
+    diff = diff_systems(a, b)
+    sys.stdout.write(f"{diff}\n")
+    return 0 if diff.equal else 1
+
+
+def _mtree_diff_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pymem mtree diff",
+        description="compare the memory maps of two machines per address space: regions "
+        "added, removed, moved, resized, re-prioritised, enabled/disabled, and the flat "
+        "ranges that changed; exit 0 equal, 1 different, 2 unusable input")
+    for side in ("a", "b"):
+        p.add_argument(side, metavar=side.upper(),
+                       help="an `info mtree -D` dump, a directory with mtree-D.txt and "
+                       "hints.json, a bundled machine name, or module:callable (a function "
+                       "returning a MemorySystem)")
+    p.add_argument("--hints-a", metavar="FILE", help="the hints.json that goes with dump A")
+    p.add_argument("--hints-b", metavar="FILE", help="the hints.json that goes with dump B")
+    return p
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -207,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     _COMMANDS["qemu-dispatch"] = _cmd_qemu_dispatch
 
     p = sub.add_parser("mtree",
-                       help="load an `info mtree -D` dump and print it as `info mtree` would")
+                       help="load an `info mtree -D` dump and print it as `info mtree` would; "
+                       "`pymem mtree diff A B` compares two machines' maps")
     p.add_argument("dump", help="a file holding QEMU's `info mtree -D` output")
     p.add_argument("--hints", help="the hints.json that goes with the dump")
     p.add_argument("-f", action="store_true", help="print the FlatViews (`info mtree -f`)")
@@ -275,7 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["mtree", "diff"]:
+        # `mtree` takes a dump as its positional argument, so `diff` is
+        # routed here rather than declared as a subcommand of it (a dump
+        # named `diff` can be given as ./diff).
+        args = _mtree_diff_parser().parse_args(argv[2:])
+        args.command = "mtree diff"
+        _COMMANDS.setdefault("mtree diff", _cmd_mtree_diff)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
     except (PymemError, ValueError, TypeError, OSError) as exc:
