@@ -73,13 +73,46 @@ def _cmd_qemu_hints(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    if args.from_json:
+        if not args.plot:
+            raise PymemError("--from-json goes with --plot (it draws saved results)")
+        from .benchplot import plot_report
+
+        _check_writable(args.plot)
+        try:
+            report = json.loads(_read(args.from_json))
+        except json.JSONDecodeError as exc:
+            raise PymemError(f"{args.from_json} is not JSON: {exc}") from None
+        plot_report(report, args.plot)
+        return 0
     from .bench import run_bench
 
     # Checked up front: the benchmark runs for minutes before it writes.
     if args.mtree:
         _read(args.mtree)
     _check_writable(args.json)
-    return run_bench(args)
+    if not args.plot:
+        return run_bench(args)
+    from .benchplot import plot_report, require_matplotlib
+
+    _check_writable(args.plot)
+    require_matplotlib()
+    if args.json in (None, "-"):
+        # The results go through a file of our own; printed as asked too.
+        with tempfile.TemporaryDirectory() as tmp:
+            stdout_json, args.json = args.json == "-", str(Path(tmp) / "bench.json")
+            status = run_bench(args)
+            text = Path(args.json).read_text()
+        if stdout_json:
+            sys.stdout.write(text + "\n")
+    else:
+        status = run_bench(args)
+        text = Path(args.json).read_text()
+    plot_report(json.loads(text), args.plot)
+    return status
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -249,6 +282,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if found else 0
 
 
+def _cmd_map(args: argparse.Namespace) -> int:
+    from .htmlmap import render_html
+
+    _check_writable(args.output)
+    system = _load_machine(args)
+    title = args.mtree if args.mtree else args.machine
+    page = render_html(system, args.address_space or None, title=title)
+    if args.output == "-":
+        sys.stdout.write(page)
+    else:
+        Path(args.output).write_text(page, encoding="utf-8")
+    return 0
+
+
 def _cmd_find(args: argparse.Namespace) -> int:
     found = _load_machine(args).find(args.name)
     for entry in found:
@@ -291,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", nargs="?", const="-",
                    help="write the results as JSON to FILE, or alone to stdout without FILE")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--plot", metavar="FILE", help="also draw the lookup and commit-scaling "
+                   "results into FILE (.png, .svg, .pdf; needs the `plot` extra: "
+                   "pip install 'pymem[plot]')")
+    p.add_argument("--from-json", metavar="FILE", help="with --plot: draw the results a "
+                   "previous `bench --json FILE` saved, without running the benchmarks")
     _COMMANDS["bench"] = _cmd_bench
 
     p = sub.add_parser("replay", help="replay a trace (pymem's or a QEMU trace log) against "
@@ -332,6 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the region name")
     _machine_arguments(p)
     _COMMANDS["find"] = _cmd_find
+
+    p = sub.add_parser("map", help="draw a machine's map as one self-contained HTML page: "
+                       "an address bar per view (gaps squeezed), the region tree beside it; "
+                       "click a region to highlight its ranges, hover a range to explain it")
+    p.add_argument("-o", "--output", default="-", metavar="FILE",
+                   help="the page to write (default: standard output)")
+    p.add_argument("--as", dest="address_space", metavar="NAME", action="append",
+                   help="draw only this address space (repeat for more; default: all)")
+    _machine_arguments(p)
+    _COMMANDS["map"] = _cmd_map
     return parser
 
 

@@ -247,8 +247,8 @@ class SystemDiff:
         groups: Dict[Tuple[str, ...], List[str]] = {}
         for line, names in where.items():
             groups.setdefault(tuple(names), []).append(line)
-        for names, group in groups.items():
-            lines.append(f"regions in {_spaces(list(names))}:")
+        for spaces, group in groups.items():
+            lines.append(f"regions in {_spaces(list(spaces))}:")
             lines.extend(f"  {line}" for line in group)
         flat: Dict[Tuple[str, ...], List[str]] = {}
         for s in self.spaces:
