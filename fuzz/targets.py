@@ -32,6 +32,18 @@ FIXTURES = ROOT / "tests" / "fixtures"
 MACHINES = ROOT / "pymem" / "machines"
 SEP = b"\n\x00--8<--\x00\n"
 
+# The longest input libFuzzer makes for each target (scripts/fuzz.sh passes it
+# as -max_len).  A target's cost grows with its input (a dump of 100 regions
+# builds, renders and prints 100 regions), so the fuzzer works on pieces of
+# the fixtures (`windows`), whole small fixtures and what it grows from them:
+# every line form and block structure fits, and it runs 10-50x more inputs an
+# hour than on whole q35 dumps.  The whole fixtures stay in the corpus; the
+# fuzzer reads the first MAX_LEN bytes of them, the ASan/UBSan replay and
+# tests/test_fuzz.py all of them.  An `api` program stops after MAX_OPS
+# operations, which its first ~1 KiB hold.
+MAX_LEN: Dict[str, int] = {"mtree": 4096, "flat": 4096, "hints": 12288, "trace": 4096,
+                           "qemu_log": 4096, "api": 1024}
+
 # Findings in other engineers' lists, tolerated until their fix lands:
 # (exception type name, regex over "message | innermost frame"), entry.
 KNOWN: List[Tuple[str, str, str]] = []  # F1-F3 fixed: only PymemError is accepted
@@ -173,16 +185,26 @@ def trace(data: bytes) -> None:
 _Q35: list = []
 
 
+def _q35():
+    if not _Q35:
+        from pymem import machines
+        _Q35.append(machines.load("q35"))
+    return _Q35[0]
+
+
 @guarded
 def qemu_log(data: bytes) -> None:
     """load_trace of a QEMU trace log, replay on the bundled q35 (built once)."""
     from pymem.trace import format_report, replay
 
     t = _load(data)
-    if not _Q35:
-        from pymem import machines
-        _Q35.append(machines.load("q35"))
-    format_report(replay(t, _Q35[0]), "trace.log")
+    format_report(replay(t, _q35()), "trace.log")
+
+
+def prepare(name: str) -> None:
+    """Build once what target `name` reuses for every input (before fuzzing)."""
+    if name == "qemu_log":
+        _q35()
 
 
 @guarded
@@ -230,6 +252,61 @@ def _log_windows(lines_per_window: int = 60, windows: int = 8) -> Iterator[bytes
             lines = log.read_bytes().splitlines(keepends=True)
             for start in range(0, len(lines), len(lines) // windows or 1):
                 yield b"".join(lines[start:start + lines_per_window])
+
+
+def _blocks(text: bytes) -> List[bytes]:
+    """A dump's blank-line separated blocks (address spaces, FlatViews), each
+    with its trailing blank line."""
+    return [b + b"\n\n" for b in re.split(rb"\n\s*\n", text) if b.strip()]
+
+
+def _pack(blocks: List[bytes], limit: int) -> Iterator[bytes]:
+    """Runs of consecutive blocks, each run as long as fits in `limit` bytes
+    (a block longer than that alone, cut at a line end)."""
+    run = b""
+    for b in blocks:
+        if len(b) > limit:
+            b = b[:b.rfind(b"\n", 0, limit) + 1]
+        if run and len(run) + len(b) > limit:
+            yield run
+            run = b""
+        run += b
+    if run:
+        yield run
+
+
+def _views_of(flat: bytes) -> List[Tuple[bytes, List[bytes]]]:
+    """(FlatView block, the address-space names it lists) of a flat dump."""
+    return [(b, re.findall(rb'^ AS "([^"\n]*)"', b, re.M)) for b in _blocks(flat)
+            if b.startswith(b"FlatView")]
+
+
+def windows(name: str) -> List[bytes]:
+    """Pieces of the fixtures that fit in MAX_LEN[name]: runs of whole
+    address-space blocks (mtree), FlatViews (flat), and one FlatView with its
+    dispatch and the tree blocks of its address spaces (hints)."""
+    limit = MAX_LEN[name]
+    out: List[bytes] = []
+    for d in _fixture_dirs():
+        tree_file, flat_file = d / "mtree-D.txt", d / "flat.txt"
+        if name == "mtree" and tree_file.exists():
+            out.extend(w + SEP for w in _pack(_blocks(tree_file.read_bytes()), limit - len(SEP)))
+        elif name == "flat":
+            page_bits = d / "page_bits.txt"
+            bits = int(page_bits.read_text()) if page_bits.exists() else 12
+            for w in _pack(_blocks(flat_file.read_bytes()), limit - 1):
+                out.append(bytes([bits - 10]) + w)
+        elif name == "hints" and tree_file.exists() and (d / "dispatch.txt").exists():
+            tree = _blocks(tree_file.read_bytes())
+            dispatch = dict((b.split(b"\n", 1)[0], b) for b in _blocks((d / "dispatch.txt").read_bytes()))
+            for view, spaces in _views_of(flat_file.read_bytes()):
+                mine = [b for b in tree if b.startswith(b"memory-region:") or
+                        any(b.startswith(b"address-space: " + sp + b"\n") or
+                            b"\naddress-space: " + sp + b"\n" in b for sp in spaces)]
+                data = SEP.join([b"".join(mine), view, dispatch.get(view.split(b"\n", 1)[0], b"")])
+                if len(data) <= limit:
+                    out.append(data)
+    return sorted(set(out))
 
 
 def seeds(name: str) -> List[bytes]:

@@ -25,6 +25,15 @@ def test_a_fuzz_target_runs_over_its_seed_corpus_without_a_finding(name):
         targets.TARGETS[name](data)          # raises on a finding
 
 
+@pytest.mark.parametrize("name", ["mtree", "flat", "hints"])
+def test_the_fixture_windows_fit_the_fuzzers_length_and_run_without_a_finding(name):
+    corpus = targets.windows(name)
+    assert len(corpus) >= MIN_SEEDS[name]
+    assert max(map(len, corpus)) <= targets.MAX_LEN[name]
+    for data in corpus:
+        targets.TARGETS[name](data)
+
+
 @pytest.mark.parametrize("name", sorted(targets.TARGETS))
 def test_a_fuzz_target_takes_empty_and_junk_input(name):
     for data in (b"", b"\x00", b"\xff" * 64, targets.SEP * 3, "é\n{".encode()):

@@ -7,6 +7,7 @@ tables, so a diff against QEMU's dump is a diff of the data structures.
 """
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Callable, List, Optional, Tuple
 
 from ..dispatch import NO_REGION, SECTION_IOMMU, SECTION_SUBPAGE, Dispatch
@@ -31,12 +32,12 @@ def _entry_run(first: int, last: int, skip: int, ptr: int) -> str:
 def node_lines(entries: List[Tuple[int, int]]) -> List[str]:
     """One node's 512 (skip, ptr) entries as QEMU prints them: runs of equal ones."""
     lines = []
-    run_start = 0
-    for i in range(1, len(entries) + 1):
-        if i == len(entries) or entries[i] != entries[run_start]:
-            skip, ptr = entries[run_start]
-            lines.append(_entry_run(run_start, i - 1, skip, ptr))
-            run_start = i
+    first = 0
+    # groupby walks the entries in C: a node has 512 of them but few runs.
+    for (skip, ptr), run in groupby(entries):
+        last = first + len(list(run)) - 1
+        lines.append(_entry_run(first, last, skip, ptr))
+        first = last + 1
     return lines
 
 
