@@ -23,7 +23,7 @@ from . import _fastpath
 from ._native import ffi, lib
 from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Dispatch,
                        c_address, check_build)
-from .errors import TopologyError, Uncopyable, check, fail
+from .errors import ReadOnlyAttributeError, TopologyError, Uncopyable, check, fail
 from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, TREE_LOCK, MemoryRegion,
                      loop_text, runaway_loop)
 
@@ -286,6 +286,12 @@ class FlatView(Uncopyable):
         table, so `dispatch.close()` closes only that Python object, and the
         table lives until the view is reclaimed."""
         return self._dispatch
+
+    @dispatch.setter
+    def dispatch(self, value: Any) -> None:
+        name = self.root.name if self.root is not None else None
+        raise ReadOnlyAttributeError(f"flat view of {name!r}: 'dispatch' is read-only; the view "
+                                     f"owns its table until it is reclaimed")
 
     def destroy(self) -> None:
         """Free the view's dispatch now.  Only a view nobody holds may go:

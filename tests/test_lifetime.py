@@ -193,7 +193,7 @@ def test_a_published_view_refuses_destroy_and_keeps_working():
 
 def test_a_views_dispatch_cannot_be_dropped_by_assignment():
     system, root, asp = published_space()
-    with pytest.raises(AttributeError):
+    with pytest.raises(ReadOnlyAttributeError, match="flat view of 'ram'.*'dispatch' is read-only"):
         asp.flatview.dispatch = None
     reads_still_work(asp)
 
