@@ -148,6 +148,11 @@ CASES = [
      DumpParseError, "as_roots must be a list"),
     ("hints containers [[1]]", lambda: hints({"containers": [[1]]}), DumpParseError,
      "containers must hold strings"),
+    # hints given as neither an object nor a path.
+    ("hints argument []", lambda: hints([]), ArgumentTypeError,
+     "hints must be a dict, a path or None, not list"),
+    ("hints argument 5", lambda: hints(5), ArgumentTypeError,
+     "hints must be a dict, a path or None, not int"),
 ]
 
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from ..access import IOMMUAccessFlags, IOMMUTLBEntry
 from ..address_space import AddressSpace, MemorySystem
-from ..errors import DumpParseError
+from ..errors import ArgumentTypeError, DumpParseError
 from ..region import ADDRESS_SPACE_SIZE, MemoryRegion, MemoryRegionOps
 from .dispatch_text import format_dispatch
 
@@ -413,6 +413,9 @@ def _load_hints(hints: Union[None, dict, str, "PathLike[str]"]) -> dict:
         return {}
     if isinstance(hints, dict):
         return _check_hints(hints, "hints")
+    if not isinstance(hints, (str, PathLike)):
+        raise ArgumentTypeError(f"load_mtree: hints must be a dict, a path or None, "
+                                f"not {type(hints).__name__}")
     path = Path(hints)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
