@@ -105,13 +105,16 @@ class _SlabAllocator:
                 self._slabs.append(slab)
                 first = slab.take(pages)
                 assert first is not None
-        array_type = self._types.get(size)
+        # One array type per page count (at most MMAP_MIN // PAGE_SIZE of
+        # them), not per byte size: ctypes keeps every array type it makes.
+        array_type = self._types.get(pages)
         if array_type is None:
-            array_type = self._types.setdefault(size, ctypes.c_ubyte * size)
+            array_type = self._types.setdefault(pages, ctypes.c_ubyte * (pages * PAGE_SIZE))
         block = array_type.from_buffer(slab.memory, first * PAGE_SIZE)
         # deque.append is atomic: safe from any thread, any finalizer.
         weakref.finalize(block, self._returned.append, (slab, first, pages))
-        return memoryview(block).cast("B")
+        # Views of the slice keep `block` (their exporter) alive, and so the pages.
+        return memoryview(block).cast("B")[:size]
 
     def _drain(self) -> None:
         returned: Dict[_Slab, List[Tuple[int, int]]] = {}
