@@ -41,7 +41,7 @@ SEP = b"\n\x00--8<--\x00\n"
 # fuzzer reads the first MAX_LEN bytes of them, the ASan/UBSan replay and
 # tests/test_fuzz.py all of them.  An `api` program stops after MAX_OPS
 # operations, which its first ~1 KiB hold.
-MAX_LEN: Dict[str, int] = {"mtree": 4096, "flat": 4096, "hints": 12288, "trace": 4096,
+MAX_LEN: Dict[str, int] = {"mtree": 4096, "flat": 4096, "hints": 6144, "trace": 4096,
                            "qemu_log": 4096, "api": 1024}
 
 # Findings in other engineers' lists, tolerated until their fix lands:
