@@ -274,7 +274,7 @@ class AccessMixin:
             return bytes(buf)
         result = self.rw(addr, buf, False, attrs)
         if result:
-            raise MemTxError(result, addr, size, False)
+            raise _bus_error(self, result, addr, size, False)
         return bytes(buf)
 
     def write(self, addr: int, data: Any, attrs: Optional[MemTxAttrs] = None) -> None:
@@ -288,7 +288,7 @@ class AccessMixin:
         view = _byte_view(data, True)
         result = self.rw(addr, view, True, attrs)
         if result:
-            raise MemTxError(result, addr, view.nbytes, True)
+            raise _bus_error(self, result, addr, view.nbytes, True)
 
     def rw(self, addr: int, buffer: Any, is_write: bool,
            attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
@@ -406,7 +406,7 @@ class AccessMixin:
         _check_access(addr, size)
         value, result = self._load(addr, size, big, MEMTXATTRS_UNSPECIFIED)
         if result:
-            raise MemTxError(result, addr, size, False)
+            raise _bus_error(self, result, addr, size, False, whole=True)
         return value
 
     def _store_or_raise(self, size: int, big: bool, addr: int, value: int) -> None:
@@ -415,7 +415,7 @@ class AccessMixin:
         _check_access(addr, size)
         result = self._store(addr, value, size, big, MEMTXATTRS_UNSPECIFIED)
         if result:
-            raise MemTxError(result, addr, size, True)
+            raise _bus_error(self, result, addr, size, True, whole=True)
 
     def _resolve(self, addr: int, size: int,
                  is_write: bool) -> Tuple[Any, int, Optional[MemoryRegion], int, int, int]:
@@ -612,6 +612,15 @@ def _iommu_translate(region: MemoryRegion, offset: int, length: int,
                                 f"not {type(target_space).__name__}")
     target = (translated & ~mask) | (offset & mask)
     return target_space, target, min(length, (target | mask) - target + 1)
+
+
+def _bus_error(space: Any, result: MemTxResult, addr: int, size: int, is_write: bool,
+               whole: bool = False) -> MemTxError:
+    """The MemTxError to raise, naming the space, the region and the reason
+    (pymem/buserror.py): built on the error path only."""
+    from .buserror import bus_error
+
+    return bus_error(space, result, addr, size, is_write, _iommu_translate, whole)
 
 
 def _name(region: Optional[MemoryRegion]) -> str:

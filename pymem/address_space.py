@@ -497,15 +497,18 @@ class AddressSpace(AccessMixin, Uncopyable):
         with self.system._telling():
             listener_del_address_space(listener, self.flatview, errors)
 
-    def explain(self, addr: int) -> "Explanation":
+    def explain(self, addr: int, size: Optional[int] = None,
+                is_write: bool = False) -> "Explanation":
         """Why `addr` reaches the region it does in this space's current view:
         the flat range, dispatch section and walk, the chain from the root,
         and every other region covering it with why it lost (pymem/explain.py).
+        With `size` (bytes), also whether an access of that size there (a
+        write if `is_write`) fails, where and why, as a MemTxError would say.
         ArgumentTypeError / InvalidArgumentError for a non-int address or one
-        outside [0, 2^64)."""
+        outside [0, 2^64), or a size that is not a positive int within it."""
         from .explain import explain
 
-        return explain(self, addr)
+        return explain(self, addr, size, is_write)
 
     def __repr__(self) -> str:
         gone = " destroyed" if self.destroyed else ""

@@ -270,7 +270,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if name not in spaces:
         raise PymemError(f"no address space named {name!r} (have: "
                          f"{', '.join(repr(n) for n in spaces)})")
-    sys.stdout.write(f"{spaces[name].explain(addr)}\n")
+    if args.write and args.size is None:
+        raise PymemError("--write goes with --size (the access to check)")
+    sys.stdout.write(f"{spaces[name].explain(addr, args.size, args.write)}\n")
     return 0
 
 
@@ -370,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("addr", metavar="ADDR", help="the address (0x... or decimal)")
     p.add_argument("--as", dest="address_space", metavar="NAME",
                    help="the address space (default 'memory', else the first)")
+    p.add_argument("--size", type=int, metavar="N", help="also say whether an access of N "
+                   "bytes here fails, where and why (as a MemTxError would)")
+    p.add_argument("--write", action="store_true", help="with --size: a write, not a read")
     _machine_arguments(p)
     _COMMANDS["explain"] = _cmd_explain
 

@@ -16,16 +16,17 @@ quiet (no edit in another thread), as for `info mtree`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from .dispatch import NO_REGION, Dispatch
 from .errors import ArgumentTypeError, InvalidArgumentError
-from .region import (ADDRESS_SPACE_SIZE, ALIAS, IOMMU, MAX_ALIAS_VISITS, ROM_DEVICE,
+from .region import (ADDRESS_SPACE_SIZE, ALIAS, IOMMU, MAX_ALIAS_VISITS, ROM, ROM_DEVICE,
                      MemoryRegion)
 
 if TYPE_CHECKING:
     from .address_space import AddressSpace
+    from .buserror import Failure
     from .flatview import FlatRange, FlatView
 
 _NIL = (1 << 26) - 1   # a radix entry pointing nowhere (QEMU's PHYS_MAP_NODE_NIL)
@@ -107,6 +108,24 @@ class IOMMUStep:
 
 
 @dataclass(frozen=True)
+class AccessCheck:
+    """What the map says of an access of `size` bytes at the address (a
+    write if `is_write`), split into pieces as `rw` splits it: `failure`
+    says where and why it fails (pymem/buserror.py), None when the map
+    accepts it (a device may still answer an error of its own)."""
+
+    size: int
+    is_write: bool
+    failure: Optional["Failure"]
+
+    def __str__(self) -> str:
+        what = f"a {self.size}-byte {'write' if self.is_write else 'read'}"
+        if self.failure is None:
+            return f"{what}: the map accepts it (a device may still answer an error)"
+        return f"{what} fails: {self.failure}"
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Why `addr` in `space` (or a bare view) reaches `region`.
 
@@ -132,6 +151,7 @@ class Explanation:
     losers: Tuple[Contender, ...]
     notes: Tuple[str, ...] = ()
     iommu: Optional[IOMMUStep] = None
+    access: Optional[AccessCheck] = None
 
     @property
     def unassigned(self) -> bool:
@@ -180,6 +200,8 @@ class Explanation:
                              f"{step.target_space!r}:")
                 if step.then is not None:
                     lines.extend("    " + line for line in str(step.then).splitlines())
+        if self.access is not None:
+            lines.append(f"  access: {self.access}")
         return "\n".join(lines)
 
 
@@ -272,8 +294,13 @@ class _Walk:
                 stack.append(("enter", target, frame.tbase, lo, lo_by, hi, hi_by, frame))
             else:
                 stack.append(("exit", frame))
-                # Pushed last first: popped in subregion order.
+                # Pushed last first: popped in subregion order.  A leaf
+                # whose own window misses the address cannot answer it nor
+                # lose it: not walked (most of a big tree).
                 for sub in mr._subs:
+                    if (not sub._subs and sub._alias is None
+                            and not 0 <= addr - start - sub.addr < sub.size):
+                        continue
                     stack.append(("enter", sub, start, lo, lo_by, hi, hi_by, frame))
 
     def _exit(self, frame: _Frame) -> None:
@@ -408,7 +435,9 @@ def explain_view(view: "FlatView", addr: int, space: Optional["AddressSpace"] = 
                 region is not None and used.region != region.id):
             notes.append(f"dispatch section #{section} is not the flat range's region")
     if fr is not None and fr.readonly:
-        notes.append("read-only here: writes are dropped")
+        notes.append("ROM: a write changes nothing and answers DECODE_ERROR"
+                     if region is not None and region.kind == ROM else
+                     "read-only here: writes are dropped")
     if region is not None and region.kind == ROM_DEVICE and not region.romd:
         notes.append("ROM device in MMIO mode (romd off): reads go to its ops, not memory")
     step = None
@@ -444,11 +473,32 @@ def _explain_iommu(region: MemoryRegion, offset: int, hops: int) -> IOMMUStep:
     return IOMMUStep(region, offset, space.name, target, then)
 
 
-def explain(space: "AddressSpace", addr: int) -> Explanation:
-    """Explain `addr` in address space `space`'s current view."""
+def explain(space: "AddressSpace", addr: int, size: Optional[int] = None,
+            is_write: bool = False) -> Explanation:
+    """Explain `addr` in address space `space`'s current view; with `size`,
+    also whether an access of `size` bytes there (a write if `is_write`)
+    fails, where and why (`Explanation.access`)."""
     assert space.flatview is not None
-    return explain_view(space.flatview, addr, space)
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        raise ArgumentTypeError(f"explain {space.name!r}: size must be an int, "
+                                f"not {type(size).__name__}")
+    if size is not None and not 0 < size <= ADDRESS_SPACE_SIZE - check_address(
+            addr, repr(space.name)):
+        raise InvalidArgumentError(f"explain {space.name!r}: an access of {size} bytes at "
+                                   f"{addr:#x} is empty or runs past 2^64")
+    found = explain_view(space.flatview, addr, space)
+    if size is None:
+        return found
+    from .access import _iommu_translate
+    from .buserror import diagnose
+    from .memtx import MemTxReason
+
+    failure = diagnose(space, addr, size, bool(is_write), _iommu_translate)
+    # Neither is a failure the map makes: a device may or may not answer one.
+    accepted = failure.reason in (MemTxReason.UNKNOWN, MemTxReason.DEVICE_ERROR)
+    return replace(found, access=AccessCheck(size, bool(is_write),
+                                             None if accepted else failure))
 
 
-__all__ = ["Contender", "DispatchStep", "Explanation", "IOMMUStep", "Link", "explain",
+__all__ = ["AccessCheck", "Contender", "DispatchStep", "Explanation", "IOMMUStep", "Link", "explain",
            "explain_view"]

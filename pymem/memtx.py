@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from .errors import ArgumentTypeError, InvalidArgumentError, PymemError
 
@@ -58,14 +59,64 @@ class MemTxAttrs:
 MEMTXATTRS_UNSPECIFIED = MemTxAttrs(unspecified=True)
 
 
+class MemTxReason(str, enum.Enum):
+    """Why an access failed (pymem/buserror.py finds it); the value is a
+    short phrase."""
+
+    UNASSIGNED = "nothing mapped"
+    INVALID_SIZE = "size outside the device's valid sizes"
+    UNALIGNED = "unaligned, and the device refuses unaligned accesses"
+    ROM_WRITE = "write to ROM"
+    IOMMU_DENIED = "IOMMU permission denied"
+    DEVICE_ERROR = "the device answered an error"
+    NOT_A_DEVICE = "a load or store running out of memory reached no device"
+    UNKNOWN = "not found"
+
+
 class MemTxError(PymemError):
-    """A bus error: `result` is the MemTxResult, `addr` and `size` the access."""
+    """A bus error: `result` is the MemTxResult, `addr` and `size` the access
+    (bytes), `is_write` its direction.  Raised by pymem's accesses with
+    where and why: `space` (the address space's name), `region` (the name of
+    the region that refused the access, None for unassigned space),
+    `region_kind`, `offset` (in that region), `reason` (a MemTxReason) and
+    `detail` (a sentence); `piece` is (space, address, size) of the failing
+    piece, which an IOMMU may have moved into another space.  Those are None
+    when not known.  The message is composed when it is printed."""
 
     def __init__(self, result: MemTxResult, addr: int, size: int,
-                 is_write: bool) -> None:
+                 is_write: bool, *, space: Optional[str] = None,
+                 region: Optional[str] = None, region_kind: Optional[str] = None,
+                 offset: Optional[int] = None, reason: Optional[MemTxReason] = None,
+                 detail: Optional[str] = None,
+                 piece: Optional[Tuple[Optional[str], int, int]] = None) -> None:
+        super().__init__(result, addr, size, is_write)
         self.result = MemTxResult(result)
         self.addr = addr
         self.size = size
         self.is_write = is_write
-        kind = "write" if is_write else "read"
-        super().__init__(f"{kind} of {size} bytes at {addr:#x}: {self.result!r}")
+        self.space = space
+        self.region = region
+        self.region_kind = region_kind
+        self.offset = offset
+        self.reason = reason
+        self.detail = detail
+        self.piece = piece
+
+    def __str__(self) -> str:
+        kind = "write" if self.is_write else "read"
+        where = f" in address space {self.space!r}" if self.space is not None else ""
+        text = (f"{kind} of {self.size} byte{'' if self.size == 1 else 's'} at "
+                f"{self.addr:#x}{where}: "
+                f"{self.result.name or repr(self.result)}")
+        if self.reason is None:
+            return text
+        if self.region is not None:
+            text += f" from {self.region!r} ({self.region_kind})"
+            if self.offset is not None:
+                text += f" at offset {self.offset:#x}"
+        elif self.reason is not MemTxReason.UNKNOWN:
+            text += ", unassigned"
+        piece = self.piece
+        if piece is not None and (piece[0], piece[1]) != (self.space, self.addr):
+            text += f" (the piece of {piece[2]} bytes at {piece[1]:#x} in {piece[0]!r})"
+        return f"{text}: {self.detail or self.reason.value}"
