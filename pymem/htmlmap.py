@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
 from .errors import ArgumentTypeError, InvalidArgumentError
 from .find import region_path
+from .region import reachable
 
 if TYPE_CHECKING:
     from .address_space import AddressSpace, MemorySystem
@@ -36,8 +37,13 @@ if TYPE_CHECKING:
     from .region import MemoryRegion
 
 MAX_EXPLAINED = 4096
-"""Per view, how many blocks carry an explanation (each costs a walk of the
-tree); later blocks say they were not explained."""
+"""Per view, how many blocks at most carry an explanation; later blocks say
+they were not explained."""
+
+EXPLAIN_WORK = 500_000
+"""Each explanation walks the whole tree, so a view of a tree of n regions
+explains at most EXPLAIN_WORK // n blocks (and at least 64): a page of a
+machine with 100,000 regions is still written in seconds."""
 
 GAP_HEIGHT = 14
 """Pixels of an unassigned gap, whatever its size."""
@@ -49,21 +55,15 @@ def _height(size: int) -> int:
     return 16 + 3 * max(0, size.bit_length() - 1 - 12)
 
 
-def _explained(space: "AddressSpace", addr: int, budget: List[int]) -> str:
-    if budget[0] <= 0:
-        return f"{addr:#x}: not explained (more than {MAX_EXPLAINED} blocks in this view)"
-    budget[0] -= 1
-    return str(space.explain(addr))
-
-
-def _chain_ids(text_source: Any) -> List[int]:
-    return [link.region.id for link in text_source.chain]
+def _chain_ids(explanation: Any) -> List[int]:
+    return [link.region.id for link in explanation.chain]
 
 
 def _segments(space: "AddressSpace", view: "FlatView") -> List[Dict[str, Any]]:
     """The view's blocks and gaps, in address order."""
     out: List[Dict[str, Any]] = []
-    budget = [MAX_EXPLAINED]
+    regions = sum(1 for _ in reachable(space.root))
+    budget = [min(MAX_EXPLAINED, max(64, EXPLAIN_WORK // max(regions, 1)))]
     at = 0
     end_of_space = 1 << 64
 
@@ -89,8 +89,8 @@ def _segments(space: "AddressSpace", view: "FlatView") -> List[Dict[str, Any]]:
                     "s": f"{fr.size:#x}", "o": f"{fr.offset_in_region:#x}", "f": flags,
                     "h": _height(fr.size),
                     "x": (str(explanation) if explanation is not None else
-                          f"{fr.addr:#x}: not explained (more than {MAX_EXPLAINED} blocks "
-                          f"in this view)"),
+                          f"{fr.addr:#x}: not explained (too many blocks in this view to "
+                          f"explain each; use pymem explain)"),
                     "c": chain})
         at = fr.end
     if view.ranges and at < end_of_space:
@@ -199,7 +199,8 @@ h1{font-size:18px;margin:0 0 6px}h2{font-size:15px;margin:18px 0 6px}
 .seg .ad{flex:0 0 128px;padding-left:4px;color:#333}
 .seg .nm{flex:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-weight:600}
 .seg .sz{flex:0 0 70px;text-align:right;padding-right:4px;color:#333}
-.seg.gap,.gapkey{font-size:10px;background:repeating-linear-gradient(45deg,#eee 0 4px,#ddd 4px 8px);color:#888}
+.seg.gap,.gapkey{font-size:10px;color:#888;
+ background:repeating-linear-gradient(45deg,#eee 0 4px,#ddd 4px 8px)}
 .seg.hl{outline:3px solid #1e90ff;outline-offset:-3px;filter:brightness(1.15)}
 .seg:hover{filter:brightness(0.9)}
 .tree{flex:1;font:12px ui-monospace,monospace;max-height:80vh;overflow:auto;
@@ -378,4 +379,4 @@ address reaches that region.</div>
 """
 
 
-__all__ = ["GAP_HEIGHT", "MAX_EXPLAINED", "map_data", "render_html"]
+__all__ = ["EXPLAIN_WORK", "GAP_HEIGHT", "MAX_EXPLAINED", "map_data", "render_html"]

@@ -191,3 +191,17 @@ def test_address_spaces_on_one_side_only_are_listed():
     diff = diff_systems(a, b)
     assert diff.only_b == ("dma",) and diff.only_a == ()
     assert not diff.equal and "address spaces only in B: 'dma'" in str(diff)
+
+
+def test_the_readme_shows_what_mtree_diff_prints_for_q35_reset_and_booted(capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Comparing and drawing maps")[1].split("\n## ")[0]
+    block = section.split("$ pymem mtree diff ")[1].split("```")[0]
+    command, *shown = block.splitlines()
+    assert main(["mtree", "diff"] + command.split()) == 1
+    printed = capsys.readouterr().out.splitlines()
+    at = 0
+    for line in shown:   # the shown lines, in order; "  ..." skips some
+        if line == "  ...":
+            continue
+        at = printed.index(line, at) + 1
