@@ -390,9 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     _machine_arguments(p)
     _COMMANDS["find"] = _cmd_find
 
-    p = sub.add_parser("map", help="draw a machine's map as one self-contained HTML page: "
-                       "an address bar per view (gaps squeezed), the region tree beside it; "
-                       "click a region to highlight its ranges, hover a range to explain it")
+    text = ("draw a machine's map as one self-contained HTML page (nothing fetched when "
+            "viewed): an address bar per view (gaps squeezed), the region tree beside it; "
+            "click a region to highlight its ranges, hover a range to explain it")
+    p = sub.add_parser("map", help=text, description=text)
     p.add_argument("-o", "--output", default="-", metavar="FILE",
                    help="the page to write (default: standard output)")
     p.add_argument("--as", dest="address_space", metavar="NAME", action="append",
