@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "address_space.h"
+#include "dispatch.h"
+#include "rcu.h"
 
 #define NO_REGION UINT32_MAX
 #define LOAD_MISS UINT64_MAX
@@ -57,20 +59,22 @@ static inline void mark_dirty(const pm_range *r, uint64_t offset, uint64_t n)
     }
 }
 
+/* What a space with nothing rendered has everywhere: one unassigned
+ * section over all of it (offset = the address). */
+static const pm_range unassigned = { .start = 0, .last = UINT64_MAX, .region = NO_REGION };
+
 /* The section under addr, with the offset in its region and the in-section
- * length; a space with nothing rendered is all unassigned. */
-static inline void section_at(pm_dispatch *d, uint64_t addr, uint64_t len,
-                              pm_range *r, uint64_t *offset, uint64_t *plen)
+ * length.  The section is the dispatch's own (no copy): valid only inside
+ * the read-side section that loaded d. */
+static inline const pm_range *section_at(pm_dispatch *d, uint64_t addr, uint64_t len,
+                                         uint64_t *offset, uint64_t *plen)
 {
-    if (!d) {
-        memset(r, 0, sizeof(*r));
-        r->region = NO_REGION;
-        *offset = addr;
-        *plen = len;
-        return;
-    }
-    uint32_t s = pm_dispatch_translate(d, addr, len, offset, plen);
-    pm_dispatch_section(d, s, r);
+    const pm_range *r = d ? pm_dispatch_range(d, addr) : &unassigned;
+    *offset = r->offset + (addr - r->start);
+    /* Bytes left in the section, minus one, so that 2^64 cannot overflow. */
+    uint64_t left_minus_one = r->last - addr;
+    *plen = (len == 0 || len - 1 <= left_minus_one) ? len : left_minus_one + 1;
+    return r;
 }
 
 /* stop may be NULL: a caller that only wants to know whether C did it all. */
@@ -96,15 +100,14 @@ static inline int access_walk(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t l
 {
     int stopped = 0;
     uint64_t done = 0;
-    pm_range r;
     uint64_t offset, plen;
 
-    pm_rcu_read_lock();
+    pm_rcu_lock();
     pm_dispatch *d = pm_as_current(as);
     while (done < len) {
-        section_at(d, addr + done, len - done, &r, &offset, &plen);
-        if (!(is_write ? direct_write(&r) : direct_read(&r))) {
-            set_stop(stop, done, &r, offset, plen);
+        const pm_range *r = section_at(d, addr + done, len - done, &offset, &plen);
+        if (!(is_write ? direct_write(r) : direct_read(r))) {
+            set_stop(stop, done, r, offset, plen);
             stopped = 1;
             break;
         }
@@ -112,14 +115,14 @@ static inline int access_walk(pm_as *as, uint64_t addr, uint8_t *buf, uint64_t l
          * map() or region.buffer written back into the space), and a guest's
          * memmove through DMA overlaps. */
         if (is_write) {
-            memmove(r.host + offset, buf + done, plen);
-            mark_dirty(&r, offset, plen);
+            memmove(r->host + offset, buf + done, plen);
+            mark_dirty(r, offset, plen);
         } else {
-            memmove(buf + done, r.host + offset, plen);
+            memmove(buf + done, r->host + offset, plen);
         }
         done += plen;
     }
-    pm_rcu_read_unlock();
+    pm_rcu_unlock();
     return stopped;
 }
 
@@ -138,13 +141,12 @@ int pm_as_write(pm_as *as, uint64_t addr, const uint8_t *buf, uint64_t len,
 
 void pm_as_translate(pm_as *as, uint64_t addr, uint64_t len, pm_access *out)
 {
-    pm_range r;
     uint64_t offset, plen;
 
-    pm_rcu_read_lock();
-    section_at(pm_as_current(as), addr, len, &r, &offset, &plen);
-    pm_rcu_read_unlock();
-    set_stop(out, 0, &r, offset, plen);
+    pm_rcu_lock();
+    const pm_range *r = section_at(pm_as_current(as), addr, len, &offset, &plen);
+    set_stop(out, 0, r, offset, plen);
+    pm_rcu_unlock();
 }
 
 void pm_dirty_fetch_and_clear(uint8_t *dirty, uint64_t first, uint64_t count,
@@ -165,78 +167,125 @@ void pm_dirty_set(uint8_t *dirty, uint64_t first, uint64_t count, uint8_t mask)
 
 /* ------------------------------------------------------ fixed-width paths */
 
-/* Copy n bytes between buf and addr if they are plain memory of one section
- * (for the direction asked); callers pass a constant is_write. */
-static inline int access_direct(pm_as *as, uint64_t addr, unsigned n, uint8_t *buf,
-                                int is_write)
+/*
+ * The section holding all of [addr, addr + n) if it is plain memory for the
+ * direction asked (callers pass constants), with addr's offset in its
+ * region; else NULL.  Like QEMU's fixed-width loads and stores, an access
+ * that does not fit in one section is not memory's to answer.  The section
+ * is the dispatch's: use it inside the caller's read-side section.
+ */
+static inline const pm_range *direct_section(pm_as *as, uint64_t addr, unsigned n,
+                                             int is_write, uint64_t *offset)
 {
-    int ok = 0;
-    pm_range r;
-    uint64_t offset, plen;
-
-    pm_rcu_read_lock();
     pm_dispatch *d = pm_as_current(as);
-    if (d) {
-        section_at(d, addr, n, &r, &offset, &plen);
-        /* Like QEMU's fixed-width loads and stores: an access that does not fit in
-         * one section is not memory's to answer. */
-        if (plen == n && (is_write ? direct_write(&r) : direct_read(&r))) {
-            /* buf is the caller's 8 bytes on its stack, never guest RAM. */
-            if (is_write) {
-                memcpy(r.host + offset, buf, n);
-                mark_dirty(&r, offset, n);
-            } else {
-                memcpy(buf, r.host + offset, n);
-            }
-            ok = 1;
-        }
+    if (!d) {
+        return NULL;
     }
-    pm_rcu_read_unlock();
-    return ok;
+    const pm_range *r = pm_dispatch_range(d, addr);
+    /* All n bytes in the section (addr <= r->last holds here). */
+    if (r->last - addr < n - 1 || !(is_write ? direct_write(r) : direct_read(r))) {
+        return NULL;
+    }
+    *offset = r->offset + (addr - r->start);
+    return r;
 }
 
-/* Little- or big-endian bytes to a value, and back, whatever the host. */
-static inline uint64_t from_bytes(const uint8_t *b, unsigned n, int big)
+/* n bytes at p (any alignment) as a little- or big-endian value, and back;
+ * n and big are constants at every call, so each is one load or store (and
+ * a byte swap where the host's order differs). */
+static inline uint64_t load_bytes(const uint8_t *p, unsigned n, int big)
 {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++) {
-        v |= (uint64_t)b[big ? n - 1 - i : i] << (8 * i);
+    uint8_t b1;
+    uint16_t b2;
+    uint32_t b4;
+    uint64_t b8;
+    int swap = big != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+    switch (n) {
+    case 1:
+        memcpy(&b1, p, 1);
+        return b1;
+    case 2:
+        memcpy(&b2, p, 2);
+        return swap ? __builtin_bswap16(b2) : b2;
+    case 4:
+        memcpy(&b4, p, 4);
+        return swap ? __builtin_bswap32(b4) : b4;
+    default:
+        memcpy(&b8, p, 8);
+        return swap ? __builtin_bswap64(b8) : b8;
     }
-    return v;
 }
 
-static inline void to_bytes(uint8_t *b, unsigned n, int big, uint64_t v)
+static inline void store_bytes(uint8_t *p, unsigned n, int big, uint64_t v)
 {
-    for (unsigned i = 0; i < n; i++) {
-        b[big ? n - 1 - i : i] = (uint8_t)(v >> (8 * i));
+    int swap = big != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+    uint8_t b1 = (uint8_t)v;
+    uint16_t b2 = swap ? __builtin_bswap16((uint16_t)v) : (uint16_t)v;
+    uint32_t b4 = swap ? __builtin_bswap32((uint32_t)v) : (uint32_t)v;
+    uint64_t b8 = swap ? __builtin_bswap64(v) : v;
+    switch (n) {
+    case 1:
+        memcpy(p, &b1, 1);
+        break;
+    case 2:
+        memcpy(p, &b2, 2);
+        break;
+    case 4:
+        memcpy(p, &b4, 4);
+        break;
+    default:
+        memcpy(p, &b8, 8);
+        break;
     }
+}
+
+/* A fixed-width load: 0 and *value, or 1 when the bytes are not plain memory. */
+static inline int load_direct(pm_as *as, uint64_t addr, unsigned n, int big,
+                              uint64_t *value)
+{
+    uint64_t offset;
+    pm_rcu_lock();
+    const pm_range *r = direct_section(as, addr, n, 0, &offset);
+    if (r) {
+        *value = load_bytes(r->host + offset, n, big);
+    }
+    pm_rcu_unlock();
+    return r == NULL;
+}
+
+/* A fixed-width store: 0 when done, 1 when the bytes are not plain memory.
+ * The page is marked dirty after the store, as QEMU does: a log reader that
+ * clears the bit in between sees it set again, never a store it missed. */
+static inline int store_direct(pm_as *as, uint64_t addr, unsigned n, int big, uint64_t v)
+{
+    uint64_t offset;
+    pm_rcu_lock();
+    const pm_range *r = direct_section(as, addr, n, 1, &offset);
+    if (r) {
+        store_bytes(r->host + offset, n, big, v);
+        mark_dirty(r, offset, n);
+    }
+    pm_rcu_unlock();
+    return r == NULL;
 }
 
 #define DEFINE_LOAD(name, n, big)                                   \
     uint64_t name(pm_as *as, uint64_t addr)                         \
     {                                                               \
-        uint8_t b[8];                                               \
-        return access_direct(as, addr, n, b, 0) ? from_bytes(b, n, big)  \
-                                           : LOAD_MISS;             \
+        uint64_t v;                                                 \
+        return load_direct(as, addr, n, big, &v) ? LOAD_MISS : v;   \
     }
 
 #define DEFINE_LOAD64(name, big)                                    \
     int name(pm_as *as, uint64_t addr, uint64_t *value)             \
     {                                                               \
-        uint8_t b[8];                                               \
-        if (!access_direct(as, addr, 8, b, 0)) {                         \
-            return 1;                                               \
-        }                                                           \
-        *value = from_bytes(b, 8, big);                             \
-        return 0;                                                   \
+        return load_direct(as, addr, 8, big, value);                \
     }
 
 #define DEFINE_STORE(name, n, big)                                  \
     int name(pm_as *as, uint64_t addr, uint64_t val)                \
     {                                                               \
-        uint8_t b[8];                                               \
-        to_bytes(b, n, big, val);                                   \
-        return !access_direct(as, addr, n, b, 1);                       \
+        return store_direct(as, addr, n, big, val);                 \
     }
 
 DEFINE_LOAD(pm_as_ldub, 1, 0)

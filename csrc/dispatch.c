@@ -11,62 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pymem.h"
-
-#define L2_BITS 9
-#define L2_SIZE 512
-#define MIN_PAGE_BITS 10
-#define MAX_PAGE_BITS 16
-
-typedef struct entry {
-    uint32_t skip : 6;   /* levels to skip; 0 marks a leaf (ptr is a section) */
-    uint32_t ptr : 26;   /* node index, section index, or PM_NIL */
-} entry;
-
-typedef entry node[L2_SIZE];
-
-/* One piece of a sub-page: bytes first..last of the page go to `section`. */
-typedef struct subpage_piece {
-    uint32_t first, last, section;
-} subpage_piece;
-
-typedef struct section {
-    pm_range r;
-    subpage_piece *pieces;   /* sub-page sections only: sorted, disjoint */
-    uint32_t npieces, cap_pieces;
-    /* Sub-page sections of small views: a byte per byte of the page, the
-     * piece there plus one (0: unassigned), and each slot's section (slot 0
-     * is section 0).  One indexed load, as QEMU's per-byte sub_section
-     * table, where a search over pieces would branch on every step. */
-    const uint8_t *slot_of;
-    const uint32_t *slot_section;
-} section;
-
-struct pm_dispatch {
-    unsigned page_bits, levels;
-    entry root;
-    node *nodes;
-    uint32_t nodes_nb, nodes_alloc, max_nodes;
-    section *sections;
-    uint32_t sections_nb, sections_alloc, max_sections;
-    uint32_t mru;            /* accessed atomically: readers race on it */
-    /* Small views only: every boundary of the resolved address map (sorted,
-     * bounds[0] == 0, then bounds[nbounds] == 0 as the end of the last
-     * interval, 2^64) and the section from it on, for batched lookups. */
-    uint64_t *bounds;
-    uint32_t *bound_sections;
-    uint32_t nbounds;
-    uint64_t *bounds_flipped; /* views of <= AVX2_MAX_BOUNDS: bounds ^ 2^63 */
-    uint8_t *slot_tables;    /* every sub-page's slot_of and slot_section */
-    uint64_t next_start;     /* the lowest address the next range may start at */
-    int any_added, full, committed, broken;
-    pm_stats *stats;
-};
-
-static inline int covers(const section *s, uint64_t addr)
-{
-    return addr >= s->r.start && addr <= s->r.last;
-}
+#include "dispatch.h"
 
 /* ------------------------------------------------------------- building */
 
@@ -171,26 +116,6 @@ static pm_status page_set(pm_dispatch *d, uint64_t index, uint64_t nb, uint32_t 
         return st;
     }
     return page_set_level(d, &d->root, &index, &nb, leaf, (int)d->levels - 1);
-}
-
-/* The page-level section of addr (sub-pages not resolved), as QEMU's phys_page_find. */
-static inline uint32_t page_find(const pm_dispatch *d, uint64_t addr)
-{
-    entry lp = d->root;
-    uint64_t index = addr >> d->page_bits;
-    int i = (int)d->levels;
-
-    while (lp.skip && (i -= lp.skip) >= 0) {
-        if (lp.ptr == PM_NIL) {
-            return 0;
-        }
-        lp = d->nodes[lp.ptr][(index >> (i * L2_BITS)) & (L2_SIZE - 1)];
-    }
-    if (lp.skip) {
-        return 0;
-    }
-    /* Compaction may have skipped levels: the leaf must really cover addr. */
-    return covers(&d->sections[lp.ptr], addr) ? lp.ptr : 0;
 }
 
 static pm_status subpage_append(section *sp, uint32_t first, uint32_t last,
@@ -563,45 +488,9 @@ void pm_dispatch_free(pm_dispatch *d)
 
 /* -------------------------------------------------------------- lookups */
 
-static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
-{
-    if (sp->slot_of) {
-        return sp->slot_section[sp->slot_of[off]];
-    }
-    uint32_t lo = 0, hi = sp->npieces;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        const subpage_piece *p = &sp->pieces[mid];
-        if (off < p->first) {
-            hi = mid;
-        } else if (off > p->last) {
-            lo = mid + 1;
-        } else {
-            return p->section;
-        }
-    }
-    return 0;
-}
-
-/* QEMU's address_space_lookup_region: MRU first, then the radix walk. */
-static inline uint32_t lookup(pm_dispatch *d, uint64_t addr)
-{
-    uint32_t s = __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
-    if (s == 0 || !covers(&d->sections[s], addr)) {
-        s = page_find(d, addr);
-        __atomic_store_n(&d->mru, s, __ATOMIC_RELAXED);
-    }
-    const section *sec = &d->sections[s];
-    if (sec->r.flags & PM_SECTION_SUBPAGE) {
-        uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
-        return subpage_resolve(sec, (uint32_t)(addr & page_mask));
-    }
-    return s;
-}
-
 uint32_t pm_dispatch_lookup(pm_dispatch *d, uint64_t addr)
 {
-    return d->committed ? lookup(d, addr) : 0;
+    return pm_dispatch_lookup_inline(d, addr);
 }
 
 /*
@@ -976,7 +865,7 @@ uint32_t pm_dispatch_batch_path(const pm_dispatch *d)
 uint32_t pm_dispatch_translate(pm_dispatch *d, uint64_t addr, uint64_t len,
                                uint64_t *offset_in_region, uint64_t *plen)
 {
-    uint32_t s = pm_dispatch_lookup(d, addr);
+    uint32_t s = pm_dispatch_lookup_inline(d, addr);
     const section *sec = &d->sections[s];
     uint64_t in_section = addr - sec->r.start;
     *offset_in_region = sec->r.offset + in_section;

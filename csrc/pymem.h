@@ -12,6 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Nothing declared here is exported from the module's dynamic symbol table:
+ * Python reaches it through cffi (pymem._native's lib) and the fast path
+ * through addresses taken from there, so calls between the core's files bind
+ * directly instead of through the PLT.  (cdef skips these lines.) */
+#pragma GCC visibility push(hidden)
+
 /* ------------------------------------------------------------------ status */
 
 typedef enum pm_status {
@@ -347,5 +353,7 @@ void pm_rcu_read_unlock(void);
 pm_status pm_rcu_synchronize(void);
 /* Non-zero while the calling thread is inside a read-side section. */
 int pm_rcu_in_reader(void);
+
+#pragma GCC visibility pop
 
 #endif /* PYMEM_H */

@@ -3,9 +3,10 @@
  *
  * Each thread that reads owns a record, allocated on its first read-side
  * section and linked into the one global registry (the only global state of
- * the C core); the thread finds it through a pthread key, whose destructor
- * unlinks and frees it when the thread exits.  The key is created once, when
- * pymem is imported (pm_rcu_init), so a process out of keys fails the import
+ * the C core).  The thread finds it through an initial-exec thread-local
+ * pointer (rcu.h: pm_rcu_self), and a pthread key whose destructor unlinks
+ * and frees it when the thread exits.  The key is created once, when pymem
+ * is imported (pm_rcu_init), so a process out of keys fails the import
  * instead of pymem writing into some other library's key.  A reader
  * entering its outermost read-side section copies the grace-period counter into
  * its record; leaving, it stores 0.  synchronize bumps the counter and waits
@@ -18,14 +19,65 @@
  * a reader that starts a thread (or a thread that ends) inside a read-side
  * section cannot deadlock against synchronize.
  *
- * Records are malloc'd, not _Thread_local: in a dlopen'ed module thread-local
- * storage is itself malloc'd by glibc on first touch (which aborts the process
- * if that fails) and freed by whichever thread reuses the stack (a free
- * ThreadSanitizer cannot order after the exiting thread's last write).  If a
- * record cannot be allocated or stored, the thread reads as an "anonymous"
- * reader instead: one shared counter of open anonymous sections, which
- * synchronize waits to see at zero.  read_lock therefore never fails.
+ * Records are malloc'd; only the pointer to one is thread-local, and only its
+ * own thread reads that pointer.  A record in TLS would be freed with the
+ * thread's TLS block, after its last write, by whichever thread reuses the
+ * block, which ThreadSanitizer cannot order; in a dlopen'ed module a
+ * general-dynamic TLS block is moreover malloc'd by glibc on first touch,
+ * which aborts the process if that fails.  The initial-exec pointer lives in
+ * the static TLS block made with the thread, so touching it never allocates.
+ * If a record cannot be allocated or stored, the thread reads as an
+ * "anonymous" reader instead: one shared counter of open anonymous sections,
+ * which synchronize waits to see at zero.  read_lock therefore never fails.
  *
+ * Ordering.  A reader's outermost lock is: load gp_ctr (acquire), store it
+ * into its record's ctr (relaxed), one sequentially consistent fence, then
+ * the section's loads of RCU-protected pointers (acquire).  Its last unlock
+ * stores 0 into ctr with release order.  A writer has published the new
+ * pointer (an atomic exchange, which happens before the synchronize that
+ * follows it, in this thread or the reclaimer's: the queue between them is
+ * a mutex); synchronize then runs a seq_cst fence, bumps gp_ctr (seq_cst),
+ * runs a second fence and reads every record's ctr (acquire).  Why no
+ * reader can use memory the writer frees after synchronize returns:
+ *
+ *  1. A section whose ctr store the writer does not see.  The two fences
+ *     (the reader's, the writer's first) are ordered one way or the other in
+ *     the single total order of seq_cst operations.  If the reader's came
+ *     first, the writer's later load of ctr, sequenced after its own fence,
+ *     must read the reader's store or a later one (C11 7.17.4: store ->
+ *     fence A, fence B -> load, A before B in S: the load sees the store or
+ *     what follows it), so it does see it.  Hence the writer's fence came
+ *     first, and then the reader's load of the pointer, sequenced after its
+ *     fence, sees the writer's exchange (sequenced before the writer's fence)
+ *     or something newer: the section never sees the old view.  This is the
+ *     store-buffering pattern; a fence on each side is exactly what it needs,
+ *     and nothing weaker than a full fence orders a store before a later
+ *     load.  QEMU (smp_mb_placeholder after the store) and liburcu's
+ *     urcu-mb flavour do the same on their read side.
+ *  2. A section whose ctr the writer reads as c >= target, the bumped
+ *     value: the reader's acquire load of gp_ctr read the bump (or later),
+ *     which the writer made after its first fence, after the publish; so
+ *     the publish happens before the reader's pointer load, which returns
+ *     the new view.  Nothing to wait for.
+ *  3. A section whose ctr the writer reads as 0 or c < target: ctr != 0 and
+ *     older makes the writer wait, re-reading until it sees 0 or a value >=
+ *     target.  A 0 it reads is either the reader's unlock of that section
+ *     (a release store read by an acquire load: all of the section's loads
+ *     happen before the writer goes on to free) or a store from before the
+ *     section's lock, which is case 1.
+ * The old code stored ctr with an xchg and fenced again (two locked
+ * instructions per lock); the store itself needs no ordering of its own, the
+ * one fence after it gives it all it needs.  The unlock needs no fence: a
+ * writer polls the records (it sleeps between passes) instead of being
+ * woken by the last reader, which is what QEMU's unlock fences for (its
+ * `waiting` flag).  Per lock/unlock pair this is one fence against QEMU's
+ * two.  QEMU's membarrier build (and liburcu's urcu-memb) drop the reader's
+ * fence too, making the writer force one on every CPU with the membarrier
+ * system call; pymem does not, because ThreadSanitizer cannot see that
+ * ordering and the stress tests must stay checkable under it.
+ *
+ * Signals: read_lock and read_unlock only touch this thread's record, so a
+ * C-level signal handler cannot interfere with them; the danger is Python's.
  * Signals: read_lock and read_unlock only touch this thread's record, so a
  * C-level signal handler cannot interfere with them; the danger is Python's.
  * A Python signal handler (Ctrl-C's KeyboardInterrupt) runs only between
@@ -47,23 +99,17 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "pymem.h"
+#include "rcu.h"
 
-typedef struct reader {
-    uint64_t ctr;            /* 0 outside a read-side section; atomic */
-    unsigned depth;          /* nesting, touched only by the owning thread */
-    /* Links, under registry_lock.  pprev points at whatever points at us, so a
-     * record unlinks itself from the registry or from a writer's quiescent list
-     * alike (QLIST's le_prev trick). */
-    struct reader *next, **pprev;
-} reader;
+typedef pm_rcu_reader reader;
 
 /* Serialises writers; held across a whole grace period. */
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Guards the reader lists; never held while waiting for a reader. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static reader *registry;
-static uint64_t gp_ctr = 1;
+uint64_t pm_rcu_gp_ctr = 1;
+_Thread_local pm_rcu_reader *pm_rcu_self __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pm_status init_status = PM_ERR_STATE;   /* until init has run */
@@ -72,12 +118,6 @@ static pm_status init_status = PM_ERR_STATE;   /* until init has run */
  * an anonymous section then stays anonymous until it has left it, so its
  * unlocks always find the counter they must decrement. */
 static uint64_t anonymous_readers;
-
-static reader *self_record(void)
-{
-    return __atomic_load_n(&init_status, __ATOMIC_ACQUIRE) == PM_OK
-           ? pthread_getspecific(exit_key) : NULL;
-}
 
 static void list_insert(reader **head, reader *r)
 {
@@ -103,6 +143,9 @@ static void list_remove(reader *r)
 static void unregister_reader(void *arg)
 {
     reader *r = arg;
+    if (pm_rcu_self == r) {
+        pm_rcu_self = NULL;
+    }
     pthread_mutex_lock(&registry_lock);
     list_remove(r);
     pthread_mutex_unlock(&registry_lock);
@@ -130,7 +173,7 @@ static void after_fork_child(void)
 {
     /* The other threads' records are gone with them (their memory leaks in
      * the child: their owners never run their destructors here). */
-    reader *self = self_record();
+    reader *self = pm_rcu_self;
     registry = NULL;
     if (self) {
         list_insert(&registry, self);
@@ -185,10 +228,10 @@ static reader *register_reader(void)
     return r;
 }
 
-void pm_rcu_read_lock(void)
+void pm_rcu_lock_slow(void)
 {
-    reader *r = self_record();
-    if (!r && __atomic_load_n(&anonymous_readers, __ATOMIC_SEQ_CST) == 0) {
+    reader *r = NULL;
+    if (__atomic_load_n(&anonymous_readers, __ATOMIC_SEQ_CST) == 0) {
         r = register_reader();
     }
     if (!r) {
@@ -197,32 +240,28 @@ void pm_rcu_read_lock(void)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         return;
     }
-    if (r->depth++ == 0) {
-        /* Publish "reading since gp_ctr", then fence, before loading any
-         * protected pointer: pairs with the fence in synchronize, so either the
-         * writer sees this record non-zero or this reader sees the new view. */
-        __atomic_store_n(&r->ctr, __atomic_load_n(&gp_ctr, __ATOMIC_SEQ_CST),
-                         __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    pm_rcu_self = r;
+    pm_rcu_lock();
+}
+
+void pm_rcu_unlock_slow(void)
+{
+    /* An anonymous section ends (an unlock without a lock is ignored as
+     * long as no anonymous section is open anywhere). */
+    uint64_t n = __atomic_load_n(&anonymous_readers, __ATOMIC_RELAXED);
+    while (n && !__atomic_compare_exchange_n(&anonymous_readers, &n, n - 1, true,
+                                             __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
     }
+}
+
+void pm_rcu_read_lock(void)
+{
+    pm_rcu_lock();
 }
 
 void pm_rcu_read_unlock(void)
 {
-    reader *r = self_record();
-    if (!r) {
-        /* An anonymous section ends (an unlock without a lock is ignored as
-         * long as no anonymous section is open anywhere). */
-        uint64_t n = __atomic_load_n(&anonymous_readers, __ATOMIC_RELAXED);
-        while (n && !__atomic_compare_exchange_n(&anonymous_readers, &n, n - 1, true,
-                                                 __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-        }
-        return;
-    }
-    if (r->depth && --r->depth == 0) {
-        /* Release: every load of the section happens before the writer sees 0. */
-        __atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);
-    }
+    pm_rcu_unlock();
 }
 
 static void pause_briefly(unsigned spins)
@@ -244,7 +283,7 @@ static bool quiescent(const reader *r, uint64_t target)
 
 pm_status pm_rcu_synchronize(void)
 {
-    reader *self = self_record();
+    reader *self = pm_rcu_self;
     if (self && self->depth) {
         return PM_ERR_IN_READER;
     }
@@ -252,7 +291,7 @@ pm_status pm_rcu_synchronize(void)
     /* Order the writer's pointer swaps before the counter bump and before the
      * loads of the readers' records (the other half of read_lock's fence). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    uint64_t target = __atomic_add_fetch(&gp_ctr, 1, __ATOMIC_SEQ_CST);
+    uint64_t target = __atomic_add_fetch(&pm_rcu_gp_ctr, 1, __ATOMIC_SEQ_CST);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 
     /* Readers seen quiescent move to `done`; the registry shrinks to those
@@ -295,6 +334,6 @@ pm_status pm_rcu_synchronize(void)
 
 int pm_rcu_in_reader(void)
 {
-    reader *self = self_record();
+    reader *self = pm_rcu_self;
     return self && self->depth != 0;
 }

@@ -117,6 +117,9 @@ ffibuilder.set_source(
     _PREAMBLE,
     sources=_sources(),
     include_dirs=[str(CSRC.relative_to(ROOT))],
+    # The private headers (dispatch.h, rcu.h, ...) hold inline code: rebuild
+    # when they change.
+    depends=sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.h")),
     extra_compile_args=extra,
     extra_link_args=shlex.split(os.environ.get("PYMEM_LDFLAGS", "")) + ["-pthread"],
 )

@@ -49,8 +49,12 @@ def test_bench_times_the_lookups_beside_qemus_algorithm_and_reports_issue_12s_go
         for mix in ("random", "sequential", "hot page", "sub-page"):
             assert (f"C batched lookup, {view} {mix}", "QEMU walk+MRU (loop)") in impls
             assert (f"C single lookup, {view} {mix}", "QEMU lookup (a call each)") in impls
+    assert ("C ldl_le RAM, one page (memory)", "QEMU address_space_ldl_le (model)") in impls
+    assert ("C RCU read lock+unlock pair", "QEMU rcu_read_lock/unlock") in impls
     goals = {g["goal"]: g for g in report["goals"]}
-    for text in ("single lookup in a sub-page <= 1.5x QEMU",
+    for text in ("pm_as_ldl_le in C <= 1.1x QEMU's address_space_ldl_le",
+                 "RCU read lock+unlock pair <= 1.5x QEMU's",
+                 "single lookup in a sub-page <= 1.5x QEMU",
                  "batched sequential and hot-page <= 1.0x QEMU walk+MRU",
                  "batched random <= 0.5x QEMU",
                  "batched on small views <= 1.2x the best compare floor",

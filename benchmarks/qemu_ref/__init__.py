@@ -106,6 +106,68 @@ class QemuLookup:
         return run
 
 
+    def attach_memory(self, dispatch: Any) -> None:
+        """Give the model's plain sections the memory pymem's have (the same
+        host bytes, flags and offsets), for `ldl_runner`."""
+        from pymem._native import ffi, lib
+
+        r = ffi.new("pm_range *")
+        entries = []
+        used: Dict[int, int] = {}
+        for i in range(self.sections):
+            lib.pm_dispatch_section(dispatch.handle, i, r)
+            if r.flags & 1:   # PM_SECTION_SUBPAGE
+                continue
+            host = int(ffi.cast("uintptr_t", r.host))
+            reach = min(r.offset + (r.last - r.start) + 1, (1 << 64) - 1)
+            entries.append((i, r.offset, host, r.flags, reach))
+            if host:
+                used[host] = max(used.get(host, 0), entries[-1][4])
+        # A RAMBlock is as long as its region: the longest reach of any
+        # section over the same memory.
+        self.impl.attach_memory([(i, off, host, flags, used.get(host, n))
+                                 for i, off, host, flags, n in entries])
+
+    def ldl_runner(self, addrs: array, out: array) -> Callable[[], None]:
+        """A call timing QEMU's address_space_ldl_le on each of addrs (out: 'Q')."""
+        impl = self.impl
+
+        def run() -> None:
+            impl.ldl_many(addrs, out)
+        return run
+
+
+def pymem_ldl_runner(as_handle: int, addrs: array, out: array) -> Callable[[], None]:
+    """pymem's pm_as_ldl_le on each of addrs, one C call each through its address."""
+    from pymem._native import ffi, lib
+
+    mod = load()
+    fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, "pm_as_ldl_le")))
+
+    def run() -> None:
+        mod.call_ldl_many(fn, as_handle, addrs, out)
+    return run
+
+
+def rcu_runner(kind: str, n: int) -> Callable[[], None]:
+    """n RCU read-side lock+unlock pairs: "pymem" (pm_rcu_read_lock/unlock,
+    a call each), "qemu" (QEMU's default build) or "qemu-membarrier"."""
+    mod = load()
+    if kind == "pymem":
+        from pymem._native import ffi, lib
+        lock = int(ffi.cast("uintptr_t", ffi.addressof(lib, "pm_rcu_read_lock")))
+        unlock = int(ffi.cast("uintptr_t", ffi.addressof(lib, "pm_rcu_read_unlock")))
+
+        def run() -> None:
+            mod.call_rcu_pairs(lock, unlock, n)
+        return run
+    mode = {"qemu": 0, "qemu-membarrier": 1}[kind]
+
+    def run_qemu() -> None:
+        mod.rcu_pairs(n, mode)
+    return run_qemu
+
+
 def floor_runner(kind: str, bounds: array, secs: array, addrs: array,
                  out: array) -> Optional[Callable[[], None]]:
     """The compare-based floor `kind` ("bsearch", "avx2"), or None where the

@@ -20,7 +20,12 @@
  *    CPython builtins that do nothing but convert their arguments, for the
  *    Python-level ratios.
  * 3. A loop calling pymem's pm_dispatch_lookup once per address through its
- *    address, as a C user (a CPU loop) would.
+ *    address, as a C user (a CPU loop) would; the same for pm_as_ldl_le and
+ *    for the pair pm_rcu_read_lock/pm_rcu_read_unlock.
+ * 4. QEMU 7.2's RCU read side and its address_space_ldl_le path, modelled
+ *    from a reading of include/qemu/rcu.h, softmmu/physmem.c and
+ *    memory_ldst.c.inc (again no code taken): see "the RCU read side" and
+ *    "the load path" below for what each step is.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,13 +48,44 @@ typedef struct {
 
 typedef PageEntry Node[L2_SIZE];
 
-/* The fields of QEMU's MemoryRegion up to the one the lookup reads sit at
- * their 7.2 offsets on x86-64 (an Object header and a few flags first). */
+/* QEMU's RAMBlock up to the fields qemu_map_ram_ptr reads (an rcu_head and
+ * the MemoryRegion pointer first). */
 typedef struct {
-    uint8_t before[42];
-    bool subpage;
-    uint8_t after[272 - 43];
+    void *rcu[2];
+    void *mr;
+    uint8_t *host;
+    uint8_t *colo_cache;
+    uint64_t offset;
+    uint64_t used_length;
+    uint64_t max_length;
+} RAMBlock;
+
+/* The fields of QEMU's MemoryRegion that the lookup and the load path read,
+ * at their 7.2 offsets on x86-64 as I read the struct (a 40-byte QOM Object
+ * header, then the flags, the RAMBlock pointer, ...); the rest is padding. */
+typedef struct {
+    uint8_t object[40];
+    bool romd_mode;                 /* 40 */
+    bool ram;                       /* 41 */
+    bool subpage;                   /* 42 */
+    bool readonly;
+    bool nonvolatile;
+    bool rom_device;                /* 45 */
+    bool flush_coalesced_mmio;
+    uint8_t dirty_log_mask;
+    bool is_iommu;                  /* 48 */
+    RAMBlock *ram_block;            /* 56 */
+    uint8_t middle[153 - 64];       /* owner, dev, ops, opaque, container, size, ... */
+    bool ram_device;                /* 153 */
+    uint8_t flags2[6];
+    void *alias;                    /* 160 */
+    uint8_t after[272 - 168];
 } Region;
+
+_Static_assert(offsetof(Region, subpage) == 42, "subpage at QEMU's offset");
+_Static_assert(offsetof(Region, ram_block) == 56, "ram_block at QEMU's offset");
+_Static_assert(offsetof(Region, alias) == 160, "alias at QEMU's offset");
+_Static_assert(sizeof(Region) == 272, "a MemoryRegion is ~272 bytes");
 
 typedef struct {
     __int128 size;                  /* 2^64 fits */
@@ -70,7 +106,27 @@ typedef struct {
     uint8_t table[];                /* uint16_t or uint32_t entries */
 } Subpage;
 
+struct QemuDispatch;
+
+/* QEMU's FlatView and AddressSpace up to the pointers the load path follows
+ * (as->current_map, then fv->dispatch). */
 typedef struct {
+    void *rcu[2];
+    unsigned ref;
+    void *ranges;
+    unsigned nr, nr_allocated;
+    struct QemuDispatch *dispatch;
+    void *root;
+} FlatView;
+
+typedef struct {
+    void *rcu[2];
+    char *name;
+    void *root;
+    FlatView *current_map;
+} AddressSpace;
+
+typedef struct QemuDispatch {
     PyObject_HEAD
     PageEntry root;
     Node *nodes;
@@ -78,9 +134,12 @@ typedef struct {
     Section *mru;
     Region *regions;                /* one per plain section */
     Subpage **subpages;             /* one per sub-page section, else NULL */
+    RAMBlock *blocks;               /* one per plain section (attach_memory) */
     uint32_t nsections, nnodes;
     unsigned page_bits, levels;
     int wide;                       /* sub-page entries are uint32_t */
+    FlatView fv;                    /* the view whose dispatch this is */
+    AddressSpace as;                /* and an address space showing it */
 } QemuDispatch;
 
 static inline bool covers(const Section *s, uint64_t addr)
@@ -166,6 +225,203 @@ DEFINE_LOOKUPS(x86_32, 12, uint32_t)
 DEFINE_LOOKUPS(vary_16, d->page_bits, uint16_t)
 DEFINE_LOOKUPS(vary_32, d->page_bits, uint32_t)
 
+/* ------------------------------------------------ the RCU read side
+ *
+ * QEMU 7.2's rcu_read_lock/rcu_read_unlock (include/qemu/rcu.h), modelled:
+ * the thread's record is reached through a noinline getter (QEMU's
+ * coroutine-TLS wrapper, get_ptr_rcu_reader); the outermost lock copies the
+ * grace-period counter into the record, the last unlock stores 0 with
+ * release order and then checks the `waiting` flag a writer sets to be
+ * woken.  After each of those stores comes smp_mb_placeholder(): a full
+ * fence in QEMU's default build, a compiler barrier when it is built with
+ * membarrier (the writer then makes the fence with a system call).  QEMU is
+ * an executable, where the record is a local-exec TLS variable; this module
+ * is a shared object, so it uses initial-exec, the nearest it can have (one
+ * more load).
+ */
+typedef struct {
+    unsigned long ctr;
+    bool waiting;
+    unsigned depth;
+    void *next, **prev;
+} QemuRcuReader;
+
+static __thread QemuRcuReader qemu_rcu_reader __attribute__((tls_model("initial-exec")));
+static unsigned long qemu_rcu_gp_ctr = 1;
+static unsigned long qemu_rcu_wakeups;   /* stands for qemu_event_set; never reached */
+
+__attribute__((noipa)) static QemuRcuReader *qemu_rcu_reader_ptr(void)
+{
+    QemuRcuReader *p = &qemu_rcu_reader;
+    __asm__ volatile("" : "+rm"(p));
+    return p;
+}
+
+#define QEMU_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define QEMU_COMPILER_BARRIER() __asm__ volatile("" ::: "memory")
+
+#define DEFINE_QEMU_RCU(NAME, PLACEHOLDER)                                       \
+static inline void NAME##_lock(void)                                            \
+{                                                                               \
+    QemuRcuReader *r = qemu_rcu_reader_ptr();                                   \
+    if (r->depth++ > 0) {                                                       \
+        return;                                                                 \
+    }                                                                           \
+    unsigned long ctr = __atomic_load_n(&qemu_rcu_gp_ctr, __ATOMIC_RELAXED);    \
+    __atomic_store_n(&r->ctr, ctr, __ATOMIC_RELAXED);                           \
+    PLACEHOLDER();                                                              \
+}                                                                               \
+static inline void NAME##_unlock(void)                                          \
+{                                                                               \
+    QemuRcuReader *r = qemu_rcu_reader_ptr();                                   \
+    if (r->depth == 0) {                                                        \
+        abort();   /* QEMU asserts */                                           \
+    }                                                                           \
+    if (--r->depth > 0) {                                                       \
+        return;                                                                 \
+    }                                                                           \
+    __atomic_store_n(&r->ctr, 0, __ATOMIC_RELEASE);                             \
+    PLACEHOLDER();                                                              \
+    if (__builtin_expect(__atomic_load_n(&r->waiting, __ATOMIC_RELAXED), 0)) {  \
+        __atomic_store_n(&r->waiting, false, __ATOMIC_RELAXED);                 \
+        qemu_rcu_wakeups++;                                                     \
+    }                                                                           \
+}
+
+DEFINE_QEMU_RCU(qemu_rcu_mb, QEMU_FENCE)
+DEFINE_QEMU_RCU(qemu_rcu_membarrier, QEMU_COMPILER_BARRIER)
+
+/* ------------------------------------------------------- the load path
+ *
+ * address_space_ldl_le of QEMU 7.2 (memory_ldst.c.inc with the softmmu
+ * glue), modelled step by step: the RCU read lock; the address space's
+ * current FlatView (an RCU pointer read) and its dispatch; the lookup with
+ * sub-pages resolved (address_space_lookup_region, above); the offset in
+ * the region and, for RAM, the length clamped to what is left of the
+ * section (an Int128 subtraction and minimum); the IOMMU check
+ * (memory_region_get_iommu follows aliases, then reads is_iommu); the
+ * section handed back by value; Xen's checks (a global flag); whether the
+ * region may be read directly (RAM that is no RAM device, or a ROM device in
+ * romd mode); the host pointer from qemu_map_ram_ptr (a real call, with
+ * ramblock_ptr's bounds assertion) and a 4-byte little-endian load; the
+ * unlock.  Anything that would go to a device (or through an IOMMU, which
+ * is not modelled) answers UINT64_MAX, as pymem's pm_as_ldl_le does.
+ */
+static bool qemu_xen_allowed;   /* xen_enabled() */
+
+static inline bool qemu_read_is_direct(const Region *mr)
+{
+    return (mr->ram && !mr->ram_device) || (mr->rom_device && mr->romd_mode);
+}
+
+static inline const Region *qemu_get_iommu(const Region *mr)
+{
+    while (mr->alias) {
+        mr = mr->alias;
+    }
+    return mr->is_iommu ? mr : NULL;
+}
+
+__attribute__((noipa)) static void *qemu_map_ram_ptr(RAMBlock *block, uint64_t addr)
+{
+    if (!block) {
+        abort();   /* QEMU finds the block by ram_addr_t; not modelled */
+    }
+    if (qemu_xen_allowed && !block->host) {
+        abort();
+    }
+    if (!(block->host && addr < block->used_length)) {
+        abort();   /* ramblock_ptr's assertion */
+    }
+    return block->host + addr;
+}
+
+#define DEFINE_LOAD(NAME)                                                        \
+static inline Section *NAME##_translate_internal(QemuDispatch *d, uint64_t addr, \
+                                                 uint64_t *xlat, uint64_t *plen) \
+{                                                                               \
+    Section *s = NAME##_mru(d, addr);                                           \
+    addr -= s->offset_within_address_space;                                     \
+    *xlat = addr + s->offset_within_region;                                     \
+    if (s->mr->ram) {                                                           \
+        __int128 diff = s->size - (__int128)addr;                               \
+        *plen = diff < (__int128)*plen ? (uint64_t)diff : *plen;                \
+    }                                                                           \
+    return s;                                                                   \
+}                                                                               \
+static inline Section NAME##_do_translate(FlatView *fv, uint64_t addr,          \
+                                          uint64_t *xlat, uint64_t *plen)       \
+{                                                                               \
+    Section *s = NAME##_translate_internal(fv->dispatch, addr, xlat, plen);     \
+    if (__builtin_expect(qemu_get_iommu(s->mr) != NULL, 0)) {                   \
+        /* IOMMU translation is not modelled: no region (the caller's) */       \
+        Section none = { .mr = NULL };                                          \
+        return none;                                                            \
+    }                                                                           \
+    return *s;                                                                  \
+}                                                                               \
+static inline Region *NAME##_flatview_translate(FlatView *fv, uint64_t addr,    \
+                                                uint64_t *xlat, uint64_t *plen) \
+{                                                                               \
+    Section section = NAME##_do_translate(fv, addr, xlat, plen);                \
+    if (!section.mr) {                                                          \
+        return NULL;                                                            \
+    }                                                                           \
+    if (qemu_xen_allowed && qemu_read_is_direct(section.mr)) {                  \
+        uint64_t page = (addr & ~UINT64_C(0xfff)) + 0x1000;                     \
+        *plen = page - addr < *plen ? page - addr : *plen;                      \
+    }                                                                           \
+    return section.mr;                                                          \
+}                                                                               \
+__attribute__((noipa)) static uint64_t NAME##_ldl_le(AddressSpace *as,           \
+                                                        uint64_t addr,          \
+                                                        uint32_t attrs,         \
+                                                        int *result)            \
+{                                                                               \
+    uint64_t addr1, l = 4, val;                                                 \
+    int r;                                                                      \
+    (void)attrs;                                                                \
+    qemu_rcu_mb_lock();                                                         \
+    FlatView *fv = __atomic_load_n(&as->current_map, __ATOMIC_CONSUME);         \
+    Region *mr = NAME##_flatview_translate(fv, addr, &addr1, &l);               \
+    if (!mr || l < 4 || !qemu_read_is_direct(mr)) {                             \
+        val = UINT64_MAX;   /* memory_region_dispatch_read */                   \
+        r = 1;                                                                  \
+    } else {                                                                    \
+        const uint8_t *ptr = qemu_map_ram_ptr(mr->ram_block, addr1);            \
+        uint32_t v;                                                             \
+        memcpy(&v, ptr, 4);   /* ldl_le_p on a little-endian host */            \
+        val = v;                                                                \
+        r = 0;                                                                  \
+    }                                                                           \
+    if (result) {                                                               \
+        *result = r;                                                            \
+    }                                                                           \
+    qemu_rcu_mb_unlock();                                                       \
+    return val;                                                                 \
+}                                                                               \
+static void NAME##_ldl_many(QemuDispatch *d, const uint64_t *addrs,             \
+                            uint64_t *out, size_t n)                            \
+{                                                                               \
+    for (size_t i = 0; i < n; i++) {                                            \
+        out[i] = NAME##_ldl_le(&d->as, addrs[i], 0, NULL);                      \
+    }                                                                           \
+}
+
+DEFINE_LOAD(x86_16)
+DEFINE_LOAD(x86_32)
+DEFINE_LOAD(vary_16)
+DEFINE_LOAD(vary_32)
+
+static void qemu_ldl_many(QemuDispatch *d, const uint64_t *addrs, uint64_t *out, size_t n)
+{
+    if (d->page_bits == 12) {
+        (d->wide ? x86_32_ldl_many : x86_16_ldl_many)(d, addrs, out, n);
+    } else {
+        (d->wide ? vary_32_ldl_many : vary_16_ldl_many)(d, addrs, out, n);
+    }
+}
+
 static void qemu_many(QemuDispatch *d, const uint64_t *addrs, uint32_t *out, size_t n,
                       int mode)
 {
@@ -186,6 +442,7 @@ static void qd_dealloc(QemuDispatch *d)
         }
     }
     free(d->subpages);
+    free(d->blocks);
     free(d->regions);
     free(d->sections);
     free(d->nodes);
@@ -319,6 +576,8 @@ static PyObject *qd_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             }
         }
     }
+    d->fv.dispatch = d;
+    d->as.current_map = &d->fv;
     return (PyObject *)d;
 }
 
@@ -359,7 +618,100 @@ static PyObject *qd_lookup_many(QemuDispatch *d, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* PM_SECTION_* of pymem.h, for attach_memory */
+#define SECTION_RAM 2
+#define SECTION_READONLY 4
+#define SECTION_ROMD 8
+#define SECTION_IOMMU 16
+
+/*
+ * attach_memory([(index, offset_in_region, host_address, flags, used_length)]):
+ * make plain sections RAM, ROM or ROM devices over the given host memory (a
+ * RAMBlock each, used_length bytes), as QEMU's regions would be.  The
+ * others stay MMIO.
+ */
+static PyObject *qd_attach_memory(QemuDispatch *d, PyObject *list)
+{
+    Py_ssize_t n = PySequence_Size(list);
+    if (n < 0) {
+        return NULL;
+    }
+    if (!d->blocks) {
+        d->blocks = calloc(d->nsections, sizeof(RAMBlock));
+        if (!d->blocks) {
+            return PyErr_NoMemory();
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PySequence_GetItem(list, i);
+        uint64_t index, offset, host, flags, used;
+        int bad = !t || get_u64(t, 0, &index) < 0 || get_u64(t, 1, &offset) < 0
+                  || get_u64(t, 2, &host) < 0 || get_u64(t, 3, &flags) < 0
+                  || get_u64(t, 4, &used) < 0;
+        Py_XDECREF(t);
+        if (bad || index >= d->nsections || d->subpages[index]) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "bad memory entry");
+            }
+            return NULL;
+        }
+        Section *s = &d->sections[index];
+        Region *mr = &d->regions[index];
+        RAMBlock *b = &d->blocks[index];
+        s->offset_within_region = offset;
+        s->readonly = (flags & SECTION_READONLY) != 0;
+        mr->ram = host && (flags & SECTION_RAM);
+        mr->readonly = s->readonly;
+        mr->rom_device = mr->romd_mode = host && (flags & SECTION_ROMD);
+        mr->is_iommu = (flags & SECTION_IOMMU) != 0;
+        b->mr = mr;
+        b->host = (uint8_t *)(uintptr_t)host;
+        b->used_length = b->max_length = used;
+        mr->ram_block = host ? b : NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ldl_many(addrs, out): out[i] = address_space_ldl_le(addrs[i]) (uint64s;
+ * UINT64_MAX where the load would go to a device). */
+static PyObject *qd_ldl_many(QemuDispatch *d, PyObject *args)
+{
+    PyObject *a, *o;
+    Py_buffer addrs, out;
+    if (!d->blocks) {
+        PyErr_SetString(PyExc_ValueError, "attach_memory first");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO", &a, &o)) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(a, &addrs, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(o, &out, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&addrs);
+        return NULL;
+    }
+    size_t n = (size_t)addrs.len / 8;
+    if ((size_t)out.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "out is shorter than addrs");
+    } else {
+        qemu_ldl_many(d, addrs.buf, out.buf, n);
+    }
+    PyBuffer_Release(&addrs);
+    PyBuffer_Release(&out);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef qd_methods[] = {
+    { "attach_memory", (PyCFunction)qd_attach_memory, METH_O,
+      "attach_memory([(index, offset, host, flags, used_length)]): RAM, ROM and ROM "
+      "devices for the load path." },
+    { "ldl_many", (PyCFunction)qd_ldl_many, METH_VARARGS,
+      "ldl_many(addrs, out): QEMU's address_space_ldl_le of each address." },
     { "lookup_many", (PyCFunction)qd_lookup_many, METH_VARARGS,
       "lookup_many(addrs, out, mode): QEMU's lookup of each address "
       "(mode 0: walk + MRU inlined, 1: walk without MRU, 2: one call each)." },
@@ -513,6 +865,89 @@ static PyObject *call_many(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+typedef uint64_t (*load_fn)(void *as, uint64_t addr);
+
+/* call_ldl_many(fn, as, addrs, out): out[i] = fn(as, addrs[i]) (uint64s),
+ * one call each: pymem's pm_as_ldl_le as a C CPU loop calls it. */
+static PyObject *call_ldl_many(PyObject *module, PyObject *args)
+{
+    unsigned long long fn, obj;
+    PyObject *a, *o;
+    Py_buffer addrs, out;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KKOO", &fn, &obj, &a, &o)) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(a, &addrs, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(o, &out, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&addrs);
+        return NULL;
+    }
+    size_t n = (size_t)addrs.len / 8;
+    if ((size_t)out.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "out is shorter than addrs");
+    } else {
+        load_fn f = (load_fn)(uintptr_t)fn;
+        const uint64_t *in = addrs.buf;
+        uint64_t *res = out.buf;
+        for (size_t i = 0; i < n; i++) {
+            res[i] = f((void *)(uintptr_t)obj, in[i]);
+        }
+    }
+    PyBuffer_Release(&addrs);
+    PyBuffer_Release(&out);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+typedef void (*void_fn)(void);
+
+/* rcu_pairs(n, mode): n read-side lock+unlock pairs; mode 0 QEMU's default
+ * build (a fence after each store), 1 QEMU built with membarrier (compiler
+ * barriers).  call_rcu_pairs(lock, unlock, n): the same through pymem's
+ * pm_rcu_read_lock/unlock, one call each. */
+static PyObject *rcu_pairs(PyObject *module, PyObject *args)
+{
+    Py_ssize_t n;
+    int mode;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "ni", &n, &mode)) {
+        return NULL;
+    }
+    if (mode == 0) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            qemu_rcu_mb_lock();
+            qemu_rcu_mb_unlock();
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            qemu_rcu_membarrier_lock();
+            qemu_rcu_membarrier_unlock();
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *call_rcu_pairs(PyObject *module, PyObject *args)
+{
+    unsigned long long lock, unlock;
+    Py_ssize_t n;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KKn", &lock, &unlock, &n)) {
+        return NULL;
+    }
+    void_fn l = (void_fn)(uintptr_t)lock, u = (void_fn)(uintptr_t)unlock;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        l();
+        u();
+    }
+    Py_RETURN_NONE;
+}
+
 /* The Python-level floors: as cheap as a builtin taking an address can be. */
 static PyObject *noop(PyObject *module, PyObject *arg)
 {
@@ -597,6 +1032,12 @@ static PyMethodDef module_methods[] = {
       "floor_many(bounds, secs, addrs, out, kind): 0 binary search, 1 AVX2 transposed." },
     { "call_many", call_many, METH_VARARGS,
       "call_many(fn, obj, addrs, out): out[i] = fn(obj, addrs[i]), one call each." },
+    { "call_ldl_many", call_ldl_many, METH_VARARGS,
+      "call_ldl_many(fn, as, addrs, out): out[i] = fn(as, addrs[i]) (uint64), one call each." },
+    { "rcu_pairs", rcu_pairs, METH_VARARGS,
+      "rcu_pairs(n, mode): n QEMU read-side lock+unlock pairs (0: fences, 1: membarrier build)." },
+    { "call_rcu_pairs", call_rcu_pairs, METH_VARARGS,
+      "call_rcu_pairs(lock, unlock, n): n calls of each function, alternating." },
     { "noop", noop, METH_O, "Takes one argument, does nothing." },
     { "convert_only", convert_only, METH_O,
       "Converts an address as pymem's builtins do; returns a small int." },
