@@ -42,6 +42,8 @@ class Result:
     ratio: Optional[float] = None   # pymem time / this implementation's time
 
     def as_dict(self) -> dict:
+        """The row as `--json` writes it: ns rounded to 0.01, the ratio to
+        the peer as `pymem_over_peer` (None on pymem's own rows)."""
         return {"operation": self.operation, "implementation": self.implementation,
                 "ns_per_op": round(self.ns_per_op, 2),
                 "spread_ns": [round(x, 2) for x in self.spread],
@@ -88,6 +90,9 @@ QUICK_SCALING_SIZES = (1_000, 10_000)
 
 
 def time_per_op(fn: Timed, ops: int, repeats: int) -> tuple:
+    """(median, (min, max)) ns per operation of `fn`, which runs `ops`
+    operations a call: one warm-up call, then `repeats` timed ones
+    (wall-clock perf_counter_ns)."""
     fn()  # warm caches and the MRU section
     samples = []
     for _ in range(repeats):
@@ -145,10 +150,13 @@ class BisectMap:
         self.offsets = [r.offset_in_region for r in ranges]
 
     def lookup(self, addr: int) -> int:
+        """Index of the range holding `addr`, or -1 for none."""
         i = bisect.bisect_right(self.starts, addr) - 1
         return i if i >= 0 and addr < self.ends[i] else -1
 
     def translate(self, addr: int, length: int = 4) -> tuple:
+        """(range index or -1, offset in its region, bytes left in the range,
+        at most `length`), as Dispatch.translate answers."""
         i = bisect.bisect_right(self.starts, addr) - 1
         if i < 0 or addr >= self.ends[i]:
             return -1, addr, length
@@ -202,6 +210,9 @@ def _mmio_range(asp: AddressSpace) -> Optional[FlatRange]:
 
 
 def lookup_cases(asp: AddressSpace, rng: random.Random, n: int, n_batch: int) -> List[Case]:
+    """The lookup, batched lookup and translate rows of `asp`'s view, each
+    beside bisect, intervaltree and numpy.searchsorted where installed: `n`
+    addresses per single-lookup case, `n_batch` for the batched one."""
     view = _view(asp)
     ranges = view.ranges
     dispatch = view.dispatch
@@ -254,6 +265,9 @@ def _unicorn(base: int, size: int) -> Any:
 
 
 def access_cases(asp: AddressSpace, rng: random.Random, n: int) -> List[Case]:
+    """The RAM load/store/read/write rows (beside struct, bytearray slices and
+    unicorn's mem_read/mem_write) and the MMIO load row, `n` accesses each,
+    in the largest RAM range of `asp`."""
     ram = _ram_range(asp)
     base = ram.addr
     window = min(WINDOW, ram.size) & ~(PAGE - 1)
@@ -790,6 +804,8 @@ def run_scaling(sizes: tuple, repeats: int, progress: TextIO = sys.stderr) -> Li
 
 
 def run_cases(cases: List[Case], repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
+    """Time every case, its implementations interleaved (time_interleaved),
+    writing "[i/n] operation" to `progress` before each."""
     results = []
     for i, case in enumerate(cases, 1):
         print(f"[{i}/{len(cases)}] {case.operation}", file=progress, flush=True)
@@ -802,6 +818,8 @@ def run_cases(cases: List[Case], repeats: int, progress: TextIO = sys.stderr) ->
 
 
 def check_goals(results: List[Result], sizes: tuple = ()) -> List[dict]:
+    """The goals of GOALS (and the commit-scaling goal over `sizes`) as
+    dicts: `goal` text, measured `ratio` or `ns`, and `met`."""
     by_key = {(r.operation, r.implementation): r for r in results}
     out = []
     for g in GOALS:
@@ -827,6 +845,7 @@ def check_goals(results: List[Result], sizes: tuple = ()) -> List[dict]:
 
 
 def format_table(results: List[Result], goals: List[dict]) -> str:
+    """The table `pymem bench` prints: one row per result, then the goals."""
     op_w = max([28] + [len(r.operation) for r in results])
     impl_w = max([32] + [len(r.implementation) for r in results])
     goal_w = max([52] + [len(g["goal"]) for g in goals])
@@ -847,6 +866,8 @@ def format_table(results: List[Result], goals: List[dict]) -> str:
 
 
 def load_system(args: argparse.Namespace) -> tuple:
+    """(system, label) from `args`: `--mtree` with its `--hints` (ValueError
+    without them), else the bundled `--machine`."""
     from . import machines
     from .qemu.mtree import load_mtree
 
@@ -858,19 +879,30 @@ def load_system(args: argparse.Namespace) -> tuple:
     return machines.load(args.machine), args.machine
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    system, label = load_system(args)
+def run_bench(args: argparse.Namespace, system: Optional["MemorySystem"] = None,
+              progress: Optional[TextIO] = None) -> int:
+    """Run `pymem bench` as `args` (machine, mtree, hints, quick, json) say:
+    print the table (or JSON) on stdout, progress lines on `progress`
+    (default stderr).  `system`, when given, is the machine to measure
+    (labelled with `args.mtree` or `args.machine`); otherwise it is loaded
+    from `args`.  Returns the exit status (0)."""
+    if progress is None:
+        progress = sys.stderr
+    if system is None:
+        system, label = load_system(args)
+    else:
+        label = args.mtree or args.machine
     asp = memory_space(system)
     rng = random.Random(1)
     n, n_batch, repeats = (2_000, 100_000, 3) if args.quick else (20_000, 1_000_000, 7)
     cases = lookup_cases(asp, rng, n, n_batch) + access_cases(asp, rng, n)
     cases.append(commit_case(system, asp))
     cases += unicorn_cases(n)
-    results = run_cases(cases, repeats)
+    results = run_cases(cases, repeats, progress)
     sizes = QUICK_SCALING_SIZES if args.quick else SCALING_SIZES
-    results += run_scaling(sizes, repeats)
+    results += run_scaling(sizes, repeats, progress)
     goals = check_goals(results, sizes)
-    qemu_results, qemu_goal_list = run_qemu_cases(system, asp, args.quick)
+    qemu_results, qemu_goal_list = run_qemu_cases(system, asp, args.quick, progress)
     results += qemu_results
     goals += qemu_goal_list
     report = {"machine": label, "address_space": asp.name, "repeats": repeats,

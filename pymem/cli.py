@@ -3,16 +3,29 @@
 Each subcommand is a function taking parsed arguments and returning an exit
 status.  Any input it cannot use (a missing or unreadable file, text that is
 not UTF-8, a dump or trace that does not parse, hints of the wrong type, a
-dump too deep or too large) prints one line naming the problem and exits 2,
-never a traceback: `replay` and `trace diff` keep exit 1 for "divergence".
+dump too deep or too large, a usage error) prints one line on stderr naming
+the problem and exits 2, never a traceback: `replay` and `trace diff` keep
+exit 1 for "divergence".
+
+Conventions for a new subcommand (tests/test_cli_conventions.py checks them):
+declare it with `_command(sub, name, run, help=..., examples=[...])`, which
+registers `run` and puts the examples in `--help`; give every command that
+works on a machine `_machine_arguments(p)` and load it with
+`_load_machine(args)` (a bundled `--machine NAME`, a user's
+`--machine module:callable`, or `--mtree DUMP [--hints H]`); write progress
+of long runs to `_progress()`, which is stderr on a terminal and silent
+otherwise.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
+import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import (TYPE_CHECKING, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO,
+                    cast)
 
 from .errors import PymemError
 
@@ -21,6 +34,48 @@ if TYPE_CHECKING:
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: Dict[str, Command] = {}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with pymem's error convention: a usage error is one line on
+    stderr that says what to fix, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _command(sub: "argparse._SubParsersAction[_Parser]", name: str, run: Command, *,
+             help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+    """Declare the subcommand `name`: `help` is its line in `pymem --help` and
+    the start of its own `--help`, `examples` (whole command lines, each with
+    an optional `  # comment`) end its `--help`; `run` is called with the
+    parsed arguments and returns the exit status."""
+    if not examples:
+        raise ValueError(f"pymem {name}: a subcommand needs at least one example")
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    p = sub.add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _COMMANDS[name] = run
+    return p
+
+
+class _Silent(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _progress() -> TextIO:
+    """Where a long run reports progress: stderr when it is a terminal, a
+    sink otherwise (a pipe, a file, CI), so logs hold only results and
+    errors."""
+    stream = sys.stderr
+    try:
+        if stream is not None and stream.isatty():
+            return stream
+    except ValueError:   # a closed stream
+        pass
+    return cast(TextIO, _Silent())
 
 
 def _read(path: str) -> str:
@@ -47,16 +102,29 @@ def _check_writable(path: Optional[str]) -> None:
 
 
 def _cmd_qemu_dispatch(args: argparse.Namespace) -> int:
-    from .qemu import dispatch_from_flat
+    from .qemu import dispatch_from_flat, format_mtree
 
-    sys.stdout.write(dispatch_from_flat(_read(args.flatdump), args.page_bits))
+    if args.flatdump is not None:
+        if args.machine is not None:
+            raise PymemError("give an `info mtree -f` dump or --machine, not both")
+        sys.stdout.write(dispatch_from_flat(_read(args.flatdump), args.page_bits))
+        return 0
+    if args.machine is None:
+        raise PymemError("give an `info mtree -f` dump file, or --machine NAME")
+    system = _load_machine(argparse.Namespace(machine=args.machine, mtree=None, hints=None))
+    sys.stdout.write(format_mtree(system, flat=True, dispatch=True))
     return 0
 
 
 def _cmd_mtree(args: argparse.Namespace) -> int:
-    from .qemu import format_mtree, load_mtree
+    from .qemu import format_mtree
 
-    system = load_mtree(_read(args.dump), args.hints)
+    if args.dump is not None and args.machine is not None:
+        raise PymemError("give an `info mtree -D` dump or --machine, not both")
+    if args.dump is None and args.machine is None:
+        raise PymemError("give an `info mtree -D` dump file, or --machine NAME")
+    system = _load_machine(argparse.Namespace(machine=args.machine, mtree=args.dump,
+                                              hints=args.hints))
     sys.stdout.write(format_mtree(system, flat=args.f or args.d, dispatch=args.d,
                                   disabled=args.D))
     return 0
@@ -91,11 +159,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     # Checked up front: the benchmark runs for minutes before it writes.
-    if args.mtree:
-        _read(args.mtree)
+    if args.mtree and not args.hints:
+        raise PymemError("--mtree needs --hints (the hints.json of the same dump)")
     _check_writable(args.json)
+    system = _load_machine(args)
+    progress = _progress()
     if not args.plot:
-        return run_bench(args)
+        return run_bench(args, system=system, progress=progress)
     from .benchplot import plot_report, require_matplotlib
 
     _check_writable(args.plot)
@@ -104,32 +174,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         # The results go through a file of our own; printed as asked too.
         with tempfile.TemporaryDirectory() as tmp:
             stdout_json, args.json = args.json == "-", str(Path(tmp) / "bench.json")
-            status = run_bench(args)
+            status = run_bench(args, system=system, progress=progress)
             text = Path(args.json).read_text()
         if stdout_json:
             sys.stdout.write(text + "\n")
     else:
-        status = run_bench(args)
+        status = run_bench(args, system=system, progress=progress)
         text = Path(args.json).read_text()
     plot_report(json.loads(text), args.plot)
     return status
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from .qemu import load_mtree
     from .trace import format_report, load_trace, replay
 
+    progress = _progress()
+    print(f"reading {args.trace}", file=progress, flush=True)
     trace = load_trace(args.trace)
     if trace.header is None and trace.source != "qemu":
         raise PymemError(f"{args.trace} is cut inside its header line: nothing to replay")
-    if args.mtree:
-        system = load_mtree(_read(args.mtree), args.hints)
-    elif args.hints:
-        raise PymemError("--hints goes with --mtree")
-    else:
-        from . import machines
-
-        system = machines.load(args.machine)
+    system = _load_machine(args)
+    print(f"replaying {len(trace.events):,} events", file=progress, flush=True)
     report = replay(trace, system, show_all=args.all)
     sys.stdout.write(format_report(report, args.trace, args.all))
     return 0 if report.identical else 1
@@ -138,7 +203,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_trace(args: argparse.Namespace) -> int:
     from .trace import diff_traces, format_diff, load_trace
 
-    diff = diff_traces(load_trace(args.a), load_trace(args.b))
+    progress = _progress()
+    print(f"reading {args.a}", file=progress, flush=True)
+    a = load_trace(args.a)
+    print(f"reading {args.b}", file=progress, flush=True)
+    b = load_trace(args.b)
+    diff = diff_traces(a, b)
     sys.stdout.write(format_diff(diff, args.a, args.b, args.context))
     return 0 if diff.identical else 1
 
@@ -193,11 +263,13 @@ def _named_machine(name: str, what: str) -> "MemorySystem":
 
 def _machine_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--machine", default="q35",
+    where.add_argument("--machine", default="q35", metavar="NAME|MODULE:FUNC",
                        help="a bundled machine name (default q35), or module:callable, a "
-                       "function returning a MemorySystem")
-    where.add_argument("--mtree", help="an `info mtree -D` dump of the machine instead")
-    p.add_argument("--hints", help="the hints.json that goes with --mtree")
+                       "function of yours returning a MemorySystem (the current directory "
+                       "is importable)")
+    where.add_argument("--mtree", metavar="DUMP",
+                       help="an `info mtree -D` dump of the machine instead")
+    p.add_argument("--hints", metavar="FILE", help="the hints.json that goes with --mtree")
 
 
 def _load_side(spec: str, hints: Optional[str], label: str) -> "MemorySystem":
@@ -240,11 +312,16 @@ def _cmd_mtree_diff(args: argparse.Namespace) -> int:
 
 
 def _mtree_diff_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="pymem mtree diff",
-        description="compare the memory maps of two machines per address space: regions "
-        "added, removed, moved, resized, re-prioritised, enabled/disabled, and the flat "
-        "ranges that changed; exit 0 equal, 1 different, 2 unusable input")
+        description=textwrap.fill(
+            "compare the memory maps of two machines per address space: regions "
+            "added, removed, moved, resized, re-prioritised, enabled/disabled, and the flat "
+            "ranges that changed; exit 0 equal, 1 different, 2 unusable input", 79),
+        epilog="examples:\n  pymem mtree diff reset/ booted/\n"
+        "  pymem mtree diff q35 myboard:build\n"
+        "  pymem mtree diff a.txt b.txt --hints-a a.json --hints-b b.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     for side in ("a", "b"):
         p.add_argument(side, metavar=side.upper(),
                        help="an `info mtree -D` dump, a directory with mtree-D.txt and "
@@ -306,69 +383,95 @@ def _cmd_find(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pymem", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The `pymem` argument parser, every subcommand declared (with `_command`)."""
+    parser = _Parser(prog="pymem", description="pymem: QEMU's memory API for Python. "
+                     "Commands that work on a machine take a bundled --machine NAME, your "
+                     "own --machine module:callable, or a QEMU dump (--mtree).",
+                     epilog="`pymem COMMAND --help` shows a command's options and examples")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("qemu-dispatch",
-                       help="print `info mtree -f -d` for the FlatViews of an `info mtree -f` dump")
-    p.add_argument("flatdump", help="a file holding QEMU's `info mtree -f` output")
-    p.add_argument("--page-bits", type=int, default=12, help="target page bits (10..16)")
-    _COMMANDS["qemu-dispatch"] = _cmd_qemu_dispatch
+    p = _command(sub, "qemu-dispatch", _cmd_qemu_dispatch,
+                 help="print `info mtree -f -d` (FlatViews with their dispatch tables) for an "
+                 "`info mtree -f` dump, or for a machine",
+                 examples=["pymem qemu-dispatch flat.txt --page-bits 12",
+                           "pymem qemu-dispatch --machine q35"])
+    p.add_argument("flatdump", nargs="?", help="a file holding QEMU's `info mtree -f` output")
+    p.add_argument("--machine", metavar="NAME|MODULE:FUNC",
+                   help="a bundled machine name, or module:callable (a function "
+                   "returning a MemorySystem), instead of a dump")
+    p.add_argument("--page-bits", type=int, default=12,
+                   help="target page bits (10..16) of the dump")
 
-    p = sub.add_parser("mtree",
-                       help="load an `info mtree -D` dump and print it as `info mtree` would; "
-                       "`pymem mtree diff A B` compares two machines' maps")
-    p.add_argument("dump", help="a file holding QEMU's `info mtree -D` output")
+    p = _command(sub, "mtree", _cmd_mtree,
+                 help="load an `info mtree -D` dump (or a machine) and print it as "
+                 "`info mtree` would; `pymem mtree diff A B` compares two machines' maps",
+                 examples=["pymem mtree mtree-D.txt --hints hints.json -f",
+                           "pymem mtree --machine q35 -D",
+                           "pymem mtree --machine myboard:build   # myboard.py's build()"])
+    p.add_argument("dump", nargs="?", help="a file holding QEMU's `info mtree -D` output")
+    p.add_argument("--machine", metavar="NAME|MODULE:FUNC",
+                   help="a bundled machine name, or module:callable (a function "
+                   "returning a MemorySystem), instead of a dump")
     p.add_argument("--hints", help="the hints.json that goes with the dump")
     p.add_argument("-f", action="store_true", help="print the FlatViews (`info mtree -f`)")
     p.add_argument("-d", action="store_true", help="with the dispatch tables (`-f -d`)")
     p.add_argument("-D", action="store_true", help="show disabled regions in the tree")
-    _COMMANDS["mtree"] = _cmd_mtree
 
-    p = sub.add_parser("qemu-hints",
-                       help="derive the hints.json of a machine from its `info mtree -D`, "
-                       "`info mtree -f` and `info mtree -f -d` dumps (one moment)")
+    p = _command(sub, "qemu-hints", _cmd_qemu_hints,
+                 help="derive the hints.json of a machine from its `info mtree -D`, "
+                 "`info mtree -f` and `info mtree -f -d` dumps (one moment of one QEMU)",
+                 examples=["pymem qemu-hints mtree-D.txt flat.txt dispatch.txt > hints.json"])
     p.add_argument("mtree_d", metavar="MTREE_D", help="`info mtree -D` output")
     p.add_argument("flat", metavar="FLAT", help="`info mtree -f` output")
     p.add_argument("dispatch", metavar="DISPATCH", help="`info mtree -f -d` output")
-    _COMMANDS["qemu-hints"] = _cmd_qemu_hints
 
-    p = sub.add_parser("bench", help="benchmark pymem against its peers on a machine map")
-    p.add_argument("--machine", default="q35", help="bundled machine name (default q35)")
-    p.add_argument("--mtree", help="an `info mtree -D` dump to benchmark instead")
-    p.add_argument("--hints", help="the hints.json that goes with --mtree")
+    p = _command(sub, "bench", _cmd_bench,
+                 help="benchmark pymem against its peers on a machine map (minutes; "
+                 "progress on stderr when it is a terminal)",
+                 examples=["pymem bench --quick",
+                           "pymem bench --machine myboard:build --json results.json",
+                           "pymem bench --mtree mtree-D.txt --hints hints.json"])
+    _machine_arguments(p)
     p.add_argument("--json", metavar="FILE", nargs="?", const="-",
                    help="write the results as JSON to FILE, or alone to stdout without FILE")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--plot", metavar="FILE", help="also draw the lookup and commit-scaling "
                    "results into FILE (.png, .svg, .pdf; needs the `plot` extra: "
-                   "pip install 'pymem[plot]')")
+                   "pip install 'pymem-qemu[plot]')")
     p.add_argument("--from-json", metavar="FILE", help="with --plot: draw the results a "
                    "previous `bench --json FILE` saved, without running the benchmarks")
-    _COMMANDS["bench"] = _cmd_bench
 
-    p = sub.add_parser("replay", help="replay a trace (pymem's or a QEMU trace log) against "
-                       "a machine; exit 0 identical, 1 divergence, 2 unusable input")
+    p = _command(sub, "replay", _cmd_replay,
+                 help="replay a trace (pymem's or a QEMU trace log) against a machine; "
+                 "exit 0 identical, 1 divergence, 2 unusable input",
+                 examples=["pymem replay trace.jsonl",
+                           "pymem replay trace.log --mtree mtree-D.txt --hints hints.json --all",
+                           "pymem replay trace.jsonl --machine myboard:build"])
     p.add_argument("trace", help="a pymem trace (JSON Lines) or a QEMU trace.log")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--machine", default="q35", help="bundled machine name (default q35)")
-    where.add_argument("--mtree", help="an `info mtree -D` dump of the traced machine")
-    p.add_argument("--hints", help="the hints.json that goes with --mtree")
+    _machine_arguments(p)
     p.add_argument("--all", action="store_true", help="replay to the end, list every divergence")
-    _COMMANDS["replay"] = _cmd_replay
 
-    p = sub.add_parser("trace", help="work with traces: `trace diff A B`")
-    trace_sub = p.add_subparsers(dest="trace_command", required=True)
-    d = trace_sub.add_parser("diff", help="compare two traces (either format) as sequences "
-                             "of MMIO accesses; exit 0 identical, 1 different")
+    p = _command(sub, "trace", _cmd_trace, help="work with traces: `trace diff A B`",
+                 examples=["pymem trace diff before.jsonl after.log"])
+    trace_sub = p.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
+    d = trace_sub.add_parser(
+        "diff", help="compare two traces (either format) as sequences of MMIO accesses; "
+        "exit 0 identical, 1 different",
+        description="compare two traces (either format) as sequences of MMIO accesses; "
+        "exit 0 identical, 1 different",
+        epilog="examples:\n  pymem trace diff before.jsonl after.log --context 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("a", help="first trace")
     d.add_argument("b", help="second trace")
     d.add_argument("--context", type=int, default=3, help="accesses shown on each side")
-    _COMMANDS["trace"] = _cmd_trace
 
-    p = sub.add_parser("explain", help="why an address reaches the region it does: flat "
-                       "range, section, dispatch walk, chain from the root, and every other "
-                       "region covering it with why it lost")
+    p = _command(sub, "explain", _cmd_explain,
+                 help="why an address reaches the region it does: flat range, section, "
+                 "dispatch walk, chain from the root, and every other region covering it "
+                 "with why it lost",
+                 examples=["pymem explain 0xc1000",
+                           "pymem explain 0x3f8 --as I/O",
+                           "pymem explain 0x1000 --machine myboard:build"])
     p.add_argument("addr", metavar="ADDR", help="the address (0x... or decimal)")
     p.add_argument("--as", dest="address_space", metavar="NAME",
                    help="the address space (default 'memory', else the first)")
@@ -376,34 +479,42 @@ def build_parser() -> argparse.ArgumentParser:
                    "bytes here fails, where and why (as a MemTxError would)")
     p.add_argument("--write", action="store_true", help="with --size: a write, not a read")
     _machine_arguments(p)
-    _COMMANDS["explain"] = _cmd_explain
 
-    p = sub.add_parser("check", help="problems in a machine's map (equal-priority overlaps, "
-                       "aliases past their target, regions never visible, ...); exit 0 "
-                       "clean, 1 findings, 2 unusable input")
+    p = _command(sub, "check", _cmd_check,
+                 help="problems in a machine's map (equal-priority overlaps, aliases past "
+                 "their target, regions never visible, ...); exit 0 clean, 1 findings, "
+                 "2 unusable input",
+                 examples=["pymem check", "pymem check --machine myboard:build",
+                           "pymem check --mtree mtree-D.txt --hints hints.json"])
     _machine_arguments(p)
-    _COMMANDS["check"] = _cmd_check
 
-    p = sub.add_parser("find", help="every region of a name (names are not unique), with "
-                       "its path; exit 1 when there is none")
+    p = _command(sub, "find", _cmd_find,
+                 help="every region of a name (names are not unique), with its path; "
+                 "exit 1 when there is none",
+                 examples=["pymem find isa-bios", "pymem find uart --machine myboard:build"])
     p.add_argument("name", metavar="NAME", help="the region name")
     _machine_arguments(p)
-    _COMMANDS["find"] = _cmd_find
 
-    text = ("draw a machine's map as one self-contained HTML page (nothing fetched when "
-            "viewed): an address bar per view (gaps squeezed), the region tree beside it; "
-            "click a region to highlight its ranges, hover a range to explain it")
-    p = sub.add_parser("map", help=text, description=text)
+    p = _command(sub, "map", _cmd_map,
+                 help="draw a machine's map as one self-contained HTML page (nothing fetched "
+                 "when viewed): an address bar per view (gaps squeezed), the region tree "
+                 "beside it; click a region to highlight its ranges, hover a range to "
+                 "explain it",
+                 examples=["pymem map -o map.html",
+                           "pymem map --machine myboard:build --as memory -o board.html"])
     p.add_argument("-o", "--output", default="-", metavar="FILE",
                    help="the page to write (default: standard output)")
     p.add_argument("--as", dest="address_space", metavar="NAME", action="append",
                    help="draw only this address space (repeat for more; default: all)")
     _machine_arguments(p)
-    _COMMANDS["map"] = _cmd_map
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run `pymem` with `argv` (default: sys.argv[1:]) and return its exit
+    status: 0 success, 1 a finding or divergence where the command says so,
+    2 unusable input (one line on stderr), 130 interrupted.  A usage error
+    exits 2 through SystemExit, as argparse does."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["mtree", "diff"]:
         # `mtree` takes a dump as its positional argument, so `diff` is

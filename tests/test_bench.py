@@ -10,14 +10,16 @@ import sys
 import pytest
 
 from pymem import machines
+from tests.terminal import run_with_stderr_on_a_terminal
 from pymem.bench import (BisectMap, check_goals, memory_space, run_cases, sample_addresses,
                          unicorn_cases)
 
 
 def test_bench_reports_every_operation_with_its_peers(tmp_path):
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, "-m", "pymem", "bench", "--quick", "--json", str(out)],
-                         capture_output=True, text=True, check=True)
+    status, stdout, stderr = run_with_stderr_on_a_terminal(
+        [sys.executable, "-m", "pymem", "bench", "--quick", "--json", str(out)])
+    assert status == 0, stderr
     report = json.loads(out.read_text())
     ops = {r["operation"] for r in report["results"]}
     assert {"lookup (random)", "batched lookup", "translate", "ldl_le RAM", "stl_le RAM",
@@ -33,7 +35,8 @@ def test_bench_reports_every_operation_with_its_peers(tmp_path):
     assert {g["goal"] for g in report["goals"]} >= {
         "single lookup <= 0.8x bisect", "full commit < 1 ms",
         "commit 1,000 -> 10,000 regions <= n log n (13.3x)"}
-    assert "pymem/peer" in run.stdout and "[1/" in run.stderr
+    # Progress on the terminal, one line per case: "[1/N] lookup (random)".
+    assert "pymem/peer" in stdout and "[1/" in stderr
 
 
 def test_bench_times_the_lookups_beside_qemus_algorithm_and_reports_issue_12s_goals():
