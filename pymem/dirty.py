@@ -41,6 +41,8 @@ class DirtyLog:
 
 
 def page_bits_of(region: Any) -> int:
+    """Page bits of the dirty log of `region`: its system's page_bits, or 12
+    (4 KiB) for a region not yet in a system."""
     system = region.system
     return system.page_bits if system is not None else 12
 

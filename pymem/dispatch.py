@@ -58,10 +58,14 @@ class Section(NamedTuple):
 
     @property
     def last(self) -> int:
+        """Inclusive last address of the section (start + size - 1; no
+        overflow for a section ending at 2^64 - 1)."""
         return self.start + self.size - 1
 
     @property
     def is_subpage(self) -> bool:
+        """True for a sub-page section: a page split between sections, whose
+        pieces `Dispatch.subpage(index)` lists."""
         return bool(self.flags & SECTION_SUBPAGE)
 
 
@@ -71,6 +75,9 @@ is how much of the asked length from the address stays inside the section."""
 
 
 def check_page_bits(page_bits: int) -> None:
+    """Refuse a target page size QEMU does not have: `page_bits` must be an
+    int (ArgumentTypeError otherwise) from MIN_PAGE_BITS to MAX_PAGE_BITS,
+    10..16 (TopologyError otherwise)."""
     if not isinstance(page_bits, int) or isinstance(page_bits, bool):
         raise ArgumentTypeError(f"page_bits must be an int, not {type(page_bits).__name__}")
     if not MIN_PAGE_BITS <= page_bits <= MAX_PAGE_BITS:
@@ -333,6 +340,8 @@ class Dispatch(Uncopyable):
 
     @property
     def levels(self) -> int:
+        """Radix levels of the table: ((64 - page_bits - 1) // 9) + 1, as in
+        QEMU (6 for 4 KiB pages)."""
         return int(lib.pm_dispatch_levels(self.handle))
 
     @property
@@ -341,15 +350,19 @@ class Dispatch(Uncopyable):
         return int(lib.pm_dispatch_mru(self.handle))
 
     def section_count(self) -> int:
+        """Sections in the table, section 0 ("unassigned") included."""
         return int(lib.pm_dispatch_section_count(self.handle))
 
     def section(self, index: int) -> Section:
+        """Section `index` (0 <= index < section_count()); raises
+        IndexOutOfRangeError past the end, ArgumentTypeError for a non-int."""
         _check_index("section", index)
         r = ffi.new("pm_range *")
         check(lib.pm_dispatch_section(self.handle, index, r), f"section {index}")
         return Section(index, r.start, r.last - r.start + 1, r.offset, r.region, r.flags)
 
     def sections(self) -> List[Section]:
+        """Every section, in QEMU's numbering (registration order, 0 first)."""
         return [self.section(i) for i in range(self.section_count())]
 
     def subpage(self, index: int) -> List[Tuple[int, int, int]]:
@@ -368,6 +381,7 @@ class Dispatch(Uncopyable):
         return ptr[0], ptr[1]
 
     def node_count(self) -> int:
+        """Radix nodes in the table after compaction (512 entries each)."""
         return int(lib.pm_dispatch_node_count(self.handle))
 
     def node(self, index: int) -> List[Tuple[int, int]]:

@@ -155,6 +155,7 @@ class Explanation:
 
     @property
     def unassigned(self) -> bool:
+        """True when no region answers the address (QEMU's unassigned space)."""
         return self.region is None
 
     def __str__(self) -> str:

@@ -276,6 +276,8 @@ class FlatView(Uncopyable):
 
     @property
     def refs(self) -> int:
+        """References held on this view (address spaces using it, readers
+        holding it); at 0 it is destroyed after an RCU grace period."""
         return self._refs
 
     @property

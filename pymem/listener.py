@@ -30,6 +30,8 @@ class MemoryRegionSection(NamedTuple):
 
 
 def section_from_flat_range(fr: "FlatRange", fv: Optional["FlatView"]) -> MemoryRegionSection:
+    """The MemoryRegionSection a listener is handed for flat range `fr` of
+    view `fv` (QEMU's section_from_flat_range)."""
     return MemoryRegionSection(fr.region, fv, fr.offset_in_region, fr.size, fr.addr,
                                fr.readonly, fr.nonvolatile)
 

@@ -259,18 +259,25 @@ class UnicornBinding(MemoryListener):
     # ------------------------------------------------------ listener calls
 
     def region_add(self, section: MemoryRegionSection) -> None:
+        """A range appeared: unicorn's map is updated at the commit."""
         self._touch(section)
 
     def region_del(self, section: MemoryRegionSection) -> None:
+        """A range left: unicorn's map is updated at the commit."""
         self._touch(section)
 
     def log_start(self, section: MemoryRegionSection, old: int, new: int) -> None:
+        """Dirty logging started: at the commit the range gets a C write
+        hook that marks the pages guest stores touch."""
         self._touch(section)
 
     def log_stop(self, section: MemoryRegionSection, old: int, new: int) -> None:
+        """Dirty logging stopped: the range's write hook goes at the commit."""
         self._touch(section)
 
     def commit(self) -> None:
+        """Apply the ranges changed in this commit to unicorn's map (unmap,
+        then map each again as RAM, ROM or MMIO); nothing once detached."""
         changed, self._changed = self._changed, []
         if self._detached:
             return

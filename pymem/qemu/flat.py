@@ -32,9 +32,11 @@ class FlatRangeText:
 
     @property
     def size(self) -> int:
+        """Bytes in the range (last - start + 1; up to 2^64)."""
         return self.last - self.start + 1
 
     def line(self) -> str:
+        """The range as `info mtree -f` prints it."""
         text = f"  {self.start:016x}-{self.last:016x} (prio {self.priority}, {self.type}): {self.name}"
         return text + (f" @{self.offset:016x}" if self.offset else "")
 
@@ -49,6 +51,8 @@ class FlatViewText:
     ranges: List[FlatRangeText] = field(default_factory=list)
 
     def header_lines(self) -> List[str]:
+        """The view's header as `info mtree -f` prints it: the FlatView
+        number, its address spaces, its root."""
         return ([f"FlatView #{self.number}"] + self.as_lines
                 + [f" Root memory region: {self.root if self.root is not None else '(none)'}"])
 
