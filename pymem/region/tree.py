@@ -297,6 +297,8 @@ class MemoryRegion(Uncopyable):
 
     @property
     def system(self) -> Optional["MemorySystem"]:
+        """The MemorySystem whose address spaces reach this region (edits then
+        commit), or None for a tree not yet in one."""
         return self._system
 
     @property
@@ -573,6 +575,9 @@ class MemoryRegion(Uncopyable):
         self._switch("readonly", bool(readonly))
 
     def set_nonvolatile(self, nonvolatile: bool) -> None:
+        """Mark RAM as non-volatile (QEMU's memory_region_set_nonvolatile,
+        an NVDIMM): `info mtree` shows it, flat ranges carry it to listeners.
+        Commits like any edit; no effect on accesses."""
         self._switch("nonvolatile", bool(nonvolatile))
 
     def set_romd(self, romd: bool) -> None:

@@ -32,6 +32,7 @@ class TraceDiff:
 
     @property
     def identical(self) -> bool:
+        """True when both traces hold the same MMIO accesses, in order."""
         return self.index is None
 
 

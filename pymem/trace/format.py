@@ -131,6 +131,7 @@ class Trace:
 
     @property
     def accesses(self) -> List[Access]:
+        """The access events, in trace order (commits left out)."""
         return [e for e in self.events if isinstance(e, Access)]
 
 

@@ -58,6 +58,7 @@ class ReplayReport:
 
     @property
     def identical(self) -> bool:
+        """True when every replayed access matched (`pymem replay` exits 0)."""
         return not self.divergences
 
 

@@ -50,6 +50,7 @@ class TraceWriter:
             self.flush()
 
     def event(self, event: Event) -> None:
+        """Queue one event (a Commit or an Access), counted for the end line."""
         if isinstance(event, Commit):
             self.commits += 1
         else:
@@ -59,6 +60,11 @@ class TraceWriter:
     def access(self, space: Optional[str], op: str, addr: int, size: int,
                value: Optional[int], data: Optional[bytes], attrs: Optional[MemTxAttrs],
                result: int, region: Optional[str], offset: Optional[int]) -> None:
+        """Queue one access line from its fields, without building an Access
+        (the recorder's hot path): `value` for a device access, `data` for
+        plain memory; `region` None for unassigned space.  Queuing is one
+        list append (atomic under the GIL); writing out takes the writer's
+        lock (`flush`)."""
         self.accesses += 1
         self.line(_access_line(space, op, addr, size, value, data, attrs, result, region,
                                offset))
