@@ -5,7 +5,7 @@ operation is timed for pymem and for its peers on the same addresses, drawn
 from the machine's layout, so the ratios in the table are the result.  Each
 measurement is repeated; the table shows the median ns per operation and the
 spread (min..max of the repeats).  Peers that are not installed (numpy,
-intervaltree, unicorn: `pip install pymem[peers]`) are left out.
+intervaltree, unicorn: `pip install 'pymem-qemu[peers]'`) are left out.
 """
 from __future__ import annotations
 

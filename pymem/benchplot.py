@@ -32,7 +32,7 @@ def require_matplotlib() -> Any:
         import matplotlib
     except ImportError:
         raise PymemError("--plot needs matplotlib, which is not installed: "
-                         "pip install 'pymem[plot]' (or pip install matplotlib)") from None
+                         "pip install 'pymem-qemu[plot]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

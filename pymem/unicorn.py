@@ -69,7 +69,7 @@ try:
     from unicorn.unicorn_py3.unicorn import uclib as _uclib
 except ImportError as _exc:   # pragma: no cover - exercised with a monkeypatched import
     raise ImportError("pymem.unicorn needs the unicorn engine: "
-                      "pip install 'pymem[unicorn]'") from _exc
+                      "pip install 'pymem-qemu[unicorn]'") from _exc
 
 from ._ucglue import DirtyRange, Port, Window, callbacks
 from .address_space import AddressSpace

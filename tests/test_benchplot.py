@@ -98,5 +98,5 @@ def test_without_matplotlib_the_error_names_the_extra_before_anything_runs(
     out = tmp_path / "p.png"
     assert main(["bench", "--quick", "--plot", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install 'pymem[plot]'" in err
+    assert err.count("\n") == 1 and "pip install 'pymem-qemu[plot]'" in err
     assert "[1/" not in err and not out.exists()   # no benchmark ran

@@ -69,11 +69,14 @@ def examples_of(sub: argparse.ArgumentParser) -> list:
 
 
 COMMANDS = dict(subcommands(build_parser()))
+# `mtree diff` is routed before the main parser (`mtree` takes a dump).
+COMMANDS["pymem mtree diff"] = cli._mtree_diff_parser()
 
 
 def test_every_subcommand_is_found():
     assert {"pymem bench", "pymem mtree", "pymem replay", "pymem trace diff", "pymem explain",
-            "pymem check", "pymem find", "pymem qemu-dispatch", "pymem qemu-hints"} <= set(COMMANDS)
+            "pymem check", "pymem find", "pymem qemu-dispatch", "pymem qemu-hints", "pymem map",
+            "pymem mtree diff"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -83,8 +86,11 @@ def test_help_shows_examples_of_the_command_that_parse(command, capsys):
     assert examples, f"{command}: no example"
     for example in examples:
         assert example.startswith(command + " ") or example == command, example
-        args = build_parser().parse_args(shlex.split(example)[1:])
-        assert args.command == command.split()[1]
+        argv = shlex.split(example)[1:]
+        if command == "pymem mtree diff":
+            cli._mtree_diff_parser().parse_args(argv[2:])
+        else:
+            assert build_parser().parse_args(argv).command == command.split()[1]
     with pytest.raises(SystemExit) as exit_:
         main(command.split()[1:] + ["--help"])
     assert exit_.value.code == 0
@@ -99,6 +105,7 @@ ON_A_MACHINE: Dict[str, list] = {
     "find": ["find", "board-ram"],
     "mtree": ["mtree"],
     "qemu-dispatch": ["qemu-dispatch"],
+    "map": ["map"],
 }
 
 
@@ -147,6 +154,7 @@ def test_bench_loads_a_users_machine_through_the_same_path(board, capsys):
     (["bench", "--quick", "--bogus"], "unrecognized arguments: --bogus"),
     (["trace"], "required: ACTION"),
     (["qemu-dispatch", "--page-bits", "twelve"], "invalid int value: 'twelve'"),
+    (["mtree", "diff", "q35"], "the following arguments are required: B"),
 ])
 def test_a_usage_error_is_one_line_on_stderr_and_exit_2(argv, says, capsys):
     with pytest.raises(SystemExit) as exit_:
