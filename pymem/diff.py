@@ -52,6 +52,7 @@ class RegionState:
 
     @classmethod
     def of(cls, mr: MemoryRegion, memo: Dict[int, str]) -> "RegionState":
+        """The state of `mr` now; `memo` caches region paths by id across calls."""
         target = mr.alias
         return cls(region_path(mr, memo), mr.kind, mr.addr, mr.size, mr.priority,
                    mr.enabled, mr.readonly, mr.romd,
@@ -154,6 +155,7 @@ class SpaceDiff:
 
     @property
     def equal(self) -> bool:
+        """True when the space has the same root, regions and flat ranges on both sides."""
         return not self.regions and not self.flat and self.root_a == self.root_b
 
     def _having(self, what: str) -> List[RegionChange]:
@@ -161,30 +163,37 @@ class SpaceDiff:
 
     @property
     def added(self) -> List[RegionChange]:
+        """Regions only B has."""
         return self._having(ADDED)
 
     @property
     def removed(self) -> List[RegionChange]:
+        """Regions only A has."""
         return self._having(REMOVED)
 
     @property
     def moved(self) -> List[RegionChange]:
+        """Regions at another address in B."""
         return self._having(MOVED)
 
     @property
     def resized(self) -> List[RegionChange]:
+        """Regions of another size in B."""
         return self._having(RESIZED)
 
     @property
     def reprioritised(self) -> List[RegionChange]:
+        """Regions of another priority in B."""
         return self._having(REPRIORITISED)
 
     @property
     def enabled(self) -> List[RegionChange]:
+        """Regions disabled in A, enabled in B."""
         return self._having(ENABLED)
 
     @property
     def disabled(self) -> List[RegionChange]:
+        """Regions enabled in A, disabled in B."""
         return self._having(DISABLED)
 
     def body(self) -> List[str]:
@@ -221,6 +230,7 @@ class SystemDiff:
 
     @property
     def equal(self) -> bool:
+        """True when both machines have the same address spaces and each is equal."""
         return not self.only_a and not self.only_b and all(s.equal for s in self.spaces)
 
     def space(self, name: str) -> SpaceDiff:
