@@ -25,11 +25,13 @@ import traceback
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+import pymem.machines
 from pymem.errors import PymemError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-MACHINES = ROOT / "pymem" / "machines"
+# The bundled machines where pymem is installed (the source tree, or a wheel).
+MACHINES = Path(pymem.machines.__file__).resolve().parent
 SEP = b"\n\x00--8<--\x00\n"
 
 # The longest input libFuzzer makes for each target (scripts/fuzz.sh passes it

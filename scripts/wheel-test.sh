@@ -12,7 +12,8 @@
 #    tests/test_installed.py assert exactly that, and the suite then runs
 #    against the installed package.
 # Tests that are about the source tree itself (C sources compile with -Werror,
-# the sdist is complete) live in tests/test_build.py and are left out here.
+# the sdist is complete, what the build script declares) are
+# tests/test_build.py and those marked `source_tree`; they are left out here.
 #
 # Takes ~1 min (build + installs) plus one suite run on the 2-core box.
 set -euo pipefail
@@ -49,4 +50,5 @@ pip_install "$wheel[test]"
 (cd "$work/tree" && find . -mindepth 1 -maxdepth 1 ! -name pymem ! -name build ! -name '*.egg-info' \
     -exec cp -r {} "$work/src/" \;)
 cd "$work/src"
-PYMEM_TEST_WHEEL=1 "$py" -m pytest -q -p no:cacheprovider --ignore=tests/test_build.py "$@"
+PYMEM_TEST_WHEEL=1 "$py" -m pytest -q -p no:cacheprovider --ignore=tests/test_build.py \
+    -m "not source_tree" "$@"

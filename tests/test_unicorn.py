@@ -624,7 +624,7 @@ def test_without_unicorn_the_import_error_says_what_to_install(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_unicorn)
     monkeypatch.delitem(sys.modules, "pymem.unicorn")
-    with pytest.raises(ImportError, match=r"pip install 'pymem\[unicorn\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'pymem-qemu\[unicorn\]'"):
         importlib.import_module("pymem.unicorn")
     monkeypatch.undo()
     assert sys.modules["pymem.unicorn"].attach is attach
