@@ -27,7 +27,7 @@ def _cdef_text(header: str) -> str:
     return "\n".join(keep)
 
 
-def _sources() -> list:
+def _sources() -> "list[str]":
     return sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.c"))
 
 

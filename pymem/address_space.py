@@ -365,7 +365,7 @@ class AddressSpace(AccessMixin, Uncopyable):
         """The view C reads now (read-only: each space holds a counted
         reference on it, which only commits and destroy() move).  Kept on
         the pin only, so the space and its builtins never disagree."""
-        return self._pin.view
+        return cast(Optional[FlatView], self._pin.view)
 
     @flatview.setter
     def flatview(self, value: Any) -> None:

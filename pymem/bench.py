@@ -22,7 +22,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from .address_space import AddressSpace, MemorySystem
 from .flatview import FlatRange, FlatView
@@ -38,10 +38,10 @@ class Result:
     operation: str
     implementation: str
     ns_per_op: float
-    spread: tuple
+    spread: Tuple[float, float]
     ratio: Optional[float] = None   # pymem time / this implementation's time
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Dict[str, Any]:
         """The row as `--json` writes it: ns rounded to 0.01, the ratio to
         the peer as `pymem_over_peer` (None on pymem's own rows)."""
         return {"operation": self.operation, "implementation": self.implementation,
@@ -89,7 +89,7 @@ SCALING_SIZES = (1_000, 10_000, 100_000)
 QUICK_SCALING_SIZES = (1_000, 10_000)
 
 
-def time_per_op(fn: Timed, ops: int, repeats: int) -> tuple:
+def time_per_op(fn: Timed, ops: int, repeats: int) -> Tuple[float, Tuple[float, float]]:
     """(median, (min, max)) ns per operation of `fn`, which runs `ops`
     operations a call: one warm-up call, then `repeats` timed ones
     (wall-clock perf_counter_ns)."""
@@ -154,7 +154,7 @@ class BisectMap:
         i = bisect.bisect_right(self.starts, addr) - 1
         return i if i >= 0 and addr < self.ends[i] else -1
 
-    def translate(self, addr: int, length: int = 4) -> tuple:
+    def translate(self, addr: int, length: int = 4) -> Tuple[int, int, int]:
         """(range index or -1, offset in its region, bytes left in the range,
         at most `length`), as Dispatch.translate answers."""
         i = bisect.bisect_right(self.starts, addr) - 1
@@ -220,7 +220,7 @@ def lookup_cases(asp: AddressSpace, rng: random.Random, n: int, n_batch: int) ->
     peer = BisectMap(ranges)
     tree = None
     try:
-        import intervaltree
+        import intervaltree  # type: ignore[import-not-found,unused-ignore]  # the peers extra
     except ImportError:
         pass
     else:
@@ -320,7 +320,7 @@ def access_cases(asp: AddressSpace, rng: random.Random, n: int) -> List[Case]:
 
         def python_bus(addr: int) -> int:
             i, offset, _ = peer.translate(addr)
-            return regions[i].ops.read(offset, 4)
+            return int(regions[i].ops.read(offset, 4))
         cases.append(Case(f"ldl_le MMIO ({mmio.region.name})", len(addrs),
                           _loop(asp.ldl_le, addrs),
                           {"bisect + ops.read (pure Python)": _loop(python_bus, addrs)}))
@@ -355,7 +355,7 @@ def qemu_reference() -> Any:
     return module
 
 
-def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int) -> Dict[str, tuple]:
+def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int) -> Dict[str, Tuple[float, Tuple[float, float]]]:
     """Median and (min, max) ns per op of each runner, measured round-robin in
     one loop (the order rotated every repeat) in thread CPU time, so a slow
     window of a shared machine weighs on every implementation alike."""
@@ -394,7 +394,7 @@ def _mix(dispatch: Any, ranges: List[FlatRange], mix: str, n: int,
     return sample_addresses(ranges, n, mix.split()[0], rng)
 
 
-def _row(operation: str, timed: Dict[str, tuple], pymem: str) -> List[Result]:
+def _row(operation: str, timed: Dict[str, Tuple[float, Tuple[float, float]]], pymem: str) -> List[Result]:
     ns = timed[pymem][0]
     out = [Result(operation, "pymem", ns, timed[pymem][1])]
     out += [Result(operation, name, t[0], t[1], ns / t[0])
@@ -403,7 +403,7 @@ def _row(operation: str, timed: Dict[str, tuple], pymem: str) -> List[Result]:
 
 
 def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
-                      rng: random.Random) -> tuple:
+                      rng: random.Random) -> Tuple[List[Result], Dict[str, float]]:
     """Lookups in C beside QEMU's algorithm and the floors on one view, every
     implementation checked to answer pymem's section on every timed address.
     Returns (results, ratios by goal key)."""
@@ -428,10 +428,10 @@ def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
         want = d.lookup_many(addrs)
         outs = {k: array("I", bytes(4 * len(addrs))) for k in
                 ("pymem", "mru", "walk", "call", "pcall", "bsearch", "avx2")}
-        def pymem_many(a: array = addrs, o: array = outs["pymem"]) -> None:
+        def pymem_many(a: "array[int]" = addrs, o: "array[int]" = outs["pymem"]) -> None:
             d.lookup_many(a, o)
 
-        def pymem_calls(a: array = addrs, o: array = outs["pcall"]) -> None:
+        def pymem_calls(a: "array[int]" = addrs, o: "array[int]" = outs["pcall"]) -> None:
             ref.load().call_many(call_fn, handle, a, o)
         batched: Dict[str, Timed] = {
             "pymem": pymem_many,
@@ -472,7 +472,7 @@ def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
 
 
 def qemu_access_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
-                      rng: random.Random) -> tuple:
+                      rng: random.Random) -> Tuple[List[Result], Dict[str, float]]:
     """The access path in C beside QEMU's: pm_as_ldl_le against the model of
     address_space_ldl_le (benchmarks/qemu_ref), both called once per address
     from a C loop, on 4-byte loads inside one page of the largest RAM range
@@ -513,7 +513,7 @@ def qemu_access_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
 
 
 def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
-                        rng: random.Random) -> tuple:
+                        rng: random.Random) -> Tuple[List[Result], Dict[str, float]]:
     """Dispatch.lookup and translate beside builtins that only convert their
     arguments (and return a small int, or a plain tuple), net of the loop."""
     d = _view(asp).dispatch
@@ -561,7 +561,7 @@ def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     return results, {k: v for k, v in ratios.items() if v is not None}
 
 
-def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[dict]:
+def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[Dict[str, Any]]:
     """Issue 12's dispatch goals from the measured ratios."""
     goals = []
 
@@ -590,7 +590,7 @@ def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[dict]:
 
 
 def run_qemu_cases(system: MemorySystem, asp: AddressSpace, quick: bool,
-                   progress: TextIO = sys.stderr) -> tuple:
+                   progress: TextIO = sys.stderr) -> Tuple[List[Result], List[Dict[str, Any]]]:
     """The lookup rows beside QEMU's algorithm: the CPU's view and, where the
     machine has one, its I/O view (QEMU's sub-page-heavy case)."""
     ref = qemu_reference()
@@ -787,7 +787,7 @@ def synthetic_system(n: int, seed: int = 5) -> MemorySystem:
     return system
 
 
-def run_scaling(sizes: tuple, repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
+def run_scaling(sizes: Tuple[int, ...], repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
     """A full commit of synthetic trees of each size, for the growth rate.
     One tree at a time, so the big ones do not weigh on other measurements."""
     results = []
@@ -817,7 +817,7 @@ def run_cases(cases: List[Case], repeats: int, progress: TextIO = sys.stderr) ->
     return results
 
 
-def check_goals(results: List[Result], sizes: tuple = ()) -> List[dict]:
+def check_goals(results: List[Result], sizes: Tuple[int, ...] = ()) -> List[Dict[str, Any]]:
     """The goals of GOALS (and the commit-scaling goal over `sizes`) as
     dicts: `goal` text, measured `ratio` or `ns`, and `met`."""
     by_key = {(r.operation, r.implementation): r for r in results}
@@ -844,7 +844,7 @@ def check_goals(results: List[Result], sizes: tuple = ()) -> List[dict]:
     return out
 
 
-def format_table(results: List[Result], goals: List[dict]) -> str:
+def format_table(results: List[Result], goals: List[Dict[str, Any]]) -> str:
     """The table `pymem bench` prints: one row per result, then the goals."""
     op_w = max([28] + [len(r.operation) for r in results])
     impl_w = max([32] + [len(r.implementation) for r in results])
@@ -865,7 +865,7 @@ def format_table(results: List[Result], goals: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def load_system(args: argparse.Namespace) -> tuple:
+def load_system(args: argparse.Namespace) -> Tuple[MemorySystem, str]:
     """(system, label) from `args`: `--mtree` with its `--hints` (ValueError
     without them), else the bundled `--machine`."""
     from . import machines

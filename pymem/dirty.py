@@ -62,7 +62,7 @@ def log_of(region: Any) -> DirtyLog:
     return log
 
 
-def _pages(region: Any, addr: int, size: int, what: str) -> tuple:
+def _pages(region: Any, addr: int, size: int, what: str) -> Tuple[Any, int, int]:
     if region.kind != "ram":
         raise ArgumentTypeError(f"{what}: region {region.name!r} ({region.kind}) has no dirty log")
     if not (isinstance(addr, int) and isinstance(size, int)):
@@ -239,7 +239,7 @@ class DirtyBitmap(bytes):
             return False
         return bool(self[i >> 3] >> (i & 7) & 1)
 
-    def __contains__(self, addr: object) -> bool:  # type: ignore[override]
+    def __contains__(self, addr: object) -> bool:
         return isinstance(addr, int) and self.test(addr)
 
     def __bool__(self) -> bool:

@@ -35,7 +35,10 @@ import threading
 import time
 import traceback
 import types
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager, Deque, List
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
 
 from . import _fastpath
 from ._native import ffi, lib
@@ -59,8 +62,8 @@ _BATCH_LIMIT = 64
 # Condition's __exit__ is Python, where a signal can raise before it unlocks.
 _lock = threading.RLock()
 _cond = threading.Condition(_lock)
-_pending: list = []                 # queued, grace period not yet started
-_batch: collections.deque = collections.deque()  # grace period started or over
+_pending: List[Callable[[], object]] = []                 # queued, grace period not yet started
+_batch: Deque[Callable[[], object]] = collections.deque()  # grace period started or over
 
 
 class _Counts:
@@ -207,7 +210,7 @@ def _run(fn: Callable[[], object]) -> None:
         _report(fn, sys.exc_info())
 
 
-def _report(fn: object, exc_info: tuple) -> None:
+def _report(fn: object, exc_info: "OptExcInfo") -> None:
     """Hand a callback's exception to sys.unraisablehook, as CPython does for
     errors nobody can catch (finalizers, weakref callbacks)."""
     exc_type, exc_value, exc_tb = exc_info

@@ -131,7 +131,7 @@ class Snapshot:
 
     # ---------------------------------------------------------------- files
 
-    def save(self, file: Union[str, os.PathLike, IO[bytes]]) -> None:
+    def save(self, file: Union[str, "os.PathLike[str]", IO[bytes]]) -> None:
         """Write the snapshot to `file` (a path or a binary file object) in
         the format the module docstring describes.  Device states must be
         bytes-like to be written.  Raises SnapshotError (duplicate region
@@ -166,7 +166,7 @@ class Snapshot:
             file.write(body)
 
     @classmethod
-    def load(cls, file: Union[str, os.PathLike, IO[bytes]], system: Any) -> "Snapshot":
+    def load(cls, file: Union[str, "os.PathLike[str]", IO[bytes]], system: Any) -> "Snapshot":
         """Read a snapshot written by `save` and bind it to `system`'s regions
         (by name) and devices (by key).  Raises SnapshotFormatError for a
         file that is not a whole, intact pymem snapshot, SnapshotError for one

@@ -143,11 +143,11 @@ class BusError(UcError):
         else:
             errno = (UC.UC_ERR_FETCH_PROT if fault.is_fetch else
                      UC.UC_ERR_WRITE_PROT if fault.is_write else UC.UC_ERR_READ_PROT)
-        super().__init__(errno)
+        super().__init__(errno)  # type: ignore[no-untyped-call]  # unicorn: unannotated
         self.fault = fault
 
     def __str__(self) -> str:
-        return f"{super().__str__()}: {self.fault}"
+        return f"{super().__str__()}: {self.fault}"  # type: ignore[no-untyped-call]
 
 
 class _Block:

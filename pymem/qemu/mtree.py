@@ -408,7 +408,7 @@ _HINT_LISTS = ("readonly_aliases", "containers", "terminating", "iommu", "as_ord
                "as_roots", "notes")
 
 
-def _load_hints(hints: Union[None, dict, str, "PathLike[str]"]) -> dict:
+def _load_hints(hints: Union[None, Dict[str, Any], str, "PathLike[str]"]) -> Dict[str, Any]:
     if hints is None:
         return {}
     if isinstance(hints, dict):
@@ -428,7 +428,7 @@ def _load_hints(hints: Union[None, dict, str, "PathLike[str]"]) -> dict:
     return _check_hints(obj, f"hints file {path}")
 
 
-def _check_hints(h: Any, where: str) -> dict:
+def _check_hints(h: Any, where: str) -> Dict[str, Any]:
     """`h` if every field has the type load_mtree reads it as; otherwise a
     DumpParseError naming `where` and the field."""
     if not isinstance(h, dict):
@@ -452,7 +452,7 @@ def _check_hints(h: Any, where: str) -> dict:
     return h
 
 
-def load_mtree(text: str, hints: Union[None, dict, str, "PathLike[str]"] = None) -> MemorySystem:
+def load_mtree(text: str, hints: Union[None, Dict[str, Any], str, "PathLike[str]"] = None) -> MemorySystem:
     """A MemorySystem rebuilt from QEMU's `info mtree -D` output and its hints."""
     h = _load_hints(hints)
     blocks = _parse(text)

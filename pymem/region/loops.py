@@ -8,7 +8,7 @@ read the tree; they change nothing.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import TopologyError
 from .kinds import MAX_ALIAS_VISITS
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _path_to(start: MemoryRegion, goal: MemoryRegion) -> Optional[List[MemoryRegion]]:
     """A chain of subregion and alias links from `start` to `goal`, if any."""
-    stack: List[tuple] = [(start, [start])]
+    stack: List[Tuple[MemoryRegion, List[MemoryRegion]]] = [(start, [start])]
     seen = set()
     while stack:
         mr, path = stack.pop()
@@ -48,7 +48,7 @@ def _loop_mates(region: MemoryRegion) -> List[MemoryRegion]:
     """The regions that lie on a cycle with `region` (its strongly connected
     component of subregion and alias links), or [] when it lies on none."""
     forward = list(reachable(region))
-    preds: dict = {}
+    preds: Dict[int, List[MemoryRegion]] = {}
     for mr in forward:
         if mr._alias is not None:
             preds.setdefault(mr._alias.id, []).append(mr)
@@ -74,7 +74,7 @@ def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
     loop of a path that goes through one alias more than MAX_ALIAS_VISITS
     times (from that alias's previous visit back to it), or None."""
     path: List[MemoryRegion] = []
-    visits: dict = {}
+    visits: Dict[int, int] = {}
     stack: List[Tuple[MemoryRegion, int, int, int, int]] = [(start, base, lo, hi, 0)]
     while stack:
         mr, base, lo, hi, depth = stack.pop()

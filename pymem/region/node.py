@@ -10,7 +10,7 @@ ever sees them disagree.  `_KIND_FLAGS` is the C flags of each kind.
 from __future__ import annotations
 
 import operator
-from typing import (TYPE_CHECKING, Any, Callable, Generic, NoReturn, Optional, Protocol,
+from typing import (TYPE_CHECKING, Any, Callable, Generic, NoReturn, Optional, Protocol, cast,
                     Tuple, TypeVar, Union, overload)
 
 from .. import _fastpath
@@ -68,7 +68,7 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
                 ) -> Union[_Constructor, Optional["MemoryRegion"]]:
         if obj is None:
             return self.constructor.__get__(owner, owner)
-        return self.slot.__get__(obj, owner)
+        return cast(Optional["MemoryRegion"], self.slot.__get__(obj, owner))
 
     def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> NoReturn:
         _refuse_write(obj, self.name, self.hint)

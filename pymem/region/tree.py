@@ -15,7 +15,7 @@ import itertools
 import sys
 import weakref
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Type
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Type, cast
 
 from .. import _fastpath, dirty, hostmem
 from .._native import ffi, lib
@@ -306,7 +306,7 @@ class MemoryRegion(Uncopyable):
         """The contents of a RAM, ROM, ROM-device or RAM-device region, writable."""
         if self.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
             raise ArgumentTypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
-        return self._buffer
+        return cast(memoryview, self._buffer)
 
     def get_ram_ptr(self) -> "hostmem.RamPtr":
         """QEMU's memory_region_get_ram_ptr: the host address of the memory of
