@@ -1,11 +1,13 @@
 """Types of the compiled `pymem._fastpath` module (csrc/ext/fastpath.c)."""
-from typing import Any, Callable, List, Optional, Tuple, final
+from typing import Any, Callable, Final, List, Optional, Tuple, final
 
 from _typeshed import structseq
 
 @final
 class Translation(structseq[int], Tuple[int, int, int]):
     """What translate answers: section, offset in its region, length inside it."""
+
+    __match_args__: Final = ("section", "offset_in_region", "length")
 
     @property
     def section(self) -> int: ...
@@ -18,6 +20,8 @@ class Translation(structseq[int], Tuple[int, int, int]):
 class SectionAt(structseq[Any], Tuple[Any, int, int, int]):
     """The section under an address: region object (None: unassigned), offset
     in the region, length inside the section, section flags."""
+
+    __match_args__: Final = ("region", "offset", "len", "flags")
 
     @property
     def region(self) -> Any: ...
@@ -55,7 +59,7 @@ class ReadSection:
 class Setting:
     """obj.name is value inside the `with` (entered and left in C)."""
 
-    def __init__(self, obj: object, name: str, value: object, /) -> None: ...
+    def __new__(cls, obj: object, name: str, value: object, /) -> "Setting": ...
     def __enter__(self) -> None: ...
     def __exit__(self, *exc: object) -> bool: ...
 
@@ -63,6 +67,6 @@ class Setting:
 class Transaction:
     """A MemorySystem transaction, entered and left in C."""
 
-    def __init__(self, system: Any, /) -> None: ...
+    def __new__(cls, system: Any, /) -> "Transaction": ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> bool: ...

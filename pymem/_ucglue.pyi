@@ -1,5 +1,6 @@
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple, final
 
+@final
 class Port:
     busy: int
     active: int
@@ -7,10 +8,12 @@ class Port:
                  stores: Tuple[Callable[[int, int], None], ...],
                  on_error: Callable[[BaseException, int, int, bool], None]) -> None: ...
 
+@final
 class Window:
     base: int
     def __init__(self, port: Port, base: int) -> None: ...
 
+@final
 class DirtyRange:
     def __init__(self, dirty: int, start: int, size: int, offset: int, page_bits: int,
                  mask: int, keep: Any) -> None: ...

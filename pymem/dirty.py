@@ -66,7 +66,8 @@ def _pages(region: Any, addr: int, size: int, what: str) -> Tuple[Any, int, int]
     if region.kind != "ram":
         raise ArgumentTypeError(f"{what}: region {region.name!r} ({region.kind}) has no dirty log")
     if not (isinstance(addr, int) and isinstance(size, int)):
-        raise ArgumentTypeError(f"{what}: addr and size must be ints")
+        raise ArgumentTypeError(f"{what}: addr and size must be ints, not "
+                                f"{type(addr).__name__} and {type(size).__name__}")
     if addr < 0 or size < 0 or addr + size > region.size:
         raise InvalidArgumentError(f"{what}: [{addr:#x}, {addr + size:#x}) is outside region "
                          f"{region.name!r} of size {region.size:#x}")
@@ -155,7 +156,8 @@ def mark_dirty_in_view(view: Any, addr: int, size: int) -> None:
     view is `view`: the RAM regions the range reaches are marked (aliases
     resolved by the view); ROM, devices and holes it crosses are not logged."""
     if not (isinstance(addr, int) and isinstance(size, int)):
-        raise ArgumentTypeError("mark_dirty: addr and size must be ints")
+        raise ArgumentTypeError(f"mark_dirty: addr and size must be ints, not "
+                                f"{type(addr).__name__} and {type(size).__name__}")
     if addr < 0 or size < 0 or addr + size > 1 << 64:
         raise InvalidArgumentError(f"mark_dirty: [{addr:#x}, {addr + size:#x}) is outside "
                                    f"the address space")

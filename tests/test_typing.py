@@ -21,3 +21,15 @@ def test_the_package_type_checks_with_mypy_strict(tmp_path):
         cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found" in result.stdout
+
+
+def test_the_stubs_of_the_compiled_modules_match_them(tmp_path):
+    # stubtest imports the built modules and compares every name, signature
+    # and class property with pymem/_fastpath.pyi and pymem/_ucglue.pyi: a
+    # builtin added, renamed or re-signed in C without its stub fails here.
+    pytest.importorskip("mypy")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file", str(ROOT / "pyproject.toml"),
+         "pymem._fastpath", "pymem._ucglue"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
