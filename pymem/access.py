@@ -48,7 +48,7 @@ from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, NamedTup
                     Tuple, cast)
 
 from . import dirty, mmio
-from ._native import ffi, lib
+from ._bindings import ffi, lib
 from .dispatch import (SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
                        SECTION_ROMD, bind_fast)
 from .errors import (ArgumentTypeError, InvalidArgumentError, IOMMUCycleError, OutOfMemoryError,

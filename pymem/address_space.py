@@ -19,8 +19,8 @@ import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, Optional, Tuple, cast
 
-from . import _fastpath, dirty
-from ._native import ffi, lib
+from . import dirty
+from ._bindings import _fastpath, ffi, lib
 from .access import AccessMixin
 from .dispatch import check_page_bits
 from .errors import (ArgumentTypeError, EditDuringCommitError, ReadOnlyAttributeError,

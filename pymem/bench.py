@@ -407,7 +407,7 @@ def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     """Lookups in C beside QEMU's algorithm and the floors on one view, every
     implementation checked to answer pymem's section on every timed address.
     Returns (results, ratios by goal key)."""
-    from ._native import ffi, lib
+    from ._bindings import ffi, lib
     from .dispatch import c_address
 
     view = _view(asp)

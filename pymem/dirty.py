@@ -18,10 +18,11 @@ from __future__ import annotations
 import weakref
 from typing import Any, Iterator, List, Tuple
 
-from ._native import ffi, lib
+from ._bindings import ffi, lib
 from .errors import ArgumentTypeError, InvalidArgumentError
+from .tree_lock import TREE_LOCK
 
-# DIRTY_MEMORY_VGA, _CODE, _MIGRATION as region.py names them, and pymem's
+# DIRTY_MEMORY_VGA, _CODE, _MIGRATION as pymem/region/kinds.py names them, and pymem's
 # DIRTY_MEMORY_SNAPSHOT (pymem/snapshot.py's incremental copies).
 CLIENTS = (1, 2, 4, 8)
 
@@ -53,8 +54,6 @@ def log_of(region: Any) -> DirtyLog:
     page_bits = page_bits_of(region)
     log = _logs.get(region)
     if log is None or log.page_bits != page_bits:
-        from .region import TREE_LOCK
-
         with TREE_LOCK:
             log = _logs[region] = DirtyLog(len(region.buffer), page_bits)
             # From the next render on, C's writes mark this log.

@@ -11,8 +11,7 @@ from array import array
 from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
-from . import _fastpath
-from ._native import ffi, lib
+from ._bindings import _fastpath, ffi, lib
 from .errors import (ArgumentTypeError, CapacityError, IndexOutOfRangeError,
                      InvalidArgumentError, RangeOrderError, TopologyError, Uncopyable, check)
 

@@ -19,8 +19,7 @@ import gc
 import struct
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
-from . import _fastpath
-from ._native import ffi, lib
+from ._bindings import _fastpath, ffi, lib
 from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Dispatch,
                        c_address, check_build)
 from .errors import ReadOnlyAttributeError, TopologyError, Uncopyable, check, fail

@@ -24,7 +24,7 @@ import weakref
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from ._native import ffi
+from ._bindings import ffi
 
 PAGE_SIZE = max(mmap.PAGESIZE, 4096)
 """Granularity (bytes) of every region memory: the host page, at least 4 KiB."""

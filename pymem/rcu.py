@@ -40,8 +40,7 @@ from typing import TYPE_CHECKING, Callable, ContextManager, Deque, List
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
 
-from . import _fastpath
-from ._native import ffi, lib
+from ._bindings import _fastpath, ffi, lib
 from .errors import ArgumentTypeError, RcuError, check
 
 __all__ = ["call_rcu", "drain_call_rcu", "in_read_section", "read_lock", "synchronize_rcu"]

@@ -486,7 +486,7 @@ class UnicornBinding(MemoryListener):
 
 
 def _cdata_address(cdata: Any) -> int:
-    from ._native import ffi
+    from ._bindings import ffi
 
     return int(ffi.cast("uintptr_t", cdata))
 

@@ -26,25 +26,26 @@ under its own descendant) is still refused: `info mtree` could not print it.
 One concept per module:
 
     kinds.py   region kinds, the 2^64 bound, priorities, dirty-memory clients
-    lock.py    TREE_LOCK, held by every change to a C node and every render
     ops.py     MemoryRegionOps and the MMIO callback types
     node.py    the C node mirror: read-only fields written through to C
     memory.py  a region's own memory (allocated, or a caller's buffer)
     loops.py   reachability and the alias-loop checks
+    owner.py   RegionOwner: what a region asks of the system it belongs to
     tree.py    MemoryRegion: constructors, fields, edits
 
 The region layer knows no flat view, no address space and no access path: a
 region in a MemorySystem tells its system that something changed through
-the methods the system gives it (see tree.py), never by importing it.
+the interface the system registers (owner.py), never by importing it.
 """
+from ..tree_lock import TREE_LOCK
 from .kinds import (ADDRESS_SPACE_SIZE, ALIAS, CONTAINER, DIRTY_MEMORY_CODE,
                     DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_SNAPSHOT, DIRTY_MEMORY_VGA, IO, IOMMU,
                     MAX_ALIAS_VISITS, PRIORITY_MAX, PRIORITY_MIN, RAM, RAM_DEVICE, ROM,
                     ROM_DEVICE)
-from .lock import TREE_LOCK
 from .loops import loop_text, reachable, runaway_loop
 from .ops import (ByteOrder, MemoryRegionOps, MMIORead, MMIOReadWithAttrs, MMIOWrite,
                   MMIOWriteWithAttrs)
+from .owner import RegionOwner
 from .tree import MemoryRegion, set_ops
 from .tree import _set  # noqa: F401  (tests edit a field behind the edits' back)
 
@@ -53,5 +54,6 @@ __all__ = [
     "RAM_DEVICE", "IO", "ALIAS", "CONTAINER", "IOMMU", "MAX_ALIAS_VISITS", "DIRTY_MEMORY_VGA",
     "DIRTY_MEMORY_CODE", "DIRTY_MEMORY_MIGRATION", "DIRTY_MEMORY_SNAPSHOT", "TREE_LOCK",
     "ByteOrder", "MMIORead", "MMIOWrite", "MMIOReadWithAttrs", "MMIOWriteWithAttrs",
-    "MemoryRegionOps", "MemoryRegion", "set_ops", "runaway_loop", "loop_text", "reachable",
+    "MemoryRegionOps", "MemoryRegion", "RegionOwner", "set_ops", "runaway_loop", "loop_text",
+    "reachable",
 ]

@@ -13,11 +13,10 @@ import operator
 from typing import (TYPE_CHECKING, Any, Callable, Generic, NoReturn, Optional, Protocol, cast,
                     Tuple, TypeVar, Union, overload)
 
-from .. import _fastpath
-from .._native import ffi, lib
+from .._bindings import _fastpath, ffi, lib
 from ..errors import ReadOnlyAttributeError
 from .kinds import ALIAS, CONTAINER, IO, IOMMU, RAM, RAM_DEVICE, ROM, ROM_DEVICE
-from .lock import TREE_LOCK
+from ..tree_lock import TREE_LOCK
 
 if TYPE_CHECKING:
     from .tree import MemoryRegion

@@ -5,8 +5,8 @@ edits that validate, apply and commit (add_subregion, set_address, ...).  It
 is longer than the other modules because the edits share the class's
 invariants (the slot, the C node and the Python list change together) and
 read best next to each other.  A region in a MemorySystem tells its system
-that something changed through the system's own methods (`transaction`,
-`_update_pending`, `_adopt`); this module never imports the system.
+that something changed through the small interface the system registers
+(owner.py's RegionOwner); this module never imports the system.
 """
 from __future__ import annotations
 
@@ -17,19 +17,20 @@ import weakref
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Type, cast
 
-from .. import _fastpath, dirty, hostmem
-from .._native import ffi, lib
+from .. import dirty, hostmem
+from .._bindings import _fastpath, ffi, lib
 from ..dispatch import NO_REGION
 from ..errors import (ArgumentTypeError, InvalidArgumentError, TopologyError, Uncopyable,
                       check)
 from .kinds import (ADDRESS_SPACE_SIZE, ALIAS, CONTAINER, DIRTY_MEMORY_VGA, IO, IOMMU,
                     PRIORITY_MAX, PRIORITY_MIN, RAM, RAM_DEVICE, ROM, ROM_DEVICE)
-from .lock import TREE_LOCK
+from ..tree_lock import TREE_LOCK
 from .loops import _check_loops, _is_ancestor, _loop_mates, _path_to
 from .memory import _allocate, _wrap_buffer
 from .node import (_KIND_FLAGS, _ConstructorOrAttribute, _Field, _push_alias,
                    _push_alias_offset, _push_flag)
 from .ops import MemoryRegionOps
+from .owner import RegionOwner
 
 if TYPE_CHECKING:
     from ..address_space import AddressSpace, MemorySystem
@@ -160,7 +161,7 @@ class MemoryRegion(Uncopyable):
         self._translate: Optional[Callable[..., Any]] = None
         self._target: Optional[AddressSpace] = None
         self._buffer: Any = None
-        self._system: Optional[MemorySystem] = None
+        self._system: Optional[RegionOwner] = None
         # Set once the region is found on a cycle of subregion and alias
         # links (kept after the cycle is broken: then it only costs a check).
         self._on_loop = False
@@ -298,8 +299,9 @@ class MemoryRegion(Uncopyable):
     @property
     def system(self) -> Optional["MemorySystem"]:
         """The MemorySystem whose address spaces reach this region (edits then
-        commit), or None for a tree not yet in one."""
-        return self._system
+        commit; it registered itself as the region's owner), or None for a
+        tree not yet in one."""
+        return cast("Optional[MemorySystem]", self._system)
 
     @property
     def buffer(self) -> memoryview:

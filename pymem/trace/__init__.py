@@ -12,7 +12,7 @@ The format is JSON Lines (README.md, "Traces"): a header line with the format
 version, one event per line, an end line when the recording closes.  Lines are
 written whole and flushed in batches, so an interrupted run leaves a trace that
 is valid up to its last complete line; the reader says when the end line is
-missing.  QEMU trace logs (pymem/qemu/tracelog.py) read into the same events.
+missing.  QEMU trace logs (qemu_log.py) read into the same events.
 
 One concept per module:
 
@@ -24,6 +24,7 @@ One concept per module:
     replay.py        Replayer, replay: a trace against a machine, divergences
     report.py        format_report: a replay report as text
     diff.py          diff_traces, format_diff: two runs' MMIO sequences
+    qemu_log.py      QEMU's `-trace memory_region_ops_*` logs read as traces
 
 Traces observe the access path; nothing below them (regions, views, address
 spaces, the access path) imports this package.

@@ -1,6 +1,6 @@
 """Reading a trace file back: a pymem trace, or a QEMU trace log (sniffed).
 
-QEMU trace logs (pymem/qemu/tracelog.py) read into the same events.
+QEMU trace logs (qemu_log.py) read into the same events.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .format import FORMAT, VERSION, Event, PathLike, Trace, TraceFormatError, decode_event
+from .qemu_log import looks_like_qemu_log, parse_trace_log
 
 
 def parse_trace(raw: bytes) -> Trace:
@@ -69,8 +70,6 @@ def load_trace(path: PathLike) -> Trace:
             return parse_trace(raw)
         except TraceFormatError as exc:
             raise TraceFormatError(f"{path}: {exc}") from None
-    from ..qemu.tracelog import looks_like_qemu_log, parse_trace_log
-
     text = raw.decode("utf-8", errors="replace")
     # QEMU's log backend shares stderr with QEMU's own messages (warnings,
     # blank lines): an event among the first lines is enough.

@@ -1,4 +1,8 @@
-"""TREE_LOCK: the lock every change to a region's C node and every render holds."""
+"""TREE_LOCK: the lock every change to a region's C node and every render holds.
+
+Below the region tree (pymem/region/), rendering (pymem/flatview.py) and the
+dirty logs (pymem/dirty.py), which all take it; it knows nothing of them.
+"""
 from __future__ import annotations
 
 import os
