@@ -1,4 +1,5 @@
-"""Comparing two traces' MMIO sequences, as `pymem trace diff` does."""
+"""Comparing two traces' MMIO sequences, as `pymem trace diff` does: two
+traces in, no machine (it replays nothing)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -9,6 +9,10 @@ the offset; and `flatview_new`, which every commit prints once per rebuilt
 view, so the last one marks the last topology change.  Every other event is
 skipped; a line naming one of these events but not parsing is reported with
 its line number and skipped too, so one garbled line does not hide the rest.
+
+It lives in the trace package (pymem/qemu/tracelog.py re-exports it) because
+the trace reader sniffs a file's format and must not import the QEMU
+formats' package, which sits above the traces.  Knows only text and events.
 """
 from __future__ import annotations
 

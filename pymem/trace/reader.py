@@ -1,6 +1,7 @@
 """Reading a trace file back: a pymem trace, or a QEMU trace log (sniffed).
 
-QEMU trace logs (qemu_log.py) read into the same events.
+QEMU trace logs (qemu_log.py) read into the same events.  Knows files and
+the format; no address space, no replay.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Replay routes every access through the C dispatch of a machine, answers MMIO
 reads with the recorded values (stub devices) unless real ops are kept,
 checks RAM reads against the recorded bytes, and reports each divergence with
 the commit it came after.  A QEMU log's accesses are matched by region name
-and absolute address.
+and absolute address.  Knows the machine only through its address spaces
+and regions; it records nothing (recorder.py) and prints nothing (report.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A replay report as text, as `pymem replay` prints it."""
+"""A replay report as text, as `pymem replay` prints it: text only, no machine."""
 from __future__ import annotations
 
 from typing import List
