@@ -92,7 +92,8 @@ def test_the_c_side_is_imported_in_one_place():
             if name in _imports(path):
                 importers.setdefault(name, set()).add(path.relative_to(ROOT).as_posix())
     assert importers == {"pymem._native": {"pymem/_bindings.py"},
-                         "pymem._fastpath": {"pymem/_bindings.py"}}
+                         "pymem._fastpath": {"pymem/_bindings.py"}}, \
+        "import ffi, lib and _fastpath from pymem._bindings"
 
 
 def test_no_module_imports_the_package_root():
