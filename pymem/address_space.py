@@ -341,7 +341,24 @@ class _Pin:
 
 
 class AddressSpace(AccessMixin, Uncopyable):
-    """A view of a region tree from its root, as the CPU or a device sees it."""
+    """A view of a region tree from its root, as the CPU or a device sees it.
+
+    Made by `MemorySystem.address_space(root, name)`.  Addresses are Python
+    ints in 0 .. 2^64 - 1 and sizes are bytes: an address or size of another
+    type raises ArgumentTypeError (numpy integers included: convert with
+    int()), one out of range InvalidArgumentError.  Bus errors raise
+    MemTxError (`.result` holds the MemTxResult bits) from the raising calls
+    (`read`, `write`, the fixed-width `ld*`/`st*`); `rw`, `load` and `store`
+    return the result instead.  An access through a destroyed space raises
+    TopologyError.
+
+    Thread-safety: every access method may be called from any thread at any
+    time, concurrently with commits on other threads: each runs in C inside
+    an RCU read-side section on the view that was current when it began,
+    and never blocks on the writer.  A device callback runs on the thread
+    that made the access, with no pymem lock held.  Listener registration
+    and `destroy` take the system's writer lock.
+    """
 
     def __init__(self, system: MemorySystem, root: MemoryRegion, name: str) -> None:
         self.system = system

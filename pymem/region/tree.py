@@ -77,7 +77,26 @@ def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRe
 
 
 class MemoryRegion(Uncopyable):
-    """One node of a region tree; build it with the class-method constructors."""
+    """One node of a region tree; build it with the class-method constructors.
+
+    `ram`, `rom`, `rom_device`, `ram_device`, `io`, `alias`, `container` and
+    `iommu` make the kinds QEMU has.  Sizes and offsets are bytes, as Python
+    ints: sizes 0 .. 2^64 (0 is accepted, and `check()` reports it),
+    offsets 0 .. 2^64 - 1.  A value of another type raises
+    ArgumentTypeError, one out of range TopologyError ("beyond 2^64"), and
+    an edit that would break the tree (a second parent,
+    a region under its own descendant, an alias loop that never ends)
+    TopologyError naming the regions; a refused edit changes nothing.
+
+    Thread-safety: edits (`add_subregion`, `del_subregion`, the `set_*`
+    methods) may come from any thread; on a region in a MemorySystem they
+    take the system's writer lock and commit (at once, or when the
+    outermost `transaction()` exits), and readers on other threads see the
+    old view until that commit publishes the new one.  Every change to a
+    region's C node takes the tree lock (`pymem.region.TREE_LOCK`).  Reads
+    of attributes (`name`, `size`, `addr`, `priority`, ...) are plain
+    Python reads.
+    """
 
     __slots__ = ("_id", "_name", "_size", "_kind", "_ops", "_readonly", "_romd", "_enabled",
                  "_priority", "_addr", "_container", "_alias", "_alias_offset", "_subs",
