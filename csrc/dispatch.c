@@ -447,6 +447,97 @@ static pm_status build_slot_tables(pm_dispatch *d)
     return PM_OK;
 }
 
+/*
+ * The single-lookup table of a view with boundaries (see pm_dispatch in
+ * dispatch.h): the resolved boundaries merged with every sub-page's page
+ * edges, and per interval the section QEMU's phys_page_find answers (the
+ * sub-page container inside a sub-page's page, else the resolved section,
+ * 0 in a gap) and the resolved section.  Sub-page sections are made in
+ * address order (ranges come in address order, a page's sub-page when the
+ * first range touches it); were they not, the view keeps the radix walk.
+ */
+static pm_status build_single(pm_dispatch *d)
+{
+    if (!d->bounds) {
+        return PM_OK;
+    }
+    uint32_t nsub = 0;
+    uint64_t prev_end = 0;
+    for (uint32_t i = 1; i < d->sections_nb; i++) {
+        const pm_range *r = &d->sections[i].r;
+        if (r->flags & PM_SECTION_SUBPAGE) {
+            if (nsub && r->start < prev_end) {
+                return PM_OK;
+            }
+            /* The last page's sub-page ends the space: nothing follows. */
+            prev_end = r->last == UINT64_MAX ? UINT64_MAX : r->last + 1;
+            nsub++;
+        }
+    }
+    uint32_t *subs = malloc((nsub ? nsub : 1) * sizeof(*subs));
+    uint32_t cap = d->nbounds + 2 * nsub;
+    d->single_bounds = malloc(cap * sizeof(*d->single_bounds));
+    d->single_page = malloc(cap * sizeof(*d->single_page));
+    d->single_res = malloc(cap * sizeof(*d->single_res));
+    if (!subs || !d->single_bounds || !d->single_page || !d->single_res) {
+        free(subs);
+        free(d->single_bounds);
+        free(d->single_page);
+        free(d->single_res);
+        d->single_bounds = NULL;
+        d->single_page = d->single_res = NULL;
+        return PM_ERR_NOMEM;
+    }
+    for (uint32_t i = 1, k = 0; i < d->sections_nb; i++) {
+        if (d->sections[i].r.flags & PM_SECTION_SUBPAGE) {
+            subs[k++] = i;
+        }
+    }
+    /* Merge the two sorted edge lists (the bounds; each sub-page's start
+     * and end), and label each interval as it starts.  `inside`: the edges
+     * so far entered sub-page subs[k] and have not left it. */
+    uint32_t n = 0, b = 0, k = 0;
+    int inside = 0;
+    for (;;) {
+        const pm_range *sp = k < nsub ? &d->sections[subs[k]].r : NULL;
+        int sub_edge_valid = sp && !(inside && sp->last == UINT64_MAX);
+        uint64_t sub_edge = !sub_edge_valid ? 0 : inside ? sp->last + 1 : sp->start;
+        uint64_t e;
+        if (b < d->nbounds && (!sub_edge_valid || d->bounds[b] <= sub_edge)) {
+            e = d->bounds[b];
+        } else if (sub_edge_valid) {
+            e = sub_edge;
+        } else {
+            break;
+        }
+        while (b < d->nbounds && d->bounds[b] <= e) {
+            b++;
+        }
+        /* Leave a sub-page ending at e, enter one starting there (both, for
+         * neighbouring pages). */
+        while (k < nsub) {
+            sp = &d->sections[subs[k]].r;
+            if (inside && sp->last != UINT64_MAX && sp->last + 1 == e) {
+                inside = 0;
+                k++;
+            } else if (!inside && sp->start == e) {
+                inside = 1;
+            } else {
+                break;
+            }
+        }
+        /* bounds[0] == 0 <= e: b >= 1, and bounds[b - 1] is e's interval. */
+        uint32_t res = d->bound_sections[b - 1];
+        d->single_bounds[n] = e;
+        d->single_res[n] = res;
+        d->single_page[n] = inside ? subs[k] : res;
+        n++;
+    }
+    free(subs);
+    d->nsingle = n;
+    return PM_OK;
+}
+
 pm_status pm_dispatch_commit(pm_dispatch *d)
 {
     if (d->committed || d->broken) {
@@ -458,6 +549,9 @@ pm_status pm_dispatch_commit(pm_dispatch *d)
     pm_status st = build_bounds(d);
     if (st == PM_OK) {
         st = build_slot_tables(d);
+    }
+    if (st == PM_OK) {
+        st = build_single(d);
     }
     if (st != PM_OK) {
         return st;
@@ -480,6 +574,9 @@ void pm_dispatch_free(pm_dispatch *d)
     free(d->bound_sections);
     free(d->slot_tables);
     free(d->bounds_flipped);
+    free(d->single_bounds);
+    free(d->single_page);
+    free(d->single_res);
     if (d->stats) {
         __atomic_sub_fetch(&d->stats->live_dispatches, 1, __ATOMIC_RELAXED);
     }
@@ -587,18 +684,6 @@ static inline int worth_checking(const uint32_t *out, size_t n)
         samples++;
     }
     return 4 * same >= samples;
-}
-
-/* The boundary index of addr: branch-free, a conditional move per halving. */
-static inline uint32_t bounds_search(const uint64_t *bounds, uint32_t nbounds, uint64_t addr)
-{
-    uint32_t base = 0, len = nbounds;
-    while (len > 1) {
-        uint32_t half = len / 2;
-        base = bounds[base + half] <= addr ? base + half : base;
-        len -= half;
-    }
-    return base;
 }
 
 static inline void recent_bound(const pm_dispatch *d, uint32_t b, recent *r)

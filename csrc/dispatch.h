@@ -55,6 +55,16 @@ struct pm_dispatch {
     uint32_t nbounds;
     uint64_t *bounds_flipped; /* views of <= AVX2_MAX_BOUNDS: bounds ^ 2^63 */
     uint8_t *slot_tables;    /* every sub-page's slot_of and slot_section */
+    /* Views with bounds only, for single lookups that miss the MRU: the
+     * resolved boundaries split at every sub-page's page edges, and for
+     * each interval the page-level section (what QEMU's phys_page_find
+     * answers, which becomes the MRU) and the resolved section (the
+     * answer).  A branch-free search over them replaces the radix walk,
+     * whose variable depth and data-dependent branches mispredict on
+     * random addresses; the answers and the MRU are the walk's. */
+    uint64_t *single_bounds;
+    uint32_t *single_page, *single_res;
+    uint32_t nsingle;
     uint64_t next_start;     /* the lowest address the next range may start at */
     int any_added, full, committed, broken;
     pm_stats *stats;
@@ -105,11 +115,29 @@ static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
     return 0;
 }
 
-/* QEMU's address_space_lookup_region: MRU first, then the radix walk. */
+/* The boundary index of addr: branch-free, a conditional move per halving. */
+static inline uint32_t bounds_search(const uint64_t *bounds, uint32_t nbounds, uint64_t addr)
+{
+    uint32_t base = 0, len = nbounds;
+    while (len > 1) {
+        uint32_t half = len / 2;
+        base = bounds[base + half] <= addr ? base + half : base;
+        len -= half;
+    }
+    return base;
+}
+
+/* QEMU's address_space_lookup_region: MRU first, then the radix walk (or,
+ * on views with few boundaries, the same answer and MRU from a search). */
 static inline uint32_t dispatch_lookup_mru(pm_dispatch *d, uint64_t addr)
 {
     uint32_t s = __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
     if (s == 0 || !covers(&d->sections[s], addr)) {
+        if (d->single_bounds) {
+            uint32_t i = bounds_search(d->single_bounds, d->nsingle, addr);
+            __atomic_store_n(&d->mru, d->single_page[i], __ATOMIC_RELAXED);
+            return d->single_res[i];
+        }
         s = page_find(d, addr);
         __atomic_store_n(&d->mru, s, __ATOMIC_RELAXED);
     }

@@ -69,6 +69,43 @@ def test_every_address_resolves_to_the_models_section(view, data):
         assert d.lookup(addr) == model.lookup(addr), hex(addr)
 
 
+def page_level_section(sections, addr):
+    """What QEMU's phys_page_find answers for addr, the section its lookup
+    keeps as the MRU: the sub-page of addr's page, else the section covering
+    addr, else 0 (unassigned)."""
+    for s in sorted(sections[1:], key=lambda s: not s.is_subpage):
+        if s.start <= addr < s.start + s.size:
+            return s.index
+    return 0
+
+
+@given(flat_views(), st.data())
+def test_every_lookup_leaves_qemus_page_level_section_as_the_mru(view, data):
+    # Small views resolve an MRU miss by a search over their boundaries
+    # instead of the radix walk; the MRU they store must still be the walk's.
+    page_bits, ranges = view
+    d = build(page_bits, ranges)
+    sections = d.sections()
+    addrs = probes(page_bits, ranges, data)
+    data.draw(st.randoms()).shuffle(addrs)
+    for addr in addrs:
+        d.lookup(addr)
+        assert d.mru == page_level_section(sections, addr), hex(addr)
+
+
+def test_q35s_views_keep_qemus_mru_on_every_boundary():
+    from pymem import machines
+
+    for asp in machines.load("q35").address_spaces:
+        d = asp.flatview.dispatch
+        sections = d.sections()
+        addrs = [x for s in sections for x in (s.start - 1, s.start, s.start + s.size - 1,
+                                                 s.start + s.size) if 0 <= x < SPACE]
+        for addr in addrs[::-1] + addrs:
+            assert d.lookup(addr) == d.lookup_many(array("Q", [addr]))[0]
+            assert d.mru == page_level_section(sections, addr), (asp.name, hex(addr))
+
+
 @given(flat_views(), st.data())
 def test_batched_lookup_matches_single_lookups(view, data):
     page_bits, ranges = view

@@ -93,7 +93,11 @@ PyObject *fp_call_lookup(PyObject *self_, PyObject *const *args, Py_ssize_t narg
     CHECK_LIVE(self);
     PyObject *arg;
     uint64_t addr;
-    if (fp_parse_args("lookup", names, 1, 1, args, nargs, kwnames, &arg) < 0) {
+    /* lookup(addr), positional, is the call to be fast; keywords and
+     * mistakes go through the general parser. */
+    if (nargs == 1 && !kwnames) {
+        arg = args[0];
+    } else if (fp_parse_args("lookup", names, 1, 1, args, nargs, kwnames, &arg) < 0) {
         return NULL;
     }
     if (as_address(arg, &addr) < 0) {
@@ -110,7 +114,10 @@ PyObject *fp_call_translate(PyObject *self_, PyObject *const *args, Py_ssize_t n
     CHECK_LIVE(self);
     uint64_t addr, len = 1, offset, plen;
     PyObject *got[2];
-    if (fp_parse_args("translate", names, 1, 2, args, nargs, kwnames, got) < 0) {
+    if ((nargs == 1 || nargs == 2) && !kwnames) {
+        got[0] = args[0];
+        got[1] = nargs == 2 ? args[1] : NULL;
+    } else if (fp_parse_args("translate", names, 1, 2, args, nargs, kwnames, got) < 0) {
         return NULL;
     }
     if (as_address(got[0], &addr) < 0) {
