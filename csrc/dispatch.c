@@ -456,6 +456,10 @@ static pm_status build_slot_tables(pm_dispatch *d)
  * address order (ranges come in address order, a page's sub-page when the
  * first range touches it); were they not, the view keeps the radix walk.
  */
+#ifdef PM_SINGLE_AVX2
+static int cpu_has_avx2(void);
+#endif
+
 static pm_status build_single(pm_dispatch *d)
 {
     if (!d->bounds) {
@@ -535,6 +539,20 @@ static pm_status build_single(pm_dispatch *d)
     }
     free(subs);
     d->nsingle = n;
+#ifdef PM_SINGLE_AVX2
+    if (n <= SINGLE_AVX2_MAX && cpu_has_avx2()) {
+        uint32_t padded = (n + 3) & ~3u;
+        d->single_flipped = malloc(padded * sizeof(*d->single_flipped));
+        if (!d->single_flipped) {
+            return PM_ERR_NOMEM;
+        }
+        for (uint32_t i = 0; i < padded; i++) {
+            uint64_t v = i < n ? d->single_bounds[i] : UINT64_MAX;
+            d->single_flipped[i] = v ^ (UINT64_C(1) << 63);
+        }
+        d->nsingle_padded = padded;
+    }
+#endif
     return PM_OK;
 }
 
@@ -577,6 +595,7 @@ void pm_dispatch_free(pm_dispatch *d)
     free(d->single_bounds);
     free(d->single_page);
     free(d->single_res);
+    free(d->single_flipped);
     if (d->stats) {
         __atomic_sub_fetch(&d->stats->live_dispatches, 1, __ATOMIC_RELAXED);
     }
@@ -819,6 +838,37 @@ static int cpu_has_avx2(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
+}
+
+/* Single lookups on the smallest views: addr against four boundaries per
+ * compare, the boundaries above it counted (two counters, two chains), so
+ * no load waits for the one before as in the binary search.  The padding
+ * (2^64 - 1, above every address but the last) is counted too; the clamp
+ * puts 2^64 - 1 itself in the last interval. */
+__attribute__((target("avx2")))
+uint32_t pm_single_search_avx2(const pm_dispatch *d, uint64_t addr)
+{
+    const uint64_t sign = UINT64_C(1) << 63;
+    const __m256i a = _mm256_set1_epi64x((long long)(addr ^ sign));
+    const uint64_t *b = d->single_flipped;
+    const uint32_t n = d->nsingle_padded;
+    __m256i above0 = _mm256_setzero_si256(), above1 = _mm256_setzero_si256();
+    uint32_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + k));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + k + 4));
+        above0 = _mm256_sub_epi64(above0, _mm256_cmpgt_epi64(b0, a));
+        above1 = _mm256_sub_epi64(above1, _mm256_cmpgt_epi64(b1, a));
+    }
+    if (k < n) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + k));
+        above0 = _mm256_sub_epi64(above0, _mm256_cmpgt_epi64(b0, a));
+    }
+    __m256i sum = _mm256_add_epi64(above0, above1);
+    __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    uint64_t above = (uint64_t)_mm_cvtsi128_si64(half) + (uint64_t)_mm_extract_epi64(half, 1);
+    uint32_t i = n - 1 - (uint32_t)above;
+    return i < d->nsingle ? i : d->nsingle - 1;
 }
 #endif
 

@@ -65,14 +65,22 @@ struct pm_dispatch {
     uint64_t *single_bounds;
     uint32_t *single_page, *single_res;
     uint32_t nsingle;
+    /* Where the CPU has AVX2 and nsingle <= SINGLE_AVX2_MAX: the same
+     * boundaries offset by 2^63 (AVX2 compares signed lanes), padded with
+     * 2^64 - 1 to a multiple of four (nsingle_padded), for the search that
+     * compares four at once (pm_single_search_avx2). */
+    uint64_t *single_flipped;
+    uint32_t nsingle_padded;
     uint64_t next_start;     /* the lowest address the next range may start at */
     int any_added, full, committed, broken;
     pm_stats *stats;
 };
 
+/* One unsigned compare (below start wraps past last - start), so an MRU
+ * check on random addresses is one well-predicted branch, not two. */
 static inline int covers(const section *s, uint64_t addr)
 {
-    return addr >= s->r.start && addr <= s->r.last;
+    return addr - s->r.start <= s->r.last - s->r.start;
 }
 
 /* The page-level section of addr (sub-pages not resolved), as QEMU's phys_page_find. */
@@ -127,14 +135,32 @@ static inline uint32_t bounds_search(const uint64_t *bounds, uint32_t nbounds, u
     return base;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define PM_SINGLE_AVX2 1
+#define SINGLE_AVX2_MAX 64
+/* The index of the interval holding addr in d->single_bounds, found by
+ * comparing addr with every boundary, four at a time (dispatch.c). */
+__attribute__((visibility("hidden"))) uint32_t pm_single_search_avx2(const pm_dispatch *d,
+                                                                     uint64_t addr);
+#endif
+
 /* QEMU's address_space_lookup_region: MRU first, then the radix walk (or,
  * on views with few boundaries, the same answer and MRU from a search). */
-static inline uint32_t dispatch_lookup_mru(pm_dispatch *d, uint64_t addr)
+static inline __attribute__((always_inline)) uint32_t dispatch_lookup_mru(pm_dispatch *d,
+                                                                       uint64_t addr)
 {
     uint32_t s = __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
     if (s == 0 || !covers(&d->sections[s], addr)) {
         if (d->single_bounds) {
-            uint32_t i = bounds_search(d->single_bounds, d->nsingle, addr);
+            uint32_t i;
+#ifdef PM_SINGLE_AVX2
+            if (d->single_flipped) {
+                i = pm_single_search_avx2(d, addr);
+            } else
+#endif
+            {
+                i = bounds_search(d->single_bounds, d->nsingle, addr);
+            }
             __atomic_store_n(&d->mru, d->single_page[i], __ATOMIC_RELAXED);
             return d->single_res[i];
         }
