@@ -254,6 +254,11 @@ class AccessMixin:
         self.write = bind_fast("write", "pm_as_write", self._cas, 0,  # type: ignore[method-assign]
                                partial(AccessMixin.write, self), self._pin)
         self._section = bind_fast("section", "pm_as_translate", self._cas, 0, None, self._pin)
+        # translate: one C call for a region's section (no IOMMU); the rest,
+        # errors included, is the method below.
+        self.translate = bind_fast(  # type: ignore[method-assign]
+            "space_translate", "pm_as_translate", self._cas, 0,
+            partial(AccessMixin.translate, self), self._pin)
         self._rw_read = bind_fast("rw_read", "pm_as_read", self._cas, 0, None, self._pin)
         self._rw_write = bind_fast("rw_write", "pm_as_write", self._cas, 0, None, self._pin)
 

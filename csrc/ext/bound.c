@@ -58,6 +58,8 @@ static PyMethodDef kinds[] = {
     { "load", FAST_KW(fp_call_load), "load(addr): a load of up to 4 bytes." },
     { "load64", FAST_KW(fp_call_load64), "load(addr): a load of 8 bytes." },
     { "store", FAST_KW(fp_call_store), "store(addr, value)." },
+    { "space_translate", FAST_KW(fp_call_space_translate),
+      "translate(addr, length=1, is_write=False): (region, offset, length)." },
 };
 
 PyObject *fp_bind(PyObject *module, PyObject *args)
@@ -86,7 +88,8 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "fast path bound to a NULL function or object");
         return NULL;
     }
-    int is_section = strcmp(kind, "section") == 0 || strncmp(kind, "rw_", 3) == 0;
+    int is_section = strcmp(kind, "section") == 0 || strncmp(kind, "rw_", 3) == 0 ||
+                     strcmp(kind, "space_translate") == 0;
     if (is_section && (!read_lock || !read_unlock)) {
         PyErr_SetString(PyExc_ValueError, "a section builtin needs the RCU lock functions");
         return NULL;
@@ -99,8 +102,8 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
                         "or 8 bytes and the RCU lock functions");
         return NULL;
     }
-    int needs_fallback = strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0 &&
-                         !is_section;
+    int needs_fallback = (strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0 &&
+                          !is_section) || strcmp(kind, "space_translate") == 0;
     if (needs_fallback && !PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         return NULL;

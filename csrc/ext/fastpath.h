@@ -126,6 +126,8 @@ FP_INTERNAL PyObject *fp_call_lookup(PyObject *self_, PyObject *const *args, Py_
 FP_INTERNAL PyObject *fp_call_translate(PyObject *self_, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames);
 FP_INTERNAL PyObject *fp_call_section(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
+FP_INTERNAL PyObject *fp_call_space_translate(PyObject *self_, PyObject *const *args,
+                                              Py_ssize_t nargs, PyObject *kwnames);
 FP_INTERNAL int fp_lookup_init(PyObject *module);
 
 /* ram.c */

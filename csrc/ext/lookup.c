@@ -173,6 +173,50 @@ PyObject *fp_call_section(PyObject *self_, PyObject *const *args, Py_ssize_t nar
     return t;
 }
 
+/*
+ * AddressSpace.translate(addr, length=1, is_write=False) where it needs no
+ * Python: a positional call landing in a region's section that is not an
+ * IOMMU.  It answers what the Python method does, (region, offset in it,
+ * how much of length stays inside the section), as a plain tuple.  Anything
+ * else is the method's (the fallback): keywords, arguments it must check or
+ * refuse, IOMMU translation, and unassigned space, which is also all a
+ * destroyed space shows, so the method raises for that as before.  The
+ * read-side section spans the lookup and the incref, as in `section`.
+ */
+PyObject *fp_call_space_translate(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    uint64_t addr, len = 1;
+    pm_access acc;
+    SLOW_UNLESS(nargs >= 1 && nargs <= 3 && !kwnames && as_address(args[0], &addr) == 0);
+    SLOW_UNLESS(nargs < 2 || as_address(args[1], &len) == 0);
+    SLOW_UNLESS(nargs < 3 || PyBool_Check(args[2]));
+    SLOW_UNLESS(in_space(addr, len ? len : 1));
+    self->read_lock();
+    ((section_fn)self->fn)(self->obj, addr, len, &acc);
+    PyObject *region = (PyObject *)acc.user;
+    int direct = region && !(acc.flags & PM_SECTION_IOMMU);
+    if (direct) {
+        Py_INCREF(region);
+    }
+    self->read_unlock();
+    SLOW_UNLESS(direct);
+    PyObject *t = PyTuple_New(3);
+    if (!t) {
+        Py_DECREF(region);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, region);
+    PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLongLong(acc.offset));
+    PyTuple_SET_ITEM(t, 2, PyLong_FromUnsignedLongLong(acc.len));
+    if (PyErr_Occurred()) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
+}
 
 /* Make the result types and add them to the module. */
 int fp_lookup_init(PyObject *module)
