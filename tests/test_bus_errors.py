@@ -177,7 +177,7 @@ def test_a_dma_into_unassigned_space_on_q35_names_the_space_and_the_reason():
 def test_the_readme_shows_these_messages(board):
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "explain-and-compare.md").read_text()
     section = readme.split("## Comparing and drawing maps")[1].split("\n## ")[0]
     shown = section.split("A failed access says why.")[1].split("```")[1].strip().splitlines()
     cpu, _ = board

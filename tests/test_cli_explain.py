@@ -99,7 +99,7 @@ def test_bad_input_exits_2_with_one_line(board, capsys, argv, message):
 
 
 def test_the_readme_shows_what_explain_and_check_print_on_q35(capsys):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "explain-and-compare.md").read_text()
     section = readme.split("## Explaining a map")[1].split("\n## ")[0]
     shown = re.findall(r"^\$ pymem (.*)\n((?:(?!\$ |```).*\n)*)", section, re.M)
     assert [command for command, _ in shown] == ["explain 0xc1000", "explain 0xc0000000",

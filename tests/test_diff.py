@@ -194,7 +194,7 @@ def test_address_spaces_on_one_side_only_are_listed():
 
 
 def test_the_readme_shows_what_mtree_diff_prints_for_q35_reset_and_booted(capsys):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "explain-and-compare.md").read_text()
     section = readme.split("## Comparing and drawing maps")[1].split("\n## ")[0]
     block = section.split("$ pymem mtree diff ")[1].split("```")[0]
     command, *shown = block.splitlines()

@@ -242,7 +242,7 @@ def test_readers_of_memory_a_restore_does_not_write_run_through_it_unchanged():
 
 
 def test_the_readme_examples_of_bitmaps_and_snapshots_run():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "snapshots.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     ours = [b for b in blocks if "snapshot_and_clear_dirty" in b or "system.snapshot()" in b]
     assert len(ours) == 2

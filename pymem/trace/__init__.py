@@ -8,7 +8,7 @@ address, region, offset in region) and what it carried (value or bytes,
 attributes, MemTxResult), and per topology commit a digest of every FlatView,
 so a replay knows when the map it runs against is not the recorded one.
 
-The format is JSON Lines (README.md, "Traces"): a header line with the format
+The format is JSON Lines (docs/guides/traces.md): a header line with the format
 version, one event per line, an end line when the recording closes.  Lines are
 written whole and flushed in batches, so an interrupted run leaves a trace that
 is valid up to its last complete line; the reader says when the end line is

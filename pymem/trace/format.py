@@ -1,6 +1,6 @@
 """The pymem trace format: its events, the digests of views, and one line per event.
 
-What a trace holds (README.md, "Traces"): a header line with the format
+What a trace holds (docs/guides/traces.md): a header line with the format
 version, one JSON object per line for each event (an `Access`, or a `Commit`
 with the digest of every FlatView), an end line when the recording closes.
 This module is the vocabulary every other part of pymem/trace/ speaks: the
