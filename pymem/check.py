@@ -9,6 +9,9 @@ walks a MemorySystem's regions and current views and reports each as a
 Finding (severity, region path, message), in a stable order.
 
 Read-only; call with the tree quiet (no edit in another thread).
+
+Knows the region tree and find.py; the memory system only in annotations (it
+is handed one).
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ DirtyBitmapSnapshot), a bytes object numpy wraps without copying, with the
 dirty runs, the count and a membership test.  Writes pymem does not see (a
 CPU engine's stores into RAM it maps directly, a DMA engine's) are reported
 with `mark_dirty`.
+
+Below the region tree (docs/architecture.md): a region is handed in and read
+by its attributes (its memory, its system's page size); this module imports
+no region, view or address space.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Bad arguments and bad topologies raise ValueError/TypeError subclasses whose
 messages name the regions and numbers involved; bus errors raise MemTxError.
+
+The bottom layer (docs/architecture.md): it imports nothing of pymem.
 """
 from __future__ import annotations
 

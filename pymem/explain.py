@@ -13,6 +13,10 @@ the tree says and what accesses really use.
 
 Read-only: nothing here changes a tree or a view.  Call it with the tree
 quiet (no edit in another thread), as for `info mtree`.
+
+Below rendering in the import layers (docs/architecture.md): it is handed a
+FlatView or an AddressSpace and reads it; it imports the access path's IOMMU
+translation and buserror's diagnosis, never the memory system or the views.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ indentation shows.  A region that no container holds (an alias target such
 as `pc.ram`) has its own name as its path.
 
 Read-only; call with the tree quiet (no edit in another thread).
+
+Knows the region tree; the memory system only in annotations (it is handed one).
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ from it is unmapped.
 
 `RamPtr` is QEMU's memory_region_get_ram_ptr as an object: the host address
 of a region's memory, which it keeps alive while held.
+
+Knows only the C side (pymem/_bindings.py): regions ask it for memory; it never
+names a region, a view or an address space.
 """
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ vanished or changed, a second adds the new ones and reports the unchanged ones
 (region_nop) and dirty-logging changes.  Deletions run in reverse listener
 order and additions forward, so listeners unwind in the opposite order to the
 one they built up in.  We reproduce the passes and the orders exactly.
+
+Knows flat views (the difference of two); address spaces only in annotations:
+the memory system calls its listeners, they never import it.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ requester's id, ...) and every access answers a MemTxResult, a set of error
 bits OR-ed over the pieces an access was split into.  pymem keeps both, so a
 device model written against QEMU's API finds the same names here, and
 MemTxError carries the result of an access that the caller asked to raise.
+
+Imports only pymem.errors; every layer above may use it (docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ callbacks, narrower ones widened and masked) and `adjust_endianness` (bytes
 on the bus are the value in the device's byte order).  `ops` None stands for
 QEMU's unassigned_mem_ops: unassigned space and regions without ops, which
 reject every access.
+
+Knows MemoryRegionOps (pymem/region/ops.py) and the MemTx types, not the
+access path that calls it nor any address space (docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -52,6 +52,9 @@ regions it names) before anything is restored: a truncated, corrupted or
 foreign file raises SnapshotFormatError, a mismatch with the system
 SnapshotError.  Regions are matched by name, so names must be unique among
 a file's regions.
+
+Knows the region tree and the dirty logs; the memory system only in
+annotations (it is handed one).
 """
 from __future__ import annotations
 
