@@ -57,6 +57,11 @@ tsan)
     ;;
 esac
 [ -e "$runtime" ] || { echo "$0: no $mode runtime ($runtime)" >&2; exit 1; }
+# C++ extensions in the test environment (matplotlib's ft2font) throw through
+# the sanitizer's __cxa_throw interceptor, which finds the real one only if
+# libstdc++ is loaded when the runtime starts (else: CHECK failed, abort).
+cxx=$("$cc" -print-file-name=libstdc++.so.6)
+[ -e "$cxx" ] && runtime="$runtime:$cxx"
 start=$SECONDS
 
 # Tracked and new files of the working tree, as they are now (no build output).
