@@ -707,6 +707,12 @@ def run(names: List[str], asan: bool, timeout: float = 120) -> List[Tuple[str, s
             env.update(build_asan(cwd))
         env["PYTHONPATH"] = str(cwd)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # An editable install must not win over the copy: check what is imported.
+        native = subprocess.run([sys.executable, "-c", "import pymem._native as n; print(n.__file__)"],
+                                cwd=cwd, env=env, capture_output=True, text=True).stdout.strip()
+        if not native.startswith(str(cwd)):
+            raise SystemExit(f"the reproducers would import {native or 'nothing'}, not the build in {cwd}")
+        print(f"pymem's C core: {native}")
         for name in names:
             start = time.monotonic()
             try:
