@@ -43,7 +43,9 @@ Semantics worth knowing, all QEMU's unless said otherwise:
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from functools import partial
+from operator import attrgetter
 from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, NamedTuple, Optional,
                     Tuple, cast)
 
@@ -163,6 +165,9 @@ class _Mapping(NamedTuple):
     offset: int                      # in the region, or the address of the bounce
     is_write: bool
     attrs: MemTxAttrs
+
+
+_range_start = attrgetter("addr")
 
 
 class AccessMixin:
@@ -337,6 +342,14 @@ class AccessMixin:
                 break
         return result
 
+    def _hole_left(self, addr: int) -> int:
+        """Bytes from `addr`, which no flat range of the current view holds,
+        to the next range (2^64 if none follows)."""
+        view = self._pin.view
+        ranges = view.ranges if view is not None else []
+        i = bisect_right(ranges, addr, key=_range_start)
+        return ranges[i].addr - addr if i < len(ranges) else 1 << 64
+
     def _piece(self, addr: int, view: memoryview, offset: int, section_len: int, flags: int,
                region: Optional[MemoryRegion], is_write: bool,
                attrs: MemTxAttrs,
@@ -353,7 +366,11 @@ class AccessMixin:
             # reading zeros.  The whole stretch at once gives the same bytes
             # and the same OR-ed result, in one step instead of one Python
             # round trip per 4 bytes (a recorder still sees every piece).
-            n = min(rest, section_len)
+            # The stretch ends where the next flat range begins: C's section
+            # length here is that of QEMU's unassigned section, which spans
+            # the whole space (QEMU never runs past: it re-translates after
+            # each piece of at most 4 bytes).
+            n = min(rest, section_len, self._hole_left(addr))
             if not is_write:
                 view[:n] = bytes(n)
             return n, DECODE_ERROR

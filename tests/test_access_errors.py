@@ -171,6 +171,34 @@ def test_unassigned_space_reads_as_zeros_with_decode_error_as_before_at_every_al
             assert result == (MemTxResult.DECODE_ERROR if in_ram < n else MemTxResult.OK)
 
 
+@pytest.mark.parametrize("page_bits", [10, 12])
+@pytest.mark.parametrize("ram_at, ram_size", [(0x2000, 0x1000), (92, 1), (0x5c, 4), (0x3ff, 2)])
+def test_a_stretch_of_unassigned_space_ends_where_the_next_region_begins(page_bits, ram_at,
+                                                                           ram_size):
+    """An access from a hole into memory: zeros and DECODE_ERROR for the hole,
+    the memory's bytes after it, as QEMU's piece-by-piece walk answers (it
+    re-translates after each piece of at most 4 bytes).  The stretch read in
+    one step once ran past the end of the hole: C's section length there is
+    that of the unassigned section, which spans the whole space.  Found by
+    `pytest --stress` (test_access_model: 1-byte RAM at 92, a read of 16
+    bytes at 77)."""
+    system = MemorySystem(page_bits=page_bits)
+    root = MemoryRegion.container("root", 1 << 20)
+    ram = MemoryRegion.ram("ram", ram_size)
+    ram.buffer[:] = b"\x01" * ram_size
+    root.add_subregion(ram_at, ram)
+    asp = system.address_space(root, "as")
+    start = max(0, ram_at - 0x13)
+    n = ram_at - start + ram_size + 8
+    expected = bytes(ram_at - start) + b"\x01" * ram_size + bytes(8)
+    buf = bytearray(b"\xff" * n)
+    assert asp.rw(start, buf, False) == MemTxResult.DECODE_ERROR
+    assert bytes(buf) == expected
+    ram.buffer[:] = bytes(ram_size)
+    assert asp.rw(start, b"\x02" * n, True) == MemTxResult.DECODE_ERROR
+    assert bytes(ram.buffer) == b"\x02" * ram_size
+
+
 def test_a_recording_still_sees_every_unassigned_piece(tmp_path):
     from pymem.trace import load_trace
 
