@@ -3,8 +3,11 @@
 The machine is a real QEMU map (the bundled q35-booted one by default).  Every
 operation is timed for pymem and for its peers on the same addresses, drawn
 from the machine's layout, so the ratios in the table are the result.  Each
-measurement is repeated; the table shows the median ns per operation and the
-spread (min..max of the repeats).  Peers that are not installed (numpy,
+measurement is repeated, pymem and its peers interleaved round-robin in CPU
+time (a busy machine slows all of them alike, and other processes do not
+count); the table shows the median ns per operation and the spread
+(min..max of the repeats).  Every implementation is called the same way: a
+bound method or builtin taken once and called straight from the loop.  Peers that are not installed (numpy,
 intervaltree, unicorn: `pip install 'pymem-qemu[peers]'`) are left out.
 """
 from __future__ import annotations
@@ -355,10 +358,13 @@ def qemu_reference() -> Any:
     return module
 
 
-def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int) -> Dict[str, Tuple[float, Tuple[float, float]]]:
+def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int,
+                     clock: Callable[[], int] = time.thread_time_ns,
+                     ) -> Dict[str, Tuple[float, Tuple[float, float]]]:
     """Median and (min, max) ns per op of each runner, measured round-robin in
-    one loop (the order rotated every repeat) in thread CPU time, so a slow
-    window of a shared machine weighs on every implementation alike."""
+    one loop (the order rotated every repeat) in thread CPU time (or `clock`),
+    so a slow window of a shared machine weighs on every implementation
+    alike."""
     names = list(runners)
     samples: Dict[str, List[float]] = {k: [] for k in names}
     for fn in runners.values():
@@ -366,9 +372,9 @@ def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int) -> Dict[
     for rep in range(repeats):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
-            t0 = time.thread_time_ns()
+            t0 = clock()
             runners[name]()
-            samples[name].append((time.thread_time_ns() - t0) / ops)
+            samples[name].append((clock() - t0) / ops)
     return {k: (statistics.median(v), (min(v), max(v))) for k, v in samples.items()}
 
 
@@ -804,16 +810,21 @@ def run_scaling(sizes: Tuple[int, ...], repeats: int, progress: TextIO = sys.std
 
 
 def run_cases(cases: List[Case], repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
-    """Time every case, its implementations interleaved (time_interleaved),
-    writing "[i/n] operation" to `progress` before each."""
+    """Time every case, its implementations interleaved (time_interleaved) in
+    process CPU time: every thread of this process counts (pymem's RCU
+    reclaimer among them), other processes on a shared machine do not.  A
+    case without peers is timed alone, in wall time.  Writes "[i/n]
+    operation" to `progress` before each."""
     results = []
     for i, case in enumerate(cases, 1):
         print(f"[{i}/{len(cases)}] {case.operation}", file=progress, flush=True)
-        ns, spread = time_per_op(case.pymem, case.ops, repeats)
-        results.append(Result(case.operation, "pymem", ns, spread))
-        for name, fn in case.peers.items():
-            peer_ns, peer_spread = time_per_op(fn, case.ops, repeats)
-            results.append(Result(case.operation, name, peer_ns, peer_spread, ns / peer_ns))
+        if not case.peers:
+            ns, spread = time_per_op(case.pymem, case.ops, repeats)
+            results.append(Result(case.operation, "pymem", ns, spread))
+            continue
+        timed = time_interleaved({"pymem": case.pymem, **case.peers}, case.ops, repeats,
+                                 time.process_time_ns)
+        results += _row(case.operation, timed, "pymem")
     return results
 
 
