@@ -335,7 +335,7 @@ def access_cases(asp: AddressSpace, rng: random.Random, n: int) -> List[Case]:
 QEMU_MIXES = ("random", "sequential", "hot page", "sub-page")
 QEMU_GOALS = {
     "subpage": 1.5, "local": 1.0, "random": 0.5, "floor": 1.2, "lookup": 1.2, "translate": 1.3,
-    "ldl_le": 1.1, "rcu": 1.5}
+    "ldl_le": 1.1, "rcu": 1.5, "space_translate": 2.0}
 
 
 def qemu_reference() -> Any:
@@ -548,7 +548,8 @@ def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     timed = time_interleaved({
         "empty loop": empty, "lookup": loop1(lookup), "translate": loop2(translate),
         "convert": loop1(mod.convert_only_std), "convert fast": loop1(mod.convert_only),
-        "tuple": loop2(mod.plain_tuple_std), "tuple fast": loop2(mod.plain_tuple)}, n, repeats)
+        "tuple": loop2(mod.plain_tuple_std), "tuple fast": loop2(mod.plain_tuple),
+        "space translate": loop2(asp.translate)}, n, repeats)
     base = timed["empty loop"][0]
 
     def net(operation: str, impl: str, k: str, pymem: Optional[str] = None) -> Result:
@@ -562,8 +563,12 @@ def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
         net(op_l, "METH_O converting (pymem's digit read)", "convert fast", "lookup"),
         net(op_t, "pymem", "translate"),
         net(op_t, "builtin returning a tuple (PyLong_As...)", "tuple", "translate"),
-        net(op_t, "builtin returning a tuple (digit read)", "tuple fast", "translate")]
-    ratios = {"lookup": results[1].ratio, "translate": results[4].ratio}
+        net(op_t, "builtin returning a tuple (digit read)", "tuple fast", "translate"),
+        net("Python AddressSpace.translate (net of loop)", "pymem", "space translate"),
+        net("Python AddressSpace.translate (net of loop)", "Dispatch.translate", "translate",
+            "space translate")]
+    ratios = {"lookup": results[1].ratio, "translate": results[4].ratio,
+              "space_translate": results[7].ratio}
     return results, {k: v for k, v in ratios.items() if v is not None}
 
 
@@ -590,6 +595,8 @@ def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[Dict[str, Any
     add("RCU read lock+unlock pair <= 1.5x QEMU's", ["rcu"], QEMU_GOALS["rcu"])
     add("Dispatch.lookup <= 1.2x a builtin converting the address", ["lookup"],
         QEMU_GOALS["lookup"])
+    add("AddressSpace.translate <= 2x Dispatch.translate", ["space_translate"],
+        QEMU_GOALS["space_translate"])
     add("Dispatch.translate <= 1.3x a builtin returning a tuple", ["translate"],
         QEMU_GOALS["translate"])
     return goals

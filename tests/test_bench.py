@@ -57,6 +57,7 @@ def test_bench_times_the_lookups_beside_qemus_algorithm_and_reports_issue_12s_go
     goals = {g["goal"]: g for g in report["goals"]}
     for text in ("pm_as_ldl_le in C <= 1.1x QEMU's address_space_ldl_le",
                  "RCU read lock+unlock pair <= 1.5x QEMU's",
+                 "AddressSpace.translate <= 2x Dispatch.translate",
                  "single lookup in a sub-page <= 1.5x QEMU",
                  "batched sequential and hot-page <= 1.0x QEMU walk+MRU",
                  "batched random <= 0.5x QEMU",
