@@ -18,7 +18,8 @@ setup(
         # One module, one concept a file (csrc/ext/fastpath.h lists them).
         Extension("pymem._fastpath",
                   [f"csrc/ext/{name}.c" for name in ("fastpath", "bound", "args", "lookup",
-                                                      "ram", "device", "guards", "atomic")],
+                                                      "ram", "device", "taps", "memtx",
+                                                      "guards", "atomic")],
                   include_dirs=["csrc"],
                   depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),

@@ -15,6 +15,7 @@ import random
 import pytest
 
 from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+from pymem.trace import record as record_trace
 
 N = 10_000
 RAM_SIZE = 1 << 20
@@ -67,7 +68,7 @@ def bench(benchmark, tmp_path, ram_share, mode):
         if mode == "unrecorded":
             make_run(asp, ops)()
         else:
-            with asp.record(path, mmio_only=mode == "recorded, mmio_only"):
+            with record_trace(asp, path, mmio_only=mode == "recorded, mmio_only"):
                 # Bound inside: with RAM recording the accessors are wrappers.
                 make_run(asp, ops)()
 

@@ -27,6 +27,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pymem.machines
 from pymem.errors import PymemError
+from pymem.trace import record as record_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -239,7 +240,7 @@ def _recorded_traces() -> Iterator[bytes]:
         fd, path = tempfile.mkstemp(prefix="pymem-fuzz-", suffix=".jsonl")
         os.close(fd)
         try:
-            with asp.record(path, mmio_only=mmio_only):
+            with record_trace(asp, path, mmio_only=mmio_only):
                 trace_machine.run(asp, seed, n=40)
             yield Path(path).read_bytes()
         finally:

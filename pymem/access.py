@@ -39,6 +39,9 @@ Semantics worth knowing, all QEMU's unless said otherwise:
   view: a callback that changes the topology takes effect at its commit, and
   the rest of the same access already sees it (QEMU finishes the access on
   the view it started with).
+
+Observers (pymem/taps.py: debuggers, fuzzers, the trace recorder) are told of
+each piece through the space's taps; the access path knows nothing of them.
 """
 from __future__ import annotations
 
@@ -46,13 +49,13 @@ import enum
 from bisect import bisect_right
 from functools import partial
 from operator import attrgetter
-from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Dict, NamedTuple, Optional,
-                    Tuple, cast)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, NamedTuple,
+                    Optional, Tuple, cast)
 
-from . import dirty, mmio
-from ._bindings import ffi, lib
+from . import dirty, mmio, taps as _taps_mod
+from ._bindings import _fastpath, ffi, lib
 from .dispatch import (SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
-                       SECTION_ROMD, bind_fast)
+                       SECTION_ROMD, _function_address, bind_fast)
 from .errors import (ArgumentTypeError, InvalidArgumentError, IOMMUCycleError, OutOfMemoryError,
                      TopologyError)
 from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
@@ -60,7 +63,6 @@ from .region import RAM, ByteOrder, MemoryRegion, MemoryRegionOps
 
 if TYPE_CHECKING:
     from .address_space import AddressSpace, MemorySystem
-    from .trace import PathLike, Recorder
 
 ADDRESS_SPACE_SIZE = 1 << 64
 # How many IOMMU translations one access may go through before it counts as
@@ -118,6 +120,16 @@ _STORES = {
 }
 
 
+# Section flags a map for writing reads: RAM that is neither read-only nor a ROM device.
+_MAP_WRITE_MASK = SECTION_RAM | SECTION_READONLY | SECTION_ROMD | SECTION_IOMMU
+
+# The fixed-width functions and the answer the C rw/load/store give plain memory.
+_fastpath.set_memtx(OK, *(_function_address(f) for f in (
+    "pm_as_ldub", "pm_as_lduw_le", "pm_as_lduw_be", "pm_as_ldl_le", "pm_as_ldl_be",
+    "pm_as_ldq_le", "pm_as_ldq_be", "pm_as_stb", "pm_as_stw_le", "pm_as_stw_be",
+    "pm_as_stl_le", "pm_as_stl_be", "pm_as_stq_le", "pm_as_stq_be")))
+
+
 def translate_section(space: Any, addr: int, size: int) -> Any:
     """The section under `addr` in `space`'s current view, as C sees it: a
     SectionAt (region or None for unassigned space, offset in the region,
@@ -165,6 +177,8 @@ class _Mapping(NamedTuple):
     offset: int                      # in the region, or the address of the bounce
     is_write: bool
     attrs: MemTxAttrs
+    addr: int = 0                    # RAM: the address in `space` (for taps)
+    space: Any = None
 
 
 _range_start = attrgetter("addr")
@@ -199,26 +213,67 @@ class AccessMixin:
     stq_le: Callable[[int, int], None]
     stq_be: Callable[[int, int], None]
     system: MemorySystem
-    _mappings: Dict[int, Tuple[memoryview, _Mapping]]
+    destroyed: bool
+    # id(view) -> (view, a _Mapping or a tuple laid out as one)
+    _mappings: Dict[int, Tuple[memoryview, Tuple[Any, ...]]]
 
     @property
     def _recorder(self) -> Any:
-        """Set by pymem.trace while recording or replaying: told of every
-        device access (the slow path only, so plain memory stays one C call).
-        Kept on the pin, where the C device path sees it."""
+        """Set by pymem.trace while it records or replays this space, so two
+        cannot at once (its accesses reach them through a tap; nothing on
+        the access path reads this)."""
         return self._pin.recorder
 
     @_recorder.setter
     def _recorder(self, recorder: Any) -> None:
         self._pin.recorder = recorder
 
-    def record(self, path: PathLike, mmio_only: bool = True) -> ContextManager[Recorder]:
-        """`with asp.record(path): ...` writes this space's accesses to a trace
-        (pymem/trace.py); plain RAM and ROM accesses too unless `mmio_only`."""
-        from .trace import record
+    # ---------------------------------------------------------------- taps
 
-        # AddressSpace is the only class this mixes into.
-        return record(cast("AddressSpace", self), path, mmio_only=mmio_only)
+    def _tapset(self) -> Any:
+        """This space's TapSet (csrc/ext/taps.c), made on first use: every
+        access builtin holds it and reads its counters after each access."""
+        tapset = self.__dict__.get("_taps")
+        if tapset is None:
+            tapset = self.__dict__["_taps"] = _taps_mod.TapSet(self)
+        return tapset
+
+    def add_tap(self, callback: Callable[[Any], Any], *, kinds: Optional[Iterable[str]] = None,
+                start: int = 0, end: int = ADDRESS_SPACE_SIZE, reads: bool = True,
+                writes: bool = True, mmio_only: bool = False) -> "_taps_mod.Tap":
+        """Call `callback(event)` for every piece of every access of this
+        space (pymem/taps.py says what a piece is and what an AccessEvent
+        holds) whose region kind is in `kinds` (None: all of ram, rom,
+        ram_device, rom_device, io, iommu, unassigned), which overlaps
+        [start, end), in the directions asked; `mmio_only` keeps only
+        device accesses and unassigned space (what QEMU would dispatch to a
+        MemoryRegionOps), not plain memory.  Returns the Tap; `tap.remove()`
+        uninstalls it.  Builtins bound earlier (`ld = asp.ldl_le`) tell it
+        too.  A tap that raises: the exception reaches the access's caller,
+        the piece stays done.  Thread-safe (taps run with the GIL, in the
+        accessing thread).  Bad arguments raise ArgumentTypeError or
+        InvalidArgumentError naming this space."""
+        self._check_live()
+        wanted = _taps_mod.check_tap(cast("AddressSpace", self).name, callback, kinds, start,
+                                     end, reads, writes, mmio_only)
+        return _taps_mod.Tap(cast("AddressSpace", self), self._tapset(), callback, wanted,
+                             start, end, reads, writes, mmio_only)
+
+    @property
+    def taps(self) -> Tuple[Callable[[Any], Any], ...]:
+        """The callbacks of the installed taps, oldest first."""
+        return tuple(t.callback for t in self._tapset().taps)
+
+    def _tell(self, addr: int, size: int, is_write: bool, region: Optional[MemoryRegion],
+              offset: int, value: Optional[int], data: Optional[bytes], big: bool,
+              attrs: Optional[MemTxAttrs], result: int, device: bool) -> None:
+        """Tell the taps of a piece the Python path answered (csrc/ext/taps.c
+        filters and builds the event)."""
+        tapset = self.__dict__.get("_taps")
+        if tapset is not None and tapset.taps:
+            tapset.emit(addr, size, is_write, region, offset, value, data, big,
+                        attrs if attrs is not None and not attrs.unspecified else None,
+                        int(result), device)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         spec = _LOADS.get(name) or _STORES.get(name)
@@ -230,7 +285,7 @@ class AccessMixin:
         # path; the cycle back to the space is one the collector can see.
         fn = bind_fast(kind, function, self._cas, size,
                        partial(getattr(self, slow), size, big), self._pin,
-                       device=True, big_endian=big)
+                       device=True, big_endian=big, taps=self._tapset())
         # Cached on the instance: later calls never come back here.
         setattr(self, name, fn)
         return fn
@@ -255,9 +310,21 @@ class AccessMixin:
         plain memory costs one C call; anything else falls back to the methods
         below."""
         self.read = bind_fast("read", "pm_as_read", self._cas, 0,  # type: ignore[method-assign]
-                              partial(AccessMixin.read, self), self._pin)
+                              partial(AccessMixin.read, self), self._pin,
+                              taps=self._tapset())
         self.write = bind_fast("write", "pm_as_write", self._cas, 0,  # type: ignore[method-assign]
-                               partial(AccessMixin.write, self), self._pin)
+                               partial(AccessMixin.write, self), self._pin,
+                               taps=self._tapset())
+        # QEMU's rw, ld*/st* with attributes: RAM in one C call (csrc/ext/memtx.c).
+        self.rw = bind_fast("rw", "pm_as_read", self._cas, 0,  # type: ignore[method-assign]
+                            partial(AccessMixin.rw, self), self._pin, taps=self._tapset(),
+                            second="pm_as_write")
+        self.load = bind_fast("load_attrs", "pm_as_read", self._cas,  # type: ignore[method-assign]
+                              0, partial(AccessMixin.load, self), self._pin,
+                              taps=self._tapset())
+        self.store = bind_fast("store_attrs", "pm_as_read",  # type: ignore[method-assign]
+                               self._cas, 0, partial(AccessMixin.store, self), self._pin,
+                               taps=self._tapset())
         self._section = bind_fast("section", "pm_as_translate", self._cas, 0, None, self._pin)
         # translate: one C call for a region's section (no IOMMU); the rest,
         # errors included, is the method below.
@@ -279,8 +346,10 @@ class AccessMixin:
         except (MemoryError, OverflowError):   # OverflowError: past what an index holds
             raise OutOfMemoryError(f"read of {size:#x} bytes at {addr:#x}: no memory for "
                                    f"a buffer that size (read in smaller pieces)") from None
-        # All plain memory: one C call, nothing else to build.
-        if size and not lib.pm_as_read(self._cas, addr, ffi.from_buffer(buf), size, ffi.NULL):
+        # All plain memory: one C call, nothing else to build (unless a tap
+        # wants its pieces).
+        if (size and not self._tapset().memory
+                and not lib.pm_as_read(self._cas, addr, ffi.from_buffer(buf), size, ffi.NULL)):
             return bytes(buf)
         result = self.rw(addr, buf, False, attrs)
         if result:
@@ -289,7 +358,7 @@ class AccessMixin:
 
     def write(self, addr: int, data: Any, attrs: Optional[MemTxAttrs] = None) -> None:
         """Write the bytes of `data`; raises MemTxError if the bus answers an error."""
-        if type(data) is bytes and data:
+        if type(data) is bytes and data and not self._tapset().memory:
             _check_access(addr, len(data))
             # Once C has stopped, bytes already written stay written: the
             # slow path below starts over, which rewrites them (same bytes).
@@ -320,6 +389,8 @@ class AccessMixin:
         """The slow path of `rw`; `via` lists the (space, IOMMU) translations
         that led here, to bound IOMMU cycles."""
         self._check_live()
+        if self._tapset().memory:
+            return self._rw_pieces(addr, view, is_write, attrs, via)
         n = view.nbytes
         # One C call per step takes the read-side section, accesses what is
         # plain memory, makes the region where it stopped ours and leaves the
@@ -350,6 +421,36 @@ class AccessMixin:
         i = bisect_right(ranges, addr, key=_range_start)
         return ranges[i].addr - addr if i < len(ranges) else 1 << 64
 
+    def _rw_pieces(self, addr: int, view: memoryview, is_write: bool, attrs: MemTxAttrs,
+                   via: Tuple[Tuple[str, str], ...]) -> MemTxResult:
+        """`_rw` while a tap wants plain memory: one piece per section, each
+        told to the taps, where C would copy the whole stretch at once."""
+        n = view.nbytes
+        done = 0
+        result = OK
+        while done < n:
+            at = addr + done
+            t = translate_section(self, at, n - done)
+            region, flags = t.region, t.flags
+            plain = (region is not None and not flags & SECTION_IOMMU
+                     and (flags & SECTION_RAM and not flags & SECTION_READONLY if is_write
+                          else flags & (SECTION_RAM | SECTION_ROMD)))
+            if not plain:
+                length, r = self._piece(at, view[done:], t.offset, t.len, flags, region,
+                                        is_write, attrs, via)
+                result |= r
+                done += length
+                continue
+            length = min(t.len, n - done)
+            piece = view[done:done + length]
+            call = lib.pm_as_write if is_write else lib.pm_as_read
+            if call(self._cas, at, ffi.from_buffer(piece), length, ffi.NULL):
+                continue   # a commit came in between: look again
+            self._tell(at, length, is_write, region, t.offset, None, bytes(piece), False, attrs,
+                       OK, False)
+            done += length
+        return result
+
     def _piece(self, addr: int, view: memoryview, offset: int, section_len: int, flags: int,
                region: Optional[MemoryRegion], is_write: bool,
                attrs: MemTxAttrs,
@@ -358,14 +459,15 @@ class AccessMixin:
         (at `offset`, `section_len` bytes left in the section); returns the
         bytes answered and the result (flatview_*_continue's I/O case)."""
         if flags & SECTION_IOMMU and region is not None:
-            return self._iommu_piece(region, offset, view, is_write, attrs, via)
+            return self._iommu_piece(addr, region, offset, view, is_write, attrs, via)
         rest = view.nbytes
-        if region is None and section_len and self._recorder is None:
+        tapset = self.__dict__.get("_taps")
+        if region is None and section_len and not (tapset is not None and tapset.taps):
             # Unassigned space: QEMU answers it piece by piece (at most 4
             # bytes each, unassigned_mem_ops), every piece DECODE_ERROR and
             # reading zeros.  The whole stretch at once gives the same bytes
             # and the same OR-ed result, in one step instead of one Python
-            # round trip per 4 bytes (a recorder still sees every piece).
+            # round trip per 4 bytes (a tap still sees every piece).
             # The stretch ends where the next flat range begins: C's section
             # length here is that of QEMU's unassigned section, which spans
             # the whole space (QEMU never runs past: it re-translates after
@@ -380,23 +482,28 @@ class AccessMixin:
             rest = min(rest, section_len)
             if is_write and not region.readonly:
                 # RAM behind a read-only alias: the write is dropped.
+                self._tell(addr, rest, True, region, offset, None, bytes(view[:rest]), False,
+                           attrs, OK, False)
                 return rest, OK
         size, r = _device_access(ops, offset, view, mmio.access_size(ops, rest, offset),
                                  is_write, attrs, _name(region))
-        if self._recorder is not None:
-            value = int.from_bytes(view[:size], mmio.byteorder(ops))
-            self._recorder.mmio(self, addr, region, offset, size, value, is_write, attrs, r)
+        order = mmio.byteorder(ops)
+        self._tell(addr, size, is_write, region, offset, int.from_bytes(view[:size], order), None,
+                   order == "big", attrs, r, True)
         return size, r
 
-    def _iommu_piece(self, region: MemoryRegion, offset: int, view: memoryview,
+    def _iommu_piece(self, addr: int, region: MemoryRegion, offset: int, view: memoryview,
                      is_write: bool, attrs: MemTxAttrs,
                      via: Tuple[Tuple[str, str], ...] = ()) -> Tuple[int, MemTxResult]:
         via = _one_more_translation(via, cast("AddressSpace", self), region)
         found = _iommu_translate(region, offset, view.nbytes, is_write)
         if found is None:
             # A permission fault: QEMU goes on as if the address were unassigned.
-            return _device_access(None, offset, view, mmio.access_size(None, view.nbytes, offset),
-                                  is_write, attrs)
+            size, r = _device_access(None, offset, view,
+                                     mmio.access_size(None, view.nbytes, offset), is_write, attrs)
+            self._tell(addr, size, is_write, None, offset,
+                       int.from_bytes(view[:size], "little"), None, False, attrs, r, True)
+            return size, r
         target, target_addr, length = found
         return length, target._rw(target_addr, view[:length], is_write, attrs, via)
 
@@ -468,11 +575,14 @@ class AccessMixin:
             # Translating and reading are two read-side sections: if a commit
             # came between them, C stops, and the load starts over.
             if not lib.pm_as_read(space._cas, taddr, ffi.from_buffer(buf), size, ffi.NULL):
-                return int.from_bytes(buf, _byteorder(big)), OK
+                value = int.from_bytes(buf, _byteorder(big))
+                space._tell(taddr, size, False, region, offset, value, None, big, attrs, OK,
+                            False)
+                return value, OK
         ops = region.ops if region is not None else None
         value, result = mmio.dispatch_read(ops, offset, size, attrs, _name(region))
-        if space._recorder is not None:
-            space._recorder.mmio(space, addr, region, offset, size, value, False, attrs, result)
+        space._tell(taddr, size, False, region, offset, value, None,
+                    mmio.byteorder(ops) == "big", attrs, result, True)
         if ops is not None and ops.endianness != _byteorder(big):
             value = int.from_bytes(value.to_bytes(size, "little"), "big")
         return value, result
@@ -484,19 +594,24 @@ class AccessMixin:
             if not (region is not None and length >= size and flags & SECTION_RAM):
                 break
             if flags & SECTION_READONLY and not region.readonly:
-                return OK   # RAM behind a read-only alias: dropped, as in rw
+                # RAM behind a read-only alias: dropped, as in rw.
+                space._tell(taddr, size, True, region, offset, value, None, big, attrs, OK,
+                            False)
+                return OK
             if flags & (SECTION_READONLY | SECTION_ROMD):
                 break
             data = value.to_bytes(size, _byteorder(big))
             # As in _load: a commit between translating and writing: again.
             if not lib.pm_as_write(space._cas, taddr, data, size, ffi.NULL):
+                space._tell(taddr, size, True, region, offset, value, None, big, attrs, OK,
+                            False)
                 return OK
         ops = region.ops if region is not None else None
         if ops is not None and ops.endianness != _byteorder(big):
             value = int.from_bytes(value.to_bytes(size, "little"), "big")
         result = mmio.dispatch_write(ops, offset, value, size, attrs, _name(region))
-        if space._recorder is not None:
-            space._recorder.mmio(space, addr, region, offset, size, value, True, attrs, result)
+        space._tell(taddr, size, True, region, offset, value, None,
+                    mmio.byteorder(ops) == "big", attrs, result, True)
         return result
 
     # -------------------------------------------------------------------- map
@@ -509,6 +624,23 @@ class AccessMixin:
         at most one page (filled by a read unless `is_write`).  Give it back
         with `unmap`: as in QEMU, a view never unmapped stays mapped (held by
         this space, with its region or bounce buffer) for the space's life."""
+        # RAM of one section, no tap wanting it: the short way (#12 goal 6),
+        # every step inline (a Python call costs as much as the copy it saves).
+        tapset = self.__dict__.get("_taps")
+        mappings = self.__dict__.get("_mappings")
+        if (type(addr) is int and type(size) is int and 0 <= addr and 0 < size
+                and addr + size <= ADDRESS_SPACE_SIZE and not self.destroyed
+                and mappings is not None and tapset is not None and not tapset.memory):
+            region, offset, length, flags = self._section(addr, size)
+            if (region is not None and length >= size
+                    and (flags & _MAP_WRITE_MASK == SECTION_RAM if is_write
+                         else flags & (SECTION_RAM | SECTION_ROMD)
+                         and not flags & SECTION_IOMMU)):
+                view: memoryview = region._buffer[offset:offset + size]
+                # A plain tuple laid out as _Mapping (a NamedTuple costs 0.4 us).
+                mappings[id(view)] = (view, (region, offset, is_write,
+                                             attrs or MEMTXATTRS_UNSPECIFIED, addr, self))
+                return view
         _check_access(addr, size)
         if attrs is None:
             attrs = MEMTXATTRS_UNSPECIFIED
@@ -534,41 +666,54 @@ class AccessMixin:
                 break
             length += t.len
         view = region.buffer[offset:offset + min(length, size)]
-        self._remember(view, _Mapping(region, offset, is_write, attrs))
+        self._remember(view, _Mapping(region, offset, is_write, attrs, taddr, space))
+        if not is_write and space._tapset().memory:
+            space._tell(taddr, view.nbytes, False, region, offset, None, bytes(view), False,
+                        attrs, OK, False)
         return view
 
-    def _remember(self, view: memoryview, mapping: _Mapping) -> None:
-        if "_mappings" not in self.__dict__:
-            self._mappings = {}
-        self._mappings[id(view)] = (view, mapping)
+    def _remember(self, view: memoryview, mapping: Tuple[Any, ...]) -> None:
+        mappings = self.__dict__.get("_mappings")
+        if mappings is None:
+            mappings = self._mappings = {}
+        mappings[id(view)] = (view, mapping)
 
     def unmap(self, view: memoryview, access_len: Optional[int] = None) -> None:
         """Give back a view from `map`: the first `access_len` bytes (all by
         default) were written if it was mapped for writing, so their pages are
         marked dirty (or the bounce buffer is written out).  The view is
         released."""
-        mappings = self.__dict__.get("_mappings", {})
-        entry = mappings.get(id(view))
-        if entry is None or entry[0] is not view:
+        mappings = self.__dict__.get("_mappings")
+        entry = mappings.get(id(view)) if mappings is not None else None
+        if mappings is None or entry is None or entry[0] is not view:
             raise InvalidArgumentError("unmap: this view did not come from map() on this "
                                        "address space")
         # Checked before the mapping is given up: a bad access_len leaves it
         # mapped, so the caller can retry (and a bounce buffer's data is kept).
+        n = view.nbytes
         if access_len is None:
-            access_len = view.nbytes
-        if not isinstance(access_len, int) or isinstance(access_len, bool):
-            raise ArgumentTypeError(f"unmap: access_len must be an int, "
-                                    f"not {type(access_len).__name__}")
-        if not 0 <= access_len <= view.nbytes:
+            access_len = n
+        elif type(access_len) is not int:
+            if not isinstance(access_len, int) or isinstance(access_len, bool):
+                raise ArgumentTypeError(f"unmap: access_len must be an int, "
+                                        f"not {type(access_len).__name__}")
+        if not 0 <= access_len <= n:
             raise InvalidArgumentError(f"unmap: access_len {access_len} is outside the view's "
-                                       f"{view.nbytes} bytes")
+                                       f"{n} bytes")
         del mappings[id(view)]
-        mapping = entry[1]
-        if mapping.is_write and access_len:
-            if mapping.region is None:
-                self.rw(mapping.offset, view[:access_len], True, mapping.attrs)
-            elif mapping.region.kind == RAM:
-                dirty.set_dirty(mapping.region, mapping.offset, access_len)
+        # A _Mapping, or the plain tuple map's short way stores.
+        region, offset, is_write, attrs, addr, space = entry[1]
+        if is_write and access_len:
+            if region is None:
+                self.rw(offset, view[:access_len], True, attrs)
+            else:
+                # Only a region being logged has dirty bits to set.
+                if region._dirty_log and region.kind == RAM:
+                    dirty.set_dirty(region, offset, access_len)
+                tapset = space.__dict__.get("_taps") if space is not None else None
+                if tapset is not None and tapset.memory:
+                    space._tell(addr, access_len, True, region, offset, None,
+                                bytes(view[:access_len]), False, attrs, OK, False)
         view.release()
 
 

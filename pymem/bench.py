@@ -25,7 +25,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from .address_space import AddressSpace, MemorySystem
 from .flatview import FlatRange, FlatView
@@ -897,13 +897,18 @@ def load_system(args: argparse.Namespace) -> Tuple[MemorySystem, str]:
     return machines.load(args.machine), args.machine
 
 
+ExtraRows = Callable[[AddressSpace, bool, TextIO], Tuple[List[Result], List[Dict[str, Any]]]]
+
+
 def run_bench(args: argparse.Namespace, system: Optional["MemorySystem"] = None,
-              progress: Optional[TextIO] = None) -> int:
+              progress: Optional[TextIO] = None, extra_rows: Sequence[ExtraRows] = ()) -> int:
     """Run `pymem bench` as `args` (machine, mtree, hints, quick, json) say:
     print the table (or JSON) on stdout, progress lines on `progress`
     (default stderr).  `system`, when given, is the machine to measure
     (labelled with `args.mtree` or `args.machine`); otherwise it is loaded
-    from `args`.  Returns the exit status (0)."""
+    from `args`.  `extra_rows` add groups of rows and goals (the CLI passes
+    pymem.bench_access's), each called with (address space, quick,
+    progress).  Returns the exit status (0)."""
     if progress is None:
         progress = sys.stderr
     if system is None:
@@ -923,6 +928,10 @@ def run_bench(args: argparse.Namespace, system: Optional["MemorySystem"] = None,
     qemu_results, qemu_goal_list = run_qemu_cases(system, asp, args.quick, progress)
     results += qemu_results
     goals += qemu_goal_list
+    for rows in extra_rows:
+        extra_results, extra_goals = rows(asp, args.quick, progress)
+        results += extra_results
+        goals += extra_goals
     report = {"machine": label, "address_space": asp.name, "repeats": repeats,
               "results": [r.as_dict() for r in results], "goals": goals}
     if args.json == "-":

@@ -147,20 +147,24 @@ def _function_address(function: str) -> int:
 
 def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
               fallback: Any = None, keepalive: Any = None, device: bool = False,
-              big_endian: bool = False) -> Callable[..., Any]:
+              big_endian: bool = False, taps: Any = None,
+              second: Optional[str] = None) -> Callable[..., Any]:
     """A builtin calling `lib.<function>(handle, ...)` without cffi's argument
     handling (see csrc/ext/fastpath.c).  It keeps `keepalive` (by default
     `handle`) alive: whatever the C object reaches must be kept by it.  With
     `device`, a load or store of an address space (`handle`) calls a device's
     plain callback itself when one callback answers the access; `keepalive`
-    is then the space's pin, whose `recorder` sends accesses the slow way."""
+    is then the space's pin.  `taps` (a space's TapSet, pymem/taps.py) is
+    told of each access of a load, store, read or write builtin.  `second`
+    names a second C function (`rw`: the write one)."""
     fn = _function_address(function)
     lock = _function_address("pm_rcu_read_lock")
     unlock = _function_address("pm_rcu_read_unlock")
-    translate = _function_address("pm_as_translate") if device else 0
+    translate = (_function_address(second) if second is not None
+                 else _function_address("pm_as_translate") if device else 0)
     return _fastpath.bind(kind, fn, c_address(handle), width, fallback,
                           handle if keepalive is None else keepalive, lock, unlock, translate,
-                          big_endian)
+                          big_endian, taps)
 
 
 def _closed(*args: Any) -> NoReturn:

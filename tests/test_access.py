@@ -6,6 +6,7 @@ from pymem import (IOMMUAccessFlags, IOMMUTLBEntry, MemoryListener, MemoryRegion
                    TopologyError)
 from pymem.errors import ArgumentTypeError, InvalidArgumentError
 from pymem.region import DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA
+from pymem.trace import record as record_trace
 
 
 class Device:
@@ -375,7 +376,7 @@ def test_builtin_mmio_accesses_are_recorded_while_a_trace_runs(tmp_path):
     dev = Device(0x55)
     _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops())))
     ld = asp.ldl_le
-    with asp.record(tmp_path / "t.jsonl"):
+    with record_trace(asp, tmp_path / "t.jsonl"):
         ld(0x4)
         asp.stb(0x8, 1)
     ld(0x4)                               # after recording: C again
@@ -595,3 +596,32 @@ def test_dispatch_builtins_refuse_bad_addresses_with_pymem_errors(call, error, m
     system, root, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
     with pytest.raises(error, match=message):
         call(asp.flatview.dispatch)
+
+
+# ------------------------------------------ rw, load, store in C (#12 goal 6)
+
+def test_rw_load_and_store_on_ram_answer_as_the_python_paths_do():
+    a, b = MemoryRegion.ram("a", 0x1000), MemoryRegion.ram("b", 0x1000)
+    _, _, asp = machine((0, a), (0x1000, b))
+    assert asp.rw(0x10, b"\x01\x02\x03\x04", True, MemTxAttrs(secure=True)) is MemTxResult.OK
+    buf = bytearray(4)
+    assert asp.rw(0x10, buf, False) is MemTxResult.OK and buf == b"\x01\x02\x03\x04"
+    assert asp.load(0x10, 4, True, attrs=MemTxAttrs()) == (0x01020304, MemTxResult.OK)
+    assert asp.store(0x20, 0xAABB, 2, big_endian=True) is MemTxResult.OK
+    assert bytes(a.buffer[0x20:0x22]) == b"\xaa\xbb"
+    # QEMU's ld/st want one section: across two RAM regions the whole access
+    # goes to the first one, which answers DECODE_ERROR; rw crosses freely.
+    assert asp.load(0xffe, 4)[1] == MemTxResult.DECODE_ERROR
+    assert asp.rw(0xffe, bytearray(4), False) is MemTxResult.OK
+
+
+def test_rw_load_and_store_refuse_bad_arguments_as_the_python_paths_do():
+    _, _, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
+    with pytest.raises(InvalidArgumentError):
+        asp.load(0, 3)
+    with pytest.raises(InvalidArgumentError):
+        asp.store(0, 0x100, 1)
+    with pytest.raises(ArgumentTypeError):
+        asp.rw(0, bytes(4), False)   # a read into a read-only buffer
+    with pytest.raises(ArgumentTypeError):
+        asp.rw("0", bytearray(4), False)

@@ -9,6 +9,7 @@ import pytest
 from pymem import (ArgumentTypeError, IOMMUAccessFlags, IOMMUCycleError, IOMMUTLBEntry,
                    MemoryRegion, MemoryRegionOps, MemorySystem, MemTxResult)
 from pymem.access import IOMMU_MAX_TRANSLATIONS
+from pymem.trace import record as record_trace
 
 
 def _self_translating():
@@ -204,7 +205,7 @@ def test_a_recording_still_sees_every_unassigned_piece(tmp_path):
 
     asp, _ = _holey_space()
     path = tmp_path / "t.jsonl"
-    with asp.record(path):
+    with record_trace(asp, path):
         asp.rw(0x100000, bytearray(16), False)
     assert [(e.addr, e.size) for e in load_trace(path).accesses] == [
         (0x100000 + 4 * i, 4) for i in range(4)]

@@ -14,6 +14,7 @@ from pymem.memtx import MemTxAttrs, MemTxResult
 from pymem.qemu import load_mtree
 from pymem.rcu import call_rcu
 from pymem.trace import TraceWriteError
+from pymem.trace import record as record_trace
 
 np = pytest.importorskip("numpy")
 
@@ -130,7 +131,7 @@ CASES = [
     ("Dispatch.section(1.0)", lambda: space().flatview.dispatch.section(1.0),
      ArgumentTypeError, "section index must be an int"),
     # Files.
-    ("record into a missing directory", lambda: space().record(
+    ("record into a missing directory", lambda: record_trace(space(), 
         "/no/such/dir/t.jsonl").__enter__(), TraceWriteError, "cannot write trace"),
     # hints given as an object, wrong types anywhere.
     ("hints page_bits '12'", lambda: hints({"page_bits": "12"}), DumpParseError,

@@ -13,6 +13,7 @@ import pytest
 from pymem import MemoryRegion, MemoryRegionOps, MemorySystem, machines
 from pymem.region import reachable
 from pymem.trace import Access, Trace, TraceFormatError, load_trace, replay
+from pymem.trace import record as record_trace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "qemu"
 LOG = FIXTURES / "x86_64-pc-booted" / "trace.log"
@@ -29,7 +30,7 @@ def _device_space(name="hotplugged-dma"):
 def test_destroying_a_recorded_space_keeps_every_access_written_so_far(tmp_path):
     system, asp = _device_space()
     path = tmp_path / "run.jsonl"
-    with asp.record(path):
+    with record_trace(asp, path):
         for _ in range(100):
             asp.ldl_le(0)
         asp.destroy()   # the device is unplugged during the run
@@ -41,7 +42,7 @@ def test_destroying_a_recorded_space_keeps_every_access_written_so_far(tmp_path)
 def test_unregistering_the_recorders_listener_keeps_every_access(tmp_path):
     system, asp = _device_space()
     path = tmp_path / "run.jsonl"
-    with asp.record(path):
+    with record_trace(asp, path):
         for _ in range(10):
             asp.ldl_le(0)
         for listener in list(asp.listeners):

@@ -12,6 +12,7 @@ from pymem.memtx import MemTxAttrs
 from pymem.trace import (FORMAT, VERSION, Access, Commit, TraceFormatError, TraceWriter,
                          ViewDigest, load_trace, parse_trace, replay, write_trace)
 from tests import trace_machine
+from pymem.trace import record as record_trace
 
 names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=12)
 u64 = st.integers(0, (1 << 64) - 1)
@@ -68,7 +69,7 @@ def test_a_trace_cut_at_any_byte_reads_up_to_its_last_complete_line(tmp_path_fac
 def recorded(tmp_path_factory) -> bytes:
     _, asp = trace_machine.build()
     path = tmp_path_factory.mktemp("rec") / "run.jsonl"
-    with asp.record(path, mmio_only=False):
+    with record_trace(asp, path, mmio_only=False):
         trace_machine.run(asp, seed=7, n=60)
     return path.read_bytes()
 

@@ -10,6 +10,7 @@ from pymem.errors import PymemError
 from pymem.trace import Access, Commit, format_report, load_trace, replay
 from tests import trace_machine
 from tests.trace_machine import FREE_BASE, TIMER_BASE, TIMER_SIZE, UART_BASE, UART_SIZE
+from pymem.trace import record as record_trace
 
 SEEDS = (1, 2, 3)
 
@@ -17,7 +18,7 @@ SEEDS = (1, 2, 3)
 def record_run(tmp_path, seed: int, mmio_only: bool = False):
     system, asp = trace_machine.build()
     path = tmp_path / f"run{seed}.jsonl"
-    with asp.record(path, mmio_only=mmio_only):
+    with record_trace(asp, path, mmio_only=mmio_only):
         trace_machine.run(asp, seed)
     return load_trace(path)
 
@@ -105,7 +106,7 @@ def test_real_devices_that_answer_differently_diverge_by_value(tmp_path):
 def test_a_divergence_names_the_commit_it_came_after(tmp_path):
     system, asp = trace_machine.build()
     path = tmp_path / "t.jsonl"
-    with asp.record(path):
+    with record_trace(asp, path):
         asp.ldub(UART_BASE)
         asp.root.add_subregion(0x50000, MemoryRegion.ram("extra", 0x1000))
         asp.ldub(UART_BASE + 1)
@@ -120,7 +121,7 @@ def test_a_divergence_names_the_commit_it_came_after(tmp_path):
 def test_a_commit_records_the_digest_of_every_view(tmp_path):
     system, asp = trace_machine.build()
     path = tmp_path / "t.jsonl"
-    with asp.record(path):
+    with record_trace(asp, path):
         pass
     (commit,) = load_trace(path).events
     assert [(v.spaces, v.root, v.ranges) for v in commit.views] == [(("memory",), "system", 5)]
@@ -129,24 +130,25 @@ def test_a_commit_records_the_digest_of_every_view(tmp_path):
 
 def test_an_address_space_is_recorded_by_one_recorder_at_a_time(tmp_path):
     _, asp = trace_machine.build()
-    with asp.record(tmp_path / "a.jsonl"):
+    with record_trace(asp, tmp_path / "a.jsonl"):
         with pytest.raises(PymemError, match="already being recorded"):
-            with asp.record(tmp_path / "b.jsonl"):
+            with record_trace(asp, tmp_path / "b.jsonl"):
                 pass
-    with asp.record(tmp_path / "c.jsonl"):   # free again afterwards
+    with record_trace(asp, tmp_path / "c.jsonl"):   # free again afterwards
         pass
 
 
-def test_recording_stops_cleanly_and_restores_the_fast_path(tmp_path):
+def test_recording_is_one_tap_that_builtins_bound_before_it_tell(tmp_path):
     _, asp = trace_machine.build()
-    read = asp.read
-    with asp.record(tmp_path / "t.jsonl", mmio_only=False):
-        asp.stl_le(0x100, 0xDEADBEEF)
-        assert asp.read is not read
-    assert asp.read is read
-    assert type(asp.ldl_le).__name__ == "builtin_function_or_method"
-    assert asp.ldl_le(0x100) == 0xDEADBEEF
-    assert asp._recorder is None and not asp.listeners
+    read, store = asp.read, asp.stl_le
+    with record_trace(asp, tmp_path / "t.jsonl", mmio_only=False):
+        assert len(asp.taps) == 1
+        store(0x100, 0xDEADBEEF)   # bound before the recording began
+    assert asp.read is read and asp.stl_le is store   # the builtins were never replaced
+    assert not asp.taps and asp._recorder is None and not asp.listeners
+    (access,) = load_trace(tmp_path / "t.jsonl").accesses
+    assert (access.op, access.addr, access.data, access.region) == (
+        "write", 0x100, bytes.fromhex("efbeadde"), "ram")
 
 
 def test_a_stub_predicate_keeps_the_real_ops_of_the_other_devices(tmp_path):
@@ -174,7 +176,7 @@ def test_recording_ram_leaves_memory_as_an_unrecorded_run_does(tmp_path):
     def ram_after(record: bool) -> bytes:
         _, asp = trace_machine.build()
         if record:
-            with asp.record(tmp_path / "t.jsonl", mmio_only=False):
+            with record_trace(asp, tmp_path / "t.jsonl", mmio_only=False):
                 trace_machine.run(asp, seed=5)
         else:
             trace_machine.run(asp, seed=5)
@@ -191,7 +193,7 @@ def test_pymem_replay_of_a_cut_trace_replays_its_complete_lines_and_says_so(tmp_
     system = machines.load("q35")
     (io,) = [asp for asp in system.address_spaces if asp.name == "I/O"]
     path = tmp_path / "t.jsonl"
-    with io.record(path):
+    with record_trace(io, path):
         for _ in range(10):
             io.ldub(0x92)
     raw = path.read_bytes()

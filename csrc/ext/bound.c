@@ -13,6 +13,9 @@ static int bound_traverse(Bound *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fallback);
     Py_VISIT(self->keepalive);
+    Py_VISIT((PyObject *)self->taps);
+    Py_VISIT(self->dev_read);
+    Py_VISIT(self->dev_write);
     return 0;
 }
 
@@ -21,6 +24,8 @@ static int bound_clear(Bound *self)
     /* keepalive first: CHECK_LIVE refuses calls from the moment it is gone. */
     Py_CLEAR(self->keepalive);
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->taps);
+    fp_device_forget(self);
     return 0;
 }
 
@@ -60,6 +65,11 @@ static PyMethodDef kinds[] = {
     { "store", FAST_KW(fp_call_store), "store(addr, value)." },
     { "space_translate", FAST_KW(fp_call_space_translate),
       "translate(addr, length=1, is_write=False): (region, offset, length)." },
+    { "rw", FAST_KW(fp_call_rw), "rw(addr, buffer, is_write, attrs=None) -> MemTxResult." },
+    { "load_attrs", FAST_KW(fp_call_load_attrs),
+      "load(addr, size, big_endian=False, attrs=None) -> (value, MemTxResult)." },
+    { "store_attrs", FAST_KW(fp_call_store_attrs),
+      "store(addr, value, size, big_endian=False, attrs=None) -> MemTxResult." },
 };
 
 PyObject *fp_bind(PyObject *module, PyObject *args)
@@ -68,10 +78,10 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     unsigned long long fn, obj, read_lock = 0, read_unlock = 0, device = 0;
     unsigned width;
     int big_endian = 0;
-    PyObject *fallback, *keepalive;
+    PyObject *fallback, *keepalive, *taps = Py_None;
     (void)module;
-    if (!PyArg_ParseTuple(args, "sKKIOO|KKKp", &kind, &fn, &obj, &width, &fallback,
-                          &keepalive, &read_lock, &read_unlock, &device, &big_endian)) {
+    if (!PyArg_ParseTuple(args, "sKKIOO|KKKpO", &kind, &fn, &obj, &width, &fallback,
+                          &keepalive, &read_lock, &read_unlock, &device, &big_endian, &taps)) {
         return NULL;
     }
     PyMethodDef *def = NULL;
@@ -96,10 +106,26 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     }
     int is_access = strcmp(kind, "load") == 0 || strcmp(kind, "load64") == 0 ||
                     strcmp(kind, "store") == 0;
-    if (device && (!is_access || !read_lock || !read_unlock ||
-                   (width != 1 && width != 2 && width != 4 && width != 8))) {
+    int is_rw = strcmp(kind, "rw") == 0;
+    if (is_rw && !device) {
+        PyErr_SetString(PyExc_ValueError, "rw needs the write function (device_fn)");
+        return NULL;
+    }
+    if (device && !is_rw && (!is_access || !read_lock || !read_unlock ||
+                             (width != 1 && width != 2 && width != 4 && width != 8))) {
         PyErr_SetString(PyExc_ValueError, "a device path needs a load or store of 1, 2, 4 "
                         "or 8 bytes and the RCU lock functions");
+        return NULL;
+    }
+    int is_bulk = strcmp(kind, "read") == 0 || strcmp(kind, "write") == 0 || is_rw
+                  || strcmp(kind, "load_attrs") == 0 || strcmp(kind, "store_attrs") == 0;
+    if (taps != Py_None && (!fp_tap_is_set(taps) || !(is_access || is_bulk))) {
+        PyErr_SetString(PyExc_ValueError, "taps: a TapSet, for loads, stores, read and write");
+        return NULL;
+    }
+    if (taps != Py_None && !is_bulk && (!device || !read_lock || !read_unlock)) {
+        /* A tapped RAM load or store looks its section up for the event. */
+        PyErr_SetString(PyExc_ValueError, "a tapped load or store needs the device path");
         return NULL;
     }
     int needs_fallback = (strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0 &&
@@ -123,6 +149,12 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     b->fallback = fallback;
     Py_INCREF(keepalive);
     b->keepalive = keepalive;
+    b->taps = taps != Py_None ? (TapSet *)Py_NewRef(taps) : NULL;
+    b->dev_region = UINT32_MAX;
+    b->dev_read = b->dev_write = NULL;
+    b->dev_sizes = 0;
+    b->dev_unaligned = b->dev_big = b->dev_hint = 0;
+    b->dev_generation = 0;
     PyObject_GC_Track(b);
     PyObject *f = PyCFunction_New(def, (PyObject *)b);
     Py_DECREF(b);

@@ -3,11 +3,67 @@
  * section is a device taking the access in one callback is handed to that
  * callback from C, with no Python frames in between.  Everything the device
  * path does not take goes back to the builtin's Python fallback.
+ *
+ * What it costs over calling the callback directly: the builtin's call, the
+ * failed RAM access and the section lookup (two RCU read sections), the
+ * offset as a new int, and the answer's; the region's callbacks are cached in
+ * the builtin (remember_device), not looked up as attributes per access.
  */
 #include "fastpath.h"
 
 /* Attribute names the device path reads, interned once. */
-static PyObject *str_ops, *str_direct, *str_recorder;
+static PyObject *str_ops, *str_direct;
+
+/* Bumped whenever a region is given other ops (pymem.region.set_ops calls
+ * ops_changed): every builtin's cached callbacks are then looked up again. */
+static uint64_t ops_generation;
+
+PyObject *fp_ops_changed(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    ops_generation++;
+    Py_RETURN_NONE;
+}
+
+void fp_device_forget(Bound *self)
+{
+    self->dev_region = UINT32_MAX;
+    Py_CLEAR(self->dev_read);
+    Py_CLEAR(self->dev_write);
+}
+
+/*
+ * Remember `region`'s direct callbacks (MemoryRegionOps.direct: read, write,
+ * the sizes one callback answers, unaligned, big-endian) in the builtin, by
+ * region id: ids are never reused, and ops change only through set_ops,
+ * which bumps ops_generation.  A region without direct callbacks is
+ * remembered too (no sizes), so its accesses go to the fallback at once.
+ */
+static void remember_device(Bound *self, PyObject *region, uint32_t id)
+{
+    fp_device_forget(self);
+    self->dev_sizes = 0;
+    PyObject *ops = PyObject_GetAttr(region, str_ops);
+    PyObject *direct = ops && ops != Py_None ? PyObject_GetAttr(ops, str_direct) : NULL;
+    Py_XDECREF(ops);
+    PyErr_Clear();
+    if (direct && PyTuple_Check(direct) && PyTuple_GET_SIZE(direct) == 5) {
+        unsigned long sizes = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(direct, 2));
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+        } else {
+            self->dev_read = Py_NewRef(PyTuple_GET_ITEM(direct, 0));
+            self->dev_write = Py_NewRef(PyTuple_GET_ITEM(direct, 1));
+            self->dev_sizes = (unsigned)sizes;
+            self->dev_unaligned = PyTuple_GET_ITEM(direct, 3) == Py_True;
+            self->dev_big = PyTuple_GET_ITEM(direct, 4) == Py_True;
+        }
+    }
+    Py_XDECREF(direct);
+    self->dev_region = id;
+    self->dev_generation = ops_generation;
+}
 
 /*
  * The device path of a fixed-width load or store that is not plain memory:
@@ -16,26 +72,18 @@ static PyObject *str_ops, *str_direct, *str_recorder;
  * both valid and implemented, aligned unless the device takes unaligned
  * accesses), call it from here, as the Python slow path would, without the
  * Python frames in between.  Anything else (IOMMUs, RAM behind a read-only
- * alias, accesses to split, unassigned space, an address space being
- * recorded) is left to the fallback.  Returns the ops' `direct` tuple (a new
- * reference) and the offset in the region, or NULL, with no error set, to
- * mean "take the fallback".
+ * alias, accesses to split, unassigned space) is left to the fallback.
+ * Returns the region (a new reference) and its offset, the builtin's cache
+ * holding the callbacks, or NULL, with no error set, to mean "take the
+ * fallback".
  */
 static PyObject *direct_device(Bound *self, uint64_t addr, uint32_t refused_flags,
                                uint64_t *offset)
 {
+    /* Set again below when this access is a direct device's. */
+    self->dev_hint = 0;
     if (addr + (self->width - 1) < addr) {
         return NULL;   /* runs past 2^64: the slow path refuses it */
-    }
-    PyObject *recorder = PyObject_GetAttr(self->keepalive, str_recorder);
-    if (!recorder) {
-        PyErr_Clear();
-        return NULL;
-    }
-    int recording = recorder != Py_None;
-    Py_DECREF(recorder);
-    if (recording) {
-        return NULL;
     }
     pm_access acc;
     /* As in call_section: the region must be ours before the view can go. */
@@ -48,29 +96,33 @@ static PyObject *direct_device(Bound *self, uint64_t addr, uint32_t refused_flag
     }
     Py_INCREF(region);
     self->read_unlock();
-    PyObject *ops = PyObject_GetAttr(region, str_ops);
-    Py_DECREF(region);
-    PyObject *direct = ops && ops != Py_None ? PyObject_GetAttr(ops, str_direct) : NULL;
-    Py_XDECREF(ops);
-    if (!direct) {
-        PyErr_Clear();
-        return NULL;
+    if (acc.region != self->dev_region || self->dev_generation != ops_generation) {
+        remember_device(self, region, acc.region);
     }
-    /* (read, write, mask of direct sizes, unaligned, big-endian device) */
-    if (!PyTuple_Check(direct) || PyTuple_GET_SIZE(direct) != 5) {
-        Py_DECREF(direct);
-        return NULL;
-    }
-    unsigned long sizes = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(direct, 2));
-    int unaligned = PyTuple_GET_ITEM(direct, 3) == Py_True;
-    if (PyErr_Occurred() || !(sizes & self->width)
-        || (!unaligned && (acc.offset & (self->width - 1)))) {
-        PyErr_Clear();
-        Py_DECREF(direct);
+    if (!(self->dev_sizes & self->width)
+        || (!self->dev_unaligned && (acc.offset & (self->width - 1)))) {
+        Py_DECREF(region);
         return NULL;
     }
     *offset = acc.offset;
-    return direct;
+    self->dev_hint = 1;
+    return region;
+}
+
+/* Tell the taps of a device access done here: `value` in the device's byte
+ * order, as the Python path tells them.  -1 with a tap's error set. */
+static int tap_device(Bound *self, uint64_t addr, PyObject *region, uint64_t offset,
+                      uint64_t value, int is_write, int device_big)
+{
+    if (!self->taps || !self->taps->n) {
+        return 0;
+    }
+    fp_piece p = {
+        .addr = addr, .offset = offset, .value = value, .size = self->width,
+        .is_write = is_write, .has_value = 1, .big_endian = device_big, .mmio = 1,
+        .region = region,
+    };
+    return fp_tap_emit(self->taps, &p);
 }
 
 static uint64_t swap_bytes(uint64_t v, unsigned width)
@@ -113,21 +165,23 @@ int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
     if (!self->device) {
         return 0;
     }
-    PyObject *direct = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_ROMD
+    PyObject *region = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_ROMD
                                      | PM_SECTION_IOMMU, &offset);
-    if (!direct) {
+    if (!region) {
         return 0;
     }
     *result = NULL;
+    /* Ours for the call: a nested access may refill the cache. */
+    PyObject *read = Py_NewRef(self->dev_read);
+    int device_big = self->dev_big;
     PyObject *args[2] = { PyLong_FromUnsignedLongLong(offset),
                           PyLong_FromUnsignedLong(self->width) };
-    PyObject *got = args[0] && args[1]
-                    ? PyObject_Vectorcall(PyTuple_GET_ITEM(direct, 0), args, 2, NULL) : NULL;
+    PyObject *got = args[0] && args[1] ? PyObject_Vectorcall(read, args, 2, NULL) : NULL;
     Py_XDECREF(args[0]);
     Py_XDECREF(args[1]);
-    int device_big = PyTuple_GET_ITEM(direct, 4) == Py_True;
-    Py_DECREF(direct);
+    Py_DECREF(read);
     if (!got) {
+        Py_DECREF(region);
         return 1;
     }
     uint64_t mask = self->width == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * self->width)) - 1;
@@ -140,6 +194,7 @@ int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
             PyErr_Clear();
             answer_error(self, addr, got);
             Py_DECREF(got);
+            Py_DECREF(region);
             return 1;
         }
         Py_DECREF(got);
@@ -147,9 +202,11 @@ int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
     }
     uint64_t v = PyLong_AsUnsignedLongLongMask(got) & mask;
     Py_DECREF(got);
-    if (PyErr_Occurred()) {
+    if (PyErr_Occurred() || tap_device(self, addr, region, offset, v, 0, device_big) < 0) {
+        Py_DECREF(region);
         return 1;
     }
+    Py_DECREF(region);
     if (device_big != self->big_endian) {
         v = swap_bytes(v, self->width);
     }
@@ -165,37 +222,39 @@ int fp_device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **resul
     }
     /* RAM and IOMMU sections are the fallback's; a ROM device takes writes
      * through its ops in either mode. */
-    PyObject *direct = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_IOMMU, &offset);
-    if (!direct) {
+    PyObject *region = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_IOMMU, &offset);
+    if (!region) {
         return 0;
     }
     *result = NULL;
-    if ((PyTuple_GET_ITEM(direct, 4) == Py_True) != self->big_endian) {
+    int device_big = self->dev_big;
+    if (device_big != self->big_endian) {
         value = swap_bytes(value, self->width);
     }
+    PyObject *write = Py_NewRef(self->dev_write);
     PyObject *args[3] = { PyLong_FromUnsignedLongLong(offset),
                           PyLong_FromUnsignedLongLong(value),
                           PyLong_FromUnsignedLong(self->width) };
     PyObject *got = args[0] && args[1] && args[2]
-                    ? PyObject_Vectorcall(PyTuple_GET_ITEM(direct, 1), args, 3, NULL) : NULL;
+                    ? PyObject_Vectorcall(write, args, 3, NULL) : NULL;
     for (int i = 0; i < 3; i++) {
         Py_XDECREF(args[i]);
     }
-    Py_DECREF(direct);
+    Py_DECREF(write);
     if (got) {
         /* The callback's answer is ignored, as QEMU ignores a plain write's. */
         Py_DECREF(got);
-        Py_INCREF(Py_None);
-        *result = Py_None;
+        if (tap_device(self, addr, region, offset, value, 1, device_big) == 0) {
+            *result = Py_NewRef(Py_None);
+        }
     }
+    Py_DECREF(region);
     return 1;
 }
-
 
 int fp_device_init(void)
 {
     str_ops = PyUnicode_InternFromString("ops");
     str_direct = PyUnicode_InternFromString("direct");
-    str_recorder = PyUnicode_InternFromString("recorder");
-    return str_ops && str_direct && str_recorder ? 0 : -1;
+    return str_ops && str_direct ? 0 : -1;
 }

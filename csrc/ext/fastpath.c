@@ -55,7 +55,12 @@ static PyMethodDef module_methods[] = {
       "call_owned(gc, fn, args, outs) -> (answer, owned...): call and own in one C call" },
     { "bind", fp_bind, METH_VARARGS,
       "bind(kind, fn_address, obj_address, width, fallback, keepalive[, read_lock, "
-      "read_unlock, device_fn, big_endian]) -> builtin" },
+      "read_unlock, device_fn, big_endian, taps]) -> builtin" },
+    { "set_memtx", fp_set_memtx, METH_VARARGS,
+      "set_memtx(ok, ldub, ..., stq_be): MemTxResult.OK and the core's fixed-width "
+      "functions, for rw/load/store (see memtx.c)" },
+    { "ops_changed", fp_ops_changed, METH_NOARGS,
+      "ops_changed(): a region was given other ops (the builtins forget their cached callbacks)" },
     { "range_users", range_users, METH_VARARGS,
       "range_users(ranges_address, n) -> list of the ranges' user objects" },
     { NULL, NULL, 0, NULL },
@@ -73,7 +78,7 @@ PyMODINIT_FUNC PyInit__fastpath(void)
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
-    if (m && (fp_lookup_init(m) < 0 || fp_guards_init(m) < 0)) {
+    if (m && (fp_lookup_init(m) < 0 || fp_guards_init(m) < 0 || fp_taps_init(m) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

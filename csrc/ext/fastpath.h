@@ -14,6 +14,9 @@
  *               and the rw_* slow-path steps;
  *   device.c    the MMIO path: a load or store handed to a Python device's
  *               callback straight from C;
+ *   taps.c      access taps: the TapSet of an address space, its events;
+ *   memtx.c     QEMU's calls answering a MemTxResult: rw, load, store with
+ *               attributes;
  *   guards.c    C context managers: ReadSection, Setting, Transaction;
  *   atomic.c    atomic() and call_owned(): several changes in one C call.
  * Functions one file calls in another are hidden from other shared objects
@@ -45,6 +48,37 @@ typedef void (*rcu_fn)(void);
 
 #define LOAD_MISS UINT64_MAX  /* no load of 32 bits or fewer can return it */
 
+/* Access kinds a tap filters on: the region's kind, or unassigned space. */
+enum {
+    FP_KIND_RAM, FP_KIND_ROM, FP_KIND_RAM_DEVICE, FP_KIND_ROM_DEVICE, FP_KIND_IO,
+    FP_KIND_IOMMU, FP_KIND_UNASSIGNED, FP_KIND_COUNT
+};
+#define FP_KIND_BIT(k) (1u << (k))
+
+/* The taps of one address space (taps.c).  The builtins read `n` and
+ * `memory_taps` after every access: while both are zero, taps cost nothing
+ * more than that read. */
+typedef struct TapSet {
+    PyObject_HEAD
+    PyObject *space;          /* the AddressSpace: events name it */
+    PyObject *taps;           /* tuple of Tap, replaced on every change */
+    Py_ssize_t n;             /* len(taps) */
+    Py_ssize_t memory_taps;   /* taps that may want plain memory pieces */
+    PyObject *cached_region;  /* region_kind's last answer */
+    int cached_kind;
+    PyObject *spare;          /* an event no tap kept, for the next piece */
+} TapSet;
+
+/* One piece of an access, as the taps are told of it. */
+typedef struct {
+    uint64_t addr, offset, value;
+    uint32_t size;
+    int is_write, has_value, big_endian, mmio, result;
+    PyObject *region;         /* borrowed; Py_None: unassigned */
+    PyObject *attrs;          /* borrowed; NULL or Py_None: unspecified */
+    PyObject *data;           /* borrowed bytes, or NULL: made from value */
+} fp_piece;
+
 typedef struct {
     PyObject_HEAD
     void *fn;
@@ -55,6 +89,14 @@ typedef struct {
     int big_endian;          /* loads and stores: the access's byte order */
     PyObject *fallback;      /* called as the slow path; may be None */
     PyObject *keepalive;     /* owns the C object `obj` points to */
+    TapSet *taps;            /* access builtins: the space's taps, or NULL */
+    /* device.c's cache: the last device region's direct callbacks */
+    uint32_t dev_region;     /* its id; UINT32_MAX: none */
+    unsigned dev_sizes;      /* access sizes one callback answers (bit mask) */
+    int dev_unaligned, dev_big;
+    int dev_hint;            /* the last access took the device path */
+    uint64_t dev_generation; /* ops_generation when remembered */
+    PyObject *dev_read, *dev_write;
 } Bound;
 
 /* A Bound cleared by the garbage collector (its cycle was unreachable) can
@@ -144,11 +186,27 @@ FP_INTERNAL PyObject *fp_call_write(PyObject *self_, PyObject *const *args, Py_s
 FP_INTERNAL PyObject *fp_call_rw_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
 FP_INTERNAL PyObject *fp_call_rw_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
 
+/* memtx.c */
+FP_INTERNAL PyObject *fp_set_memtx(PyObject *module, PyObject *args);
+FP_INTERNAL PyObject *fp_call_rw(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_load_attrs(PyObject *self_, PyObject *const *args,
+                                         Py_ssize_t nargs, PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_store_attrs(PyObject *self_, PyObject *const *args,
+                                          Py_ssize_t nargs, PyObject *kwnames);
+
 /* device.c: 1 when handled (*result the answer, or NULL with an error set),
  * 0 to take the fallback. */
 FP_INTERNAL int fp_device_load(Bound *self, uint64_t addr, PyObject **result);
 FP_INTERNAL int fp_device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **result);
 FP_INTERNAL int fp_device_init(void);
+FP_INTERNAL void fp_device_forget(Bound *self);
+FP_INTERNAL PyObject *fp_ops_changed(PyObject *module, PyObject *unused);
+
+/* taps.c: tell the taps of a piece; -1 with a tap's error set. */
+FP_INTERNAL int fp_tap_emit(TapSet *taps, const fp_piece *piece);
+FP_INTERNAL int fp_tap_is_set(PyObject *obj);
+FP_INTERNAL int fp_taps_init(PyObject *module);
 
 /* guards.c */
 FP_INTERNAL PyObject *fp_set_rcu(PyObject *module, PyObject *args);

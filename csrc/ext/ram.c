@@ -7,6 +7,40 @@
  */
 #include "fastpath.h"
 
+/* While a tap may want plain memory: the taps' flag, read after the access. */
+#define MEMORY_TAPPED(self) ((self)->taps && (self)->taps->memory_taps)
+
+/*
+ * Tell the taps of a plain-memory load or store the builtin just did, and
+ * answer `answer` (stolen).  The event's region and offset are those of the
+ * section under addr when the taps are told: a commit between the access and
+ * this lookup (another thread's) names the new view's section.
+ */
+static PyObject *tap_memory(Bound *self, uint64_t addr, uint64_t value, int is_write,
+                            PyObject *answer)
+{
+    pm_access acc;
+    if (!answer) {
+        return NULL;
+    }
+    self->read_lock();
+    self->device(self->obj, addr, self->width, &acc);
+    PyObject *region = Py_NewRef(acc.user ? (PyObject *)acc.user : Py_None);
+    self->read_unlock();
+    fp_piece p = {
+        .addr = addr, .offset = acc.offset, .value = value, .size = self->width,
+        .is_write = is_write, .has_value = 1, .big_endian = self->big_endian,
+        .region = region,
+    };
+    int rc = fp_tap_emit(self->taps, &p);
+    Py_DECREF(region);
+    if (rc < 0) {
+        Py_DECREF(answer);
+        return NULL;
+    }
+    return answer;
+}
+
 PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames)
 {
@@ -15,12 +49,21 @@ PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
     uint64_t addr;
     SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
     PyObject *arg = args[0];
+    PyObject *result;
+    /* Where the last access was a device, this one likely is too: the
+     * device path first saves the failed RAM access (device.c). */
+    int tried = self->dev_hint;
+    if (tried && fp_device_load(self, addr, &result)) {
+        return result;
+    }
     uint64_t v = ((load_fn)self->fn)(self->obj, addr);
     if (v != LOAD_MISS) {
+        if (MEMORY_TAPPED(self)) {
+            return tap_memory(self, addr, v, 0, PyLong_FromUnsignedLongLong(v));
+        }
         return PyLong_FromUnsignedLongLong(v);
     }
-    PyObject *result;
-    if (fp_device_load(self, addr, &result)) {
+    if (!tried && fp_device_load(self, addr, &result)) {
         return result;
     }
     return PyObject_CallOneArg(self->fallback, arg);
@@ -34,11 +77,18 @@ PyObject *fp_call_load64(PyObject *self_, PyObject *const *args, Py_ssize_t narg
     uint64_t addr, v;
     SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
     PyObject *arg = args[0];
+    PyObject *result;
+    int tried = self->dev_hint;
+    if (tried && fp_device_load(self, addr, &result)) {
+        return result;
+    }
     if (((load64_fn)self->fn)(self->obj, addr, &v) == 0) {
+        if (MEMORY_TAPPED(self)) {
+            return tap_memory(self, addr, v, 0, PyLong_FromUnsignedLongLong(v));
+        }
         return PyLong_FromUnsignedLongLong(v);
     }
-    PyObject *result;
-    if (fp_device_load(self, addr, &result)) {
+    if (!tried && fp_device_load(self, addr, &result)) {
         return result;
     }
     return PyObject_CallOneArg(self->fallback, arg);
@@ -60,11 +110,18 @@ PyObject *fp_call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs
     }
     SLOW_UNLESS(self->width == 8 || (v >> (8 * self->width)) == 0);
     value = v;
+    PyObject *result;
+    int tried = self->dev_hint;
+    if (tried && fp_device_store(self, addr, value, &result)) {
+        return result;
+    }
     if (((store_fn)self->fn)(self->obj, addr, value) == 0) {
+        if (MEMORY_TAPPED(self)) {
+            return tap_memory(self, addr, value, 1, Py_NewRef(Py_None));
+        }
         Py_RETURN_NONE;
     }
-    PyObject *result;
-    if (fp_device_store(self, addr, value, &result)) {
+    if (!tried && fp_device_store(self, addr, value, &result)) {
         return result;
     }
     return PyObject_Vectorcall(self->fallback, args, 2, NULL);
@@ -81,6 +138,8 @@ PyObject *fp_call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
     SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0
                 && as_address(args[1], &len) == 0);
     SLOW_UNLESS(in_space(addr, len) && len <= (uint64_t)PY_SSIZE_T_MAX);
+    /* Tapped: the Python path hands out each piece. */
+    SLOW_UNLESS(!MEMORY_TAPPED(self));
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
     if (!out) {
         if (!PyErr_ExceptionMatches(PyExc_MemoryError)) {
@@ -118,7 +177,7 @@ PyObject *fp_call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs
     Py_buffer view;
     /* Keywords (attrs=...), buffers other than bytes: AccessMixin.write. */
     SLOW_UNLESS(nargs == 2 && !kwnames && PyBytes_CheckExact(args[1])
-                && as_address(args[0], &addr) == 0);
+                && as_address(args[0], &addr) == 0 && !MEMORY_TAPPED(self));
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }

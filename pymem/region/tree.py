@@ -656,8 +656,10 @@ def _set(mr: MemoryRegion, field: str, value: Any) -> None:
 
 def set_ops(mr: MemoryRegion, ops: MemoryRegionOps) -> None:
     """Give a device region other ops (trace replay's stubs, and putting the
-    real ones back): callers read `ops` at every access, C included."""
+    real ones back): callers read `ops` at every access; the C device path
+    caches each region's callbacks, so it is told to look again."""
     mr._ops = _check_ops(mr.name, ops)
+    _fastpath.ops_changed()
 
 
 def _check_ops(name: str, ops: Any) -> MemoryRegionOps:

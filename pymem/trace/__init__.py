@@ -19,8 +19,7 @@ One concept per module:
     format.py        events, view digests, one line per event (encode/decode)
     writer.py        TraceWriter, write_trace: whole lines, batched
     reader.py        parse_trace, load_trace (a pymem trace or a QEMU log)
-    recorder.py      Recorder, record: device accesses and commits of spaces
-    ram_wrappers.py  recording plain RAM/ROM: wrappers on a space's accessors
+    recorder.py      Recorder, record: an access tap on each space, and commits
     replay.py        Replayer, replay: a trace against a machine, divergences
     report.py        format_report: a replay report as text
     diff.py          diff_traces, format_diff: two runs' MMIO sequences

@@ -1,8 +1,8 @@
 """Recording the accesses of address spaces into a trace.
 
-The access path tells a space's recorder of every device access (`mmio`);
-RAM and ROM are recorded, when asked, by the wrappers of ram_wrappers.py.
-A commit listener writes a commit event after every topology commit.
+A recorder is one access tap (pymem/taps.py) on each recorded space: device
+accesses always, plain RAM and ROM pieces too unless `mmio_only`.  A commit
+listener writes a commit event after every topology commit.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from ..listener import MemoryListener
 from ..memtx import MemTxAttrs
 from ..region import MemoryRegion
 from .format import READ, WRITE, Commit, PathLike, _attrs_json, view_digests
-from .ram_wrappers import _install_ram_wrappers, _remove_ram_wrappers
 from .writer import TraceWriter
 
 if TYPE_CHECKING:
@@ -37,10 +36,9 @@ class _CommitListener(MemoryListener):
 class Recorder:
     """Records the accesses of address spaces into a TraceWriter.
 
-    Device accesses reach `mmio` through the access path's hook, so plain
-    memory costs nothing extra; with `mmio_only` False, the space's `rw`,
-    `load`, `store` and fixed-width loads and stores are replaced on the
-    instance, while recording, by wrappers that also record RAM and ROM.
+    Each recorded space gets a tap: with `mmio_only` (the default) it sees
+    only device accesses and unassigned space, so plain memory keeps its
+    one-C-call path; otherwise RAM and ROM pieces are recorded too.
     A commit event (the digests of every view) opens the trace and follows
     every commit.  Accesses through an IOMMU are recorded in the target
     space, when that space is recorded; `map`/`unmap` DMA is not recorded.
@@ -57,7 +55,7 @@ class Recorder:
         self._seq = 0
         self._listener: Optional[_CommitListener] = None
         self._pieces: Dict[Tuple[str, bool, Optional[int]], Tuple[str, str]] = {}
-        self._hidden: Dict[int, Dict[str, Any]] = {}
+        self._taps: List[Any] = []
 
     def start(self) -> None:
         """Attach to the spaces; writes the opening commit event."""
@@ -75,8 +73,7 @@ class Recorder:
         self.spaces[0].register_listener(listener)
         for asp in self.spaces:
             asp._recorder = self
-            if not self.mmio_only:
-                self._hidden[id(asp)] = _install_ram_wrappers(asp, self)
+            self._taps.append(asp.add_tap(self._on_access, mmio_only=self.mmio_only))
 
     def stop(self) -> None:
         """Detach from the spaces and close the trace (writing its end line).
@@ -88,8 +85,9 @@ class Recorder:
             for asp in self.spaces:
                 if asp._recorder is self:
                     asp._recorder = None
-                if id(asp) in self._hidden:
-                    _remove_ram_wrappers(asp, self._hidden.pop(id(asp)))
+            for tap in self._taps:
+                tap.remove()
+            self._taps = []
             if self._listener is not None:
                 listener, self._listener = self._listener, None
                 # Detach first: unregistering ends in a commit() of its own.
@@ -106,10 +104,19 @@ class Recorder:
         self.writer.event(Commit(self._seq, view_digests(self.system)))
         self._seq += 1
 
+    def _on_access(self, event: Any) -> None:
+        """The tap: one piece of an access (pymem.taps.AccessEvent)."""
+        if event.mmio:
+            self.mmio(event.space, event.addr, event.region, event.offset, event.size,
+                      event.value, event.is_write, event.attrs, event.result)
+        else:
+            self.memory(event.space, event.addr, event.region, event.offset, event.data,
+                        event.is_write, event.attrs)
+
     def mmio(self, space: Any, addr: int, region: Optional[MemoryRegion], offset: int,
              size: int, value: int, is_write: bool, attrs: Optional[MemTxAttrs],
              result: int) -> None:
-        """One device access (the access path's hook): the hot path of
+        """One device access (or unassigned piece): the hot path of
         recording, so the line is built from cached pieces."""
         key = (space.name, is_write, region.id if region is not None else None)
         pieces = self._pieces.get(key)
@@ -138,7 +145,7 @@ class Recorder:
     def memory(self, space: Any, addr: int, region: MemoryRegion, offset: int,
                data: Union[bytes, memoryview], is_write: bool,
                attrs: Optional[MemTxAttrs]) -> None:
-        """One plain RAM or ROM piece (the RAM wrappers)."""
+        """One plain RAM or ROM piece."""
         self.writer.access(space.name, WRITE if is_write else READ, addr, len(data), None,
                            bytes(data), attrs, 0, region.name, offset)
 

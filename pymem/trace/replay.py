@@ -16,11 +16,19 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 from ..errors import PymemError
 from ..region import MemoryRegion
 from .format import READ, WRITE, Access, Commit, PathLike, Trace, flatview_digest
-from .ram_wrappers import _translate
 from .reader import load_trace
 
 if TYPE_CHECKING:
     from ..address_space import AddressSpace, MemorySystem
+
+
+def _translate(asp: Any, addr: int, size: int) -> Tuple[Any, Optional[MemoryRegion]]:
+    """The access path's view of `addr`: a SectionAt (offset in region, bytes
+    left in the section, section flags) and its region."""
+    from ..access import translate_section
+
+    t = translate_section(asp, addr, size)
+    return t, t.region
 
 
 @dataclass
@@ -64,15 +72,15 @@ class ReplayReport:
 
 
 class _Observer:
-    """Takes the recorder's place on the access path during a replay: keeps
-    the device accesses the replayed access caused."""
+    """A device-access tap on every space during a replay: keeps the device
+    accesses the replayed access caused."""
 
     def __init__(self) -> None:
         self.seen: List[Tuple[Any, Optional[MemoryRegion], int, int, int, int]] = []
 
-    def mmio(self, space: Any, addr: int, region: Optional[MemoryRegion], offset: int,
-             size: int, value: int, is_write: bool, attrs: Any, result: int) -> None:
-        self.seen.append((space, region, offset, size, value, int(result)))
+    def __call__(self, event: Any) -> None:
+        self.seen.append((event.space, event.region, event.offset, event.size, event.value,
+                          event.result))
 
 
 class _Stub:
@@ -157,6 +165,7 @@ class Replayer:
         # set-up half way (a predicate that raises, Ctrl-C).
         saved: List[Tuple[MemoryRegion, Any]] = []
         spaces: List[Any] = []
+        taps: List[Any] = []
         try:
             for asp in self.system.address_spaces:
                 if asp._recorder is not None:
@@ -179,8 +188,11 @@ class Replayer:
             for asp in self.system.address_spaces:
                 spaces.append(asp)
                 asp._recorder = self._observer
+                taps.append(asp.add_tap(self._observer, mmio_only=True))
             yield
         finally:
+            for tap in taps:
+                tap.remove()
             for asp in spaces:
                 asp._recorder = None
             for mr, ops in reversed(saved):

@@ -1,0 +1,207 @@
+/*
+ * memtx.c - QEMU's access calls that answer a MemTxResult, as builtins:
+ * `rw(addr, buffer, is_write, attrs=None)` (address_space_rw) and
+ * `load(addr, size, big_endian=False, attrs=None)` / `store(addr, value,
+ * size, big_endian=False, attrs=None)` (QEMU's address_space_ld and st calls with
+ * attributes).
+ *
+ * Why: in Python each of these validated its arguments, resolved the
+ * address and copied through cffi, 20-50x the fixed-width builtins for the
+ * same RAM access.  Plain memory ignores the attributes, so when the access
+ * is all plain memory (one section for load and store, as QEMU's loads and stores
+ * want) it is done here in one C call and answers MemTxResult.OK; anything
+ * else (a device, unassigned space, a bad argument, a tap wanting plain
+ * memory) goes to the Python method, which starts the access over.
+ */
+#include "fastpath.h"
+
+static load_fn fixed_loads[9][2];      /* [size][big], sizes 1, 2, 4 */
+static load64_fn fixed_load64[2];      /* [big] */
+static store_fn fixed_stores[9][2];    /* [size][big], sizes 1, 2, 4, 8 */
+static PyObject *ok_result;            /* MemTxResult.OK */
+
+/* set_memtx(ok, ldub, lduw_le, lduw_be, ldl_le, ldl_be, ldq_le, ldq_be,
+ *           stb, stw_le, stw_be, stl_le, stl_be, stq_le, stq_be): the
+ * core's fixed-width functions (addresses) and the answer for plain memory. */
+PyObject *fp_set_memtx(PyObject *module, PyObject *args)
+{
+    PyObject *ok;
+    unsigned long long f[14];
+    (void)module;
+    if (!PyArg_ParseTuple(args, "OKKKKKKKKKKKKKK:set_memtx", &ok, &f[0], &f[1], &f[2], &f[3],
+                          &f[4], &f[5], &f[6], &f[7], &f[8], &f[9], &f[10], &f[11], &f[12],
+                          &f[13])) {
+        return NULL;
+    }
+    for (int i = 0; i < 14; i++) {
+        if (!f[i]) {
+            PyErr_SetString(PyExc_ValueError, "set_memtx: NULL function");
+            return NULL;
+        }
+    }
+    fixed_loads[1][0] = fixed_loads[1][1] = (load_fn)(uintptr_t)f[0];
+    fixed_loads[2][0] = (load_fn)(uintptr_t)f[1];
+    fixed_loads[2][1] = (load_fn)(uintptr_t)f[2];
+    fixed_loads[4][0] = (load_fn)(uintptr_t)f[3];
+    fixed_loads[4][1] = (load_fn)(uintptr_t)f[4];
+    fixed_load64[0] = (load64_fn)(uintptr_t)f[5];
+    fixed_load64[1] = (load64_fn)(uintptr_t)f[6];
+    fixed_stores[1][0] = fixed_stores[1][1] = (store_fn)(uintptr_t)f[7];
+    fixed_stores[2][0] = (store_fn)(uintptr_t)f[8];
+    fixed_stores[2][1] = (store_fn)(uintptr_t)f[9];
+    fixed_stores[4][0] = (store_fn)(uintptr_t)f[10];
+    fixed_stores[4][1] = (store_fn)(uintptr_t)f[11];
+    fixed_stores[8][0] = (store_fn)(uintptr_t)f[12];
+    fixed_stores[8][1] = (store_fn)(uintptr_t)f[13];
+    Py_XSETREF(ok_result, Py_NewRef(ok));
+    Py_RETURN_NONE;
+}
+
+#define FALLBACK() PyObject_Vectorcall(self->fallback, args, nargs, kwnames)
+
+/* Arguments by name as the Python method takes them; NULL where absent.
+ * 0 when they parse (else the fallback gives the error). */
+static int memtx_args(const char *fname, const char *const *names, Py_ssize_t nmin,
+                      Py_ssize_t nmax, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, PyObject **out)
+{
+    if (!kwnames && nargs >= nmin && nargs <= nmax) {
+        for (Py_ssize_t i = 0; i < nmax; i++) {
+            out[i] = i < nargs ? args[i] : NULL;
+        }
+        return 0;
+    }
+    if (fp_parse_args(fname, names, nmin, nmax, args, nargs, kwnames, out) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* big_endian as given: 0 or 1, -1 for anything but a bool (or absent/None). */
+static int byte_order(PyObject *arg)
+{
+    if (!arg || arg == Py_False || arg == Py_None) {
+        return 0;
+    }
+    return arg == Py_True ? 1 : -1;
+}
+
+/* A size of 1, 2, 4 or 8 given as an int; 0 otherwise. */
+static unsigned fixed_size(PyObject *arg)
+{
+    if (!PyLong_CheckExact(arg)) {
+        return 0;
+    }
+    long size = PyLong_AsLong(arg);
+    if (size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return size == 1 || size == 2 || size == 4 || size == 8 ? (unsigned)size : 0;
+}
+
+/* rw(addr, buffer, is_write, attrs=None) -> MemTxResult. */
+PyObject *fp_call_rw(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    static const char *const names[] = { "addr", "buffer", "is_write", "attrs" };
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    PyObject *a[4];
+    uint64_t addr;
+    if (!ok_result || memtx_args("rw", names, 3, 4, args, nargs, kwnames, a) < 0
+        || (self->taps && self->taps->memory_taps) || as_address(a[0], &addr) < 0
+        || (a[2] != Py_True && a[2] != Py_False)) {
+        return FALLBACK();
+    }
+    int is_write = a[2] == Py_True;
+    Py_buffer view;
+    if (PyObject_GetBuffer(a[1], &view, is_write ? PyBUF_SIMPLE : PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();   /* the Python method names what is wrong with it */
+        return FALLBACK();
+    }
+    uint64_t len = (uint64_t)view.len;
+    int stopped = 1;
+    if (in_space(addr, len)) {
+        rw_fn fn = (rw_fn)(is_write ? (void *)self->device : self->fn);
+        if (len >= RELEASE_GIL_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            stopped = fn(self->obj, addr, view.buf, len, NULL);
+            Py_END_ALLOW_THREADS
+        } else {
+            stopped = fn(self->obj, addr, view.buf, len, NULL);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (stopped) {
+        return FALLBACK();
+    }
+    return Py_NewRef(ok_result);
+}
+
+/* load(addr, size, big_endian=False, attrs=None) -> (value, MemTxResult). */
+PyObject *fp_call_load_attrs(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = { "addr", "size", "big_endian", "attrs" };
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    PyObject *a[4];
+    uint64_t addr, v;
+    unsigned size;
+    int big;
+    if (!ok_result || memtx_args("load", names, 2, 4, args, nargs, kwnames, a) < 0
+        || (self->taps && self->taps->memory_taps) || as_address(a[0], &addr) < 0
+        || !(size = fixed_size(a[1])) || (big = byte_order(a[2])) < 0) {
+        return FALLBACK();
+    }
+    if (size == 8) {
+        if (fixed_load64[big](self->obj, addr, &v) != 0) {
+            return FALLBACK();
+        }
+    } else if ((v = fixed_loads[size][big](self->obj, addr)) == LOAD_MISS) {
+        return FALLBACK();
+    }
+    PyObject *value = PyLong_FromUnsignedLongLong(v);
+    if (!value) {
+        return NULL;
+    }
+    PyObject *t = PyTuple_New(2);
+    if (!t) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, value);
+    PyTuple_SET_ITEM(t, 1, Py_NewRef(ok_result));
+    return t;
+}
+
+/* store(addr, value, size, big_endian=False, attrs=None) -> MemTxResult. */
+PyObject *fp_call_store_attrs(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    static const char *const names[] = { "addr", "value", "size", "big_endian", "attrs" };
+    Bound *self = (Bound *)self_;
+    CHECK_LIVE(self);
+    PyObject *a[5];
+    uint64_t addr;
+    unsigned size;
+    int big;
+    if (!ok_result || memtx_args("store", names, 3, 5, args, nargs, kwnames, a) < 0
+        || (self->taps && self->taps->memory_taps) || as_address(a[0], &addr) < 0
+        || !PyLong_Check(a[1]) || !(size = fixed_size(a[2])) || (big = byte_order(a[3])) < 0) {
+        return FALLBACK();
+    }
+    /* The value: an int (a bool too, as store() takes it) that fits. */
+    unsigned long long v = PyLong_AsUnsignedLongLong(a[1]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return FALLBACK();
+    }
+    if ((size < 8 && (v >> (8 * size)) != 0)
+        || fixed_stores[size][big](self->obj, addr, (uint64_t)v) != 0) {
+        return FALLBACK();
+    }
+    return Py_NewRef(ok_result);
+}
