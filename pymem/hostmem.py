@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 import threading
 import weakref
 from collections import deque
@@ -142,6 +143,16 @@ class _SlabAllocator:
 
 
 SLABS = _SlabAllocator()
+
+# fork() copies only the forking thread: a slab lock another thread held at
+# that moment would stay held in the child for ever, and its first RAM region
+# would hang.  Hold the lock across fork, so the slabs are never mid-change
+# there either.  Safe against deadlock: nothing waits for another lock while
+# holding this one (the finalizers that run under it only append to a queue).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: SLABS._lock.acquire(),
+                        after_in_parent=lambda: SLABS._lock.release(),
+                        after_in_child=lambda: SLABS._lock.release())
 
 
 def allocate(size: int) -> memoryview:

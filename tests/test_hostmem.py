@@ -1,11 +1,14 @@
 """Host memory of RAM and ROM regions: page-aligned, slab-carved when small,
 reachable by address (memory_region_get_ram_ptr)."""
 import ctypes
+import os
+import signal
+import threading
 import gc
 
 import pytest
 
-from pymem import MemoryRegion, MemoryRegionOps
+from pymem import MemoryRegion, MemoryRegionOps, hostmem
 from pymem.hostmem import PAGE_SIZE, SLAB_PAGES, RamPtr, _SlabAllocator
 
 
@@ -106,3 +109,33 @@ def test_memories_of_many_sizes_leave_no_type_behind_for_each_size():
         block = slabs.allocate(size)
         assert len(block) == size and block.nbytes == size
     assert array_types() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_while_another_thread_allocates_leaves_the_child_able_to_allocate() -> None:
+    # The child of a fork made while another thread held the slab lock (in
+    # the middle of creating a RAM region) hung on its own first RAM region.
+    held, release = threading.Event(), threading.Event()
+
+    def allocating() -> None:
+        with hostmem.SLABS._lock:      # where MemoryRegion.ram holds it
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=allocating)
+    thread.start()
+    held.wait(5)
+    threading.Timer(0.2, release.set).start()
+    pid = os.fork()                    # waits for the lock, then forks
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(5)
+            mr = MemoryRegion.ram("child", 0x1000)
+            mr.buffer[:2] = b"ok"
+            code = 0 if bytes(mr.buffer[:2]) == b"ok" else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0
