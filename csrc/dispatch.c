@@ -56,6 +56,14 @@ static pm_status nodes_reserve(pm_dispatch *d)
     return PM_OK;
 }
 
+/* An entry's bits as the node arrays hold them (skip in the low 6 bits). */
+static inline uint32_t entry_bits(entry e)
+{
+    uint32_t v;
+    memcpy(&v, &e, sizeof(v));
+    return v;
+}
+
 static pm_status node_alloc(pm_dispatch *d, int leaf_level, uint32_t *index)
 {
     if (d->nodes_nb >= d->max_nodes) {
@@ -63,9 +71,15 @@ static pm_status node_alloc(pm_dispatch *d, int leaf_level, uint32_t *index)
     }
     /* Level-0 nodes start as "every page unassigned"; others as "nothing below". */
     entry e = { .skip = leaf_level ? 0 : 1, .ptr = leaf_level ? 0 : PM_NIL };
+    uint32_t bits = entry_bits(e), fill[L2_SIZE];
     node *n = &d->nodes[d->nodes_nb];
-    for (int i = 0; i < L2_SIZE; i++) {
-        (*n)[i] = e;
+    if (bits == 0) {
+        memset(n, 0, sizeof(*n));
+    } else {
+        for (int i = 0; i < L2_SIZE; i++) {
+            fill[i] = bits;
+        }
+        memcpy(n, fill, sizeof(*n));
     }
     *index = d->nodes_nb++;
     return PM_OK;
@@ -296,23 +310,40 @@ pm_status pm_dispatch_add(pm_dispatch *d, const pm_range *range)
 
 /* ---------------------------------------------------------- compaction */
 
-static void compact(entry *lp, node *nodes)
+/*
+ * QEMU's phys_page_compact, post-order.  `level` is the level of the node
+ * lp points at.  A level-0 node holds a section in every entry (none is
+ * PM_NIL), so it never has a single child and is left as it is, unread.
+ * Entries still PM_NIL are skipped eight at a time.
+ */
+static void compact(entry *lp, node *nodes, int level)
 {
     unsigned valid_ptr = L2_SIZE;
     int valid = 0;
 
-    if (lp->ptr == PM_NIL) {
+    if (lp->ptr == PM_NIL || level == 0) {
         return;
     }
     entry *p = nodes[lp->ptr];
-    for (unsigned i = 0; i < L2_SIZE; i++) {
-        if (p[i].ptr == PM_NIL) {
+    /* The ptr field's bits, all set: PM_NIL is 2^26 - 1. */
+    const uint32_t nil = entry_bits((entry){ .skip = 0, .ptr = PM_NIL });
+    const uint64_t nil2 = ((uint64_t)nil << 32) | nil;
+    for (unsigned i = 0; i < L2_SIZE; i += 8) {
+        uint64_t w[4];
+        memcpy(w, &p[i], sizeof(w));
+        if (((w[0] & nil2) == nil2) & ((w[1] & nil2) == nil2)
+            & ((w[2] & nil2) == nil2) & ((w[3] & nil2) == nil2)) {
             continue;
         }
-        valid_ptr = i;
-        valid++;
-        if (p[i].skip) {
-            compact(&p[i], nodes);
+        for (unsigned j = i; j < i + 8; j++) {
+            if (p[j].ptr == PM_NIL) {
+                continue;
+            }
+            valid_ptr = j;
+            valid++;
+            if (p[j].skip) {
+                compact(&p[j], nodes, level - 1);
+            }
         }
     }
     if (valid != 1) {
@@ -562,7 +593,7 @@ pm_status pm_dispatch_commit(pm_dispatch *d)
         return PM_ERR_STATE;
     }
     if (d->root.skip) {
-        compact(&d->root, d->nodes);
+        compact(&d->root, d->nodes, (int)d->levels - 1);
     }
     pm_status st = build_bounds(d);
     if (st == PM_OK) {

@@ -192,11 +192,37 @@ static pm_status collect(walk *w, const pm_region *root, uint32_t max_alias_visi
     return PM_OK;
 }
 
+/* Below this many keys an insertion sort beats the radix sort's 16 KiB of
+ * counters (a small machine's view has a few dozen pieces). */
+#define SMALL_SORT 48
+
+/* Stable insertion sort of keys (and vals alongside, when given). */
+static void insertion_sort(uint64_t *keys, uint32_t *vals, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        uint64_t k = keys[i];
+        uint32_t v = vals ? vals[i] : 0;
+        size_t j = i;
+        while (j > 0 && keys[j - 1] > k) {
+            keys[j] = keys[j - 1];
+            if (vals) {
+                vals[j] = vals[j - 1];
+            }
+            j--;
+        }
+        keys[j] = k;
+        if (vals) {
+            vals[j] = v;
+        }
+    }
+}
+
 /* Stable LSD radix sort of keys (and vals alongside, when given), a byte at
  * a time, skipping the bytes every key shares. */
 static int radix_sort(uint64_t *keys, uint32_t *vals, size_t n)
 {
-    if (n < 2) {
+    if (n < SMALL_SORT) {
+        insertion_sort(keys, vals, n);
         return 1;
     }
     size_t counts[8][256];
