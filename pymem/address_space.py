@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, Optional, Tup
 from . import dirty
 from ._bindings import _fastpath, ffi, lib
 from .access import AccessMixin
-from .dispatch import check_page_bits
+from .dispatch import Dispatch, check_page_bits
 from .errors import (ArgumentTypeError, EditDuringCommitError, ReadOnlyAttributeError,
                      TopologyError, Uncopyable, ViewLifetimeError, check)
 from .flatview import FlatView, get_flatview_root
@@ -95,6 +95,8 @@ class MemorySystem(Uncopyable):
         self._views: Dict[Optional[int], FlatView] = {}
         # QEMU renders the empty view once and keeps it forever; every
         # address space whose root renders nothing shares it.
+        # Made once: every view's dispatch is freed by it.
+        self._destructor = Dispatch.destructor(self._stats)
         self._empty_view = FlatView(None, page_bits, self._reclaim, self._stats)
         self._views[None] = self._empty_view
         self._empty_view.ref()
@@ -246,7 +248,7 @@ class MemorySystem(Uncopyable):
             return self._empty_view
         last = self._views.get(root.id)
         return FlatView(root, self.page_bits, self._reclaim, self._stats,
-                        last.range_count if last is not None else 0)
+                        len(last._regions) if last is not None else 0, self._destructor)
 
     def _retire(self) -> None:
         """Hand the views whose last reference went to call_rcu.  Restartable:
@@ -278,28 +280,50 @@ class MemorySystem(Uncopyable):
         self._retire()
         keys: List[Optional[int]] = []
         views: Dict[Optional[int], FlatView] = {}
+        spaces = self._spaces
+        generate = self._generate
         try:
-            for asp in self._spaces:
+            for asp in spaces:
                 phys = get_flatview_root(asp.root)
                 key = phys.id if phys is not None else None
                 keys.append(key)
                 if key not in views:
-                    views[key] = self._generate(phys)
+                    views[key] = generate(phys)
         except BaseException:
             for view in views.values():
                 if view is not self._empty_view:
                     view._release()
             raise
         # flatviews_reset: the registry drops its references to the old views
-        # (address spaces still hold theirs) and takes the new ones, in one C
-        # call (new views start with the registry's reference).
+        # (address spaces still hold theirs) and takes the new ones (new
+        # views start with the registry's reference).
+        empty = self._empty_view
         if None not in views:
-            views[None] = self._empty_view
-        changes: Dict[int, Tuple[FlatView, int]] = {
-            id(self._empty_view): (self._empty_view, 1)}
+            views[None] = empty
+        changes: Dict[int, Tuple[FlatView, int]] = {id(empty): (empty, 1)}
         for view in self._views.values():
             changes[id(view)] = (view, changes.get(id(view), (view, 0))[1] - 1)
-        _fastpath.atomic(*self._unref_steps(changes), ("=", self, "_views", views))
+        registry = ("=", self, "_views", views)
+        if not self._listeners:
+            # Nobody to tell: the registry swap and every space's publish in
+            # one `_fastpath.atomic` call (no signal falls between them; C
+            # readers see each space switch, as they would one by one).
+            publish: List[Tuple[Any, ...]] = []
+            for asp, key in zip(spaces, keys):
+                new = views[key]
+                old = asp._pin.view
+                if old is new:
+                    continue
+                changes[id(new)] = (new, changes.get(id(new), (new, 0))[1] + 1)
+                if old is not None:
+                    changes[id(old)] = (old, changes.get(id(old), (old, 0))[1] - 1)
+                publish += (("=", asp._pin, "view", new),
+                            (lib.pm_as_publish, asp._cas, new._handle))
+            _fastpath.atomic(*self._unref_steps(changes), registry, *publish,
+                             ("=", self, "_update_pending", False))
+            self._retire()
+            return
+        _fastpath.atomic(*self._unref_steps(changes), registry)
         # Every space is switched whatever the listeners do: a listener that
         # raises is told the rest anyway, every other listener hears the
         # whole commit, and the first exception is raised once every space
@@ -310,7 +334,7 @@ class MemorySystem(Uncopyable):
             listeners = list(self._listeners)
             for listener in listeners:
                 _tell(errors, listener.begin)
-            for asp, key in list(zip(self._spaces, keys)):
+            for asp, key in list(zip(spaces, keys)):
                 asp._set_flatview(views[key], errors)
             self._update_pending = False
             for listener in listeners:

@@ -83,18 +83,25 @@ assert _RANGE_SIZE == ffi.sizeof("pm_range"), "pm_range layout changed"
 RENDER_NOGIL_RANGES = 10_000
 
 
+# The C render's out parameters, made once: every render holds TREE_LOCK
+# from the call until its outputs are read, so one set serves them all.
+_OUT_RANGES = ffi.new("pm_range **")
+_OUT_COUNT = ffi.new("size_t *")
+_OUT_BUILT = ffi.new("pm_dispatch **")
+_OUT_FAILED = ffi.new("size_t *")
+_UINTPTR = ffi.typeof("uintptr_t")
+
+
 def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = None,
-            expected: int = 0) -> Tuple[Any, List[MemoryRegion], Any]:
+            expected: int = 0, destructor: Any = None) -> Tuple[Any, List[MemoryRegion], Any]:
     """Render `root`'s tree in C (csrc/render.c); with `page_bits`, build the
     dispatch in the same call.  Returns the C array of merged ranges (None if
     empty), the region of each range, and the built `pm_dispatch *` (or
     None), both already owned (freed with their last reference).
     `expected` is how many ranges the render will likely make (the last
-    view's count): from RENDER_NOGIL_RANGES on, the GIL is released."""
-    out_ranges = ffi.new("pm_range **")
-    count = ffi.new("size_t *")
-    built = ffi.new("pm_dispatch **")
-    failed = ffi.new("size_t *")
+    view's count): from RENDER_NOGIL_RANGES on, the GIL is released.
+    `destructor`: `Dispatch.destructor(stats)`, if the caller keeps one."""
+    out_ranges, count = _OUT_RANGES, _OUT_COUNT
     with TREE_LOCK:
         # C allocates the ranges and the dispatch; call_owned wraps them in
         # ffi.gc within the same C call, so an interrupt (Ctrl-C) after it
@@ -107,18 +114,23 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
         else:
             render = (lib.pm_render_dispatch_nogil if expected >= RENDER_NOGIL_RANGES
                       else lib.pm_render_dispatch)
+            if destructor is None:
+                destructor = Dispatch.destructor(stats)
             status, array, dispatch = _fastpath.call_owned(
                 ffi.gc, render,
                 (root._node, MAX_ALIAS_VISITS, page_bits,
-                 stats if stats is not None else ffi.NULL, out_ranges, count, failed, built),
-                ((out_ranges, lib.pm_ranges_free), (built, Dispatch.destructor(stats))))
+                 stats if stats is not None else ffi.NULL, out_ranges, count, _OUT_FAILED,
+                 _OUT_BUILT),
+                ((out_ranges, lib.pm_ranges_free), (_OUT_BUILT, destructor)))
+        n = count[0]
         if status == lib.PM_OK:
             # Taken before the lock goes, while the tree holds every region:
             # from here on the list keeps them (and the memory the dispatch
             # points into) alive.
-            regions = (_fastpath.range_users(c_address(array), count[0])
+            regions = (_fastpath.range_users(int(ffi.cast(_UINTPTR, array)), n)
                        if array is not None else [])
             return array, regions, dispatch
+        failed = _OUT_FAILED[0] if page_bits is not None else n
     if status == lib.PM_ERR_LOOP:
         # Only a tree changed behind the edits' backs gets here: name the loop.
         loop = runaway_loop(root, 0, 0, ADDRESS_SPACE_SIZE)
@@ -126,9 +138,9 @@ def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = No
         raise TopologyError(f"rendering {root.name!r}: {named} never leaves its window "
                             f"(an alias entered more than {MAX_ALIAS_VISITS} times on one "
                             f"path)")
-    if array is not None and failed[0] < count[0]:
-        bad = array[failed[0]]
-        check_build(status, failed[0], bad.start, bad.last - bad.start + 1)
+    if array is not None and failed < n:
+        bad = array[failed]
+        check_build(status, failed, bad.start, bad.last - bad.start + 1)
     fail(status, f"rendering {root.name!r}")
 
 
@@ -214,10 +226,11 @@ class FlatView(Uncopyable):
 
     def __init__(self, root: Optional[MemoryRegion], page_bits: int,
                  reclaim: Callable[["FlatView"], None], stats: Any = None,
-                 expected: int = 0) -> None:
+                 expected: int = 0, destructor: Any = None) -> None:
         """Render `root` (None: nothing) now.  `expected`: about how many
         ranges it will have (the root's last view's count), which decides
-        whether the render releases the GIL."""
+        whether the render releases the GIL; `destructor`: the stats'
+        `Dispatch.destructor`, if the caller keeps one."""
         self.root = root
         self._ranges: Optional[List[FlatRange]] = None
         self._regions: List[MemoryRegion]
@@ -227,8 +240,9 @@ class FlatView(Uncopyable):
             self._array, self._regions = None, []
             self._dispatch = Dispatch.build([], page_bits, stats=stats)
         else:
-            self._array, self._regions, built = _render(root, page_bits, stats, expected)
-            self._dispatch = Dispatch.adopt(built, page_bits, self._regions)
+            self._array, self._regions, built = _render(root, page_bits, stats, expected,
+                                                        destructor)
+            self._dispatch = Dispatch(built, page_bits, self._regions)
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes
         # only in _release, a grace period after the last space left the view.

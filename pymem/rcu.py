@@ -127,11 +127,14 @@ def call_rcu(fn: Callable[[], object]) -> None:
             # Queued and counted in one C call: an interrupt cannot make
             # drain_call_rcu wait for a callback that is not there.
             _fastpath.atomic((_pending.append, fn), ("=", _counts, "queued", _counts.queued + 1))
-            _start_reclaimer()
             # The reclaimer waits on _cond only while nothing is pending, or
-            # while gathering a batch: wake it for the first callback and for
-            # a full batch, not for every one.
-            if len(_pending) == 1 or len(_pending) == _BATCH_LIMIT:
+            # while gathering a batch: wake it (starting it if need be) for
+            # the first callback and from a full batch on, not for every one.
+            # None after a fork; one that died leaves the callbacks pending,
+            # so the count reaches the limit: it is started again then.
+            queued = len(_pending)
+            if queued == 1 or queued >= _BATCH_LIMIT or _thread is None:
+                _start_reclaimer()
                 _cond.notify_all()
     if inline:
         _run_after_exit(fn)
@@ -199,7 +202,9 @@ def _reclaim() -> None:
             _run(_batch.popleft())
             with _lock:
                 _counts.done += 1
-                _cond.notify_all()
+                # Only drain_call_rcu waits for callbacks to have run.
+                if _draining:
+                    _cond.notify_all()
 
 
 def _run(fn: Callable[[], object]) -> None:
