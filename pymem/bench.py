@@ -86,8 +86,15 @@ GOALS = [
          "guest RAM code <= 1.1x unicorn alone"),
     Goal("bank switch (unicorn)", "unicorn mem_unmap + mem_map_ptr", 2.0,
          "bank switch commit <= 2x remapping unicorn by hand"),
+    # Issue 12 goal 7: a commit's Python part <= its C part, i.e. <= 2x the C.
+    Goal("full commit", "C render+dispatch of the same views", 2.0,
+         "full commit <= 2x its C render+dispatch (Python part <= C)"),
 ]
 COMMIT_GOAL_NS = 1_000_000
+# Issue 12 goal 7, in ns: one set_alias_offset commit on a 7-range machine
+# without listeners, and making a region plus its add_subregion.
+SMALL_COMMIT_GOAL_NS = 20_000
+REGION_GOAL_NS = 3_000
 SCALING_SIZES = (1_000, 10_000, 100_000)
 QUICK_SCALING_SIZES = (1_000, 10_000)
 
@@ -747,8 +754,11 @@ def _repeat(fn: Callable[[], None], times: int) -> Timed:
     return run
 
 
-def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commit") -> Case:
-    """A full commit: every view re-rendered and its dispatch rebuilt."""
+def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commit",
+                with_c: bool = False) -> Case:
+    """A full commit: every view re-rendered and its dispatch rebuilt.  With
+    `with_c`, its peer is the C part alone: `pm_render_dispatch` of each
+    view's root (and freeing what it made), called straight through cffi."""
     region = asp.root.subregions[0] if asp.root.subregions else asp.root
 
     def run() -> None:
@@ -757,7 +767,51 @@ def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commi
         with system.transaction():
             region.set_enabled(not region.enabled)
             region.set_enabled(not region.enabled)
-    return Case(name, 1, run)
+    peers: Dict[str, Timed] = {}
+    if with_c:
+        from ._native import ffi, lib
+        from .region import MAX_ALIAS_VISITS
+
+        nodes = [view.root._node for view in system.flatviews() if view.root is not None]
+        out = (ffi.new("pm_range **"), ffi.new("size_t *"), ffi.new("size_t *"),
+               ffi.new("pm_dispatch **"))
+
+        def c_part() -> None:
+            for node in nodes:
+                lib.pm_render_dispatch(node, MAX_ALIAS_VISITS, system.page_bits, ffi.NULL, *out)
+                lib.pm_ranges_free(out[0][0])
+                lib.pm_dispatch_free(out[3][0])
+        peers["C render+dispatch of the same views"] = c_part
+    return Case(name, 1, run, peers)
+
+
+def small_commit_cases() -> List[Case]:
+    """Issue 12 goal 7's small cases: one `set_alias_offset` commit on a
+    7-range machine with no listener, and a region made and added."""
+    system = MemorySystem()
+    root = MemoryRegion.container("system", 1 << 32)
+    banks = MemoryRegion.ram("banks", 2 * PAGE)
+    window = MemoryRegion.alias("window", banks, 0, PAGE)
+    with system.transaction():
+        root.add_subregion(0, MemoryRegion.rom("rom", 0x10000))
+        for i, name in enumerate(("syscon", "uart", "timer", "dma")):
+            root.add_subregion(0x10000000 + i * PAGE, MemoryRegion.io(name, PAGE, _DEVICE_OPS))
+        root.add_subregion(0x20000000, window)
+        root.add_subregion(0x80000000, MemoryRegion.ram("ram", 1 << 20))
+    system.address_space(root, "cpu")
+    calls = 100
+
+    def switch() -> None:
+        for _ in range(calls):
+            window.set_alias_offset(PAGE)
+            window.set_alias_offset(0)
+
+    def regions() -> None:
+        bus = MemoryRegion.container("bus", 1 << 20)
+        for i in range(calls):
+            bus.add_subregion(i * PAGE, MemoryRegion.io("dev", PAGE, _DEVICE_OPS))
+    return [Case("small commit (set_alias_offset, 7 ranges)", 2 * calls, switch, keep=system),
+            Case("region + add_subregion", calls, regions)]
 
 
 _DEVICE_OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
@@ -849,6 +903,13 @@ def check_goals(results: List[Result], sizes: Tuple[int, ...] = ()) -> List[Dict
     if commit is not None:
         out.append({"goal": "full commit < 1 ms", "ns": round(commit.ns_per_op),
                     "met": commit.ns_per_op < COMMIT_GOAL_NS})
+    for operation, limit, text in (
+            ("small commit (set_alias_offset, 7 ranges)", SMALL_COMMIT_GOAL_NS,
+             "small commit <= 20 us"),
+            ("region + add_subregion", REGION_GOAL_NS, "region + add_subregion <= 3 us")):
+        r = by_key.get((operation, "pymem"))
+        if r is not None:
+            out.append({"goal": text, "ns": round(r.ns_per_op), "met": r.ns_per_op <= limit})
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
         first = by_key.get((f"full commit, {small:,} regions", "pymem"))
@@ -919,7 +980,8 @@ def run_bench(args: argparse.Namespace, system: Optional["MemorySystem"] = None,
     rng = random.Random(1)
     n, n_batch, repeats = (2_000, 100_000, 3) if args.quick else (20_000, 1_000_000, 7)
     cases = lookup_cases(asp, rng, n, n_batch) + access_cases(asp, rng, n)
-    cases.append(commit_case(system, asp))
+    cases.append(commit_case(system, asp, with_c=True))
+    cases += small_commit_cases()
     cases += unicorn_cases(n)
     results = run_cases(cases, repeats, progress)
     sizes = QUICK_SCALING_SIZES if args.quick else SCALING_SIZES

@@ -242,7 +242,7 @@ class FlatView(Uncopyable):
         else:
             self._array, self._regions, built = _render(root, page_bits, stats, expected,
                                                         destructor)
-            self._dispatch = Dispatch(built, page_bits, self._regions)
+            self._dispatch = Dispatch.adopt(built, page_bits, self._regions)
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes
         # only in _release, a grace period after the last space left the view.
@@ -265,6 +265,29 @@ class FlatView(Uncopyable):
     def range_count(self) -> int:
         """How many flat ranges the view has, without making them."""
         return len(self._regions)
+
+    def first_range_after(self, addr: int) -> int:
+        """The index of the first range that ends past `addr` (`range_count`
+        if none), found by bisection over C's ranges without making any
+        FlatRange."""
+        lo, hi = 0, len(self._regions)
+        if self._ranges is not None:
+            ranges = self._ranges
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ranges[mid].addr + ranges[mid].size <= addr:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+        array = self._array
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if array[mid].last < addr:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def range_at(self, index: int) -> FlatRange:
         """`ranges[index]`, without making the others."""

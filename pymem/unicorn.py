@@ -510,16 +510,8 @@ def _ranges_in(view: FlatView, lo: int, hi: int) -> List[FlatRange]:
     """The view's ranges that overlap [lo, hi), made alone (a big view's
     other ranges are not built into objects)."""
     n = view.range_count
-    first, last = 0, n
-    while first < last:    # the first range ending past lo
-        mid = (first + last) // 2
-        fr = view.range_at(mid)
-        if fr.addr + fr.size <= lo:
-            first = mid + 1
-        else:
-            last = mid
     out = []
-    for i in range(first, n):
+    for i in range(view.first_range_after(lo), n):
         fr = view.range_at(i)
         if fr.addr >= hi:
             break

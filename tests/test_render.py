@@ -436,3 +436,23 @@ def test_a_fork_while_another_thread_renders_leaves_the_child_able_to_render():
                     raise AssertionError("the forked child hung")
                 time.sleep(0.01)
             assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_range_at_and_first_range_after_agree_with_the_built_ranges():
+    # A view's ranges read one at a time from C (the unicorn binding's way
+    # into a big view) are the ones `ranges` builds, before and after it did.
+    from pymem import machines
+
+    system = machines.load("q35")
+    for view in system.flatviews():
+        probes_at = [0, 0xfff, 0x1000, (1 << 64) - 1]
+        for i in range(view.range_count):
+            fr = view.range_at(i)
+            probes_at += [fr.addr, fr.end - 1, fr.end]
+        probes_at = [a for a in probes_at if a < 1 << 64]
+        found = [view.first_range_after(a) for a in probes_at]
+        ranges = view.ranges
+        assert [view.range_at(i).addr for i in range(len(ranges))] == [r.addr for r in ranges]
+        for a, index in zip(probes_at, found):
+            want = next((i for i, r in enumerate(ranges) if r.end > a), len(ranges))
+            assert index == want == view.first_range_after(a)
