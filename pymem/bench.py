@@ -903,13 +903,14 @@ def check_goals(results: List[Result], sizes: Tuple[int, ...] = ()) -> List[Dict
     if commit is not None:
         out.append({"goal": "full commit < 1 ms", "ns": round(commit.ns_per_op),
                     "met": commit.ns_per_op < COMMIT_GOAL_NS})
-    for operation, limit, text in (
+    for operation, ns_limit, text in (
             ("small commit (set_alias_offset, 7 ranges)", SMALL_COMMIT_GOAL_NS,
              "small commit <= 20 us"),
             ("region + add_subregion", REGION_GOAL_NS, "region + add_subregion <= 3 us")):
-        r = by_key.get((operation, "pymem"))
-        if r is not None:
-            out.append({"goal": text, "ns": round(r.ns_per_op), "met": r.ns_per_op <= limit})
+        timed = by_key.get((operation, "pymem"))
+        if timed is not None:
+            out.append({"goal": text, "ns": round(timed.ns_per_op),
+                        "met": timed.ns_per_op <= ns_limit})
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
         first = by_key.get((f"full commit, {small:,} regions", "pymem"))
