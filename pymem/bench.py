@@ -769,7 +769,7 @@ def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commi
             region.set_enabled(not region.enabled)
     peers: Dict[str, Timed] = {}
     if with_c:
-        from ._native import ffi, lib
+        from ._bindings import ffi, lib
         from .region import MAX_ALIAS_VISITS
 
         nodes = [view.root._node for view in system.flatviews() if view.root is not None]
