@@ -205,3 +205,18 @@ def test_the_readme_shows_what_mtree_diff_prints_for_q35_reset_and_booted(capsys
         if line == "  ...":
             continue
         at = printed.index(line, at) + 1
+
+
+def test_the_two_bundled_machines_differ_in_their_chipsets(capsys):
+    assert machines.available() == ["pc", "q35"]
+    diff = diff_systems(machines.load("pc"), machines.load("q35"))
+    assert set(diff.only_a) == {"i440FX", "PIIX3", "piix3-ide", "PIIX4_PM"}
+    assert set(diff.only_b) == {"ich9-ahci", "mch", "ICH9-LPC", "ICH9-SMB"}
+    io = diff.space("I/O")
+    assert [(c.path, c.a.addr, c.b.addr) for c in io.moved] == [
+        ("io/acpi-pci-hotplug", 0xae00, 0xcc0), ("io/acpi-cpu-hotplug", 0xaf00, 0xcd8)]
+    assert [(c.path, c.a.priority, c.b.priority) for c in io.reprioritised] == [
+        ("io/pm-smbus", 0, 1)]
+    assert "system/pci/ahci" in {c.path for c in diff.space("memory").added}
+    assert main(["mtree", "diff", "pc", "q35"]) == 1
+    assert capsys.readouterr().out == f"{diff}\n"

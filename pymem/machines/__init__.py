@@ -1,8 +1,9 @@
 """Bundled machine maps: real QEMU 7.2 dumps (`info mtree -D` + hints) by name.
 
 `load("q35")` rebuilds the q35 machine as QEMU had it after booting its
-firmware (PCI BARs, PAM and SMRAM programmed); MMIO regions get harmless
-default ops (reads return 0, writes are ignored).
+firmware (PCI BARs, PAM and SMRAM programmed); `load("pc")` the i440FX pc
+machine the same way (both `-m 128M`, from tests/fixtures/qemu/*-booted).
+MMIO regions get harmless default ops (reads return 0, writes are ignored).
 """
 from __future__ import annotations
 
