@@ -59,6 +59,14 @@ def _chain_ids(explanation: Any) -> List[int]:
     return [link.region.id for link in explanation.chain]
 
 
+def _containers(mr: "MemoryRegion") -> List[int]:
+    out = [mr.id]
+    while mr.container is not None:
+        mr = mr.container
+        out.append(mr.id)
+    return out[::-1]
+
+
 def _segments(space: "AddressSpace", view: "FlatView") -> List[Dict[str, Any]]:
     """The view's blocks and gaps, in address order."""
     out: List[Dict[str, Any]] = []
@@ -81,7 +89,10 @@ def _segments(space: "AddressSpace", view: "FlatView") -> List[Dict[str, Any]]:
             gap(at, fr.addr)
         explanation = space.explain(fr.addr) if budget[0] > 0 else None
         budget[0] -= 1
-        chain = _chain_ids(explanation) if explanation is not None else [fr.region.id]
+        # Unexplained: its containers at least (the aliases it came through
+        # are known only to a walk).
+        chain = (_chain_ids(explanation) if explanation is not None else
+                 _containers(fr.region))
         if fr.region.id not in chain:
             chain.append(fr.region.id)
         flags = [n for n in ("readonly", "romd", "nonvolatile") if getattr(fr, n)]

@@ -195,3 +195,17 @@ def test_in_chromium_a_hostile_region_name_is_shown_as_text(tmp_path):
     assert report["errors"] == [] and "Uncaught" not in stderr
     assert HOSTILE in report["names"]
     assert report["views"] == 1 and report["highlighted"] >= 1
+
+
+def test_past_the_explanation_budget_blocks_say_so_and_still_light_up_with_their_containers(
+        monkeypatch):
+    import pymem.htmlmap
+
+    monkeypatch.setattr(pymem.htmlmap, "MAX_EXPLAINED", 1)
+    data = map_data(machines.load("q35"), ["memory"])
+    explained, *rest = [s for s in data["views"][0]["segments"] if s["r"] is not None]
+    assert "answered by:" in explained["x"]
+    ahci = next(s for s in rest if s["a"] == "0xfebff000")
+    assert ahci["x"].startswith("0xfebff000: not explained")
+    assert [data["regions"][str(i)]["p"] for i in ahci["c"]] == [
+        "system", "system/pci", "system/pci/ahci"]
