@@ -115,3 +115,14 @@ def test_find_prints_every_region_of_a_name_with_its_path(capsys):
                                        "prio 1)\n")
     assert main(["find", "no-such-region"]) == 1
     assert capsys.readouterr().out == ""
+
+
+def test_the_front_page_shows_what_explain_and_check_print_on_q35(capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Why does an address go there?")[1].split("\n## ")[0]
+    shown = re.findall(r"^\$ pymem (.*)\n((?:(?!\$ |```).*\n)*)", section, re.M)
+    assert [command for command, _ in shown] == ["explain 0xfebff000", "check"]
+    for command, output in shown:
+        main(command.split())
+        assert capsys.readouterr().out == output, command
+    assert "![pymem map of q35's memory address space](docs/img/map-q35.png)" in section
