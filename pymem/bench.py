@@ -560,8 +560,14 @@ def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     base = timed["empty loop"][0]
 
     def net(operation: str, impl: str, k: str, pymem: Optional[str] = None) -> Result:
+        # A difference of medians: on a noisy machine (or under a sanitizer)
+        # a cheap row can come out at or below the empty loop.  Its ratio is
+        # then infinite (no goal can be claimed met on it), never a division
+        # by zero or a negative ratio that would read as met.
         ns, (lo, hi) = timed[k]
-        ratio = None if pymem is None else (timed[pymem][0] - base) / (ns - base)
+        ratio = None
+        if pymem is not None:
+            ratio = (timed[pymem][0] - base) / (ns - base) if ns > base else math.inf
         return Result(operation, impl, ns - base, (lo - base, hi - base), ratio)
     op_l, op_t = "Python Dispatch.lookup (net of loop)", "Python Dispatch.translate (net of loop)"
     results = [

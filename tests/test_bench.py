@@ -28,7 +28,10 @@ def test_bench_reports_every_operation_with_its_peers(tmp_path):
     impls = {(r["operation"], r["implementation"]) for r in report["results"]}
     assert ("lookup (random)", "bisect (pure Python)") in impls
     for r in report["results"]:
-        assert r["ns_per_op"] > 0 and r["spread_ns"][0] <= r["ns_per_op"] <= r["spread_ns"][1]
+        # Rows net of the loop are differences of medians: on a noisy box
+        # (or under ASan) a cheap one may come out at or below zero.
+        assert "net of loop" in r["operation"] or r["ns_per_op"] > 0
+        assert r["spread_ns"][0] <= r["ns_per_op"] <= r["spread_ns"][1]
         assert (r["pymem_over_peer"] is None) == (r["implementation"] == "pymem")
     assert {"full commit, 1,000 regions", "full commit, 10,000 regions"} <= ops
     assert {"guest MMIO sw/lw (unicorn)", "guest RAM loop (unicorn)", "bank switch (unicorn)"} <= ops
