@@ -1,102 +1,28 @@
-"""The access path of an AddressSpace: read, write, rw, loads, stores and map.
+"""The access path proper: read, write, rw, the fixed-width loads and stores and their attributes, piece by piece as QEMU answers them.
 
-Plain memory is C's: `read`/`write` hand the whole access to csrc/access.c in
-one call, and the fixed-width loads and stores (`ldl_le`, `stq_be`, ...) are
-builtins bound to their C function (pymem/_fastpath), so a RAM access costs
-one C call.  When C reaches a piece that is not plain memory it stops and says
-where; this module answers that piece as QEMU's flatview_read/write_continue
-would (MMIO rules in pymem/mmio.py, IOMMU translation into the target address
-space, unassigned space, writes to ROM) and lets C go on with the rest.
-
-Semantics worth knowing, all QEMU's unless said otherwise:
-- A bus error does not stop an access: every piece is tried and the results
-  are OR-ed.  `rw` returns that MemTxResult; `read`, `write` and the loads and
-  stores raise MemTxError when it is not OK (the memory effects stay done).
-- Unassigned space answers DECODE_ERROR; reads of it give zero bytes.
-- Writes to ROM (a region that is itself read-only) change nothing and answer
-  DECODE_ERROR, as QEMU's address_space_write does.  Writes through a
-  read-only alias onto RAM change nothing and answer OK, as a CPU store to a
-  read-only page (TLB_DISCARD_WRITE); QEMU's address_space_write would write.
-- MMIO: each device access takes memory_access_size() of what is left (which
-  is not clamped to the region, as in QEMU), sizes the device does not accept
-  answer DECODE_ERROR without a callback, and wider or narrower sizes than it
-  implements are split or widened.  Bytes on the bus are the value in the
-  device's byte order.
-- Loads and stores are QEMU's address_space_ld*/st*: if the N bytes are not
-  plain memory of one section, the whole N-byte access goes to the region
-  under the first byte, as one device access (a RAM region there answers
-  DECODE_ERROR, as in QEMU).  One section, not one flat range: a range that
-  starts or ends inside a page has sub-page sections cut at the page
-  boundary.  A ROM device in romd mode is clamped to its section as RAM is;
-  QEMU does not clamp it and reads its memory past the section.
-- A callback that raises: the exception propagates to the caller of the
-  access, `rw` included.  QEMU devices report bus errors through a
-  MemTxResult (here: `with_attrs` callbacks), so an exception is a bug in the
-  device model and hiding it in ACCESS_ERROR would lose its traceback.
-  Pieces done before it stay done; no lock is held across a callback, so the
-  address space keeps working.
-- Each piece handed to Python is followed by a fresh look at the current
-  view: a callback that changes the topology takes effect at its commit, and
-  the rest of the same access already sees it (QEMU finishes the access on
-  the view it started with).
-
-Observers (pymem/taps.py: debuggers, fuzzers, the trace recorder) are told of
-each piece through the space's taps; the access path knows nothing of them.
+Part of pymem.access (its docstring gives the rules).
 """
 from __future__ import annotations
 
-import enum
 from bisect import bisect_right
 from functools import partial
 from operator import attrgetter
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, NamedTuple,
-                    Optional, Tuple, cast)
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, cast
 
-from . import dirty, mmio, taps as _taps_mod
-from ._bindings import _fastpath, ffi, lib
-from .dispatch import (SECTION_IOMMU, SECTION_RAM, SECTION_READONLY,
-                       SECTION_ROMD, _function_address, bind_fast)
-from .errors import (ArgumentTypeError, InvalidArgumentError, IOMMUCycleError, OutOfMemoryError,
-                     TopologyError)
-from .memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
-from .region import RAM, ByteOrder, MemoryRegion, MemoryRegionOps
+from .. import mmio
+from .._bindings import _fastpath, ffi, lib
+from ..dispatch import SECTION_IOMMU, SECTION_RAM, SECTION_READONLY, SECTION_ROMD, _function_address, bind_fast
+from ..errors import ArgumentTypeError, InvalidArgumentError, IOMMUCycleError, OutOfMemoryError, TopologyError
+from ..memtx import MEMTXATTRS_UNSPECIFIED, MemTxAttrs, MemTxError, MemTxResult
+from ..region import MemoryRegion
+from ._common import ADDRESS_SPACE_SIZE, DECODE_ERROR, OK, _byte_view, _byteorder, _check_access, translate_section
+from ._device import _device_access
+from ._iommu import IOMMUAccessFlags, IOMMUTLBEntry, IOMMU_MAX_TRANSLATIONS
+from ._mapping import MapMixin
+from ._tapping import TapsMixin
 
 if TYPE_CHECKING:
-    from .address_space import AddressSpace, MemorySystem
-
-ADDRESS_SPACE_SIZE = 1 << 64
-# How many IOMMU translations one access may go through before it counts as
-# a cycle.  QEMU's translate loop (address_space_translate_iommu) has no
-# bound at all, and real machines nest two at most (a vIOMMU in front of a
-# nested one); an IOMMU that translates into its own address space would
-# spin for ever in QEMU.  pymem raises IOMMUCycleError instead.
-IOMMU_MAX_TRANSLATIONS = 16
-OK = MemTxResult.OK
-DECODE_ERROR = MemTxResult.DECODE_ERROR
-
-
-class IOMMUAccessFlags(enum.IntFlag):
-    """QEMU's IOMMUAccessFlags: what an access needs, what a mapping allows."""
-
-    NONE = 0
-    RO = 1
-    WO = 2
-    RW = 3
-
-
-class IOMMUTLBEntry(NamedTuple):
-    """What an IOMMU region's `translate(addr, flag)` answers (QEMU's IOMMUTLBEntry).
-
-    The access goes to `(translated_addr & ~addr_mask) | (addr & addr_mask)` in
-    `target_as` (None: the region's own target) if `perm` allows it; otherwise
-    it is unassigned.  `addr_mask` is the page size minus one.
-    """
-
-    target_as: Optional[AddressSpace]
-    iova: int
-    translated_addr: int
-    addr_mask: int
-    perm: int
+    from ..address_space import AddressSpace, MemorySystem
 
 
 # Fixed-width accessors: name -> (fast-path kind, C function, size, big-endian).
@@ -120,71 +46,16 @@ _STORES = {
 }
 
 
-# Section flags a map for writing reads: RAM that is neither read-only nor a ROM device.
-_MAP_WRITE_MASK = SECTION_RAM | SECTION_READONLY | SECTION_ROMD | SECTION_IOMMU
-
-# The fixed-width functions and the answer the C rw/load/store give plain memory.
 _fastpath.set_memtx(OK, *(_function_address(f) for f in (
     "pm_as_ldub", "pm_as_lduw_le", "pm_as_lduw_be", "pm_as_ldl_le", "pm_as_ldl_be",
     "pm_as_ldq_le", "pm_as_ldq_be", "pm_as_stb", "pm_as_stw_le", "pm_as_stw_be",
     "pm_as_stl_le", "pm_as_stl_be", "pm_as_stq_le", "pm_as_stq_be")))
 
 
-def translate_section(space: Any, addr: int, size: int) -> Any:
-    """The section under `addr` in `space`'s current view, as C sees it: a
-    SectionAt (region or None for unassigned space, offset in the region,
-    bytes left in the section, flags), in one C call that holds the read
-    side until the region is ours (see `section` in csrc/ext/lookup.c)."""
-    return space._section(addr, size)
-
-
-def _byte_view(buffer: Any, is_write: bool) -> memoryview:
-    """`buffer` as flat bytes for an access; ArgumentTypeError for a buffer
-    the access cannot use, naming what is wrong with it."""
-    try:
-        view = memoryview(buffer)
-    except TypeError:
-        raise ArgumentTypeError(f"rw: buffer must support the buffer protocol, "
-                                f"not {type(buffer).__name__}") from None
-    if not is_write and view.readonly:
-        raise ArgumentTypeError(f"rw: cannot read into a read-only "
-                                f"{type(buffer).__name__} buffer")
-    if not view.c_contiguous:
-        if not is_write:
-            raise ArgumentTypeError(f"rw: cannot read into a non-contiguous (strided) "
-                                    f"{type(buffer).__name__} buffer: read into a "
-                                    f"contiguous one and copy")
-        view = memoryview(view.tobytes())   # the bytes in logical order
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def _check_access(addr: Any, size: int) -> None:
-    if not isinstance(addr, int) or isinstance(addr, bool):
-        raise ArgumentTypeError(f"address must be an int, not {type(addr).__name__}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidArgumentError(f"access size must be a non-negative int, not {size!r}")
-    if addr < 0 or addr + size > ADDRESS_SPACE_SIZE:
-        raise InvalidArgumentError(f"access of {size} bytes at {addr:#x} is outside the "
-                                   f"64-bit space")
-
-
-def _byteorder(big: bool) -> ByteOrder:
-    return "big" if big else "little"
-
-
-class _Mapping(NamedTuple):
-    region: Optional[MemoryRegion]   # None: a bounce buffer
-    offset: int                      # in the region, or the address of the bounce
-    is_write: bool
-    attrs: MemTxAttrs
-    addr: int = 0                    # RAM: the address in `space` (for taps)
-    space: Any = None
-
-
 _range_start = attrgetter("addr")
 
 
-class AccessMixin:
+class AccessMixin(TapsMixin, MapMixin):
     """Access methods mixed into AddressSpace (which provides `_cas`).
 
     `ldub`, `lduw_le`, ... `stq_be` are builtins bound on first use to this
@@ -217,63 +88,6 @@ class AccessMixin:
     # id(view) -> (view, a _Mapping or a tuple laid out as one)
     _mappings: Dict[int, Tuple[memoryview, Tuple[Any, ...]]]
 
-    @property
-    def _recorder(self) -> Any:
-        """Set by pymem.trace while it records or replays this space, so two
-        cannot at once (its accesses reach them through a tap; nothing on
-        the access path reads this)."""
-        return self._pin.recorder
-
-    @_recorder.setter
-    def _recorder(self, recorder: Any) -> None:
-        self._pin.recorder = recorder
-
-    # ---------------------------------------------------------------- taps
-
-    def _tapset(self) -> Any:
-        """This space's TapSet (csrc/ext/taps.c), made on first use: every
-        access builtin holds it and reads its counters after each access."""
-        tapset = self.__dict__.get("_taps")
-        if tapset is None:
-            tapset = self.__dict__["_taps"] = _taps_mod.TapSet(self)
-        return tapset
-
-    def add_tap(self, callback: Callable[[Any], Any], *, kinds: Optional[Iterable[str]] = None,
-                start: int = 0, end: int = ADDRESS_SPACE_SIZE, reads: bool = True,
-                writes: bool = True, mmio_only: bool = False) -> "_taps_mod.Tap":
-        """Call `callback(event)` for every piece of every access of this
-        space (pymem/taps.py says what a piece is and what an AccessEvent
-        holds) whose region kind is in `kinds` (None: all of ram, rom,
-        ram_device, rom_device, io, iommu, unassigned), which overlaps
-        [start, end), in the directions asked; `mmio_only` keeps only
-        device accesses and unassigned space (what QEMU would dispatch to a
-        MemoryRegionOps), not plain memory.  Returns the Tap; `tap.remove()`
-        uninstalls it.  Builtins bound earlier (`ld = asp.ldl_le`) tell it
-        too.  A tap that raises: the exception reaches the access's caller,
-        the piece stays done.  Thread-safe (taps run with the GIL, in the
-        accessing thread).  Bad arguments raise ArgumentTypeError or
-        InvalidArgumentError naming this space."""
-        self._check_live()
-        wanted = _taps_mod.check_tap(cast("AddressSpace", self).name, callback, kinds, start,
-                                     end, reads, writes, mmio_only)
-        return _taps_mod.Tap(cast("AddressSpace", self), self._tapset(), callback, wanted,
-                             start, end, reads, writes, mmio_only)
-
-    @property
-    def taps(self) -> Tuple[Callable[[Any], Any], ...]:
-        """The callbacks of the installed taps, oldest first."""
-        return tuple(t.callback for t in self._tapset().taps)
-
-    def _tell(self, addr: int, size: int, is_write: bool, region: Optional[MemoryRegion],
-              offset: int, value: Optional[int], data: Optional[bytes], big: bool,
-              attrs: Optional[MemTxAttrs], result: int, device: bool) -> None:
-        """Tell the taps of a piece the Python path answered (csrc/ext/taps.c
-        filters and builds the event)."""
-        tapset = self.__dict__.get("_taps")
-        if tapset is not None and tapset.taps:
-            tapset.emit(addr, size, is_write, region, offset, value, data, big,
-                        attrs if attrs is not None and not attrs.unspecified else None,
-                        int(result), device)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         spec = _LOADS.get(name) or _STORES.get(name)
@@ -614,123 +428,6 @@ class AccessMixin:
                     mmio.byteorder(ops) == "big", attrs, result, True)
         return result
 
-    # -------------------------------------------------------------------- map
-
-    def map(self, addr: int, size: int, is_write: bool,
-            attrs: Optional[MemTxAttrs] = None) -> memoryview:
-        """Zero-copy view of `size` bytes of RAM at `addr` for DMA (QEMU's
-        address_space_map): shorter where the region's memory stops being
-        contiguous in the space.  Where there is no RAM, a bounce buffer of
-        at most one page (filled by a read unless `is_write`).  Give it back
-        with `unmap`: as in QEMU, a view never unmapped stays mapped (held by
-        this space, with its region or bounce buffer) for the space's life."""
-        # RAM of one section, no tap wanting it: the short way (#12 goal 6),
-        # every step inline (a Python call costs as much as the copy it saves).
-        tapset = self.__dict__.get("_taps")
-        mappings = self.__dict__.get("_mappings")
-        if (type(addr) is int and type(size) is int and 0 <= addr and 0 < size
-                and addr + size <= ADDRESS_SPACE_SIZE and not self.destroyed
-                and mappings is not None and tapset is not None and not tapset.memory):
-            region, offset, length, flags = self._section(addr, size)
-            if (region is not None and length >= size
-                    and (flags & _MAP_WRITE_MASK == SECTION_RAM if is_write
-                         else flags & (SECTION_RAM | SECTION_ROMD)
-                         and not flags & SECTION_IOMMU)):
-                view: memoryview = region._buffer[offset:offset + size]
-                # A plain tuple laid out as _Mapping (a NamedTuple costs 0.4 us).
-                mappings[id(view)] = (view, (region, offset, is_write,
-                                             attrs or MEMTXATTRS_UNSPECIFIED, addr, self))
-                return view
-        _check_access(addr, size)
-        if attrs is None:
-            attrs = MEMTXATTRS_UNSPECIFIED
-        if size == 0:
-            return memoryview(b"")
-        space, taddr, region, offset, length, flags = self._resolve(addr, size, is_write)
-        direct = (flags & SECTION_RAM and not flags & (SECTION_READONLY | SECTION_ROMD)
-                  if is_write else flags & (SECTION_RAM | SECTION_ROMD))
-        if region is None or not direct:
-            page = 1 << self.system.page_bits
-            bounce = bytearray(min(size, page))
-            if not is_write:
-                self.rw(addr, bounce, False, attrs)
-            view = memoryview(bounce)
-            self._remember(view, _Mapping(None, addr, is_write, attrs))
-            return view
-        # flatview_extend_translation: go on while the next section continues
-        # the same region at the next offset.
-        t = ffi.new("pm_access *")
-        while length < size:
-            lib.pm_as_translate(space._cas, taddr + length, size - length, t)
-            if t.region != region.id or t.offset != offset + length or t.flags != flags:
-                break
-            length += t.len
-        view = region.buffer[offset:offset + min(length, size)]
-        self._remember(view, _Mapping(region, offset, is_write, attrs, taddr, space))
-        if not is_write and space._tapset().memory:
-            space._tell(taddr, view.nbytes, False, region, offset, None, bytes(view), False,
-                        attrs, OK, False)
-        return view
-
-    def _remember(self, view: memoryview, mapping: Tuple[Any, ...]) -> None:
-        mappings = self.__dict__.get("_mappings")
-        if mappings is None:
-            mappings = self._mappings = {}
-        mappings[id(view)] = (view, mapping)
-
-    def unmap(self, view: memoryview, access_len: Optional[int] = None) -> None:
-        """Give back a view from `map`: the first `access_len` bytes (all by
-        default) were written if it was mapped for writing, so their pages are
-        marked dirty (or the bounce buffer is written out).  The view is
-        released."""
-        mappings = self.__dict__.get("_mappings")
-        entry = mappings.get(id(view)) if mappings is not None else None
-        if mappings is None or entry is None or entry[0] is not view:
-            raise InvalidArgumentError("unmap: this view did not come from map() on this "
-                                       "address space")
-        # Checked before the mapping is given up: a bad access_len leaves it
-        # mapped, so the caller can retry (and a bounce buffer's data is kept).
-        n = view.nbytes
-        if access_len is None:
-            access_len = n
-        elif type(access_len) is not int:
-            if not isinstance(access_len, int) or isinstance(access_len, bool):
-                raise ArgumentTypeError(f"unmap: access_len must be an int, "
-                                        f"not {type(access_len).__name__}")
-        if not 0 <= access_len <= n:
-            raise InvalidArgumentError(f"unmap: access_len {access_len} is outside the view's "
-                                       f"{n} bytes")
-        del mappings[id(view)]
-        # A _Mapping, or the plain tuple map's short way stores.
-        region, offset, is_write, attrs, addr, space = entry[1]
-        if is_write and access_len:
-            if region is None:
-                self.rw(offset, view[:access_len], True, attrs)
-            else:
-                # Only a region being logged has dirty bits to set.
-                if region._dirty_log and region.kind == RAM:
-                    dirty.set_dirty(region, offset, access_len)
-                tapset = space.__dict__.get("_taps") if space is not None else None
-                if tapset is not None and tapset.memory:
-                    space._tell(addr, access_len, True, region, offset, None,
-                                bytes(view[:access_len]), False, attrs, OK, False)
-        view.release()
-
-
-def device_answer_error(pin: Any, addr: int, size: int, value: object) -> BaseException:
-    """The error for a device read callback that answered `value`, not an
-    int, as the C fast path (csrc/ext/device.c) reports it: the region is
-    found in the view the access went through (`pin.view`)."""
-    view = pin.view
-    found = view.lookup(addr) if view is not None else None
-    name = found.region.name if found is not None else "?"
-    offset = addr - found.addr + found.offset_in_region if found is not None else addr
-    try:
-        mmio.callback_value(value, name, "read", offset, size)
-    except ArgumentTypeError as exc:
-        return exc
-    return ArgumentTypeError(f"device {name!r}: its read callback answered {value!r:.40}")
-
 
 def _one_more_translation(via: Tuple[Tuple[str, str], ...], space: "AddressSpace",
                           region: MemoryRegion) -> Tuple[Tuple[str, str], ...]:
@@ -785,23 +482,10 @@ def _bus_error(space: Any, result: MemTxResult, addr: int, size: int, is_write: 
                whole: bool = False) -> MemTxError:
     """The MemTxError to raise, naming the space, the region and the reason
     (pymem/buserror.py): built on the error path only."""
-    from .buserror import bus_error
+    from ..buserror import bus_error
 
     return bus_error(space, result, addr, size, is_write, _iommu_translate, whole)
 
 
 def _name(region: Optional[MemoryRegion]) -> str:
     return region.name if region is not None else "unassigned"
-
-
-def _device_access(ops: Optional[MemoryRegionOps], offset: int, view: memoryview, size: int,
-                   is_write: bool, attrs: MemTxAttrs,
-                   name: str = "unassigned") -> Tuple[int, MemTxResult]:
-    """One device access of `size` bytes from the start of `view`."""
-    order = mmio.byteorder(ops)
-    if is_write:
-        value = int.from_bytes(view[:size], order)
-        return size, mmio.dispatch_write(ops, offset, value, size, attrs, name)
-    value, result = mmio.dispatch_read(ops, offset, size, attrs, name)
-    view[:size] = value.to_bytes(size, order)
-    return size, result
