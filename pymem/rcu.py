@@ -273,3 +273,11 @@ def _after_fork_in_child() -> None:
 atexit.register(_shutdown)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The reclaimer starts with the module, not at the first call_rcu: call_rcu
+# runs inside commits, which must stay whole when a signal (Ctrl-C) lands
+# anywhere in them, and Thread.start() waits on a Condition that CPython
+# leaves broken when a KeyboardInterrupt lands inside its wait ("release
+# unlocked lock").  After fork the child starts its own on demand.
+with _lock:
+    _start_reclaimer()

@@ -468,3 +468,15 @@ def test_short_lived_reader_threads_come_and_go_while_grace_periods_run():
         w.join()
     assert periods[0] > 0
     rcu.synchronize_rcu()   # no dead record left to wait for
+
+
+def test_the_reclaimer_runs_from_import_so_no_commit_starts_a_thread():
+    # Starting it from call_rcu put Thread.start() inside commits, where a
+    # Ctrl-C landing in its Condition wait turned into "RuntimeError: release
+    # unlocked lock" (test_signals' edits under SIGALRM, seen in CI).
+    code = ("import threading, pymem.rcu\n"
+            "print('pymem-rcu-reclaimer' in [t.name for t in threading.enumerate()])\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "True"
