@@ -367,27 +367,27 @@ class MemoryRegion(Uncopyable):
         when we are outside every system).  The transaction object itself,
         not a generator around it: a generator context manager interrupted
         right after entering would keep the transaction open until collected."""
-        system = self._system
-        if system is None and other is not None:
-            system = other._system
-        if system is None:
-            return nullcontext()
+        system = self._editable_system(other)
         # Checked under the lock, then the transaction (which checks again).
-        with system._lock:
-            system._check_editable(f"an edit of region {self.name!r}")
-        return system.transaction()
+        return nullcontext() if system is None else system.transaction()
 
     def _locked(self, other: Optional["MemoryRegion"] = None) -> ContextManager[Any]:
         """The lock of the system this edit touches, without a transaction:
         no commit may render a tentative edit that is being checked."""
+        system = self._editable_system(other)
+        return nullcontext() if system is None else system._lock
+
+    def _editable_system(self, other: Optional["MemoryRegion"]) -> Any:
+        """The system this edit touches (ours, or `other`'s when we are
+        outside every system), checked editable under its lock; None when
+        neither region is in a system."""
         system = self._system
         if system is None and other is not None:
             system = other._system
-        if system is None:
-            return nullcontext()
-        with system._lock:
-            system._check_editable(f"an edit of region {self.name!r}")
-        return system._lock
+        if system is not None:
+            with system._lock:
+                system._check_editable(f"an edit of region {self.name!r}")
+        return system
 
     def _update_pending(self, other: Optional["MemoryRegion"] = None) -> None:
         system = self._system
