@@ -63,25 +63,21 @@ def parse_trace_log(text: str) -> Trace:
         head = _EVENT.match(line)
         if head is None:
             continue
-        if head.group(1) == "flatview_new":
-            m = _FLATVIEW_NEW.match(line)
-            if m is None and lineno == cut:
+        name = head.group(1)
+        m = (_FLATVIEW_NEW if name == "flatview_new" else _OPS).match(line)
+        if m is None:
+            # The last line of a log cut mid-write is truncation; any
+            # other line naming an event but not parsing is a problem.
+            if lineno == cut:
                 truncated = True
-                continue
-            if m is None:
-                problems.append((lineno, f"malformed flatview_new line: {line.strip()!r}"))
-                continue
+            else:
+                problems.append((lineno, f"malformed {name} line: {line.strip()!r}"))
+            continue
+        if name == "flatview_new":
             if not views:
                 commit_line = lineno
             views.append(ViewDigest(spaces=(), root=_pointer(m.group(2)), digest=None,
                                     ranges=None, view=_pointer(m.group(1))))
-            continue
-        m = _OPS.match(line)
-        if m is None and lineno == cut:
-            truncated = True
-            continue
-        if m is None:
-            problems.append((lineno, f"malformed {head.group(1)} line: {line.strip()!r}"))
             continue
         size = int(m.group(6))
         if size not in (1, 2, 4, 8):
