@@ -581,7 +581,10 @@ static PyObject *qd_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)d;
 }
 
-static int get_buffers(PyObject *a, PyObject *o, Py_buffer *addrs, Py_buffer *out, size_t *n)
+/* addrs (uint64s) and out (n items of out_width bytes) of a *_many call;
+ * on success the caller releases both. */
+static int get_buffers(PyObject *a, PyObject *o, Py_buffer *addrs, Py_buffer *out, size_t *n,
+                       size_t out_width)
 {
     if (PyObject_GetBuffer(a, addrs, PyBUF_SIMPLE) < 0) {
         return -1;
@@ -591,7 +594,7 @@ static int get_buffers(PyObject *a, PyObject *o, Py_buffer *addrs, Py_buffer *ou
         return -1;
     }
     *n = (size_t)addrs->len / 8;
-    if ((size_t)out->len / 4 < *n) {
+    if ((size_t)out->len / out_width < *n) {
         PyBuffer_Release(addrs);
         PyBuffer_Release(out);
         PyErr_SetString(PyExc_ValueError, "out is shorter than addrs");
@@ -609,7 +612,7 @@ static PyObject *qd_lookup_many(QemuDispatch *d, PyObject *args)
     Py_buffer addrs, out;
     size_t n;
     if (!PyArg_ParseTuple(args, "OOi", &a, &o, &mode) ||
-        get_buffers(a, o, &addrs, &out, &n) < 0) {
+        get_buffers(a, o, &addrs, &out, &n, 4) < 0) {
         return NULL;
     }
     qemu_many(d, addrs.buf, out.buf, n, mode);
@@ -678,31 +681,18 @@ static PyObject *qd_ldl_many(QemuDispatch *d, PyObject *args)
 {
     PyObject *a, *o;
     Py_buffer addrs, out;
+    size_t n;
     if (!d->blocks) {
         PyErr_SetString(PyExc_ValueError, "attach_memory first");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OO", &a, &o)) {
+    if (!PyArg_ParseTuple(args, "OO", &a, &o) ||
+        get_buffers(a, o, &addrs, &out, &n, 8) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(a, &addrs, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(o, &out, PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&addrs);
-        return NULL;
-    }
-    size_t n = (size_t)addrs.len / 8;
-    if ((size_t)out.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "out is shorter than addrs");
-    } else {
-        qemu_ldl_many(d, addrs.buf, out.buf, n);
-    }
+    qemu_ldl_many(d, addrs.buf, out.buf, n);
     PyBuffer_Release(&addrs);
     PyBuffer_Release(&out);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
     Py_RETURN_NONE;
 }
 
@@ -817,7 +807,7 @@ static PyObject *floor_many(PyObject *module, PyObject *args)
         return NULL;
     }
     uint32_t nb = (uint32_t)(bounds.len / 8);
-    if (nb == 0 || (size_t)secs.len / 4 != nb || get_buffers(a, o, &addrs, &out, &n) < 0) {
+    if (nb == 0 || (size_t)secs.len / 4 != nb || get_buffers(a, o, &addrs, &out, &n, 4) < 0) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_ValueError, "bounds and secs must match and be non-empty");
         }
@@ -851,7 +841,7 @@ static PyObject *call_many(PyObject *module, PyObject *args)
     size_t n;
     (void)module;
     if (!PyArg_ParseTuple(args, "KKOO", &fn, &obj, &a, &o) ||
-        get_buffers(a, o, &addrs, &out, &n) < 0) {
+        get_buffers(a, o, &addrs, &out, &n, 4) < 0) {
         return NULL;
     }
     lookup_fn f = (lookup_fn)(uintptr_t)fn;
@@ -874,33 +864,20 @@ static PyObject *call_ldl_many(PyObject *module, PyObject *args)
     unsigned long long fn, obj;
     PyObject *a, *o;
     Py_buffer addrs, out;
+    size_t n;
     (void)module;
-    if (!PyArg_ParseTuple(args, "KKOO", &fn, &obj, &a, &o)) {
+    if (!PyArg_ParseTuple(args, "KKOO", &fn, &obj, &a, &o) ||
+        get_buffers(a, o, &addrs, &out, &n, 8) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(a, &addrs, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(o, &out, PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&addrs);
-        return NULL;
-    }
-    size_t n = (size_t)addrs.len / 8;
-    if ((size_t)out.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "out is shorter than addrs");
-    } else {
-        load_fn f = (load_fn)(uintptr_t)fn;
-        const uint64_t *in = addrs.buf;
-        uint64_t *res = out.buf;
-        for (size_t i = 0; i < n; i++) {
-            res[i] = f((void *)(uintptr_t)obj, in[i]);
-        }
+    load_fn f = (load_fn)(uintptr_t)fn;
+    const uint64_t *in = addrs.buf;
+    uint64_t *res = out.buf;
+    for (size_t i = 0; i < n; i++) {
+        res[i] = f((void *)(uintptr_t)obj, in[i]);
     }
     PyBuffer_Release(&addrs);
     PyBuffer_Release(&out);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
     Py_RETURN_NONE;
 }
 
