@@ -831,54 +831,53 @@ static PyObject *floor_many(PyObject *module, PyObject *args)
 }
 
 typedef uint32_t (*lookup_fn)(void *d, uint64_t addr);
+typedef uint64_t (*load_fn)(void *as, uint64_t addr);
 
-/* call_many(fn_address, dispatch_address, addrs, out): one call per address. */
-static PyObject *call_many(PyObject *module, PyObject *args)
+/* (fn_address, object_address, addrs, out): out[i] = fn(object, addrs[i]),
+ * one call each, as a C CPU loop calls pymem: a lookup_fn filling uint32s
+ * or, wide, a load_fn filling uint64s. */
+static PyObject *call_each(PyObject *args, int wide)
 {
     unsigned long long fn, obj;
     PyObject *a, *o;
     Py_buffer addrs, out;
     size_t n;
-    (void)module;
     if (!PyArg_ParseTuple(args, "KKOO", &fn, &obj, &a, &o) ||
-        get_buffers(a, o, &addrs, &out, &n, 4) < 0) {
+        get_buffers(a, o, &addrs, &out, &n, wide ? 8 : 4) < 0) {
         return NULL;
     }
-    lookup_fn f = (lookup_fn)(uintptr_t)fn;
+    void *object = (void *)(uintptr_t)obj;
     const uint64_t *in = addrs.buf;
-    uint32_t *res = out.buf;
-    for (size_t i = 0; i < n; i++) {
-        res[i] = f((void *)(uintptr_t)obj, in[i]);
+    if (wide) {
+        load_fn f = (load_fn)(uintptr_t)fn;
+        uint64_t *res = out.buf;
+        for (size_t i = 0; i < n; i++) {
+            res[i] = f(object, in[i]);
+        }
+    } else {
+        lookup_fn f = (lookup_fn)(uintptr_t)fn;
+        uint32_t *res = out.buf;
+        for (size_t i = 0; i < n; i++) {
+            res[i] = f(object, in[i]);
+        }
     }
     PyBuffer_Release(&addrs);
     PyBuffer_Release(&out);
     Py_RETURN_NONE;
 }
 
-typedef uint64_t (*load_fn)(void *as, uint64_t addr);
+/* call_many(fn, dispatch, addrs, out): a section index (uint32) per address. */
+static PyObject *call_many(PyObject *module, PyObject *args)
+{
+    (void)module;
+    return call_each(args, 0);
+}
 
-/* call_ldl_many(fn, as, addrs, out): out[i] = fn(as, addrs[i]) (uint64s),
- * one call each: pymem's pm_as_ldl_le as a C CPU loop calls it. */
+/* call_ldl_many(fn, as, addrs, out): pm_as_ldl_le's value (uint64) per address. */
 static PyObject *call_ldl_many(PyObject *module, PyObject *args)
 {
-    unsigned long long fn, obj;
-    PyObject *a, *o;
-    Py_buffer addrs, out;
-    size_t n;
     (void)module;
-    if (!PyArg_ParseTuple(args, "KKOO", &fn, &obj, &a, &o) ||
-        get_buffers(a, o, &addrs, &out, &n, 8) < 0) {
-        return NULL;
-    }
-    load_fn f = (load_fn)(uintptr_t)fn;
-    const uint64_t *in = addrs.buf;
-    uint64_t *res = out.buf;
-    for (size_t i = 0; i < n; i++) {
-        res[i] = f((void *)(uintptr_t)obj, in[i]);
-    }
-    PyBuffer_Release(&addrs);
-    PyBuffer_Release(&out);
-    Py_RETURN_NONE;
+    return call_each(args, 1);
 }
 
 typedef void (*void_fn)(void);
