@@ -14,6 +14,7 @@ most `fuzz.targets.MAX_LEN[TARGET]` bytes unless -max_len says otherwise.
 from __future__ import annotations
 
 import gc
+import os
 import hashlib
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def main(argv: list) -> int:
         return 2
     import atheris
 
-    with atheris.instrument_imports(include=["pymem", "fuzz", "tests"]):
+    with atheris.instrument_imports(include=os.environ.get("PYMEM_FUZZ_INSTRUMENT", "pymem,fuzz,tests").split(",")):
         import pymem  # noqa: F401
         import pymem.machines  # noqa: F401
         import pymem.qemu.flat  # noqa: F401

@@ -17,6 +17,7 @@ names its entry in the notes' fuzz-findings.md); the list shrinks to nothing.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -161,16 +162,29 @@ def hints(data: bytes) -> None:
     _exercise(load_mtree(tree, derived))
 
 
+# One scratch file per process for the trace targets (load_trace reads a
+# path): rewritten in place for each input, which is cheaper than making and
+# removing a temporary file every time.
+_SCRATCH: list = []
+
+
+def _scratch() -> Tuple[int, str]:
+    if not _SCRATCH:
+        shm = Path("/dev/shm")
+        fd, path = tempfile.mkstemp(prefix="pymem-fuzz-", suffix=".trace",
+                                    dir=str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None)
+        atexit.register(os.unlink, path)
+        _SCRATCH.append((fd, path))
+    return _SCRATCH[0]
+
+
 def _load(data: bytes):
     from pymem.trace import load_trace
 
-    fd, path = tempfile.mkstemp(prefix="pymem-fuzz-", suffix=".trace")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return load_trace(path)
-    finally:
-        os.unlink(path)
+    fd, path = _scratch()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    return load_trace(path)
 
 
 @guarded
@@ -189,19 +203,28 @@ _Q35: list = []
 
 
 def _q35():
+    """A Replayer of the bundled q35, built once and kept in a session: its
+    46 device regions are found and stubbed once, not for every input."""
     if not _Q35:
         from pymem import machines
-        _Q35.append(machines.load("q35"))
-    return _Q35[0]
+        from pymem.trace import Replayer
+
+        replayer = Replayer(machines.load("q35"))
+        session = replayer.session()
+        session.__enter__()             # for the life of the process
+        atexit.register(session.__exit__, None, None, None)
+        _Q35.append((replayer, session))
+    return _Q35[0][0]
 
 
 @guarded
 def qemu_log(data: bytes) -> None:
-    """load_trace of a QEMU trace log, replay on the bundled q35 (built once)."""
-    from pymem.trace import format_report, replay
+    """load_trace of a QEMU trace log, replay on the bundled q35 (built and
+    stubbed once)."""
+    from pymem.trace import format_report
 
     t = _load(data)
-    format_report(replay(t, _q35()), "trace.log")
+    format_report(_q35().replay(t), "trace.log")
 
 
 def prepare(name: str) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from pymem.cli import main
+from pymem.errors import PymemError
 from pymem.qemu.mtree import load_mtree
 from pymem.qemu.tracelog import parse_trace_log
 from pymem.trace import Access, Commit, format_report, load_trace, replay, write_trace
+from pymem.trace import record as record_trace
 from tests.qemu_fixtures import FIXTURES, hints, read
 
 TRACED = [case for case in sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
@@ -151,3 +153,69 @@ def test_hints_without_an_mtree_dump_is_a_usage_error(capsys):
     assert main(["replay", args[0], "--hints", args[-1]]) == 2
     assert "--hints goes with --mtree" in capsys.readouterr().err
 
+
+
+# ------------------------------------------------------- replaying many logs
+
+def device_ops(system):
+    from pymem.region import reachable
+
+    return {mr.id: mr.ops for asp in system.address_spaces for mr in reachable(asp.root)
+            if mr.ops is not None}
+
+
+def test_replays_in_one_session_report_what_separate_replays_do_and_restore_the_devices():
+    from pymem.trace import Replayer
+
+    log = load_trace(FIXTURES / "x86_64-pc-booted" / "trace.log")
+    other = parse_trace_log(LOG)
+    system = machine("x86_64-pc-booted")
+    real = device_ops(system)
+    alone = [format_report(replay(t, system), "t") for t in (log, other, log)]
+    replayer = Replayer(system)
+    with replayer.session():
+        stubbed = device_ops(system)
+        together = [format_report(replayer.replay(t), "t") for t in (log, other, log)]
+        assert device_ops(system) == stubbed      # stubbed once, not per replay
+    assert together == alone
+    assert all(stubbed[i] is not ops for i, ops in real.items())
+    assert device_ops(system) == real
+    assert all(asp._recorder is None for asp in system.address_spaces)
+
+
+def test_a_pymem_trace_in_a_session_of_qemu_logs_gets_the_strict_stubs(tmp_path):
+    from pymem.trace import Replayer
+
+    system = machine("x86_64-pc-booted")
+    (io,) = [asp for asp in system.address_spaces if asp.name == "I/O"]
+    path = tmp_path / "t.jsonl"
+    with record_trace(io, path):
+        io.ldub(0x92)
+    trace = load_trace(path)
+    alone = format_report(replay(trace, system), "t")
+    replayer = Replayer(system)
+    with replayer.session():
+        assert format_report(replayer.replay(parse_trace_log(LOG)), "t")
+        assert format_report(replayer.replay(trace), "t") == alone
+    with pytest.raises(PymemError):
+        with replayer.session():
+            with replayer.session():
+                pass
+    assert all(asp._recorder is None for asp in system.address_spaces)
+
+
+def test_a_replayer_used_again_after_an_edit_looks_the_regions_up_again():
+    from pymem.region import reachable
+    from pymem.trace import Replayer
+
+    log = ("flatview_new 0x1 (root 0x2)\n"
+           "memory_region_ops_read cpu 0 mr 0x3 addr 0x92 value 0x2 size 1 name 'port92'\n")
+    system = machine("x86_64-pc-booted")
+    replayer = Replayer(system)
+    assert replayer.replay(parse_trace_log(log)).identical
+    (port92,) = {mr.id: mr for asp in system.address_spaces for mr in reachable(asp.root)
+                 if mr.name == "port92"}.values()
+    port92.container.del_subregion(port92)
+    (d,) = replayer.replay(parse_trace_log(log)).divergences
+    (fresh,) = replay(parse_trace_log(log), system).divergences
+    assert d.kind == "route" and d.got == fresh.got       # not where port92 used to be

@@ -125,6 +125,17 @@ def _expected_where(access: Access) -> str:
 StubChoice = Union[bool, Callable[[MemoryRegion], bool]]
 
 
+@dataclass
+class _Attachment:
+    """What a replay swapped in: the real ops of the stubbed regions, the
+    spaces given the observer, its taps; `permissive` for QEMU logs."""
+
+    permissive: bool = False
+    saved: List[Tuple[MemoryRegion, Any]] = field(default_factory=list)
+    spaces: List[Any] = field(default_factory=list)
+    taps: List[Any] = field(default_factory=list)
+
+
 class Replayer:
     """Replays traces against `system`.  `stub` says which device regions are
     answered from the trace (True: all; a predicate: those it accepts); the
@@ -142,6 +153,8 @@ class Replayer:
         self._observer = _Observer()
         self._by_name: Optional[Dict[str, List[MemoryRegion]]] = None
         self._targets: Dict[Tuple[str, int, int], Optional[Tuple[Any, int, bool]]] = {}
+        # What session() attached, while in one.
+        self._session: Optional[_Attachment] = None
 
     # -------------------------------------------------------------- set-up
 
@@ -155,48 +168,86 @@ class Replayer:
                     seen.setdefault(mr.id, mr)
         return list(seen.values())
 
-    @contextmanager
-    def _attached(self, permissive: bool) -> Iterator[None]:
-        """Stubs on the chosen regions and the observer on every space, for
-        the duration of a replay; everything restored afterwards."""
+    def _attach(self, permissive: bool, done: "_Attachment") -> None:
+        """Stubs on the chosen regions and the observer on every space; what
+        it swapped is kept in `done`, for `_detach` (also when it stops half
+        way: a predicate that raises, Ctrl-C)."""
         from ..region import MemoryRegionOps, set_ops
 
-        # Everything swapped is restored in the finally, whatever stops the
-        # set-up half way (a predicate that raises, Ctrl-C).
-        saved: List[Tuple[MemoryRegion, Any]] = []
-        spaces: List[Any] = []
-        taps: List[Any] = []
+        done.permissive = permissive
+        saved, spaces, taps = done.saved, done.spaces, done.taps
+        for asp in self.system.address_spaces:
+            if asp._recorder is not None:
+                raise PymemError(f"address space {asp.name!r} is being recorded: "
+                                 f"replay on another machine")
+        for mr in self._device_regions():
+            if self.stub_choice is True or (callable(self.stub_choice)
+                                            and self.stub_choice(mr)):
+                ops = mr.ops
+                assert ops is not None
+                # QEMU logs do not say what a device accepts: let it take
+                # whatever the log shows it took.
+                stub_ops = MemoryRegionOps(
+                    self._stub.read, self._stub.write, endianness=ops.endianness,
+                    valid_min=1 if permissive else ops.valid_min,
+                    valid_max=8 if permissive else ops.valid_max, impl_min=1, impl_max=8,
+                    unaligned=True if permissive else ops.unaligned, with_attrs=True)
+                saved.append((mr, ops))
+                set_ops(mr, stub_ops)
+        for asp in self.system.address_spaces:
+            spaces.append(asp)
+            asp._recorder = self._observer
+            taps.append(asp.add_tap(self._observer, mmio_only=True))
+
+    @staticmethod
+    def _detach(done: "_Attachment") -> None:
+        from ..region import set_ops
+
+        for tap in done.taps:
+            tap.remove()
+        for asp in done.spaces:
+            asp._recorder = None
+        for mr, ops in reversed(done.saved):
+            set_ops(mr, ops)
+        del done.saved[:], done.spaces[:], done.taps[:]
+
+    @contextmanager
+    def _attached(self, permissive: bool) -> Iterator[None]:
+        """Stubs and the observer for the duration of one replay (none
+        needed inside `session()` when it is already attached that way)."""
+        session = self._session
+        if session is not None:
+            if session.permissive != permissive:
+                self._detach(session)
+                self._attach(permissive, session)
+            yield
+            return
+        done = _Attachment()
         try:
-            for asp in self.system.address_spaces:
-                if asp._recorder is not None:
-                    raise PymemError(f"address space {asp.name!r} is being recorded: "
-                                     f"replay on another machine")
-            for mr in self._device_regions():
-                if self.stub_choice is True or (callable(self.stub_choice)
-                                                and self.stub_choice(mr)):
-                    ops = mr.ops
-                    assert ops is not None
-                    # QEMU logs do not say what a device accepts: let it take
-                    # whatever the log shows it took.
-                    stub_ops = MemoryRegionOps(
-                        self._stub.read, self._stub.write, endianness=ops.endianness,
-                        valid_min=1 if permissive else ops.valid_min,
-                        valid_max=8 if permissive else ops.valid_max, impl_min=1, impl_max=8,
-                        unaligned=True if permissive else ops.unaligned, with_attrs=True)
-                    saved.append((mr, ops))
-                    set_ops(mr, stub_ops)
-            for asp in self.system.address_spaces:
-                spaces.append(asp)
-                asp._recorder = self._observer
-                taps.append(asp.add_tap(self._observer, mmio_only=True))
+            self._attach(permissive, done)
             yield
         finally:
-            for tap in taps:
-                tap.remove()
-            for asp in spaces:
-                asp._recorder = None
-            for mr, ops in reversed(saved):
-                set_ops(mr, ops)
+            self._detach(done)
+
+    @contextmanager
+    def session(self) -> Iterator["Replayer"]:
+        """Keep the stubs and the observer on for every `replay` made inside
+        (replaying many traces on one machine: the device regions are found
+        and stubbed once, not per trace); the real ops and taps are restored
+        on leaving.  Do not edit the machine inside a session (the stubs are
+        those of the regions there were on entry).  Not reentrant; not
+        thread-safe (neither is `replay`).  Raises PymemError as `replay`
+        does if a space is being recorded."""
+        if self._session is not None:
+            raise PymemError("this Replayer is already in a session")
+        session = _Attachment()
+        self._session = session
+        try:
+            self._attach(True, session)
+            yield self
+        finally:
+            self._session = None
+            self._detach(session)
 
     # -------------------------------------------------------------- replay
 
@@ -206,6 +257,9 @@ class Replayer:
         unless `show_all`."""
         report = ReplayReport(source=trace.source, truncated=trace.truncated,
                               problems=list(trace.problems))
+        # What the last replay found where is only good for the map it saw.
+        self._by_name = None
+        self._targets.clear()
         events = trace.events
         start = 0
         if trace.source == "qemu":
