@@ -8,13 +8,14 @@ the problem and exits 2, never a traceback: `replay` and `trace diff` keep
 exit 1 for "divergence".
 
 Conventions for a new subcommand (tests/test_cli_conventions.py checks them):
-declare it with `_command(sub, name, run, help=..., examples=[...])`, which
-registers `run` and puts the examples in `--help`; give every command that
-works on a machine `_machine_arguments(p)` and load it with
-`_load_machine(args)` (a bundled `--machine NAME`, a user's
-`--machine module:callable`, or `--mtree DUMP [--hints H]`); write progress
-of long runs to `_progress()`, which is stderr on a terminal and silent
-otherwise.
+declare it with `_command(sub, name, run, help=..., examples=[...],
+arguments=[...])`, which registers `run`, puts the examples in `--help` and
+declares its arguments in the order given: `_arg(...)` for one of its own, and
+the shared blocks for the rest (`_MACHINE`: a bundled `--machine NAME`, a
+user's `--machine module:callable`, or `--mtree DUMP [--hints H]`, loaded with
+`_load_machine(args)`; `_MACHINE_INSTEAD_OF_DUMP` beside a dump argument);
+write progress of long runs to `_progress()`, which is stderr on a terminal
+and silent otherwise.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ import sys
 import textwrap
 from functools import partial
 from pathlib import Path
-from typing import (TYPE_CHECKING, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO,
-                    cast)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional, Sequence,
+                    TextIO, cast)
 
 from .errors import PymemError
 
@@ -46,17 +47,37 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+_Argument = Callable[[argparse.ArgumentParser], None]
+"""Declares one argument (or a block of them) on a subcommand's parser."""
+
+
+def _arg(*flags: str, **options: Any) -> _Argument:
+    """One `add_argument(*flags, **options)`, as an item of `_command`'s
+    `arguments`."""
+    def declare(p: argparse.ArgumentParser) -> None:
+        p.add_argument(*flags, **options)
+    return declare
+
+
+def _examples_epilog(examples: Sequence[str]) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in examples)
+
+
 def _command(sub: "argparse._SubParsersAction[_Parser]", name: str, run: Command, *,
-             help: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+             help: str, examples: Sequence[str],
+             arguments: Sequence[_Argument] = ()) -> argparse.ArgumentParser:
     """Declare the subcommand `name`: `help` is its line in `pymem --help` and
     the start of its own `--help`, `examples` (whole command lines, each with
-    an optional `  # comment`) end its `--help`; `run` is called with the
-    parsed arguments and returns the exit status."""
+    an optional `  # comment`) end its `--help`; `arguments` are declared in
+    order (`--help` lists them so); `run` is called with the parsed arguments
+    and returns the exit status."""
     if not examples:
         raise ValueError(f"pymem {name}: a subcommand needs at least one example")
-    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
-    p = sub.add_parser(name, help=help, description=textwrap.fill(help, 79), epilog=epilog,
+    p = sub.add_parser(name, help=help, description=textwrap.fill(help, 79),
+                       epilog=_examples_epilog(examples),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    for declare in arguments:
+        declare(p)
     _COMMANDS[name] = run
     return p
 
@@ -266,7 +287,10 @@ def _named_machine(name: str, what: str) -> "MemorySystem":
     return system
 
 
-def _machine_arguments(p: argparse.ArgumentParser) -> None:
+def _machine_block(p: argparse.ArgumentParser) -> None:
+    """The machine a command works on (`_load_machine` loads it): a bundled
+    `--machine NAME` (default q35), `--machine module:callable`, or
+    `--mtree DUMP` with `--hints FILE`."""
     where = p.add_mutually_exclusive_group()
     where.add_argument("--machine", default="q35", metavar="NAME|MODULE:FUNC",
                        help="a bundled machine name (default q35), or module:callable, a "
@@ -275,6 +299,13 @@ def _machine_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--mtree", metavar="DUMP",
                        help="an `info mtree -D` dump of the machine instead")
     p.add_argument("--hints", metavar="FILE", help="the hints.json that goes with --mtree")
+
+
+_MACHINE: _Argument = _machine_block
+_MACHINE_INSTEAD_OF_DUMP: _Argument = _arg(
+    "--machine", metavar="NAME|MODULE:FUNC",
+    help="a bundled machine name, or module:callable (a function returning a "
+    "MemorySystem), instead of a dump")
 
 
 def _load_side(spec: str, hints: Optional[str], label: str) -> "MemorySystem":
@@ -323,9 +354,10 @@ def _mtree_diff_parser() -> argparse.ArgumentParser:
             "compare the memory maps of two machines per address space: regions "
             "added, removed, moved, resized, re-prioritised, enabled/disabled, and the flat "
             "ranges that changed; exit 0 equal, 1 different, 2 unusable input", 79),
-        epilog="examples:\n  pymem mtree diff reset/ booted/\n"
-        "  pymem mtree diff q35 myboard:build\n"
-        "  pymem mtree diff a.txt b.txt --hints-a a.json --hints-b b.json",
+        epilog=_examples_epilog([
+            "pymem mtree diff reset/ booted/",
+            "pymem mtree diff q35 myboard:build",
+            "pymem mtree diff a.txt b.txt --hints-a a.json --hints-b b.json"]),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     for side in ("a", "b"):
         p.add_argument(side, metavar=side.upper(),
@@ -395,66 +427,67 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="`pymem COMMAND --help` shows a command's options and examples")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _command(sub, "qemu-dispatch", _cmd_qemu_dispatch,
-                 help="print `info mtree -f -d` (FlatViews with their dispatch tables) for an "
-                 "`info mtree -f` dump, or for a machine",
-                 examples=["pymem qemu-dispatch flat.txt --page-bits 12",
-                           "pymem qemu-dispatch --machine q35"])
-    p.add_argument("flatdump", nargs="?", help="a file holding QEMU's `info mtree -f` output")
-    p.add_argument("--machine", metavar="NAME|MODULE:FUNC",
-                   help="a bundled machine name, or module:callable (a function "
-                   "returning a MemorySystem), instead of a dump")
-    p.add_argument("--page-bits", type=int, default=12,
-                   help="target page bits (10..16) of the dump")
+    _command(sub, "qemu-dispatch", _cmd_qemu_dispatch,
+             help="print `info mtree -f -d` (FlatViews with their dispatch tables) for an "
+             "`info mtree -f` dump, or for a machine",
+             examples=["pymem qemu-dispatch flat.txt --page-bits 12",
+                       "pymem qemu-dispatch --machine q35"],
+             arguments=[
+                 _arg("flatdump", nargs="?", help="a file holding QEMU's `info mtree -f` output"),
+                 _MACHINE_INSTEAD_OF_DUMP,
+                 _arg("--page-bits", type=int, default=12,
+                      help="target page bits (10..16) of the dump")])
 
-    p = _command(sub, "mtree", _cmd_mtree,
-                 help="load an `info mtree -D` dump (or a machine) and print it as "
-                 "`info mtree` would; `pymem mtree diff A B` compares two machines' maps",
-                 examples=["pymem mtree mtree-D.txt --hints hints.json -f",
-                           "pymem mtree --machine q35 -D",
-                           "pymem mtree --machine myboard:build   # myboard.py's build()"])
-    p.add_argument("dump", nargs="?", help="a file holding QEMU's `info mtree -D` output")
-    p.add_argument("--machine", metavar="NAME|MODULE:FUNC",
-                   help="a bundled machine name, or module:callable (a function "
-                   "returning a MemorySystem), instead of a dump")
-    p.add_argument("--hints", help="the hints.json that goes with the dump")
-    p.add_argument("-f", action="store_true", help="print the FlatViews (`info mtree -f`)")
-    p.add_argument("-d", action="store_true", help="with the dispatch tables (`-f -d`)")
-    p.add_argument("-D", action="store_true", help="show disabled regions in the tree")
+    _command(sub, "mtree", _cmd_mtree,
+             help="load an `info mtree -D` dump (or a machine) and print it as "
+             "`info mtree` would; `pymem mtree diff A B` compares two machines' maps",
+             examples=["pymem mtree mtree-D.txt --hints hints.json -f",
+                       "pymem mtree --machine q35 -D",
+                       "pymem mtree --machine myboard:build   # myboard.py's build()"],
+             arguments=[
+                 _arg("dump", nargs="?", help="a file holding QEMU's `info mtree -D` output"),
+                 _MACHINE_INSTEAD_OF_DUMP,
+                 _arg("--hints", help="the hints.json that goes with the dump"),
+                 _arg("-f", action="store_true", help="print the FlatViews (`info mtree -f`)"),
+                 _arg("-d", action="store_true", help="with the dispatch tables (`-f -d`)"),
+                 _arg("-D", action="store_true", help="show disabled regions in the tree")])
 
-    p = _command(sub, "qemu-hints", _cmd_qemu_hints,
-                 help="derive the hints.json of a machine from its `info mtree -D`, "
-                 "`info mtree -f` and `info mtree -f -d` dumps (one moment of one QEMU)",
-                 examples=["pymem qemu-hints mtree-D.txt flat.txt dispatch.txt > hints.json"])
-    p.add_argument("mtree_d", metavar="MTREE_D", help="`info mtree -D` output")
-    p.add_argument("flat", metavar="FLAT", help="`info mtree -f` output")
-    p.add_argument("dispatch", metavar="DISPATCH", help="`info mtree -f -d` output")
+    _command(sub, "qemu-hints", _cmd_qemu_hints,
+             help="derive the hints.json of a machine from its `info mtree -D`, "
+             "`info mtree -f` and `info mtree -f -d` dumps (one moment of one QEMU)",
+             examples=["pymem qemu-hints mtree-D.txt flat.txt dispatch.txt > hints.json"],
+             arguments=[_arg("mtree_d", metavar="MTREE_D", help="`info mtree -D` output"),
+                        _arg("flat", metavar="FLAT", help="`info mtree -f` output"),
+                        _arg("dispatch", metavar="DISPATCH", help="`info mtree -f -d` output")])
 
-    p = _command(sub, "bench", _cmd_bench,
-                 help="benchmark pymem against its peers on a machine map (minutes; "
-                 "progress on stderr when it is a terminal)",
-                 examples=["pymem bench --quick",
-                           "pymem bench --machine myboard:build --json results.json",
-                           "pymem bench --mtree mtree-D.txt --hints hints.json"])
-    _machine_arguments(p)
-    p.add_argument("--json", metavar="FILE", nargs="?", const="-",
-                   help="write the results as JSON to FILE, or alone to stdout without FILE")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--plot", metavar="FILE", help="also draw the lookup and commit-scaling "
-                   "results into FILE (.png, .svg, .pdf; needs the `plot` extra: "
-                   "pip install 'pymem-qemu[plot]')")
-    p.add_argument("--from-json", metavar="FILE", help="with --plot: draw the results a "
-                   "previous `bench --json FILE` saved, without running the benchmarks")
+    _command(sub, "bench", _cmd_bench,
+             help="benchmark pymem against its peers on a machine map (minutes; "
+             "progress on stderr when it is a terminal)",
+             examples=["pymem bench --quick",
+                       "pymem bench --machine myboard:build --json results.json",
+                       "pymem bench --mtree mtree-D.txt --hints hints.json"],
+             arguments=[
+                 _MACHINE,
+                 _arg("--json", metavar="FILE", nargs="?", const="-",
+                      help="write the results as JSON to FILE, or alone to stdout without FILE"),
+                 _arg("--quick", action="store_true", help="fewer repetitions"),
+                 _arg("--plot", metavar="FILE", help="also draw the lookup and commit-scaling "
+                      "results into FILE (.png, .svg, .pdf; needs the `plot` extra: "
+                      "pip install 'pymem-qemu[plot]')"),
+                 _arg("--from-json", metavar="FILE", help="with --plot: draw the results a "
+                      "previous `bench --json FILE` saved, without running the benchmarks")])
 
-    p = _command(sub, "replay", _cmd_replay,
-                 help="replay a trace (pymem's or a QEMU trace log) against a machine; "
-                 "exit 0 identical, 1 divergence, 2 unusable input",
-                 examples=["pymem replay trace.jsonl",
-                           "pymem replay trace.log --mtree mtree-D.txt --hints hints.json --all",
-                           "pymem replay trace.jsonl --machine myboard:build"])
-    p.add_argument("trace", help="a pymem trace (JSON Lines) or a QEMU trace.log")
-    _machine_arguments(p)
-    p.add_argument("--all", action="store_true", help="replay to the end, list every divergence")
+    _command(sub, "replay", _cmd_replay,
+             help="replay a trace (pymem's or a QEMU trace log) against a machine; "
+             "exit 0 identical, 1 divergence, 2 unusable input",
+             examples=["pymem replay trace.jsonl",
+                       "pymem replay trace.log --mtree mtree-D.txt --hints hints.json --all",
+                       "pymem replay trace.jsonl --machine myboard:build"],
+             arguments=[
+                 _arg("trace", help="a pymem trace (JSON Lines) or a QEMU trace.log"),
+                 _MACHINE,
+                 _arg("--all", action="store_true",
+                      help="replay to the end, list every divergence")])
 
     p = _command(sub, "trace", _cmd_trace, help="work with traces: `trace diff A B`",
                  examples=["pymem trace diff before.jsonl after.log"])
@@ -464,54 +497,56 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 identical, 1 different",
         description="compare two traces (either format) as sequences of MMIO accesses; "
         "exit 0 identical, 1 different",
-        epilog="examples:\n  pymem trace diff before.jsonl after.log --context 5",
+        epilog=_examples_epilog(["pymem trace diff before.jsonl after.log --context 5"]),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("a", help="first trace")
     d.add_argument("b", help="second trace")
     d.add_argument("--context", type=int, default=3, help="accesses shown on each side")
 
-    p = _command(sub, "explain", _cmd_explain,
-                 help="why an address reaches the region it does: flat range, section, "
-                 "dispatch walk, chain from the root, and every other region covering it "
-                 "with why it lost",
-                 examples=["pymem explain 0xc1000",
-                           "pymem explain 0x3f8 --as I/O",
-                           "pymem explain 0x1000 --machine myboard:build"])
-    p.add_argument("addr", metavar="ADDR", help="the address (0x... or decimal)")
-    p.add_argument("--as", dest="address_space", metavar="NAME",
-                   help="the address space (default 'memory', else the first)")
-    p.add_argument("--size", type=int, metavar="N", help="also say whether an access of N "
-                   "bytes here fails, where and why (as a MemTxError would)")
-    p.add_argument("--write", action="store_true", help="with --size: a write, not a read")
-    _machine_arguments(p)
+    _command(sub, "explain", _cmd_explain,
+             help="why an address reaches the region it does: flat range, section, "
+             "dispatch walk, chain from the root, and every other region covering it "
+             "with why it lost",
+             examples=["pymem explain 0xc1000",
+                       "pymem explain 0x3f8 --as I/O",
+                       "pymem explain 0x1000 --machine myboard:build"],
+             arguments=[
+                 _arg("addr", metavar="ADDR", help="the address (0x... or decimal)"),
+                 _arg("--as", dest="address_space", metavar="NAME",
+                      help="the address space (default 'memory', else the first)"),
+                 _arg("--size", type=int, metavar="N", help="also say whether an access of N "
+                      "bytes here fails, where and why (as a MemTxError would)"),
+                 _arg("--write", action="store_true",
+                      help="with --size: a write, not a read"),
+                 _MACHINE])
 
-    p = _command(sub, "check", _cmd_check,
-                 help="problems in a machine's map (equal-priority overlaps, aliases past "
-                 "their target, regions never visible, ...); exit 0 clean, 1 findings, "
-                 "2 unusable input",
-                 examples=["pymem check", "pymem check --machine myboard:build",
-                           "pymem check --mtree mtree-D.txt --hints hints.json"])
-    _machine_arguments(p)
+    _command(sub, "check", _cmd_check,
+             help="problems in a machine's map (equal-priority overlaps, aliases past "
+             "their target, regions never visible, ...); exit 0 clean, 1 findings, "
+             "2 unusable input",
+             examples=["pymem check", "pymem check --machine myboard:build",
+                       "pymem check --mtree mtree-D.txt --hints hints.json"],
+             arguments=[_MACHINE])
 
-    p = _command(sub, "find", _cmd_find,
-                 help="every region of a name (names are not unique), with its path; "
-                 "exit 1 when there is none",
-                 examples=["pymem find isa-bios", "pymem find uart --machine myboard:build"])
-    p.add_argument("name", metavar="NAME", help="the region name")
-    _machine_arguments(p)
+    _command(sub, "find", _cmd_find,
+             help="every region of a name (names are not unique), with its path; "
+             "exit 1 when there is none",
+             examples=["pymem find isa-bios", "pymem find uart --machine myboard:build"],
+             arguments=[_arg("name", metavar="NAME", help="the region name"), _MACHINE])
 
-    p = _command(sub, "map", _cmd_map,
-                 help="draw a machine's map as one self-contained HTML page (nothing fetched "
-                 "when viewed): an address bar per view (gaps squeezed), the region tree "
-                 "beside it; click a region to highlight its ranges, hover a range to "
-                 "explain it",
-                 examples=["pymem map -o map.html",
-                           "pymem map --machine myboard:build --as memory -o board.html"])
-    p.add_argument("-o", "--output", default="-", metavar="FILE",
-                   help="the page to write (default: standard output)")
-    p.add_argument("--as", dest="address_space", metavar="NAME", action="append",
-                   help="draw only this address space (repeat for more; default: all)")
-    _machine_arguments(p)
+    _command(sub, "map", _cmd_map,
+             help="draw a machine's map as one self-contained HTML page (nothing fetched "
+             "when viewed): an address bar per view (gaps squeezed), the region tree "
+             "beside it; click a region to highlight its ranges, hover a range to "
+             "explain it",
+             examples=["pymem map -o map.html",
+                       "pymem map --machine myboard:build --as memory -o board.html"],
+             arguments=[
+                 _arg("-o", "--output", default="-", metavar="FILE",
+                      help="the page to write (default: standard output)"),
+                 _arg("--as", dest="address_space", metavar="NAME", action="append",
+                      help="draw only this address space (repeat for more; default: all)"),
+                 _MACHINE])
     return parser
 
 
