@@ -1,4 +1,16 @@
-"""pymem: QEMU's memory API for Python, with a C dispatch core."""
+"""pymem: QEMU's memory API for Python, with a C dispatch core.
+
+Thread safety:
+    Readers never block, writers take one lock (the guide "Threads and
+    RCU" has the table).  Accesses, lookups and translations may run from
+    any thread in parallel, in C with the GIL released, each on the view
+    current when it began; `Translation`, `FlatRange`, `Section` and the
+    other results are immutable values.  Edits and commits of one
+    MemorySystem run one at a time under its writer lock; device callbacks
+    and taps run on the accessing thread with no pymem lock held; listeners
+    run on the committing thread inside the commit.  A replaced view is
+    freed through RCU after every reader that could hold it is done.
+"""
 from .access import IOMMUAccessFlags, IOMMUTLBEntry
 from .address_space import AddressSpace, MemorySystem
 from .dispatch import Dispatch, DispatchRange, Section, Translation

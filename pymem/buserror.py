@@ -16,6 +16,10 @@ and the message itself is composed when the exception is printed.  It looks
 at the map as it is when the error is raised (the same moment the access
 ended on); a diagnosis that cannot be made (an IOMMU model raising) falls
 back to the result alone, never to another exception.
+
+Thread safety:
+    Any thread (the access path calls it on the thread whose access
+    failed); it reads the current view without locks and calls no device.
 """
 from __future__ import annotations
 
@@ -113,7 +117,13 @@ def diagnose(space: "AddressSpace", addr: int, size: int, is_write: bool,
     would fail).  `whole`: a fixed-width load or store (QEMU's ld*/st*),
     which goes to one region as one access; otherwise a bulk access split
     into pieces as `rw` splits it.  Exceptions of an IOMMU's translate
-    propagate (`bus_error` swallows them)."""
+    propagate (`bus_error` swallows them).
+
+    `addr` is a byte address, `size` a byte count.
+
+    Raises:
+        Exception: what an IOMMU's translate callback raises propagates.
+    """
     device: Optional[Failure] = None
     done = 0
     while done < max(size, 1):
@@ -171,7 +181,10 @@ def bus_error(space: "AddressSpace", result: MemTxResult, addr: int, size: int,
               is_write: bool, iommu_translate: IOMMUTranslate,
               whole: bool = False) -> MemTxError:
     """The MemTxError for an access that answered `result`, with the
-    address space, the region and the reason (see `diagnose`)."""
+    address space, the region and the reason (see `diagnose`).
+
+    Raises nothing: a diagnosis that fails falls back to the result alone.
+    """
     try:
         failure: Optional[Failure] = diagnose(space, addr, size, is_write, iommu_translate,
                                               whole)

@@ -12,6 +12,10 @@ Read-only; call with the tree quiet (no edit in another thread).
 
 Knows the region tree and find.py; the memory system only in annotations (it
 is handed one).
+
+Thread safety:
+    Read-only, without locks: call with the system quiet (no edit or commit
+    in another thread meanwhile).  Findings are immutable values.
 """
 from __future__ import annotations
 
@@ -47,7 +51,10 @@ def check_system(system: "MemorySystem") -> List[Finding]:
     """Every finding for the system's regions and current views.  Regions
     that are disabled, or under a disabled container, are not part of the
     current map and are not checked (their problems would show once a board
-    enables them)."""
+    enables them).
+
+    Raises nothing.
+    """
     entries = regions(system)
     found: List[Finding] = []
     shown: Dict[int, bool] = {}

@@ -16,6 +16,12 @@ user's `--machine module:callable`, or `--mtree DUMP [--hints H]`, loaded with
 `_load_machine(args)`; `_MACHINE_INSTEAD_OF_DUMP` beside a dump argument);
 write progress of long runs to `_progress()`, which is stderr on a terminal
 and silent otherwise.
+
+Thread safety:
+    `main` runs one command and is meant for the main thread of a process
+    of its own (it writes to stdout/stderr, and `--machine module:callable`
+    puts the current directory on sys.path); `build_parser` returns a new
+    parser each call.
 """
 from __future__ import annotations
 
@@ -420,7 +426,10 @@ def _cmd_find(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `pymem` argument parser, every subcommand declared (with `_command`)."""
+    """The `pymem` argument parser, every subcommand declared (with `_command`).
+
+    Raises nothing.
+    """
     parser = _Parser(prog="pymem", description="pymem: QEMU's memory API for Python. "
                      "Commands that work on a machine take a bundled --machine NAME, your "
                      "own --machine module:callable, or a QEMU dump (--mtree).",
@@ -554,7 +563,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run `pymem` with `argv` (default: sys.argv[1:]) and return its exit
     status: 0 success, 1 a finding or divergence where the command says so,
     2 unusable input (one line on stderr), 130 interrupted.  A usage error
-    exits 2 through SystemExit, as argparse does."""
+    exits 2 through SystemExit, as argparse does.
+
+    Raises:
+        SystemExit: a usage error (exit status 2, one line on stderr), or
+            `--help` (exit status 0).  Every other error of a command is turned
+            into exit status 2 and one line on stderr, not raised.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["mtree", "diff"]:
         # `mtree` takes a dump as its positional argument, so `diff` is

@@ -18,6 +18,11 @@ give one "moved", not thirteen changes.  A region whose path changed (moved
 to another container, renamed) reads as removed and added.
 
 Read-only; call with both trees quiet (no edit in another thread).
+
+Thread safety:
+    Read-only, without locks: call with both systems quiet (no edit or
+    commit in another thread meanwhile), e.g. from the thread that edits
+    them.  The results are immutable values: any thread.
 """
 from __future__ import annotations
 
@@ -52,7 +57,10 @@ class RegionState:
 
     @classmethod
     def of(cls, mr: MemoryRegion, memo: Dict[int, str]) -> "RegionState":
-        """The state of `mr` now; `memo` caches region paths by id across calls."""
+        """The state of `mr` now; `memo` caches region paths by id across calls.
+
+        Raises nothing.
+        """
         target = mr.alias
         return cls(region_path(mr, memo), mr.kind, mr.addr, mr.size, mr.priority,
                    mr.enabled, mr.readonly, mr.romd,
@@ -60,7 +68,10 @@ class RegionState:
                    mr.alias_offset if mr.kind == ALIAS else 0)
 
     def describe(self) -> str:
-        """The region in one phrase: kind, size, priority, flags."""
+        """The region in one phrase: kind, size, priority, flags.
+
+        Raises nothing.
+        """
         extra = "".join(f", {flag}" for flag, on in (("disabled", not self.enabled),
                                                       ("readonly", self.readonly)) if on)
         into = (f", alias of {self.alias!r} +{self.alias_offset:#x}"
@@ -92,7 +103,10 @@ class RegionChange:
     b: Optional[RegionState]
 
     def details(self) -> List[str]:
-        """One phrase per change ("0xfebf0000 -> 0xfe000000", ...)."""
+        """One phrase per change ("0xfebf0000 -> 0xfe000000", ...).
+
+        Raises nothing.
+        """
         a, b = self.a, self.b
         if a is None:
             assert b is not None
@@ -197,7 +211,10 @@ class SpaceDiff:
         return self._having(DISABLED)
 
     def body(self) -> List[str]:
-        """The changes, one a line, without the heading."""
+        """The changes, one a line, without the heading.
+
+        Raises nothing.
+        """
         return self._root_line() + [str(c) for c in self.regions] + self._flat_lines()
 
     def _root_line(self) -> List[str]:
@@ -234,7 +251,11 @@ class SystemDiff:
         return not self.only_a and not self.only_b and all(s.equal for s in self.spaces)
 
     def space(self, name: str) -> SpaceDiff:
-        """The differences of the space named `name` (KeyError if not common)."""
+        """The differences of the space named `name` (KeyError if not common).
+
+        Raises:
+            KeyError: no address space of that name is in both systems.
+        """
         for s in self.spaces:
             if s.name == name:
                 return s
@@ -387,7 +408,10 @@ def diff_spaces(a: "AddressSpace", b: "AddressSpace",
                 name: Optional[str] = None) -> SpaceDiff:
     """The differences between two address spaces (of any two systems):
     their region trees and their current flat views; `name` (default A's)
-    is what the result calls the pair."""
+    is what the result calls the pair.
+
+    Raises nothing.
+    """
     return SpaceDiff(a.name if name is None else name, a.root.name, b.root.name,
                      tuple(_region_changes(_states(a), _states(b))),
                      tuple(_flat_changes(a.flatview, b.flatview)))
@@ -411,7 +435,11 @@ def _by_name(system: "MemorySystem") -> Dict[str, "AddressSpace"]:
 def diff_systems(a: "MemorySystem", b: "MemorySystem") -> SystemDiff:
     """How the map of system `b` differs from that of system `a`, per
     address space (matched by name).  ArgumentTypeError if either is not a
-    MemorySystem.  Read-only; the trees must not change meanwhile."""
+    MemorySystem.  Read-only; the trees must not change meanwhile.
+
+    Raises:
+        ArgumentTypeError: `a` or `b` is not a MemorySystem.
+    """
     from .address_space import MemorySystem
 
     for label, system in (("A", a), ("B", b)):

@@ -16,6 +16,13 @@ with `mark_dirty`.
 Below the region tree (docs/architecture.md): a region is handed in and read
 by its attributes (its memory, its system's page size); this module imports
 no region, view or address space.
+
+Thread safety:
+    Any thread.  Writes mark pages with atomic ORs in C and
+    `get_and_clear_dirty`/`snapshot_and_clear_dirty` fetch and clear each
+    page's bit in one atomic step, so a write racing a read of the log is in
+    this bitmap or the next one, never lost.  A region's log is made on first
+    use under the tree lock.  `DirtyBitmap` is immutable.
 """
 from __future__ import annotations
 
@@ -34,7 +41,10 @@ _logs: "weakref.WeakKeyDictionary[Any, DirtyLog]" = weakref.WeakKeyDictionary()
 
 
 class DirtyLog:
-    """The dirty bytes of one RAM region: one per page of its memory."""
+    """The dirty bytes of one RAM region: one per page of its memory.
+
+    Raises nothing.
+    """
 
     __slots__ = ("page_bits", "bytes", "cdata")
 
@@ -47,14 +57,20 @@ class DirtyLog:
 
 def page_bits_of(region: Any) -> int:
     """Page bits of the dirty log of `region`: its system's page_bits, or 12
-    (4 KiB) for a region not yet in a system."""
+    (4 KiB) for a region not yet in a system.
+
+    Raises nothing.
+    """
     system = region.system
     return system.page_bits if system is not None else 12
 
 
 def log_of(region: Any) -> DirtyLog:
     """The region's dirty log, made on first use; sized by its memory, which
-    is all a write can reach, whatever the region's size later becomes."""
+    is all a write can reach, whatever the region's size later becomes.
+
+    Raises nothing.
+    """
     page_bits = page_bits_of(region)
     log = _logs.get(region)
     if log is None or log.page_bits != page_bits:
@@ -89,7 +105,16 @@ def _client(client: int, what: str) -> int:
 
 
 def get_dirty(region: Any, addr: int, size: int, client: int) -> bool:
-    """Whether any page of [addr, addr + size) is dirty for `client`."""
+    """Whether any page of [addr, addr + size) is dirty for `client`.
+
+    `addr` and `size` are byte offsets in the region; `client` one of
+    DIRTY_MEMORY_VGA (1), _CODE (2), _MIGRATION (4), _SNAPSHOT (8).
+
+    Raises:
+        InvalidArgumentError: `client` is not one of those, or the range is
+            outside the region.
+        ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+    """
     _client(client, "get_dirty")
     log, first, count = _pages(region, addr, size, "get_dirty")
     return any(b & client for b in log.bytes[first:first + count])
@@ -97,14 +122,25 @@ def get_dirty(region: Any, addr: int, size: int, client: int) -> bool:
 
 def set_dirty(region: Any, addr: int, size: int) -> None:
     """Mark [addr, addr + size) dirty for the clients logging the region, as a
-    write through an address space would."""
+    write through an address space would.
+
+    Raises:
+        InvalidArgumentError: the range is outside the region.
+        ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+    """
     log, first, count = _pages(region, addr, size, "set_dirty")
     if count and region.dirty_log:
         lib.pm_dirty_set(log.cdata, first, count, region.dirty_log)
 
 
 def reset_dirty(region: Any, addr: int, size: int, client: int) -> None:
-    """Clear `client`'s bits of [addr, addr + size)."""
+    """Clear `client`'s bits of [addr, addr + size).
+
+    Raises:
+        InvalidArgumentError: `client` is unknown, or the range is outside the
+            region.
+        ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+    """
     get_and_clear_dirty(region, addr, size, client)
 
 
@@ -113,13 +149,28 @@ def get_and_clear_dirty(region: Any, addr: int, size: int, client: int) -> "Dirt
     whose bit 0 is the page holding `addr`; their bits are cleared in the
     same atomic step per page (no write between is lost).  Thread-safe
     against concurrent writes: a write racing the call is in this bitmap or
-    the next one."""
+    the next one.
+
+    `addr` and `size` are byte offsets in the region; `client` one of the
+    DIRTY_MEMORY_* bits (1, 2, 4, 8).
+
+    Raises:
+        InvalidArgumentError: `client` is unknown, or the range is outside the
+            region.
+        ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+    """
     return snapshot_and_clear_dirty(region, addr, size, client, "get_and_clear_dirty")
 
 
 def snapshot_and_clear_dirty(region: Any, addr: int, size: int, client: int,
                              what: str = "snapshot_and_clear_dirty") -> "DirtyBitmap":
-    """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty."""
+    """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty.
+
+    Raises:
+        InvalidArgumentError: `client` is unknown, or the range is outside the
+            region.
+        ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+    """
     _client(client, what)
     log, first, count = _pages(region, addr, size, what)
     bits = bytearray((count + 7) >> 3)
@@ -130,7 +181,10 @@ def snapshot_and_clear_dirty(region: Any, addr: int, size: int, client: int,
 
 def fetch_all(region: Any, client: int) -> "DirtyBitmap":
     """Every page of the region's memory dirty for `client` (bits cleared),
-    whatever the region's current size: for pymem/snapshot.py."""
+    whatever the region's current size: for pymem/snapshot.py.
+
+    Raises nothing.
+    """
     log = log_of(region)
     count = (len(region.buffer) + (1 << log.page_bits) - 1) >> log.page_bits
     bits = bytearray((count + 7) >> 3)
@@ -140,7 +194,12 @@ def fetch_all(region: Any, client: int) -> "DirtyBitmap":
 
 
 def set_pages(region: Any, first: int, count: int, mask: int) -> None:
-    """Set `mask` in the dirty bytes of pages [first, first + count)."""
+    """Set `mask` in the dirty bytes of pages [first, first + count).
+
+    `first` and `count` are page numbers; `mask` DIRTY_MEMORY_* bits.
+
+    Raises nothing.
+    """
     if count and mask:
         lib.pm_dirty_set(log_of(region).cdata, first, count, mask)
 
@@ -150,14 +209,26 @@ def mark_dirty(region: Any, addr: int, size: int) -> None:
     the region) was written behind pymem's back, as a write through an
     address space would have marked it: for every client logging the region.
     Raises ArgumentTypeError for a region that is not RAM, InvalidArgumentError
-    outside the region.  Thread-safe (atomic bit sets)."""
+    outside the region.  Thread-safe (atomic bit sets).
+
+    Raises:
+        ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+        InvalidArgumentError: the range is outside the region.
+    """
     set_dirty(region, addr, size)
 
 
 def mark_dirty_in_view(view: Any, addr: int, size: int) -> None:
     """mark_dirty for [addr, addr + size) of an address space whose current
     view is `view`: the RAM regions the range reaches are marked (aliases
-    resolved by the view); ROM, devices and holes it crosses are not logged."""
+    resolved by the view); ROM, devices and holes it crosses are not logged.
+
+    `addr` and `size` are bytes of the address space, within [0, 2^64].
+
+    Raises:
+        ArgumentTypeError: `addr` or `size` is not an int.
+        InvalidArgumentError: the range is outside [0, 2^64).
+    """
     if not (isinstance(addr, int) and isinstance(size, int)):
         raise ArgumentTypeError(f"mark_dirty: addr and size must be ints, not "
                                 f"{type(addr).__name__} and {type(size).__name__}")
@@ -183,7 +254,12 @@ class DirtyBitmap(bytes):
     flag a page).  Iterating yields the dirty runs as (offset, size) pairs in
     bytes; `addr in bm` and `bm.test(addr)` say whether the page holding
     `addr` is dirty; `count()` is the number of dirty pages.  Offsets are
-    those the bitmap was asked with (a region's).  Immutable; thread-safe."""
+    those the bitmap was asked with (a region's).  Immutable; thread-safe.
+
+    Raises:
+        InvalidArgumentError: (constructing) `bits` does not hold exactly
+            `pages` bits rounded up to bytes.
+    """
 
     start: int
     page_bits: int
@@ -206,7 +282,10 @@ class DirtyBitmap(bytes):
         return int(lib.pm_bitmap_find(ffi.from_buffer(self), self.pages, index, value))
 
     def page_indices(self) -> Iterator[int]:
-        """Indices (bit numbers) of the dirty pages, ascending."""
+        """Indices (bit numbers) of the dirty pages, ascending.
+
+        Raises nothing.
+        """
         i = self._find(0, 1)
         while i < self.pages:
             end = self._find(i, 0)
@@ -215,11 +294,17 @@ class DirtyBitmap(bytes):
 
     def pages_dirty(self) -> List[int]:
         """Offsets of the dirty pages, ascending (what get_and_clear_dirty
-        returned before it returned bitmaps)."""
+        returned before it returned bitmaps).
+
+        Raises nothing.
+        """
         return [self.start + (i << self.page_bits) for i in self.page_indices()]
 
     def ranges(self) -> Iterator[Tuple[int, int]]:
-        """Maximal runs of dirty pages as (offset, size in bytes), ascending."""
+        """Maximal runs of dirty pages as (offset, size in bytes), ascending.
+
+        Raises nothing.
+        """
         i = self._find(0, 1)
         while i < self.pages:
             end = self._find(i, 0)
@@ -230,12 +315,19 @@ class DirtyBitmap(bytes):
         return self.ranges()
 
     def count(self) -> int:  # type: ignore[override]
-        """How many pages are dirty."""
+        """How many pages are dirty.
+
+        Raises nothing.
+        """
         return int(lib.pm_bitmap_count(ffi.from_buffer(self), self.pages))
 
     def test(self, addr: int) -> bool:
         """Whether the page holding offset `addr` is dirty (False outside the
-        bitmap), as QEMU's memory_region_snapshot_get_dirty for one byte."""
+        bitmap), as QEMU's memory_region_snapshot_get_dirty for one byte.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+        """
         if not isinstance(addr, int):
             raise ArgumentTypeError(f"DirtyBitmap.test: addr must be an int, not "
                                     f"{type(addr).__name__}")

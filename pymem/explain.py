@@ -17,6 +17,12 @@ quiet (no edit in another thread), as for `info mtree`.
 Below rendering in the import layers (docs/architecture.md): it is handed a
 FlatView or an AddressSpace and reads it; it imports the access path's IOMMU
 translation and buserror's diagnosis, never the memory system or the views.
+
+Thread safety:
+    Reads a view (which never changes once rendered) and the region tree
+    without the writer lock: any thread, but an edit in another thread
+    meanwhile can make the tree and the view disagree (the explanation then
+    says so in its notes).  The results are immutable values.
 """
 from __future__ import annotations
 
@@ -403,7 +409,14 @@ def _dispatch_walk(dispatch: Dispatch, addr: int) -> Tuple[List[DispatchStep], i
 
 def explain_view(view: "FlatView", addr: int, space: Optional["AddressSpace"] = None,
                  _hops: int = 0) -> Explanation:
-    """Explain `addr` in `view` (see Explanation); `space` names the space."""
+    """Explain `addr` in `view` (see Explanation); `space` names the space.
+
+    `addr` is a byte address in [0, 2^64).
+
+    Raises:
+        ArgumentTypeError: `addr` is not an int.
+        InvalidArgumentError: `addr` is outside [0, 2^64).
+    """
     what = repr(space.name) if space is not None else "flat view"
     addr = check_address(addr, what)
     walk = _Walk(addr)
@@ -482,7 +495,17 @@ def explain(space: "AddressSpace", addr: int, size: Optional[int] = None,
             is_write: bool = False) -> Explanation:
     """Explain `addr` in address space `space`'s current view; with `size`,
     also whether an access of `size` bytes there (a write if `is_write`)
-    fails, where and why (`Explanation.access`)."""
+    fails, where and why (`Explanation.access`).
+
+    `addr` is a byte address in [0, 2^64); `size` a byte count, > 0, with
+    `addr + size <= 2^64`.  A failing IOMMU translate callback is reported in
+    the explanation, not raised.
+
+    Raises:
+        ArgumentTypeError: `addr` or `size` is not an int.
+        InvalidArgumentError: `addr` is outside [0, 2^64), or the access is
+            empty or runs past 2^64.
+    """
     assert space.flatview is not None
     if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
         raise ArgumentTypeError(f"explain {space.name!r}: size must be an int, "

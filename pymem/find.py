@@ -10,6 +10,11 @@ as `pc.ram`) has its own name as its path.
 Read-only; call with the tree quiet (no edit in another thread).
 
 Knows the region tree; the memory system only in annotations (it is handed one).
+
+Thread safety:
+    Read-only walks of the region tree without locks: call with the tree
+    quiet (no edit in another thread meanwhile).  Entries are immutable
+    values.
 """
 from __future__ import annotations
 
@@ -44,7 +49,10 @@ def fold_down(mr: MemoryRegion, memo: Dict[int, T],
     region)` gives a region's value from its container's (`above` is None at
     the top).  `memo` (region id -> value) is shared between calls, so the
     values of a whole deep tree cost one walk up each; the walk is a loop,
-    never a recursion, however deep the tree."""
+    never a recursion, however deep the tree.
+
+    Raises nothing (what `step` raises propagates).
+    """
     pending = []
     node: Optional[MemoryRegion] = mr
     while node is not None and node.id not in memo:
@@ -63,14 +71,20 @@ def _path_step(above: Optional[str], region: MemoryRegion) -> str:
 
 def region_path(mr: MemoryRegion, memo: Optional[Dict[int, str]] = None) -> str:
     """The names of `mr`'s containers, outermost first, and its own, joined
-    by '/'.  `memo` (region id -> path) shares the work between calls."""
+    by '/'.  `memo` (region id -> path) shares the work between calls.
+
+    Raises nothing.
+    """
     return fold_down(mr, {} if memo is None else memo, _path_step)
 
 
 def regions(system: "MemorySystem") -> List[RegionEntry]:
     """Every region reachable from the system's address spaces (through
     subregions and aliases), each once, in `info mtree` order: each space's
-    tree depth first, highest priority first, alias targets after."""
+    tree depth first, highest priority first, alias targets after.
+
+    Raises nothing.
+    """
     out: List[RegionEntry] = []
     seen = set()
     targets: List[MemoryRegion] = []
@@ -94,7 +108,11 @@ def regions(system: "MemorySystem") -> List[RegionEntry]:
 
 
 def find(system: "MemorySystem", name: str) -> List[RegionEntry]:
-    """Every region named `name`, with its path ([] when there is none)."""
+    """Every region named `name`, with its path ([] when there is none).
+
+    Raises:
+        ArgumentTypeError: `name` is not a str.
+    """
     if not isinstance(name, str):
         raise ArgumentTypeError(f"find: name must be a str, not {type(name).__name__}")
     return [entry for entry in regions(system) if entry.region.name == name]

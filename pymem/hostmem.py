@@ -17,6 +17,12 @@ of a region's memory, which it keeps alive while held.
 
 Knows only the C side (pymem/_bindings.py): regions ask it for memory; it never
 names a region, a view or an address space.
+
+Thread safety:
+    Any thread: the slabs are shared under one lock (held across fork), and
+    a slab's pages return to it from finalizers that only queue them.  A
+    `RamPtr` may be read from any thread; after `release()` the memory may
+    be reused, so whoever uses the address must hold the RamPtr.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ._bindings import ffi
+from .errors import InvalidArgumentError
 
 PAGE_SIZE = max(mmap.PAGESIZE, 4096)
 """Granularity (bytes) of every region memory: the host page, at least 4 KiB."""
@@ -158,14 +165,24 @@ if hasattr(os, "register_at_fork"):
 def allocate(size: int) -> memoryview:
     """`size` zeroed bytes starting on a host page: a slab's pages when small,
     an mmap of their own from MMAP_MIN up.  Raises what mmap raises
-    (OverflowError, OSError, ValueError) when the memory cannot be had."""
+    (OverflowError, OSError, ValueError) when the memory cannot be had.
+
+    Raises:
+        OverflowError: `size` is too large for mmap.
+        OSError: the memory cannot be mapped.
+        ValueError: mmap refuses `size` (negative).
+    """
     if size >= MMAP_MIN:
         return memoryview(mmap.mmap(-1, size))
     return SLABS.allocate(max(size, 1))[:size]
 
 
 def address_of(buffer: Any) -> int:
-    """The host address of a writable buffer's first byte."""
+    """The host address of a writable buffer's first byte.
+
+    Raises:
+        TypeError: `buffer` is not a writable buffer.
+    """
     return int(ffi.cast("uintptr_t", ffi.from_buffer("uint8_t[]", buffer,
                                                       require_writable=True)))
 
@@ -178,6 +195,8 @@ class RamPtr:
     memory stays allocated and at that address, even if the region itself is
     dropped; `release()`, or leaving `with region.get_ram_ptr() as ptr:`,
     lets it go (the RamPtr then refuses to answer).  Thread-safe to read.
+
+    Raises nothing (made by `MemoryRegion.get_ram_ptr`).
     """
 
     __slots__ = ("_memory", "_address", "size", "name")
@@ -190,9 +209,13 @@ class RamPtr:
 
     @property
     def address(self) -> int:
-        """The host address (an int); ValueError once released."""
+        """The host address (an int); ValueError once released.
+
+        Raises:
+            InvalidArgumentError: the RamPtr was released.
+        """
         if self._memory is None:
-            raise ValueError(f"RAM pointer of region {self.name!r} was released")
+            raise InvalidArgumentError(f"RAM pointer of region {self.name!r} was released")
         return self._address
 
     def __int__(self) -> int:
@@ -202,7 +225,10 @@ class RamPtr:
         return self.address
 
     def release(self) -> None:
-        """Stop keeping the memory alive; idempotent."""
+        """Stop keeping the memory alive; idempotent.
+
+        Raises nothing.
+        """
         self._memory = None
 
     def __enter__(self) -> "RamPtr":

@@ -9,6 +9,13 @@ one they built up in.  We reproduce the passes and the orders exactly.
 
 Knows flat views (the difference of two); address spaces only in annotations:
 the memory system calls its listeners, they never import it.
+
+Thread safety:
+    Listener hooks are called on the committing thread, inside the commit,
+    with the system's writer lock held: a hook must not edit the topology,
+    open a transaction or destroy an address space (EditDuringCommitError),
+    but may access memory.  The functions here are called by the memory
+    system under that lock; `MemoryRegionSection` is an immutable value.
 """
 from __future__ import annotations
 
@@ -34,7 +41,10 @@ class MemoryRegionSection(NamedTuple):
 
 def section_from_flat_range(fr: "FlatRange", fv: Optional["FlatView"]) -> MemoryRegionSection:
     """The MemoryRegionSection a listener is handed for flat range `fr` of
-    view `fv` (QEMU's section_from_flat_range)."""
+    view `fv` (QEMU's section_from_flat_range).
+
+    Raises nothing.
+    """
     return MemoryRegionSection(fr.region, fv, fr.offset_in_region, fr.size, fr.addr,
                                fr.readonly, fr.nonvolatile)
 
@@ -43,34 +53,67 @@ class MemoryListener:
     """Subclass and override the callbacks you need; the defaults do nothing.
 
     `priority` orders listeners (lower first for forward calls), as in QEMU.
+
+    The hooks' defaults raise nothing.  A hook that raises does not stop the
+    commit: every listener is told the whole change, the new view is published,
+    and then the first exception propagates to whoever committed (later ones
+    are attached to it).
     """
 
     priority: int = 0
 
     def begin(self) -> None:
-        """A commit (or this listener's registration) starts."""
+        """A commit (or this listener's registration) starts.
+
+        Raises nothing (the default).
+        """
 
     def commit(self) -> None:
-        """A commit (or this listener's registration) ends."""
+        """A commit (or this listener's registration) ends.
+
+        Raises nothing (the default).
+        """
 
     def region_add(self, section: MemoryRegionSection) -> None:
-        """`section` appeared in the address space."""
+        """`section` appeared in the address space.
+
+        Raises nothing (the default).
+        """
 
     def region_del(self, section: MemoryRegionSection) -> None:
-        """`section` left the address space (or changed attributes)."""
+        """`section` left the address space (or changed attributes).
+
+        Raises nothing (the default).
+        """
 
     def region_nop(self, section: MemoryRegionSection) -> None:
-        """`section` is in both the old and the new view, unchanged."""
+        """`section` is in both the old and the new view, unchanged.
+
+        Raises nothing (the default).
+        """
 
     def log_start(self, section: MemoryRegionSection, old: int, new: int) -> None:
-        """Dirty logging gained clients: `old` and `new` are the masks."""
+        """Dirty logging gained clients: `old` and `new` are the masks.
+
+        `old` and `new` are bit masks of DIRTY_MEMORY_* clients.
+
+        Raises nothing (the default).
+        """
 
     def log_stop(self, section: MemoryRegionSection, old: int, new: int) -> None:
-        """Dirty logging lost clients: `old` and `new` are the masks."""
+        """Dirty logging lost clients: `old` and `new` are the masks.
+
+        `old` and `new` are bit masks of DIRTY_MEMORY_* clients.
+
+        Raises nothing (the default).
+        """
 
 
 def insert_by_priority(listeners: List[MemoryListener], listener: MemoryListener) -> None:
-    """Insert after every listener of lower or equal priority (QEMU's order)."""
+    """Insert after every listener of lower or equal priority (QEMU's order).
+
+    Raises nothing.
+    """
     i = len(listeners)
     while i > 0 and listeners[i - 1].priority > listener.priority:
         i -= 1
@@ -89,7 +132,12 @@ def _tell(errors: List[BaseException], hook: Callable[..., None], *args: Any) ->
 def raise_first(errors: List[BaseException]) -> None:
     """Raise the first of the exceptions listeners raised, if any; the later
     ones are chained to it as notes (``__notes__``, shown by tracebacks on
-    Python 3.11+) and kept in its ``listener_errors`` attribute."""
+    Python 3.11+) and kept in its ``listener_errors`` attribute.
+
+    Raises:
+        BaseException: the first of `errors`, whatever its class; nothing when
+            `errors` is empty.
+    """
     if not errors:
         return
     first = errors[0]
@@ -114,7 +162,11 @@ def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatVi
     caller to raise once the whole change is told (and published).
 
     The walk over both views runs in C (FlatView.diff); unchanged ranges are
-    built into sections only when a listener has its own region_nop."""
+    built into sections only when a listener has its own region_nop.
+
+    Raises:
+        OutOfMemoryError: C cannot allocate the difference of the views.
+    """
     from .flatview import DIFF_ADD, DIFF_DEL, DIFF_SAME, diff_views
 
     forward = list(asp.listeners)
@@ -154,7 +206,10 @@ def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatVi
 def listener_add_address_space(listener: MemoryListener, fv: "FlatView",
                                errors: List[BaseException]) -> None:
     """Replay the current view to a newly registered listener (all of it,
-    even if it raises: its exceptions go to `errors`)."""
+    even if it raises: its exceptions go to `errors`).
+
+    Raises nothing: the listener's exceptions go to `errors`.
+    """
     _tell(errors, listener.begin)
     for fr in fv.ranges:
         section = section_from_flat_range(fr, fv)
@@ -167,7 +222,10 @@ def listener_add_address_space(listener: MemoryListener, fv: "FlatView",
 def listener_del_address_space(listener: MemoryListener, fv: "FlatView",
                                errors: List[BaseException]) -> None:
     """Take the current view away from a listener being unregistered (all
-    of it, even if it raises: its exceptions go to `errors`)."""
+    of it, even if it raises: its exceptions go to `errors`).
+
+    Raises nothing: the listener's exceptions go to `errors`.
+    """
     _tell(errors, listener.begin)
     for fr in fv.ranges:
         section = section_from_flat_range(fr, fv)

@@ -7,6 +7,10 @@ device model written against QEMU's API finds the same names here, and
 MemTxError carries the result of an access that the caller asked to raise.
 
 Imports only pymem.errors; every layer above may use it (docs/architecture.md).
+
+Thread safety:
+    `MemTxAttrs`, `MemTxResult` and `MemTxReason` are immutable values and
+    `MemTxError` is made per failed access: any thread.
 """
 from __future__ import annotations
 
@@ -32,6 +36,12 @@ class MemTxAttrs:
 
     `space` is Arm's security space (0 secure, 1 non-secure, ...);
     `memory` says the access is known to target memory, not a device.
+
+    Raises:
+        ArgumentTypeError: (constructing) a flag that is not a bool, or `space`,
+            `requester_id`, `pid` that are not ints.
+        InvalidArgumentError: (constructing) `space` outside 0..3,
+            `requester_id` outside 0..0xffff, `pid` outside 0..0xff.
     """
 
     unspecified: bool = False

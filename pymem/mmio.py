@@ -12,6 +12,12 @@ reject every access.
 
 Knows MemoryRegionOps (pymem/region/ops.py) and the MemTx types, not the
 access path that calls it nor any address space (docs/architecture.md).
+
+Thread safety:
+    Pure functions but for the device callbacks they call, which run on the
+    thread that made the access with no pymem lock held (a callback may
+    access memory and commit topology changes).  A device model shared by
+    several accessing threads must lock its own state.
 """
 from __future__ import annotations
 
@@ -28,7 +34,12 @@ DECODE_ERROR = MemTxResult.DECODE_ERROR
 
 
 def access_size(ops: Optional[MemoryRegionOps], length: int, offset: int) -> int:
-    """How many of `length` bytes at `offset` one device access takes."""
+    """How many of `length` bytes at `offset` one device access takes.
+
+    `length` and `offset` are bytes; the answer is a power of two.
+
+    Raises nothing.
+    """
     size_max = ops.valid_max if ops is not None else 4
     if ops is None or not ops.unaligned:
         # An aligned device only sees accesses aligned to their size.
@@ -40,7 +51,10 @@ def access_size(ops: Optional[MemoryRegionOps], length: int, offset: int) -> int
 
 
 def access_valid(ops: Optional[MemoryRegionOps], offset: int, size: int) -> bool:
-    """Whether the device accepts an access of `size` bytes at `offset`."""
+    """Whether the device accepts an access of `size` bytes at `offset`.
+
+    Raises nothing.
+    """
     if ops is None:
         return False
     if not ops.unaligned and offset & (size - 1):
@@ -62,7 +76,11 @@ def _impl_pieces(ops: MemoryRegionOps, size: int) -> Tuple[int, int, List[Tuple[
 def callback_value(value: object, name: str, what: str, offset: int, size: int) -> int:
     """`value`, a device callback's answer, as an int (anything with
     __index__, as numpy integers); ArgumentTypeError naming the region
-    `name` otherwise."""
+    `name` otherwise.
+
+    Raises:
+        ArgumentTypeError: `value` has no `__index__`.
+    """
     try:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -85,7 +103,15 @@ def _attrs_answer(got: object, name: str, offset: int, size: int) -> Tuple[int, 
 def dispatch_read(ops: Optional[MemoryRegionOps], offset: int, size: int,
                   attrs: MemTxAttrs, name: str = "?") -> Tuple[int, MemTxResult]:
     """Read `size` bytes: the value in the device's byte order, and the result.
-    `name` (the region's) is what an error about a callback's answer names."""
+    `name` (the region's) is what an error about a callback's answer names.
+
+    `offset` is a byte offset in the region, `size` bytes (1, 2, 4 or 8).
+
+    Raises:
+        ArgumentTypeError: a callback answered something other than an int (or,
+            with_attrs, a (value, MemTxResult) pair).
+        Exception: what the device's read callback raises propagates.
+    """
     if not access_valid(ops, offset, size):
         return 0, DECODE_ERROR
     assert ops is not None   # access_valid refuses unassigned space
@@ -121,7 +147,15 @@ def dispatch_read(ops: Optional[MemoryRegionOps], offset: int, size: int,
 def dispatch_write(ops: Optional[MemoryRegionOps], offset: int, value: int, size: int,
                    attrs: MemTxAttrs, name: str = "?") -> MemTxResult:
     """Write `value` (in the device's byte order) as `size` bytes at `offset`.
-    `name` (the region's) is what an error about a callback's answer names."""
+    `name` (the region's) is what an error about a callback's answer names.
+
+    `offset` is a byte offset in the region, `size` bytes (1, 2, 4 or 8).
+
+    Raises:
+        ArgumentTypeError: a with_attrs callback answered something other than
+            None or a MemTxResult.
+        Exception: what the device's write callback raises propagates.
+    """
     if not access_valid(ops, offset, size):
         return DECODE_ERROR
     assert ops is not None   # access_valid refuses unassigned space
@@ -148,5 +182,8 @@ def dispatch_write(ops: Optional[MemoryRegionOps], offset: int, value: int, size
 
 
 def byteorder(ops: Optional[MemoryRegionOps]) -> ByteOrder:
-    """The byte order of the device's values on the bus."""
+    """The byte order of the device's values on the bus.
+
+    Raises nothing.
+    """
     return ops.endianness if ops is not None else "little"

@@ -24,6 +24,14 @@ before any Python code runs, so a KeyboardInterrupt (or any signal handler
 that raises) can land before the section begins or after it ended, never
 between.  The access path's sections are likewise opened and closed within
 one C call (pymem/access.py, csrc/ext/fastpath.c).
+
+Thread safety:
+    Every function here may be called from any thread.  `read_lock()` and
+    `in_read_section()` are per thread (a section belongs to the thread that
+    entered it); `synchronize_rcu` and `drain_call_rcu` block the caller
+    (with the GIL released while waiting in C) and must not be called inside
+    a read-side section or from an RCU callback.  A callback runs on the
+    reclaimer thread, not on the thread that queued it.
 """
 from __future__ import annotations
 
@@ -83,7 +91,10 @@ _draining = 0                       # drain_call_rcu calls waiting: no batching 
 
 
 def in_read_section() -> bool:
-    """Whether this thread is inside an RCU read-side section."""
+    """Whether this thread is inside an RCU read-side section.
+
+    Raises nothing.
+    """
     return bool(lib.pm_rcu_in_reader())
 
 
@@ -99,6 +110,10 @@ def read_lock() -> ContextManager[None]:
     section begins and ends in C (see the module docstring): an async
     exception cannot leave it open.  Use it in one thread: RuntimeError if
     it is left from another.
+
+    Raises:
+        RuntimeError: the same section object is entered twice, or left from
+            another thread than the one that entered it.
     """
     return _fastpath.ReadSection()
 
@@ -107,6 +122,11 @@ def synchronize_rcu() -> None:
     """Wait until every read-side section that has begun has ended.
 
     Raises RcuError inside a read-side section, where waiting would never end.
+
+    Raises:
+        RcuError: called inside a read-side section, where waiting would never
+            end; or the process ran out of thread-specific keys registering this
+            thread as a reader.
     """
     check(lib.pm_rcu_synchronize())
 
@@ -116,6 +136,12 @@ def call_rcu(fn: Callable[[], object]) -> None:
 
     Callbacks run in the order they were queued. An exception in one is
     reported through sys.unraisablehook and the rest still run.
+
+    After interpreter exit has begun, `fn` runs at once on the calling thread
+    instead.
+
+    Raises:
+        ArgumentTypeError: `fn` is not callable.
     """
     if not callable(fn):
         raise ArgumentTypeError(f"call_rcu() needs a callable, not {type(fn).__name__}")
@@ -145,6 +171,10 @@ def drain_call_rcu() -> None:
 
     Raises RcuError inside a read-side section or from a callback, where the
     reclaimer could never get there.
+
+    Raises:
+        RcuError: called inside a read-side section, or from an RCU callback
+            (on the reclaimer thread).
     """
     if in_read_section():
         raise RcuError("drain_call_rcu() called inside an RCU read-side section")

@@ -55,6 +55,13 @@ a file's regions.
 
 Knows the region tree and the dirty logs; the memory system only in
 annotations (it is handed one).
+
+Thread safety:
+    `take` and `restore` (MemorySystem.snapshot/restore) hold the system's
+    writer lock and may be called from any thread; see above for what reads
+    and writes racing them see.  A `Snapshot` is immutable: keep, save and
+    restore it from any thread.  Device `save()`/`load()` are called on the
+    thread taking or restoring, under the writer lock.
 """
 from __future__ import annotations
 
@@ -100,7 +107,10 @@ class Snapshot:
     Made by `MemorySystem.snapshot()` or `Snapshot.load(file, system)`; put
     back by `MemorySystem.restore(snap)`; written with `save(file)`.  It
     holds its pages, not the regions (weak references), and is immutable:
-    any number of snapshots can be kept and restored in any order."""
+    any number of snapshots can be kept and restored in any order.
+
+    Raises nothing (snapshots are made by `MemorySystem.snapshot()` or `Snapshot.load`).
+    """
 
     def __init__(self, system: Any, page_bits: int, images: Dict[int, _Image],
                  devices: List[Tuple[str, Any, Any]]) -> None:
@@ -121,7 +131,11 @@ class Snapshot:
 
     def memory(self, region: MemoryRegion) -> bytes:
         """The snapshot's copy of `region`'s memory.  Raises SnapshotError if
-        it holds none for that region."""
+        it holds none for that region.
+
+        Raises:
+            SnapshotError: the snapshot holds no memory of `region`.
+        """
         image = self._images.get(region.id)
         if image is None or image.region() is not region:
             raise SnapshotError(f"snapshot holds no memory of region {region.name!r}")
@@ -138,7 +152,13 @@ class Snapshot:
         """Write the snapshot to `file` (a path or a binary file object) in
         the format the module docstring describes.  Device states must be
         bytes-like to be written.  Raises SnapshotError (duplicate region
-        names, a state that is not bytes) before writing anything."""
+        names, a state that is not bytes) before writing anything.
+
+        Raises:
+            SnapshotError: region names are not unique, or a device state is not
+                bytes-like (nothing is written).
+            OSError: the file cannot be opened or written.
+        """
         names = [image.name for image in self._images.values()]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -174,7 +194,14 @@ class Snapshot:
         (by name) and devices (by key).  Raises SnapshotFormatError for a
         file that is not a whole, intact pymem snapshot, SnapshotError for one
         whose regions or devices `system` lacks (named) or holds with another
-        kind or size."""
+        kind or size.
+
+        Raises:
+            SnapshotFormatError: the file cannot be read, is not a pymem snapshot,
+                is of another version, truncated or corrupted.
+            SnapshotError: `system` lacks a region or device the file holds, or
+                holds it with another kind or size.
+        """
         if isinstance(file, (str, os.PathLike)):
             where = os.fspath(file)
             try:
@@ -209,7 +236,10 @@ def participants(system: Any) -> Iterator[Tuple[str, Any]]:
     MemoryRegionOps subclass) and the object its ops' read callback is a
     bound method of (role "device", the device model) — each if it has
     callable `save()` and `load(state)`.  `save()` returns the device's
-    state (bytes to be written to a file); `load(state)` puts it back."""
+    state (bytes to be written to a file); `load(state)` puts it back.
+
+    Raises nothing.
+    """
     seen = set()
     for asp in system.address_spaces:
         for mr in reachable(asp.root):
@@ -229,7 +259,15 @@ def _copy_pages(buf: memoryview, page_size: int) -> List[bytes]:
 
 
 def take(system: Any) -> Snapshot:
-    """MemorySystem.snapshot(): see the module docstring."""
+    """MemorySystem.snapshot(): see the module docstring.
+
+    Raises:
+        SnapshotError: taken inside a transaction while some RAM region is not
+            yet logged for snapshots (that needs a commit).
+        EditDuringCommitError: taken from a listener being told of a change
+            while a region needs its logging turned on.
+        Exception: what a participant's `save()` raises propagates.
+    """
     with system._lock:
         regions = _memory_regions(system)
         unlogged = [mr for mr in regions
@@ -281,7 +319,15 @@ def _base_image(base: Optional[Snapshot], mr: MemoryRegion, page_bits: int) -> O
 
 def restore(system: Any, snap: Snapshot, full: bool = False) -> List[MemoryRegion]:
     """MemorySystem.restore(snap): see the module docstring.  `full` writes
-    every page (ignoring the dirty log): the slow path, for comparison."""
+    every page (ignoring the dirty log): the slow path, for comparison.
+
+    Raises:
+        ArgumentTypeError: `snap` is not a Snapshot.
+        SnapshotError: the snapshot is of another system, of regions removed or
+            resized since, of devices removed since, or of another page size;
+            nothing is restored.
+        Exception: what a participant's `load(state)` raises propagates.
+    """
     if not isinstance(snap, Snapshot):
         raise ArgumentTypeError(f"restore: expected a Snapshot, not {type(snap).__name__}")
     page_bits: int = system.page_bits

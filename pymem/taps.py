@@ -38,6 +38,12 @@ Semantics:
 - Threads: a tap runs in the thread making the access, with the GIL.  Adding
   and removing taps is safe from any thread, and from inside a tap: a piece
   already being told goes to the taps installed when it started.
+
+Thread safety:
+    A tap runs on the thread making the access, with the GIL held and no
+    pymem lock.  Adding and removing taps is safe from any thread, and from
+    inside a tap (a piece already being told goes to the taps installed
+    when it started).
 """
 from __future__ import annotations
 
@@ -60,7 +66,10 @@ ADDRESS_SPACE_SIZE = 1 << 64
 
 class Tap:
     """An installed tap (what `AddressSpace.add_tap` answers).  `remove()`
-    uninstalls it; as a context manager it is removed when the block ends."""
+    uninstalls it; as a context manager it is removed when the block ends.
+
+    Raises nothing (taps are made by `AddressSpace.add_tap`).
+    """
 
     __slots__ = ("space", "callback", "kinds", "start", "end", "reads", "writes",
                  "mmio_only", "_set", "_tap")
@@ -87,7 +96,10 @@ class Tap:
 
     def remove(self) -> None:
         """Uninstall the tap (again: nothing happens).  Pieces after this call
-        are not told to it."""
+        are not told to it.
+
+        Raises nothing.
+        """
         self._set.remove(self._tap)
 
     def __enter__(self) -> "Tap":
@@ -106,7 +118,17 @@ class Tap:
 def check_tap(space_name: str, callback: Any, kinds: Optional[Iterable[str]], start: Any,
               end: Any, reads: Any, writes: Any, mmio_only: Any) -> FrozenSet[str]:
     """Check add_tap's arguments; the kinds as a set.  ArgumentTypeError or
-    InvalidArgumentError naming the space and the bad argument."""
+    InvalidArgumentError naming the space and the bad argument.
+
+    `start` and `end` are byte addresses, 0 <= start < end <= 2^64.
+
+    Raises:
+        ArgumentTypeError: `callback` is not callable, `kinds` is a string or
+            not a collection, `start`/`end` are not ints, or `reads`, `writes`,
+            `mmio_only` are not bools.
+        InvalidArgumentError: an unknown or empty set of kinds, an empty range
+            or one outside the 64-bit space, or neither reads nor writes.
+    """
     where = f"add_tap on address space {space_name!r}"
     if not callable(callback):
         raise ArgumentTypeError(f"{where}: the tap must be callable, "

@@ -4,6 +4,10 @@ QEMU prints, under each FlatView, its AddressSpaceDispatch: the sections table
 (with historic labels that go by index, not by content) and every radix node,
 reachable or not, as runs of equal entries.  We print the same bytes from the C
 tables, so a diff against QEMU's dump is a diff of the data structures.
+
+Thread safety:
+    Reads a dispatch table, which never changes once built: any thread, as
+    long as the caller holds the `Dispatch` (or its view) for the call.
 """
 from __future__ import annotations
 
@@ -30,7 +34,10 @@ def _entry_run(first: int, last: int, skip: int, ptr: int) -> str:
 
 
 def node_lines(entries: List[Tuple[int, int]]) -> List[str]:
-    """One node's 512 (skip, ptr) entries as QEMU prints them: runs of equal ones."""
+    """One node's 512 (skip, ptr) entries as QEMU prints them: runs of equal ones.
+
+    Raises nothing.
+    """
     lines = []
     first = 0
     # groupby walks the entries in C: a node has 512 of them but few runs.
@@ -48,6 +55,9 @@ def format_dispatch(dispatch: Dispatch, name_of: Callable[[int], Optional[str]],
     `name_of(region_id)` names a section's region (None prints `(noname)`);
     sections whose region is `root_region` get ` [ROOT]`.  `mru=False` leaves
     out the ` [MRU]` marker, which depends on past lookups.
+
+    Raises:
+        InvalidArgumentError: the dispatch is closed.
     """
     out = ["  Dispatch", "    Physical sections"]
     mru_index = dispatch.mru if mru else -1

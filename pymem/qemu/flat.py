@@ -3,6 +3,10 @@
 `dispatch_from_flat` is the conformance harness of the C dispatch: it takes the
 flat ranges QEMU printed, builds our dispatch for each view, and prints the
 `info mtree -f -d` text QEMU would print for it.
+
+Thread safety:
+    Pure functions of their text (each builds its own dispatch tables):
+    any thread.  The dataclasses are plain values.
 """
 from __future__ import annotations
 
@@ -36,7 +40,10 @@ class FlatRangeText:
         return self.last - self.start + 1
 
     def line(self) -> str:
-        """The range as `info mtree -f` prints it."""
+        """The range as `info mtree -f` prints it.
+
+        Raises nothing.
+        """
         text = f"  {self.start:016x}-{self.last:016x} (prio {self.priority}, {self.type}): {self.name}"
         return text + (f" @{self.offset:016x}" if self.offset else "")
 
@@ -52,13 +59,22 @@ class FlatViewText:
 
     def header_lines(self) -> List[str]:
         """The view's header as `info mtree -f` prints it: the FlatView
-        number, its address spaces, its root."""
+        number, its address spaces, its root.
+
+        Raises nothing.
+        """
         return ([f"FlatView #{self.number}"] + self.as_lines
                 + [f" Root memory region: {self.root if self.root is not None else '(none)'}"])
 
 
 def parse_flat(text: str) -> List[FlatViewText]:
-    """Parse `info mtree -f` (or `-f -d`: dispatch blocks are skipped)."""
+    """Parse `info mtree -f` (or `-f -d`: dispatch blocks are skipped).
+
+    Raises:
+        DumpParseError: a line that is not `info mtree -f` output, text before
+            the first `FlatView #n` line, a range that ends before it starts or
+            overlaps the previous one; the message names the line.
+    """
     views: List[FlatViewText] = []
     view: Optional[FlatViewText] = None
     in_dispatch = False
@@ -119,7 +135,16 @@ def _looks_like_iommu(name: str) -> bool:
 def build_view_dispatch(view: FlatViewText, page_bits: int,
                         iommu: Optional[Iterable[str]] = None
                         ) -> Tuple[Dispatch, Dict[int, str], Optional[int]]:
-    """Our dispatch for one parsed view, with its region-name table."""
+    """Our dispatch for one parsed view, with its region-name table.
+
+    `page_bits` is the target page size as a power of two (10..16).
+
+    Raises:
+        ArgumentTypeError: `page_bits` is not an int.
+        TopologyError: `page_bits` is outside 10..16.
+        CapacityError: more sections or radix nodes than a dispatch entry can
+            address.
+    """
     iommu_names = set(iommu) if iommu is not None else None
     ids: Dict[str, int] = {}
     ranges = []
@@ -139,6 +164,16 @@ def dispatch_from_flat(text: str, page_bits: int = 12,
     `iommu` names the IOMMU regions (printed ` [iommu]`); by default the names
     QEMU 7.2 gives its IOMMU regions are taken for them, as a flat dump
     cannot say.
+
+    `page_bits` is the target page size as a power of two (10..16).
+
+    Raises:
+        DumpParseError: the text is not `info mtree -f` output (see `parse_flat`).
+        ArgumentTypeError: `page_bits` is not an int.
+        TopologyError: `page_bits` is outside 10..16 (the message names the
+            FlatView).
+        CapacityError: a view needs more sections or radix nodes than a dispatch
+            entry can address.
     """
     out = []
     views = parse_flat(text)

@@ -22,6 +22,9 @@ cannot:
   FlatViews as QEMU did; `as_roots`, alongside, each one's root line in the
   tree dump (several address spaces can print the same AS line: Arm's
   tz-ppc ports, one vtd-root per device).  The view's ranges pick the root.
+
+Thread safety:
+    Pure functions of their text: any thread.
 """
 from __future__ import annotations
 
@@ -282,7 +285,13 @@ def _root_fit(top: _Node, view: FlatViewText) -> int:
 
 def derive_hints(mtree_d: str, flat: str, dispatch: str) -> Dict[str, Any]:
     """A hints.json for `load_mtree(mtree_d, hints)` from one moment's dumps:
-    `info mtree -D`, `info mtree -f` and `info mtree -f -d`."""
+    `info mtree -D`, `info mtree -f` and `info mtree -f -d`.
+
+    Raises:
+        DumpParseError: one of the dumps does not parse, or they do not belong
+            together (a flat view's address space missing from the tree dump, an
+            alias gone round without end); the message names the line.
+    """
     tree = _Tree(mtree_d)
     flats = parse_flat(flat)
     notes: List[str] = []

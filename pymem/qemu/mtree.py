@@ -10,6 +10,9 @@ region printed in several places (an address-space root that is also a
 subregion, an alias target's `memory-region:` block) is one object when its
 printed subtree is identical.  Imported MMIO regions get harmless ops: reads
 return 0, writes are ignored.
+
+Thread safety:
+    `load_mtree` builds a new MemorySystem from text: any thread.
 """
 from __future__ import annotations
 
@@ -338,7 +341,19 @@ def _check_hints(h: Any, where: str) -> Dict[str, Any]:
 
 
 def load_mtree(text: str, hints: Union[None, Dict[str, Any], str, "PathLike[str]"] = None) -> MemorySystem:
-    """A MemorySystem rebuilt from QEMU's `info mtree -D` output and its hints."""
+    """A MemorySystem rebuilt from QEMU's `info mtree -D` output and its hints.
+
+    `hints` is a dict (the parsed hints.json), a path to one, or None (no
+    hints: every region is RAM, MMIO or a container as the dump's type says).
+
+    Raises:
+        DumpParseError: the text is not `info mtree -D` output, or the hints are
+            unreadable, not JSON, or of the wrong shape (the message names the
+            line or the hints field).
+        ArgumentTypeError: `hints` is neither a dict, a path nor None.
+        TopologyError: the dump describes a tree pymem cannot build (an alias
+            loop that never leaves its window, a region past 2^64).
+    """
     h = _load_hints(hints)
     blocks = _parse(text)
     if not blocks:

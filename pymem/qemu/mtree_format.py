@@ -5,6 +5,11 @@ of the address spaces, then every alias target), `-D` (disabled regions too),
 `-f` (the FlatViews) and `-f -d` (each view's dispatch), so a diff against a
 real dump is a diff of the memory maps.  Reading a dump back is mtree.py's.
 Reads the tree and the views it is handed; changes nothing.
+
+Thread safety:
+    Holds the system's writer lock while it reads the tree and views, so it
+    may be called from any thread, even while another edits the system
+    (it then waits for that commit).
 """
 from __future__ import annotations
 
@@ -121,7 +126,10 @@ def _format_flat(system: MemorySystem, dispatch: bool) -> List[str]:
 def format_mtree(system: MemorySystem, flat: bool = False, dispatch: bool = False,
                  disabled: bool = False) -> str:
     """`info mtree` as QEMU prints it: `flat` is `-f`, `dispatch` `-d` (with
-    `-f`), `disabled` `-D` (tree only)."""
+    `-f`), `disabled` `-D` (tree only).
+
+    Raises nothing.
+    """
     with system._lock:
         lines = _format_flat(system, dispatch) if flat else _format_tree(system, disabled)
     return "\n".join(lines) + "\n" if lines else ""

@@ -1,5 +1,9 @@
 """Comparing two traces' MMIO sequences, as `pymem trace diff` does: two
-traces in, no machine (it replays nothing)."""
+traces in, no machine (it replays nothing).
+
+Thread safety:
+    Pure functions of the traces: any thread.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +18,10 @@ MmioKey = Tuple[str, Optional[str], int, int, int]
 
 def mmio_sequence(trace: Trace) -> List[Access]:
     """The device accesses of a trace that QEMU would trace too: MMIO to a
-    named region (RAM, ROM and unassigned space are not in QEMU's logs)."""
+    named region (RAM, ROM and unassigned space are not in QEMU's logs).
+
+    Raises nothing.
+    """
     return [e for e in trace.events
             if isinstance(e, Access) and e.value is not None and e.region is not None]
 
@@ -38,7 +45,10 @@ class TraceDiff:
 
 
 def diff_traces(a: Trace, b: Trace) -> TraceDiff:
-    """Compare two traces as sequences of (op, region, address, size, value)."""
+    """Compare two traces as sequences of (op, region, address, size, value).
+
+    Raises nothing.
+    """
     sa, sb = mmio_sequence(a), mmio_sequence(b)
     for i, (x, y) in enumerate(zip(sa, sb)):
         if _key(x) != _key(y):
@@ -53,7 +63,12 @@ def _mmio_line(e: Access) -> str:
 
 def format_diff(diff: TraceDiff, name_a: str, name_b: str, context: int = 3) -> str:
     """The first difference with `context` accesses on each side, as
-    `pymem trace diff` prints it."""
+    `pymem trace diff` prints it.
+
+    `context` is a count of accesses shown on each side of the first difference (>= 0).
+
+    Raises nothing.
+    """
     out = [f"A: {name_a}: {len(diff.a)} MMIO accesses", f"B: {name_b}: {len(diff.b)} MMIO accesses"]
     if diff.index is None:
         out.append("identical")

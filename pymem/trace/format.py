@@ -6,6 +6,11 @@ with the digest of every FlatView), an end line when the recording closes.
 This module is the vocabulary every other part of pymem/trace/ speaks: the
 event types, `encode_event`/`decode_event` for one line, and the digest of a
 view.  It knows nothing of files, address spaces' access paths or replays.
+
+Thread safety:
+    Events (`Access`, `Commit`, `ViewDigest`) are frozen values and the
+    functions here keep no state: any thread.  A `Trace` is a plain mutable
+    container: share it between threads only to read it.
 """
 from __future__ import annotations
 
@@ -98,7 +103,10 @@ class Access:
         return self.value is not None
 
     def describe(self) -> str:
-        """One line for reports: op, size, address, region, payload."""
+        """One line for reports: op, size, address, region, payload.
+
+        Raises nothing.
+        """
         where = f" in {self.space!r}" if self.space is not None else ""
         region = f" -> {self.region!r}" if self.region is not None else " -> unassigned"
         if self.offset is not None:
@@ -146,7 +154,15 @@ def _range_line(fr: Any) -> str:
 def flatview_digest(view: "FlatView") -> str:
     """BLAKE2b-128 (hex) of the view's ranges printed one per line, in address
     order, as `START-LAST TYPE: NAME @OFFSET` (16 hex digits each, TYPE as
-    `info mtree -f` prints it).  Names, not ids, so two processes agree."""
+    `info mtree -f` prints it).  Names, not ids, so two processes agree.
+
+    Raises nothing.
+
+    Thread safety:
+        Any thread; reads the view's ranges, which never change once rendered
+        (hold the view, or call it from the committing thread, to keep it from
+        being released meanwhile).
+    """
     h = hashlib.blake2b(digest_size=16)
     for fr in view.ranges:
         h.update(_range_line(fr).encode())
@@ -154,7 +170,15 @@ def flatview_digest(view: "FlatView") -> str:
 
 
 def view_digests(system: "MemorySystem") -> Tuple[ViewDigest, ...]:
-    """A digest of every current FlatView of `system`, with its address spaces."""
+    """A digest of every current FlatView of `system`, with its address spaces.
+
+    Raises nothing.
+
+    Thread safety:
+        Reads the system's current views without its writer lock: call it from
+        the thread that edits the system (a commit listener, as the recorder
+        does), or while no other thread commits.
+    """
     return tuple(ViewDigest(spaces=tuple(asp.name for asp in spaces),
                             root=view.root.name if view.root is not None else None,
                             digest=flatview_digest(view), ranges=len(view.ranges))
@@ -184,7 +208,10 @@ def _attrs_from(obj: Any, lineno: int) -> Optional[MemTxAttrs]:
 
 
 def encode_event(event: Event) -> str:
-    """One event as its trace line (with the newline)."""
+    """One event as its trace line (with the newline).
+
+    Raises nothing.
+    """
     if isinstance(event, Commit):
         views = [{"spaces": list(v.spaces), "root": v.root, "ranges": v.ranges,
                   "digest": v.digest} for v in event.views]
@@ -218,7 +245,17 @@ def _hex(obj: Dict[str, Any], key: str, lineno: int) -> int:
 
 
 def decode_event(obj: Any, lineno: int = 0) -> Event:
-    """The event a parsed trace line holds."""
+    """The event a parsed trace line holds.
+
+    `obj` is a parsed JSON line; `lineno` (from 1) only goes into messages.
+    Addresses and offsets must lie in [0, 2^64), sizes are positive byte counts
+    (1, 2, 4 or 8 with a value), results MemTxResult integers 0..7.
+
+    Raises:
+        TraceFormatError: `obj` is not an event: not an object, an unknown type,
+            a missing or malformed field, a value out of its range; the message
+            names the line and the field.
+    """
     if not isinstance(obj, dict):
         raise TraceFormatError("a trace line must hold a JSON object", lineno)
     kind = obj.get("type")

@@ -13,6 +13,9 @@ its line number and skipped too, so one garbled line does not hide the rest.
 It lives in the trace package (pymem/qemu/tracelog.py re-exports it) because
 the trace reader sniffs a file's format and must not import the QEMU
 formats' package, which sits above the traces.  Knows only text and events.
+
+Thread safety:
+    Pure functions of their text: any thread.
 """
 from __future__ import annotations
 
@@ -31,7 +34,10 @@ _EVENT = re.compile(_PREFIX + r"(memory_region_ops_(?:read|write)|flatview_new)\
 
 def looks_like_qemu_log(line: str) -> bool:
     """Whether `line` is a QEMU trace event (`name args...`, QEMU's event
-    names all hold an underscore), not JSON nor prose."""
+    names all hold an underscore), not JSON nor prose.
+
+    Raises nothing.
+    """
     return bool(re.match(_PREFIX + r"[a-z0-9]+_[a-z_0-9]+ ", line))
 
 
@@ -40,6 +46,9 @@ def parse_trace_log(text: str) -> Trace:
 
     Consecutive `flatview_new` lines (destroy lines between them aside) are one
     commit; malformed lines are listed in `Trace.problems` with their numbers.
+
+    Raises nothing: a line naming an event but not parsing goes to
+    `Trace.problems` with its line number.
     """
     events: List[Event] = []
     problems: List[Tuple[int, str]] = []

@@ -2,6 +2,9 @@
 
 QEMU trace logs (qemu_log.py) read into the same events.  Knows files and
 the format; no address space, no replay.
+
+Thread safety:
+    Pure functions of their input (a file is read once, whole): any thread.
 """
 from __future__ import annotations
 
@@ -16,7 +19,13 @@ from .qemu_log import looks_like_qemu_log, parse_trace_log
 def parse_trace(raw: bytes) -> Trace:
     """A pymem trace from its bytes.  Bytes after the last newline are a line
     cut short: ignored, and the trace marked truncated, as it is when the
-    end line is missing.  A complete line that does not parse is an error."""
+    end line is missing.  A complete line that does not parse is an error.
+
+    Raises:
+        TraceFormatError: a complete line that is not a JSON object or not an
+            event, a header that is not pymem's or of a newer version, an event
+            after the end line; the message names the line.
+    """
     body, newline, tail = raw.rpartition(b"\n")
     if not newline:
         # Cut inside the header line (the writer writes it at once, so only
@@ -57,7 +66,14 @@ def _check_header(obj: Any) -> Dict[str, Any]:
 
 
 def load_trace(path: PathLike) -> Trace:
-    """A trace file in either format: a pymem trace, or a QEMU trace log."""
+    """A trace file in either format: a pymem trace, or a QEMU trace log.
+
+    Raises:
+        TraceFormatError: `path` cannot be read, is neither format, or a line of
+            a pymem trace does not parse (the message names the file and line).
+            Malformed lines of a QEMU log are not errors: they are listed in
+            `Trace.problems`.
+    """
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:

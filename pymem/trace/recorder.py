@@ -3,6 +3,13 @@
 A recorder is one access tap (pymem/taps.py) on each recorded space: device
 accesses always, plain RAM and ROM pieces too unless `mmio_only`.  A commit
 listener writes a commit event after every topology commit.
+
+Thread safety:
+    Accesses of recorded spaces may come from any thread: each is one line
+    queued on the writer (see `TraceWriter`).  `start`, `stop` and `record`
+    edit the spaces' taps and listeners: call them from the thread that
+    edits the system, not while another thread commits.  Commit events are
+    written from the committing thread.
 """
 from __future__ import annotations
 
@@ -42,6 +49,12 @@ class Recorder:
     A commit event (the digests of every view) opens the trace and follows
     every commit.  Accesses through an IOMMU are recorded in the target
     space, when that space is recorded; `map`/`unmap` DMA is not recorded.
+
+    `spaces` (at least one) must all belong to one MemorySystem, checked by
+    `start`.
+
+    Raises:
+        InvalidArgumentError: `spaces` is empty.
     """
 
     def __init__(self, writer: TraceWriter, spaces: Sequence["AddressSpace"],
@@ -58,7 +71,13 @@ class Recorder:
         self._taps: List[Any] = []
 
     def start(self) -> None:
-        """Attach to the spaces; writes the opening commit event."""
+        """Attach to the spaces; writes the opening commit event.
+
+        Raises:
+            PymemError: a space belongs to another MemorySystem, or is already being
+                recorded or replayed.
+            EditDuringCommitError: called from a listener being told of a change.
+        """
         for asp in self.spaces:
             if asp.system is not self.system:
                 raise PymemError(f"record: address space {asp.name!r} belongs to another "
@@ -80,7 +99,13 @@ class Recorder:
 
         The trace is always closed with every access recorded so far, even
         if a recorded space was destroyed meanwhile (a hot-unplugged device)
-        or its commit listener was unregistered by someone else."""
+        or its commit listener was unregistered by someone else.
+
+        Raises:
+            TopologyError: unregistering the commit listener failed (it was
+                registered elsewhere meanwhile); the trace is closed all the same.
+            OSError: the end of the trace cannot be written.
+        """
         try:
             for asp in self.spaces:
                 if asp._recorder is self:
@@ -100,7 +125,11 @@ class Recorder:
             self.writer.close()
 
     def commit(self) -> None:
-        """A commit event with the digest of every current view."""
+        """A commit event with the digest of every current view.
+
+        Raises:
+            OSError: writing out a full batch failed.
+        """
         self.writer.event(Commit(self._seq, view_digests(self.system)))
         self._seq += 1
 
@@ -117,7 +146,14 @@ class Recorder:
              size: int, value: int, is_write: bool, attrs: Optional[MemTxAttrs],
              result: int) -> None:
         """One device access (or unassigned piece): the hot path of
-        recording, so the line is built from cached pieces."""
+        recording, so the line is built from cached pieces.
+
+        `addr` and `offset` are byte addresses, `size` bytes (1..8), `value` the
+        device's value, `result` a MemTxResult.
+
+        Raises:
+            OSError: writing out a full batch failed.
+        """
         key = (space.name, is_write, region.id if region is not None else None)
         pieces = self._pieces.get(key)
         if pieces is None:
@@ -145,7 +181,11 @@ class Recorder:
     def memory(self, space: Any, addr: int, region: MemoryRegion, offset: int,
                data: Union[bytes, memoryview], is_write: bool,
                attrs: Optional[MemTxAttrs]) -> None:
-        """One plain RAM or ROM piece."""
+        """One plain RAM or ROM piece.
+
+        Raises:
+            OSError: writing out a full batch failed.
+        """
         self.writer.access(space.name, WRITE if is_write else READ, addr, len(data), None,
                            bytes(data), attrs, 0, region.name, offset)
 
@@ -154,7 +194,19 @@ class Recorder:
 def record(spaces: Union["AddressSpace", List["AddressSpace"], Tuple["AddressSpace", ...]],
            path: PathLike, mmio_only: bool = True, batch: int = 4096) -> Iterator[Recorder]:
     """Record the accesses of one or more address spaces (of one system) to
-    `path` while the block runs; the trace is complete when it exits."""
+    `path` while the block runs; the trace is complete when it exits.
+
+    `spaces` is one AddressSpace or a list of them; `batch` as for
+    `TraceWriter`.  The trace is closed (with its end line) even when the block
+    raises.
+
+    Raises:
+        InvalidArgumentError: no address space given.
+        TraceWriteError: `path` cannot be created.
+        PymemError: a space belongs to another system or is already being
+            recorded or replayed.
+        EditDuringCommitError: called from a listener being told of a change.
+    """
     spaces = [spaces] if not isinstance(spaces, (list, tuple)) else list(spaces)
     if not spaces:
         raise InvalidArgumentError("record: no address space given")

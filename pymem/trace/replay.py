@@ -6,6 +6,12 @@ checks RAM reads against the recorded bytes, and reports each divergence with
 the commit it came after.  A QEMU log's accesses are matched by region name
 and absolute address.  Knows the machine only through its address spaces
 and regions; it records nothing (recorder.py) and prints nothing (report.py).
+
+Thread safety:
+    A replay swaps stub ops onto the machine's device regions and taps onto
+    its spaces for its duration, and restores them: run it from the thread
+    that edits the system, with no other thread accessing or editing that
+    machine meanwhile.  Reports are plain values.
 """
 from __future__ import annotations
 
@@ -99,7 +105,10 @@ class _Stub:
 
 def absolute_address(region: MemoryRegion) -> int:
     """The region's address through its real parents (never through aliases),
-    as QEMU's trace events count it (memory_region_to_absolute_addr)."""
+    as QEMU's trace events count it (memory_region_to_absolute_addr).
+
+    Raises nothing.
+    """
     addr = 0
     mr: Optional[MemoryRegion] = region
     while mr is not None:
@@ -139,7 +148,10 @@ class _Attachment:
 class Replayer:
     """Replays traces against `system`.  `stub` says which device regions are
     answered from the trace (True: all; a predicate: those it accepts); the
-    others keep their ops, and their read values are checked."""
+    others keep their ops, and their read values are checked.
+
+    Raises nothing (the machine is looked at by `replay`).
+    """
 
     CONTEXT = 3
 
@@ -254,7 +266,15 @@ class Replayer:
     def replay(self, trace: Trace, show_all: bool = True) -> ReplayReport:
         """Replay every access of `trace` (those after the last topology
         change, for a QEMU log) and report; stops at the first divergence
-        unless `show_all`."""
+        unless `show_all`.
+
+        Raises:
+            PymemError: a space of the machine is being recorded (nothing is
+                changed).
+            IOMMUCycleError: a replayed access whose IOMMU translations do not end.
+            Exception: what the `stub` predicate or a kept (not stubbed) device
+                callback raises propagates; the machine's ops and taps are restored.
+        """
         report = ReplayReport(source=trace.source, truncated=trace.truncated,
                               problems=list(trace.problems))
         # What the last replay found where is only good for the map it saw.
@@ -455,7 +475,14 @@ class Replayer:
 
 def replay(trace: Union[Trace, PathLike], system: "MemorySystem", stub: StubChoice = True,
            show_all: bool = True) -> ReplayReport:
-    """Replay a trace (or a trace file, either format) against `system`."""
+    """Replay a trace (or a trace file, either format) against `system`.
+
+    Raises:
+        TraceFormatError: `trace` is a path that cannot be read or parsed.
+        PymemError: a space of the machine is being recorded.
+        IOMMUCycleError: a replayed access whose IOMMU translations do not end.
+        Exception: what the `stub` predicate or a kept device callback raises.
+    """
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
     return Replayer(system, stub).replay(trace, show_all)

@@ -1,4 +1,8 @@
-"""A replay report as text, as `pymem replay` prints it: text only, no machine."""
+"""A replay report as text, as `pymem replay` prints it: text only, no machine.
+
+Thread safety:
+    A pure function of the report: any thread.
+"""
 from __future__ import annotations
 
 from typing import List
@@ -12,7 +16,10 @@ def _line_of(access: Access) -> str:
 
 
 def format_report(report: ReplayReport, path: str = "", show_all: bool = False) -> str:
-    """The replay report as `pymem replay` prints it."""
+    """The replay report as `pymem replay` prints it.
+
+    Raises nothing.
+    """
     out: List[str] = []
     for lineno, problem in report.problems:
         out.append(f"{path}:{lineno}: {problem} (skipped)")
