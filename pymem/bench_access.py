@@ -11,6 +11,10 @@ Goals (#12 goals 5 and 6, #14's taps):
 - an `ldl_le` reaching a Python device <= 3x calling its callback directly;
 - `rw`, `load`/`store` with attrs and `map`/`unmap` on RAM <= 1.2x
   `read`/`write` and the fixed-width builtins; map+unmap of 4 KiB <= 1 us.
+
+Thread safety:
+    As `pymem bench`: the main thread of a process of its own, nothing else
+    touching the machine.  Times are ns per operation.
 """
 from __future__ import annotations
 
@@ -66,7 +70,13 @@ def tap_rows(asp: AddressSpace, rng: random.Random, n: int,
              repeats: int) -> List[Result]:
     """#14: a RAM builtin with no tap beside one bound without the tap check,
     the same with an mmio_only tap installed, and an MMIO load with a
-    do-nothing tap beside the same load untapped."""
+    do-nothing tap beside the same load untapped.
+
+    `n` is how many accesses a row makes, `repeats` how many times it is timed.
+
+    Raises:
+        InvalidArgumentError: the space has no writable RAM to measure.
+    """
     ram = _ram_range(asp)
     addrs = [ram.addr + (rng.randrange(min(HOT_WINDOW, ram.size) - 4) & ~3) for _ in range(n)]
     untapped = bind_fast("load", "pm_as_ldl_le", asp._cas, 4,
@@ -97,7 +107,10 @@ def tap_rows(asp: AddressSpace, rng: random.Random, n: int,
 def device_rows(asp: AddressSpace, rng: random.Random, n: int,
                 repeats: int) -> List[Result]:
     """#12 goal 5: ldl_le on a device region whose read callback is plain
-    Python, beside calling that callback directly with the same offsets."""
+    Python, beside calling that callback directly with the same offsets.
+
+    Raises nothing (no rows for a space without MMIO).
+    """
     mmio = _mmio_range(asp)
     if mmio is None:
         return []
@@ -118,7 +131,11 @@ def device_rows(asp: AddressSpace, rng: random.Random, n: int,
 def qemu_path_rows(asp: AddressSpace, rng: random.Random, n: int,
                    repeats: int) -> List[Result]:
     """#12 goal 6: QEMU's rw, load/store with attributes and map/unmap on RAM,
-    each beside the builtin that does the same access."""
+    each beside the builtin that does the same access.
+
+    Raises:
+        InvalidArgumentError: the space has no writable RAM to measure.
+    """
     ram = _ram_range(asp)
     window = min(HOT_WINDOW, ram.size)
     addrs = [ram.addr + (rng.randrange(window - 4) & ~3) for _ in range(n)]
@@ -166,7 +183,11 @@ def qemu_path_rows(asp: AddressSpace, rng: random.Random, n: int,
 
 def run_access_rows(asp: AddressSpace, quick: bool,
                     progress: TextIO = sys.stderr) -> Tuple[List[Result], List[Dict[str, Any]]]:
-    """Every access-path row and its goals."""
+    """Every access-path row and its goals.
+
+    Raises:
+        InvalidArgumentError: the space has no writable RAM to measure.
+    """
     rng = random.Random(7)
     n, repeats = (2_000, 7) if quick else (20_000, 15)
     results: List[Result] = []
@@ -179,7 +200,10 @@ def run_access_rows(asp: AddressSpace, quick: bool,
 
 def access_goals(results: List[Result]) -> List[Dict[str, Any]]:
     """The goals of ACCESS_GOALS met or missed by `results`, as pymem bench
-    lists goals (ratio or ns, met)."""
+    lists goals (ratio or ns, met).
+
+    Raises nothing.
+    """
     by_key = {(r.operation, r.implementation): r for r in results}
     goals = []
     for operation, peer, limit, text in ACCESS_GOALS:

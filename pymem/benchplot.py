@@ -10,6 +10,10 @@ matplotlib is an optional dependency (the `plot` extra); without it the
 plot raises PymemError saying how to install it, before any benchmark runs
 (`require_matplotlib`).  Drawn off screen (the Agg backend); the file's
 extension picks the format (.png, .svg, .pdf).
+
+Thread safety:
+    matplotlib's pyplot is not thread-safe: draw from one thread at a time
+    (`pymem bench --plot` draws from the main thread).
 """
 from __future__ import annotations
 
@@ -27,7 +31,11 @@ _SCALING = re.compile(r"full commit, ([\d,]+) regions$")
 
 def require_matplotlib() -> Any:
     """matplotlib's pyplot on the Agg backend; PymemError naming the extra
-    when matplotlib is not installed."""
+    when matplotlib is not installed.
+
+    Raises:
+        PymemError: matplotlib is not installed (the message names the extra).
+    """
     try:
         import matplotlib
     except ImportError:
@@ -56,7 +64,14 @@ def _scaling(results: List[Dict[str, Any]]) -> List[Tuple[int, float]]:
 def plot_report(report: Dict[str, Any], path: Union[str, Path]) -> None:
     """Draw `report` (what `pymem bench --json` writes) into `path`.
     InvalidArgumentError for a report without results, or with neither
-    lookups nor commit-scaling results; PymemError without matplotlib."""
+    lookups nor commit-scaling results; PymemError without matplotlib.
+
+    Raises:
+        InvalidArgumentError: the report has no list of results, or neither
+            lookup nor commit-scaling results.
+        PymemError: matplotlib is not installed.
+        OSError: `path` cannot be written.
+    """
     results = report.get("results") if isinstance(report, dict) else None
     if not isinstance(results, list) or not all(
             isinstance(r, dict) and {"operation", "implementation", "ns_per_op"} <= r.keys()

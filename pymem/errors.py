@@ -4,6 +4,9 @@ Bad arguments and bad topologies raise ValueError/TypeError subclasses whose
 messages name the regions and numbers involved; bus errors raise MemTxError.
 
 The bottom layer (docs/architecture.md): it imports nothing of pymem.
+
+Thread safety:
+    Exception classes and two helpers without state: any thread.
 """
 from __future__ import annotations
 
@@ -143,12 +146,30 @@ _STATUS_TEXT = {
 
 
 def fail(status: int, context: str) -> NoReturn:
-    """Raise the exception for a non-zero C status."""
+    """Raise the exception for a non-zero C status.
+
+    `status` is a C status code (`pm_status` in csrc/pymem.h), `context` what
+    was being done (it starts the message).
+
+    Raises:
+        OutOfMemoryError: status 1.
+        RangeOrderError: status 2.
+        TopologyError: status 3, 6 (page_bits outside 10..16) or 10.
+        CapacityError: status 4 or 5.
+        RcuError: status 8 or 11.
+        IndexOutOfRangeError: status 9.
+        RuntimeError: status 7, or a status this module does not know.
+    """
     exc_type, text = _STATUS_TEXT.get(status, (RuntimeError, f"C status {status}"))
     raise exc_type(f"{context}: {text}" if context else text)
 
 
 def check(status: int, context: str = "") -> None:
-    """Raise the exception for a non-zero C status; `context` says what was done."""
+    """Raise the exception for a non-zero C status; `context` says what was done.
+
+    Raises:
+        PymemError: the subclass `fail` names for a non-zero `status` (or
+            RuntimeError, see `fail`); nothing for 0.
+    """
     if status:
         fail(status, context)

@@ -20,6 +20,11 @@ shows (tests/test_htmlmap.py).  With `#region=PATH` it opens with that
 region selected and its first range explained (the README's screenshot).
 
 Read-only; call with the tree quiet (no edit in another thread).
+
+Thread safety:
+    Reads the system's trees and current views without its writer lock:
+    call with the system quiet (no edit or commit in another thread
+    meanwhile).  The page and the data are new objects.
 """
 from __future__ import annotations
 
@@ -155,7 +160,13 @@ def map_data(system: "MemorySystem",
     (`spaces` names every address space on it) with its blocks and its tree
     roots, and every region drawn by id.  `spaces` limits the page to the
     address spaces of those names (InvalidArgumentError for a name the
-    system does not have)."""
+    system does not have).
+
+    Raises:
+        ArgumentTypeError: `system` is not a MemorySystem.
+        InvalidArgumentError: `spaces` names an address space the system does
+            not have.
+    """
     from .address_space import MemorySystem
 
     if not isinstance(system, MemorySystem):
@@ -364,7 +375,13 @@ _KINDS = ("ram", "rom", "rom_device", "ram_device", "io", "iommu", "alias", "con
 def render_html(system: "MemorySystem", spaces: Optional[Sequence[str]] = None,
                 title: str = "memory map") -> str:
     """The page for `system` (see the module docstring) as a str; `spaces`
-    limits it to the address spaces of those names."""
+    limits it to the address spaces of those names.
+
+    Raises:
+        ArgumentTypeError: `system` is not a MemorySystem.
+        InvalidArgumentError: `spaces` names an address space the system does
+            not have.
+    """
     data = map_data(system, spaces)
     legend = "".join(f'<span class="k-{k}">{k}</span>' for k in _KINDS)
     legend += '<span class="gapkey">unassigned</span>'

@@ -14,6 +14,14 @@ The package: `_core` (results, goals, timing), `_workloads` (addresses,
 synthetic machines), `_cases` (lookups, accesses), `_qemu` (beside QEMU's
 algorithm), `_unicorn` (the example board), `_commit` (commits), `_run`
 (the whole run, the table).
+
+Thread safety:
+    A benchmark run is meant for the main thread of a process of its own,
+    with nothing else touching the machine it measures: it times accesses,
+    lookups and commits on that machine, and the timings assume no other
+    thread competes for the GIL.  The results (`Result`, `Case`, `Goal`) are
+    plain values.  Times are ns per operation (CPU time, round-robin
+    interleaved); ratios are pymem's time over the peer's.
 """
 from __future__ import annotations
 

@@ -17,7 +17,12 @@ from ._workloads import BisectMap, _mmio_range, _ram_range, _view, sample_addres
 def lookup_cases(asp: AddressSpace, rng: random.Random, n: int, n_batch: int) -> List[Case]:
     """The lookup, batched lookup and translate rows of `asp`'s view, each
     beside bisect, intervaltree and numpy.searchsorted where installed: `n`
-    addresses per single-lookup case, `n_batch` for the batched one."""
+    addresses per single-lookup case, `n_batch` for the batched one.
+
+    `n` and `n_batch` are how many addresses each single and batched row looks up.
+
+    Raises nothing.
+    """
     view = _view(asp)
     ranges = view.ranges
     dispatch = view.dispatch
@@ -70,7 +75,11 @@ def _unicorn(base: int, size: int) -> Any:
 def access_cases(asp: AddressSpace, rng: random.Random, n: int) -> List[Case]:
     """The RAM load/store/read/write rows (beside struct, bytearray slices and
     unicorn's mem_read/mem_write) and the MMIO load row, `n` accesses each,
-    in the largest RAM range of `asp`."""
+    in the largest RAM range of `asp`.
+
+    Raises:
+        InvalidArgumentError: the space has no writable RAM to measure.
+    """
     ram = _ram_range(asp)
     base = ram.addr
     window = min(WINDOW, ram.size) & ~(PAGE - 1)

@@ -17,7 +17,10 @@ def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commi
                 with_c: bool = False) -> Case:
     """A full commit: every view re-rendered and its dispatch rebuilt.  With
     `with_c`, its peer is the C part alone: `pm_render_dispatch` of each
-    view's root (and freeing what it made), called straight through cffi."""
+    view's root (and freeing what it made), called straight through cffi.
+
+    Raises nothing.
+    """
     region = asp.root.subregions[0] if asp.root.subregions else asp.root
 
     def run() -> None:
@@ -45,7 +48,10 @@ def commit_case(system: MemorySystem, asp: AddressSpace, name: str = "full commi
 
 def small_commit_cases() -> List[Case]:
     """Issue 12 goal 7's small cases: one `set_alias_offset` commit on a
-    7-range machine with no listener, and a region made and added."""
+    7-range machine with no listener, and a region made and added.
+
+    Raises nothing.
+    """
     system = MemorySystem()
     root = MemoryRegion.container("system", 1 << 32)
     banks = MemoryRegion.ram("banks", 2 * PAGE)
@@ -73,7 +79,12 @@ def small_commit_cases() -> List[Case]:
 
 def run_scaling(sizes: Tuple[int, ...], repeats: int, progress: TextIO = sys.stderr) -> List[Result]:
     """A full commit of synthetic trees of each size, for the growth rate.
-    One tree at a time, so the big ones do not weigh on other measurements."""
+    One tree at a time, so the big ones do not weigh on other measurements.
+
+    `sizes` are region counts of the synthetic machines.
+
+    Raises nothing.
+    """
     results = []
     for n in sizes:
         print(f"building a {n:,}-region tree", file=progress, flush=True)

@@ -31,7 +31,10 @@ class Result:
 
     def as_dict(self) -> Dict[str, Any]:
         """The row as `--json` writes it: ns rounded to 0.01, the ratio to
-        the peer as `pymem_over_peer` (None on pymem's own rows)."""
+        the peer as `pymem_over_peer` (None on pymem's own rows).
+
+        Raises nothing.
+        """
         return {"operation": self.operation, "implementation": self.implementation,
                 "ns_per_op": round(self.ns_per_op, 2),
                 "spread_ns": [round(x, 2) for x in self.spread],
@@ -88,7 +91,13 @@ QUICK_SCALING_SIZES = (1_000, 10_000)
 def time_per_op(fn: Timed, ops: int, repeats: int) -> Tuple[float, Tuple[float, float]]:
     """(median, (min, max)) ns per operation of `fn`, which runs `ops`
     operations a call: one warm-up call, then `repeats` timed ones
-    (wall-clock perf_counter_ns)."""
+    (wall-clock perf_counter_ns).
+
+    `ops` (>= 1) is how many operations one call of `fn` makes, `repeats` (>= 1) how many times it is timed.
+
+    Raises:
+        Exception: what `fn` raises propagates.
+    """
     fn()  # warm caches and the MRU section
     samples = []
     for _ in range(repeats):
@@ -138,7 +147,11 @@ def time_interleaved(runners: Dict[str, Timed], ops: int, repeats: int,
     """Median and (min, max) ns per op of each runner, measured round-robin in
     one loop (the order rotated every repeat) in thread CPU time (or `clock`),
     so a slow window of a shared machine weighs on every implementation
-    alike."""
+    alike.
+
+    Raises:
+        Exception: what a runner raises propagates.
+    """
     names = list(runners)
     samples: Dict[str, List[float]] = {k: [] for k in names}
     for fn in runners.values():
@@ -169,7 +182,11 @@ def run_cases(cases: List[Case], repeats: int, progress: TextIO = sys.stderr) ->
     process CPU time: every thread of this process counts (pymem's RCU
     reclaimer among them), other processes on a shared machine do not.  A
     case without peers is timed alone, in wall time.  Writes "[i/n]
-    operation" to `progress` before each."""
+    operation" to `progress` before each.
+
+    Raises:
+        Exception: what a case's implementation raises propagates.
+    """
     results = []
     for i, case in enumerate(cases, 1):
         print(f"[{i}/{len(cases)}] {case.operation}", file=progress, flush=True)

@@ -27,7 +27,10 @@ QEMU_GOALS = {
 def qemu_reference() -> Any:
     """benchmarks/qemu_ref of the source tree (QEMU 7.2's lookup transcribed,
     and the floors), built on first use; None outside a source checkout or
-    without a compiler (the QEMU column is then left out)."""
+    without a compiler (the QEMU column is then left out).
+
+    Raises nothing: a reference that cannot be built is left out (said on stderr).
+    """
     init = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "qemu_ref" / "__init__.py"
     if not init.exists():
         return None
@@ -47,7 +50,11 @@ def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
                       rng: random.Random) -> Tuple[List[Result], Dict[str, float]]:
     """Lookups in C beside QEMU's algorithm and the floors on one view, every
     implementation checked to answer pymem's section on every timed address.
-    Returns (results, ratios by goal key)."""
+    Returns (results, ratios by goal key).
+
+    Raises:
+        AssertionError: pymem and QEMU's algorithm answer different sections for an address (a pymem bug; the row would compare different work).
+    """
     from .._bindings import ffi, lib
     from ..dispatch import c_address
 
@@ -118,7 +125,12 @@ def qemu_access_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     from a C loop, on 4-byte loads inside one page of the largest RAM range
     (L1-resident: the path is measured, not the cache), every value checked
     equal; and the RCU read-side lock+unlock pair against QEMU's (its
-    default build, and built with membarrier).  Returns (results, ratios)."""
+    default build, and built with membarrier).  Returns (results, ratios).
+
+    Raises:
+        InvalidArgumentError: the space has no writable RAM to measure.
+        AssertionError: pymem and the model of QEMU's ldl_le load different values (a pymem bug).
+    """
     from ..dispatch import c_address
 
     d = _view(asp).dispatch
@@ -154,7 +166,11 @@ def qemu_access_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
 def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
                         rng: random.Random) -> Tuple[List[Result], Dict[str, float]]:
     """Dispatch.lookup and translate beside builtins that only convert their
-    arguments (and return a small int, or a plain tuple), net of the loop."""
+    arguments (and return a small int, or a plain tuple), net of the loop.
+
+    Raises:
+        AssertionError: Dispatch.lookup disagrees with lookup_many (a pymem bug).
+    """
     d = _view(asp).dispatch
     assert d is not None
     mod = ref.load()
@@ -211,7 +227,10 @@ def python_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     return results, {k: v for k, v in ratios.items() if v is not None}
 
 def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[Dict[str, Any]]:
-    """Issue 12's dispatch goals from the measured ratios."""
+    """Issue 12's dispatch goals from the measured ratios.
+
+    Raises nothing.
+    """
     goals = []
 
     def add(text: str, keys: List[str], limit: float) -> None:
@@ -242,7 +261,12 @@ def qemu_goals(ratios: Dict[str, float], views: List[str]) -> List[Dict[str, Any
 def run_qemu_cases(system: MemorySystem, asp: AddressSpace, quick: bool,
                    progress: TextIO = sys.stderr) -> Tuple[List[Result], List[Dict[str, Any]]]:
     """The lookup rows beside QEMU's algorithm: the CPU's view and, where the
-    machine has one, its I/O view (QEMU's sub-page-heavy case)."""
+    machine has one, its I/O view (QEMU's sub-page-heavy case).
+
+    Raises:
+        InvalidArgumentError: the space has no writable RAM to measure.
+        AssertionError: pymem and QEMU's algorithm disagree (a pymem bug).
+    """
     ref = qemu_reference()
     if ref is None:
         return [], []

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ..address_space import AddressSpace, MemorySystem
+from ..errors import InvalidArgumentError
 from ._cases import access_cases, lookup_cases
 from ._commit import commit_case, run_scaling, small_commit_cases
 from ._core import COMMIT_GOAL_NS, GOALS, QUICK_SCALING_SIZES, REGION_GOAL_NS, Result, SCALING_SIZES, SMALL_COMMIT_GOAL_NS, run_cases
@@ -21,7 +22,10 @@ from ._workloads import _view, memory_space
 
 def check_goals(results: List[Result], sizes: Tuple[int, ...] = ()) -> List[Dict[str, Any]]:
     """The goals of GOALS (and the commit-scaling goal over `sizes`) as
-    dicts: `goal` text, measured `ratio` or `ns`, and `met`."""
+    dicts: `goal` text, measured `ratio` or `ns`, and `met`.
+
+    Raises nothing.
+    """
     by_key = {(r.operation, r.implementation): r for r in results}
     out = []
     for g in GOALS:
@@ -54,7 +58,10 @@ def check_goals(results: List[Result], sizes: Tuple[int, ...] = ()) -> List[Dict
     return out
 
 def format_table(results: List[Result], goals: List[Dict[str, Any]]) -> str:
-    """The table `pymem bench` prints: one row per result, then the goals."""
+    """The table `pymem bench` prints: one row per result, then the goals.
+
+    Raises nothing.
+    """
     op_w = max([28] + [len(r.operation) for r in results])
     impl_w = max([32] + [len(r.implementation) for r in results])
     goal_w = max([52] + [len(g["goal"]) for g in goals])
@@ -75,13 +82,19 @@ def format_table(results: List[Result], goals: List[Dict[str, Any]]) -> str:
 
 def load_system(args: argparse.Namespace) -> Tuple[MemorySystem, str]:
     """(system, label) from `args`: `--mtree` with its `--hints` (ValueError
-    without them), else the bundled `--machine`."""
+    without them), else the bundled `--machine`.
+
+    Raises:
+        InvalidArgumentError: `--mtree` without `--hints`, or an unknown bundled machine.
+        DumpParseError: the dump or hints do not parse.
+        OSError: the dump cannot be read.
+    """
     from .. import machines
     from ..qemu.mtree import load_mtree
 
     if args.mtree:
         if not args.hints:
-            raise ValueError("--mtree needs --hints (the hints.json of the same dump)")
+            raise InvalidArgumentError("--mtree needs --hints (the hints.json of the same dump)")
         with open(args.mtree) as f:
             return load_mtree(f.read(), args.hints), args.mtree
     return machines.load(args.machine), args.machine
@@ -96,7 +109,13 @@ def run_bench(args: argparse.Namespace, system: Optional["MemorySystem"] = None,
     (labelled with `args.mtree` or `args.machine`); otherwise it is loaded
     from `args`.  `extra_rows` add groups of rows and goals (the CLI passes
     pymem.bench_access's), each called with (address space, quick,
-    progress).  Returns the exit status (0)."""
+    progress).  Returns the exit status (0).
+
+    Raises:
+        InvalidArgumentError: `--mtree` without `--hints`, an unknown bundled machine, or a machine without writable RAM.
+        DumpParseError: the dump or hints do not parse.
+        OSError: the `--json` file cannot be written.
+    """
     if progress is None:
         progress = sys.stderr
     if system is None:

@@ -47,7 +47,10 @@ def unicorn_cases(n: int) -> List[Case]:
     """A RISC-V 32 unicorn CPU on pymem (pymem.unicorn.attach) against the same
     machine on unicorn alone (mem_map, mmio_map calling the same device, the
     bank window remapped by hand): guest MMIO loads and stores, a guest loop
-    in RAM, and a bank switch.  Empty when unicorn is not installed."""
+    in RAM, and a bank switch.  Empty when unicorn is not installed.
+
+    Raises nothing (empty without unicorn).
+    """
     try:
         import mmap
         import ctypes

@@ -9,12 +9,16 @@ import random
 from typing import Any, List, Optional, Tuple
 
 from ..address_space import AddressSpace, MemorySystem
+from ..errors import InvalidArgumentError
 from ..flatview import FlatRange, FlatView
 from ..region import MemoryRegion, MemoryRegionOps
 from ._core import PAGE
 
 class BisectMap:
-    """The pure-Python peer: sorted range starts and bisect."""
+    """The pure-Python peer: sorted range starts and bisect.
+
+    Raises nothing.
+    """
 
     def __init__(self, ranges: List[FlatRange]) -> None:
         self.starts = [r.addr for r in ranges]
@@ -22,13 +26,19 @@ class BisectMap:
         self.offsets = [r.offset_in_region for r in ranges]
 
     def lookup(self, addr: int) -> int:
-        """Index of the range holding `addr`, or -1 for none."""
+        """Index of the range holding `addr`, or -1 for none.
+
+        Raises nothing (an address below the first range answers -1).
+        """
         i = bisect.bisect_right(self.starts, addr) - 1
         return i if i >= 0 and addr < self.ends[i] else -1
 
     def translate(self, addr: int, length: int = 4) -> Tuple[int, int, int]:
         """(range index or -1, offset in its region, bytes left in the range,
-        at most `length`), as Dispatch.translate answers."""
+        at most `length`), as Dispatch.translate answers.
+
+        Raises nothing.
+        """
         i = bisect.bisect_right(self.starts, addr) - 1
         if i < 0 or addr >= self.ends[i]:
             return -1, addr, length
@@ -37,7 +47,12 @@ class BisectMap:
 def sample_addresses(ranges: List[FlatRange], n: int, pattern: str,
                      rng: random.Random) -> List[int]:
     """Addresses inside the ranges: random, sequential (4-byte steps through the
-    largest range), or all in one hot page."""
+    largest range), or all in one hot page.
+
+    `n` addresses; any `pattern` but random and sequential draws from one hot page.
+
+    Raises nothing.
+    """
     if pattern == "random":
         out = []
         for _ in range(n):
@@ -57,7 +72,11 @@ def _view(asp: AddressSpace) -> FlatView:
     return view
 
 def memory_space(system: MemorySystem) -> AddressSpace:
-    """The CPU's view: AS "memory" if there is one, else the most populated."""
+    """The CPU's view: AS "memory" if there is one, else the most populated.
+
+    Raises:
+        ValueError: the system has no address space.
+    """
     spaces = system.address_spaces
     for asp in spaces:
         if asp.name == "memory":
@@ -68,7 +87,7 @@ def _ram_range(asp: AddressSpace) -> FlatRange:
     writable = [r for r in _view(asp).ranges
                 if r.region.ram_backed and not r.readonly and r.region.kind == "ram"]
     if not writable:
-        raise ValueError(f"address space {asp.name!r} has no writable RAM to benchmark")
+        raise InvalidArgumentError(f"address space {asp.name!r} has no writable RAM to benchmark")
     return max(writable, key=lambda r: r.size)
 
 def _mmio_range(asp: AddressSpace) -> Optional[FlatRange]:
@@ -78,7 +97,10 @@ def _mmio_range(asp: AddressSpace) -> Optional[FlatRange]:
 def subpage_addresses(dispatch: Any, ranges: List[FlatRange], n: int,
                       rng: random.Random) -> List[int]:
     """Addresses inside the view's sub-pages: a random piece of a random
-    sub-page, then a random byte of it (the layout's rule, as for "random")."""
+    sub-page, then a random byte of it (the layout's rule, as for "random").
+
+    Raises nothing.
+    """
     pieces = []
     for s in dispatch.sections():
         if s.is_subpage:
@@ -100,7 +122,12 @@ _DEVICE_OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size
 def synthetic_system(n: int, seed: int = 5) -> MemorySystem:
     """About n regions shaped like a busy machine: buses of 32 devices each
     (MMIO, RAM buffers, windows aliasing a 1 GiB RAM), some overlapping their
-    neighbours at a higher priority, some disabled; two address spaces on it."""
+    neighbours at a higher priority, some disabled; two address spaces on it.
+
+    `n` is the number of regions (>= 1).
+
+    Raises nothing.
+    """
     rng = random.Random(seed)
     system_mr = MemoryRegion.container("system", 1 << 64)
     ram = MemoryRegion.ram("ram", 1 << 30)
