@@ -4,6 +4,15 @@
 overlap, sizes), hands them to C in address order and commits; the result is
 immutable apart from its most-recently-used section. Lookups return section
 indices; `sections()` maps them back to the ranges they came from.
+
+Thread safety:
+    A built table never changes but for its MRU section (a hint written
+    with relaxed atomics): `lookup`, `translate`, `lookup_many` and the
+    inspection methods may run from any thread in parallel.  A builtin taken
+    from a Dispatch (`lk = d.lookup`) keeps the C table alive for as long as
+    it is held, even after `close()` or after its view was replaced; the
+    Dispatch object itself keeps it until `close()` or collection.
+    `Section`, `DispatchRange` and `Translation` are immutable values.
 """
 from __future__ import annotations
 
@@ -43,7 +52,10 @@ class DispatchRange(NamedTuple):
 
 
 class Section(NamedTuple):
-    """One entry of the sections table."""
+    """One entry of the sections table.
+
+    Raises nothing.
+    """
 
     # The section's number in the table, named as in C.  The field hides
     # tuple.index, which mypy reports; renaming it would break callers, and
@@ -76,7 +88,12 @@ is how much of the asked length from the address stays inside the section."""
 def check_page_bits(page_bits: int) -> None:
     """Refuse a target page size QEMU does not have: `page_bits` must be an
     int (ArgumentTypeError otherwise) from MIN_PAGE_BITS to MAX_PAGE_BITS,
-    10..16 (TopologyError otherwise)."""
+    10..16 (TopologyError otherwise).
+
+    Raises:
+        ArgumentTypeError: `page_bits` is not an int.
+        TopologyError: `page_bits` is outside 10..16 (1 KiB to 64 KiB pages).
+    """
     if not isinstance(page_bits, int) or isinstance(page_bits, bool):
         raise ArgumentTypeError(f"page_bits must be an int, not {type(page_bits).__name__}")
     if not MIN_PAGE_BITS <= page_bits <= MAX_PAGE_BITS:
@@ -114,7 +131,15 @@ def _check_range(i: int, r: DispatchRange, next_start: Optional[int]) -> int:
 
 def check_build(status: int, i: int, start: int, size: int, max_sections: int = ENTRY_LIMIT,
                 max_nodes: int = ENTRY_LIMIT) -> None:
-    """Raise for a failed dispatch build; `size` 0 means no range failed."""
+    """Raise for a failed dispatch build; `size` 0 means no range failed.
+
+    `i`, `start` and `size` (bytes) name the range C stopped at.
+
+    Raises:
+        CapacityError: more sections or radix nodes than the limits allow.
+        PymemError: the exception `errors.check` gives for any other status
+            (OutOfMemoryError, RangeOrderError, TopologyError).
+    """
     if not status:
         return
     if not size:
@@ -129,7 +154,10 @@ def check_build(status: int, i: int, start: int, size: int, max_sections: int = 
 
 
 def c_address(cdata: Any) -> int:
-    """The address of a cffi pointer or of a `lib` function, as an int."""
+    """The address of a cffi pointer or of a `lib` function, as an int.
+
+    Raises nothing.
+    """
     return int(ffi.cast("uintptr_t", cdata))
 
 
@@ -156,7 +184,12 @@ def bind_fast(kind: str, function: str, handle: Any, width: int = 0,
     plain callback itself when one callback answers the access; `keepalive`
     is then the space's pin.  `taps` (a space's TapSet, pymem/taps.py) is
     told of each access of a load, store, read or write builtin.  `second`
-    names a second C function (`rw`: the write one)."""
+    names a second C function (`rw`: the write one).
+
+    `width` is the access size in bytes (1, 2, 4, 8) of a load or store.
+
+    Raises nothing.
+    """
     fn = _function_address(function)
     lock = _function_address("pm_rcu_read_lock")
     unlock = _function_address("pm_rcu_read_unlock")
@@ -178,6 +211,8 @@ class Dispatch(Uncopyable):
     `translate(addr, length=1) -> Translation` adds the offset in the region
     and the length that stays inside the section.  Both are builtins bound to
     the C table, the cheapest calls Python can make.
+
+    Raises nothing (tables are made by `build`, or by a FlatView's render).
     """
 
     __slots__ = ("_d", "page_bits", "_keepalive", "lookup", "translate", "__weakref__")
@@ -223,6 +258,21 @@ class Dispatch(Uncopyable):
         limits exist to test the capacity errors without allocating 2^26 nodes.
         `checked=True` skips the Python checks of ranges a FlatView has just
         rendered (C still refuses what breaks its invariants).
+
+        Ranges must be in address order, not overlapping, each of positive `size`
+        (bytes) and inside [0, 2^64); `region` ids and `offset` fit C's fields;
+        `page_bits` is 10..16.
+
+        Raises:
+            ArgumentTypeError: `page_bits` or a range field is not an int.
+            TopologyError: `page_bits` outside 10..16, or a range that is empty,
+                outside the 64-bit space, or with an offset, region id or flags out
+                of range (the message names the range).
+            RangeOrderError: ranges out of address order or overlapping.
+            InvalidArgumentError: `hosts` or `objects` of another length than
+                `ranges`, or a limit outside 1..ENTRY_LIMIT.
+            CapacityError: more sections or radix nodes than an entry can address.
+            OutOfMemoryError: C cannot allocate the table.
         """
         check_page_bits(page_bits)
         ranges = [r if isinstance(r, DispatchRange) else DispatchRange(*r) for r in ranges]
@@ -273,18 +323,27 @@ class Dispatch(Uncopyable):
     @classmethod
     def own(cls, built: Any, page_bits: int, stats: Any, keepalive: Any) -> "Dispatch":
         """Take ownership of a `pm_dispatch *` just built in C; `keepalive`
-        is what its ranges reach (regions, memory)."""
+        is what its ranges reach (regions, memory).
+
+        Raises nothing.
+        """
         return cls(ffi.gc(built, cls.destructor(stats)), page_bits, keepalive)
 
     @classmethod
     def adopt(cls, handle: Any, page_bits: int, keepalive: Any) -> "Dispatch":
         """Wrap a `pm_dispatch *` that is already owned (wrapped in ffi.gc
-        with `destructor`, by `_fastpath.call_owned` in the call that built it)."""
+        with `destructor`, by `_fastpath.call_owned` in the call that built it).
+
+        Raises nothing.
+        """
         return cls(handle, page_bits, keepalive)
 
     @staticmethod
     def destructor(stats: Any) -> Callable[[Any], None]:
-        """The ffi.gc destructor of a `pm_dispatch *` counted in `stats`."""
+        """The ffi.gc destructor of a `pm_dispatch *` counted in `stats`.
+
+        Raises nothing.
+        """
         # It holds `stats`: the C dispatch counts itself down in them when
         # freed, so they must outlive it whatever the GC's order.  A partial
         # of a C function, not a lambda: a signal landing in a Python
@@ -296,14 +355,23 @@ class Dispatch(Uncopyable):
         a builtin taken from it earlier (`lk = d.lookup`) still holds it, or
         it is a FlatView's (`view.dispatch`): a view keeps its own hold for as
         long as any address space may read it, so closing a published view's
-        dispatch only closes this object."""
+        dispatch only closes this object.
+
+        Idempotent.
+
+        Raises nothing.
+        """
         if self._d is not None:
             self.lookup = self.translate = _closed
             self._d = None
 
     @property
     def handle(self) -> Any:
-        """The `pm_dispatch *` (for other C calls); ValueError once closed."""
+        """The `pm_dispatch *` (for other C calls); ValueError once closed.
+
+        Raises:
+            InvalidArgumentError: the dispatch is closed.
+        """
         if self._d is None:
             _closed()
         return self._d
@@ -316,6 +384,14 @@ class Dispatch(Uncopyable):
         items) or a new array('I').  `simd=False` takes the scalar path even
         where this view and CPU would use AVX2 (`batch_path`); the answers are
         the same.
+
+        Raises:
+            ArgumentTypeError: `addrs` does not hold 64-bit items or `out` 32-bit
+                ones.
+            InvalidArgumentError: `out` holds fewer entries than `addrs`, or the
+                dispatch is closed.
+            TypeError: `addrs` or `out` is not a contiguous buffer (or `out` is
+                read-only).
         """
         for name, buf, width in (("addrs", addrs, 8), ("out", out, 4)):
             if buf is not None and memoryview(buf).itemsize != width:
@@ -353,23 +429,46 @@ class Dispatch(Uncopyable):
         return int(lib.pm_dispatch_mru(self.handle))
 
     def section_count(self) -> int:
-        """Sections in the table, section 0 ("unassigned") included."""
+        """Sections in the table, section 0 ("unassigned") included.
+
+        Raises:
+            InvalidArgumentError: the dispatch is closed.
+        """
         return int(lib.pm_dispatch_section_count(self.handle))
 
     def section(self, index: int) -> Section:
         """Section `index` (0 <= index < section_count()); raises
-        IndexOutOfRangeError past the end, ArgumentTypeError for a non-int."""
+        IndexOutOfRangeError past the end, ArgumentTypeError for a non-int.
+
+        Raises:
+            ArgumentTypeError: `index` is not an int.
+            IndexOutOfRangeError: `index` is not below `section_count()`.
+            InvalidArgumentError: the dispatch is closed.
+        """
         _check_index("section", index)
         r = ffi.new("pm_range *")
         check(lib.pm_dispatch_section(self.handle, index, r), f"section {index}")
         return Section(index, r.start, r.last - r.start + 1, r.offset, r.region, r.flags)
 
     def sections(self) -> List[Section]:
-        """Every section, in QEMU's numbering (registration order, 0 first)."""
+        """Every section, in QEMU's numbering (registration order, 0 first).
+
+        Raises:
+            InvalidArgumentError: the dispatch is closed.
+        """
         return [self.section(i) for i in range(self.section_count())]
 
     def subpage(self, index: int) -> List[Tuple[int, int, int]]:
-        """Pieces (first, last, section) of sub-page section `index`, page-relative."""
+        """Pieces (first, last, section) of sub-page section `index`, page-relative.
+
+        `index` is a section number; an index that is not a sub-page section has
+        no pieces.
+
+        Raises:
+            ArgumentTypeError: `index` is not an int.
+            IndexOutOfRangeError: `index` does not fit 32 bits.
+            InvalidArgumentError: the dispatch is closed.
+        """
         _check_index("subpage", index)
         n = lib.pm_dispatch_subpage_pieces(self.handle, index, ffi.NULL, ffi.NULL, ffi.NULL, 0)
         firsts, lasts, secs = (ffi.new("uint32_t[]", max(n, 1)) for _ in range(3))
@@ -384,11 +483,21 @@ class Dispatch(Uncopyable):
         return ptr[0], ptr[1]
 
     def node_count(self) -> int:
-        """Radix nodes in the table after compaction (512 entries each)."""
+        """Radix nodes in the table after compaction (512 entries each).
+
+        Raises:
+            InvalidArgumentError: the dispatch is closed.
+        """
         return int(lib.pm_dispatch_node_count(self.handle))
 
     def node(self, index: int) -> List[Tuple[int, int]]:
-        """Entries of node `index` as a list of 512 (skip, ptr) pairs."""
+        """Entries of node `index` as a list of 512 (skip, ptr) pairs.
+
+        Raises:
+            ArgumentTypeError: `index` is not an int.
+            IndexOutOfRangeError: `index` is not below `node_count()`.
+            InvalidArgumentError: the dispatch is closed.
+        """
         _check_index("node", index)
         skips = ffi.new("uint8_t[]", NODE_ENTRIES)
         ptrs = ffi.new("uint32_t[]", NODE_ENTRIES)

@@ -11,6 +11,15 @@ A FlatView owns the dispatch built from its ranges.  It is reference counted
 as QEMU's is: the registry of shared views and every address space using it
 hold a reference, and the last unref hands the view to a reclaim callback that
 frees it only once no reader can still hold it (RCU).
+
+Thread safety:
+    A rendered view never changes: `ranges`, `range_at`, `lookup`,
+    `first_range_after`, `explain` and its dispatch may be read from any
+    thread for as long as the view is held (a reference to the FlatView
+    object, or an RCU read-side section begun while it was published).
+    `ref`, `unref` and `destroy` are the memory system's, called under its
+    writer lock.  `render` holds the system's writer lock when the root is
+    in a system; rendering runs in C under the tree lock.
 """
 from __future__ import annotations
 
@@ -22,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 from ._bindings import _fastpath, ffi, lib
 from .dispatch import (SECTION_NONVOLATILE, SECTION_READONLY, SECTION_ROMD, Dispatch,
                        c_address, check_build)
-from .errors import ReadOnlyAttributeError, TopologyError, Uncopyable, check, fail
+from .errors import (ArgumentTypeError, IndexOutOfRangeError, ReadOnlyAttributeError,
+                     TopologyError, Uncopyable, check, fail)
 from .region import (ADDRESS_SPACE_SIZE, CONTAINER, MAX_ALIAS_VISITS, TREE_LOCK, MemoryRegion,
                      loop_text, runaway_loop)
 
@@ -32,7 +42,10 @@ if TYPE_CHECKING:
 
 class FlatRange:
     """A run of addresses that one terminating region answers, with the
-    attributes gathered on the path to it."""
+    attributes gathered on the path to it.
+
+    Raises nothing (ranges are made by rendering).
+    """
 
     __slots__ = ("addr", "size", "region", "offset_in_region", "flags", "readonly",
                  "nonvolatile", "romd", "dirty_log")
@@ -55,7 +68,10 @@ class FlatRange:
         return self.addr + self.size
 
     def same_as(self, other: "FlatRange") -> bool:
-        """QEMU's flatrange_equal: everything but the dirty-log mask."""
+        """QEMU's flatrange_equal: everything but the dirty-log mask.
+
+        Raises nothing.
+        """
         return (self.region is other.region and self.addr == other.addr
                 and self.size == other.size
                 and self.offset_in_region == other.offset_in_region
@@ -166,7 +182,14 @@ def _flat_ranges(array: Any, regions: List[MemoryRegion]) -> List[FlatRange]:
 
 
 def render(root: Optional[MemoryRegion]) -> List[FlatRange]:
-    """The merged flat ranges of the tree under `root` (its own address counts)."""
+    """The merged flat ranges of the tree under `root` (its own address counts).
+
+    Raises:
+        TopologyError: an alias loop under `root` never leaves its window.
+        CapacityError: the view needs more sections or radix nodes than a
+            dispatch entry can address.
+        OutOfMemoryError: C cannot allocate the ranges or the table.
+    """
     if root is None:
         return []
     system = root.system
@@ -182,7 +205,10 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
 
     The walk can only come back to a region through a loop of empty windows
     (size 0: any other such loop renders forever and is refused); it stops
-    at the first region seen twice."""
+    at the first region seen twice.
+
+    Raises nothing.
+    """
     seen = set()
     while mr is not None and mr.enabled:
         if mr.id in seen:
@@ -219,7 +245,16 @@ class FlatView(Uncopyable):
 
     Rendering and the dispatch build happen in one C call; the FlatRange
     objects are made from C's ranges the first time `ranges` is read (by a
-    listener, `info mtree -f`, ...), so a commit nobody inspects makes none."""
+    listener, `info mtree -f`, ...), so a commit nobody inspects makes none.
+
+    `page_bits` is the target page size as a power of two (10..16).
+
+    Raises:
+        TopologyError: an alias loop under `root` never leaves its window.
+        CapacityError: the view needs more sections or radix nodes than a
+            dispatch entry can address.
+        OutOfMemoryError: C cannot allocate the ranges or the table.
+    """
 
     __slots__ = ("root", "_dispatch", "_handle", "_array", "_regions", "_ranges", "_refs",
                  "_reclaim", "_stats", "__weakref__")
@@ -269,7 +304,12 @@ class FlatView(Uncopyable):
     def first_range_after(self, addr: int) -> int:
         """The index of the first range that ends past `addr` (`range_count`
         if none), found by bisection over C's ranges without making any
-        FlatRange."""
+        FlatRange.
+
+        `addr` is a byte address.
+
+        Raises nothing.
+        """
         lo, hi = 0, len(self._regions)
         if self._ranges is not None:
             ranges = self._ranges
@@ -290,7 +330,23 @@ class FlatView(Uncopyable):
         return lo
 
     def range_at(self, index: int) -> FlatRange:
-        """`ranges[index]`, without making the others."""
+        """`ranges[index]`, without making the others.
+
+        `index` counts from 0, or from the end when negative, as a list's.
+
+        Raises:
+            ArgumentTypeError: `index` is not an int.
+            IndexOutOfRangeError: `index` is out of range.
+        """
+        count = len(self._regions)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ArgumentTypeError(f"range_at: index must be an int, not {type(index).__name__}")
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            # Checked before C's array is read: past its end is not memory of the view.
+            raise IndexOutOfRangeError(f"range_at: index {index} is out of range for a view "
+                                       f"of {count} ranges")
         if self._ranges is not None:
             return self._ranges[index]
         start, last, offset, _, flags, _, _, mask, _, _, _ = struct.unpack_from(
@@ -298,14 +354,20 @@ class FlatView(Uncopyable):
         return FlatRange(start, last - start + 1, self._regions[index], offset, flags, mask)
 
     def ref(self) -> bool:
-        """Take a reference; False if the view is already being destroyed."""
+        """Take a reference; False if the view is already being destroyed.
+
+        Raises nothing.
+        """
         if self._refs <= 0:
             return False
         self._refs += 1
         return True
 
     def unref(self) -> None:
-        """Drop a reference; the last one hands the view to its reclaimer."""
+        """Drop a reference; the last one hands the view to its reclaimer.
+
+        Raises nothing (the reclaimer runs the release later, through RCU).
+        """
         self._refs -= 1
         if self._refs == 0:
             self._reclaim(self)
@@ -335,7 +397,11 @@ class FlatView(Uncopyable):
         """Free the view's dispatch now.  Only a view nobody holds may go:
         TopologyError while an address space or the system's registry still
         has a reference (the view is freed a grace period after the last
-        unref, by itself)."""
+        unref, by itself).
+
+        Raises:
+            TopologyError: the view still has references.
+        """
         if self._refs > 0:
             name = self.root.name if self.root is not None else None
             raise TopologyError(
@@ -354,7 +420,12 @@ class FlatView(Uncopyable):
         self._handle = None
 
     def lookup(self, addr: int) -> Optional[FlatRange]:
-        """The flat range holding `addr`, by binary search (None if unassigned)."""
+        """The flat range holding `addr`, by binary search (None if unassigned).
+
+        `addr` is a byte address.
+
+        Raises nothing.
+        """
         ranges = self.ranges
         lo, hi = 0, len(ranges)
         while lo < hi:
@@ -369,7 +440,12 @@ class FlatView(Uncopyable):
         return None
 
     def explain(self, addr: int) -> "Explanation":
-        """Why `addr` reaches the region it does in this view (pymem/explain.py)."""
+        """Why `addr` reaches the region it does in this view (pymem/explain.py).
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            InvalidArgumentError: `addr` is outside [0, 2^64).
+        """
         from .explain import explain_view
 
         return explain_view(self, addr)
@@ -388,7 +464,11 @@ def diff_views(old: Optional[FlatView], new: FlatView,
     """How `old` (None: nothing) became `new`, as QEMU's topology passes walk
     it: (DIFF_DEL, old index, 0), (DIFF_SAME, old index, new index) and
     (DIFF_ADD, 0, new index) in address order; DIFF_SAME only where the
-    dirty-log mask changed, unless `with_same`."""
+    dirty-log mask changed, unless `with_same`.
+
+    Raises:
+        OutOfMemoryError: C cannot allocate the difference.
+    """
     old_n = len(old._regions) if old is not None else 0
     new_n = len(new._regions)
     out = ffi.new("pm_diff **")

@@ -285,8 +285,7 @@ def without_thread_safety() -> List[tuple]:
 # module by module).  Only shrinks: a module listed here that passes fails
 # the test below, so it is taken off the day it is done.
 PENDING = {
-    "pymem.access", "pymem.address_space", "pymem.dispatch", "pymem.flatview",
-    "pymem.region.loops", "pymem.region.ops", "pymem.region.owner", "pymem.region.tree",
+    "pymem.access", "pymem.address_space", "pymem.region.loops", "pymem.region.ops", "pymem.region.owner", "pymem.region.tree",
     "pymem.unicorn",
 }
 

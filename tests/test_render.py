@@ -456,3 +456,24 @@ def test_range_at_and_first_range_after_agree_with_the_built_ranges():
         for a, index in zip(probes_at, found):
             want = next((i for i, r in enumerate(ranges) if r.end > a), len(ranges))
             assert index == want == view.first_range_after(a)
+
+
+def test_range_at_refuses_an_index_past_the_view_before_reading_c_memory():
+    # Before `ranges` is built, range_at reads C's array: an index past its
+    # end (or before it) must be refused, not read; negative ones count from
+    # the end, as `ranges[i]` does.
+    from pymem import machines
+    from pymem.errors import ArgumentTypeError, IndexOutOfRangeError
+
+    view = machines.load("q35").address_spaces[0].flatview
+    assert view is not None
+    n = view.range_count
+    last = view.range_at(-1)
+    for index in (n, n + 1000, -n - 1):
+        with pytest.raises(IndexOutOfRangeError, match="out of range"):
+            view.range_at(index)
+    with pytest.raises(ArgumentTypeError):
+        view.range_at(1.0)  # type: ignore[arg-type]
+    assert (last.addr, last.size) == (view.ranges[-1].addr, view.ranges[-1].size)
+    with pytest.raises(IndexOutOfRangeError):
+        view.range_at(n)

@@ -93,7 +93,8 @@ def time_per_op(fn: Timed, ops: int, repeats: int) -> Tuple[float, Tuple[float, 
     operations a call: one warm-up call, then `repeats` timed ones
     (wall-clock perf_counter_ns).
 
-    `ops` (>= 1) is how many operations one call of `fn` makes, `repeats` (>= 1) how many times it is timed.
+    `ops` (>= 1) is how many operations one call of `fn` makes, `repeats` (>=
+    1) how many times it is timed.
 
     Raises:
         Exception: what `fn` raises propagates.

@@ -53,7 +53,8 @@ def qemu_lookup_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
     Returns (results, ratios by goal key).
 
     Raises:
-        AssertionError: pymem and QEMU's algorithm answer different sections for an address (a pymem bug; the row would compare different work).
+        AssertionError: pymem and QEMU's algorithm answer different sections
+            for an address (a pymem bug; the row would compare different work).
     """
     from .._bindings import ffi, lib
     from ..dispatch import c_address
@@ -129,7 +130,8 @@ def qemu_access_cases(ref: Any, asp: AddressSpace, n: int, repeats: int,
 
     Raises:
         InvalidArgumentError: the space has no writable RAM to measure.
-        AssertionError: pymem and the model of QEMU's ldl_le load different values (a pymem bug).
+        AssertionError: pymem and the model of QEMU's ldl_le load different
+            values (a pymem bug).
     """
     from ..dispatch import c_address
 

@@ -112,7 +112,8 @@ def run_bench(args: argparse.Namespace, system: Optional["MemorySystem"] = None,
     progress).  Returns the exit status (0).
 
     Raises:
-        InvalidArgumentError: `--mtree` without `--hints`, an unknown bundled machine, or a machine without writable RAM.
+        InvalidArgumentError: `--mtree` without `--hints`, an unknown bundled
+            machine, or a machine without writable RAM.
         DumpParseError: the dump or hints do not parse.
         OSError: the `--json` file cannot be written.
     """

@@ -38,7 +38,8 @@ def read(name: str, kind: str) -> str:
         FileNotFoundError: `kind` is not one of the three.
     """
     if name not in available():
-        raise InvalidArgumentError(f"no bundled machine named {name!r} (have: {', '.join(available())})")
+        raise InvalidArgumentError(f"no bundled machine named {name!r} "
+                                   f"(have: {', '.join(available())})")
     return resources.files(__name__).joinpath(f"{name}.{kind}").read_text()
 
 
