@@ -10,6 +10,13 @@ A commit renders one FlatView per distinct root (address spaces whose roots
 reduce to the same region share it and its dispatch), builds every dispatch
 before touching any address space, so a failure leaves all of them on their
 last good view, and only then swaps the views in, telling the listeners.
+
+Thread safety:
+    A `MemorySystem`'s edits, transactions and commits are serialised by
+    its writer lock (an RLock: QEMU's big lock), so any thread may edit,
+    one at a time; listeners run inside the commit on the committing
+    thread.  Accesses through its address spaces never take that lock (see
+    `AddressSpace`).
 """
 from __future__ import annotations
 
@@ -71,13 +78,21 @@ if hasattr(os, "register_at_fork"):
 class MemorySystem(Uncopyable):
     """The regions' world: address spaces, listeners, views, transactions.
 
-    Thread-safe: edits and commits are serialised by the system's lock.  A
+    Edits and commits are serialised by the system's lock.  A
     fork while another thread edits leaves the child usable (see
     _after_fork_in_child).  A KeyboardInterrupt (or any signal handler that
     raises) anywhere in an edit, commit or destroy leaves the C and Python
     trees equal, every space on a live view and no view leaked: each change
     to C and its Python mirror is made in one C call (`_fastpath.atomic`),
-    and what an interrupted commit left undone the next one does."""
+    and what an interrupted commit left undone the next one does.
+
+    `page_bits` is the target page size as a power of two, 10..16 (1 KiB to
+    64 KiB; 12 is 4 KiB).
+
+    Raises:
+        ArgumentTypeError: `page_bits` is not an int.
+        TopologyError: `page_bits` is outside 10..16.
+    """
 
     def __init__(self, page_bits: int = 12) -> None:
         check_page_bits(page_bits)
@@ -108,7 +123,15 @@ class MemorySystem(Uncopyable):
     # ----------------------------------------------------------- public API
 
     def address_space(self, root: MemoryRegion, name: str) -> "AddressSpace":
-        """A new address space seeing the tree under `root`."""
+        """A new address space seeing the tree under `root`.
+
+        Raises:
+            ArgumentTypeError: `root` is not a MemoryRegion or `name` not a str.
+            TopologyError: a region under `root` belongs to another MemorySystem,
+                or an alias loop under it never leaves its window.
+            CapacityError: the view needs more sections or radix nodes than a
+                dispatch entry can address.
+        """
         if not isinstance(root, MemoryRegion):
             raise ArgumentTypeError(f"address_space {name!r}: root must be a MemoryRegion, "
                                     f"not {type(root).__name__}")
@@ -142,7 +165,17 @@ class MemorySystem(Uncopyable):
         Entered and left in C (`_fastpath.Transaction`): a KeyboardInterrupt
         cannot leave the lock held or the transaction open.  One that lands
         inside the commit leaves the update pending: the next transaction's
-        end commits it."""
+        end commits it.
+
+        Raises:
+            EditDuringCommitError: entered from a memory listener being told of a
+                change.
+            PymemError: the commit at the outermost exit fails as a commit does
+                (TopologyError, CapacityError, OutOfMemoryError): every space stays
+                on its last good view.
+            Exception: the first exception a listener raised while told of the
+                commit, once the whole change is told and published.
+        """
         return cast(ContextManager["MemorySystem"], _fastpath.Transaction(self))
 
     @property
@@ -151,7 +184,10 @@ class MemorySystem(Uncopyable):
         return list(self._spaces)
 
     def flatviews(self) -> Dict[FlatView, List["AddressSpace"]]:
-        """Each current view and the address spaces on it, in creation order."""
+        """Each current view and the address spaces on it, in creation order.
+
+        Raises nothing.
+        """
         out: Dict[FlatView, List[AddressSpace]] = {}
         for asp in self._spaces:
             assert asp.flatview is not None   # set by address_space()
@@ -160,20 +196,30 @@ class MemorySystem(Uncopyable):
 
     def regions(self) -> List["RegionEntry"]:
         """Every region reachable from an address space's root, once per place
-        it is mapped, with its path (pymem/find.py)."""
+        it is mapped, with its path (pymem/find.py).
+
+        Raises nothing.
+        """
         from .find import regions
 
         return regions(self)
 
     def find(self, name: str) -> List["RegionEntry"]:
-        """Every region named `name` (QEMU names are not unique), with its path."""
+        """Every region named `name` (QEMU names are not unique), with its path.
+
+        Raises:
+            ArgumentTypeError: `name` is not a str.
+        """
         from .find import find
 
         return find(self, name)
 
     def check(self) -> List["Finding"]:
         """Problems in the map: overlaps at equal priority, aliases past their
-        target, regions never visible, ... (pymem/check.py)."""
+        target, regions never visible, ... (pymem/check.py).
+
+        Raises nothing.
+        """
         from .check import check_system
 
         return check_system(self)
@@ -183,7 +229,15 @@ class MemorySystem(Uncopyable):
         reachable from this system's address spaces, and the states of the
         devices that take part (pymem/snapshot.py).  Incremental after the
         first: only the pages dirtied since the last snapshot or restore are
-        copied.  Holds the system's lock."""
+        copied.  Holds the system's lock.
+
+        Raises:
+            SnapshotError: taken inside a transaction while some RAM region is not
+                yet logged for snapshots.
+            EditDuringCommitError: taken from a listener being told of a change
+                while a region needs its logging turned on.
+            Exception: what a participant's `save()` raises propagates.
+        """
         from .snapshot import take
 
         return take(self)
@@ -193,7 +247,15 @@ class MemorySystem(Uncopyable):
         dirtied since the last snapshot or restore (every page with `full`);
         returns the regions added since it was taken, left as they are.
         Raises SnapshotError naming the regions it no longer finds, or for
-        another system's snapshot, before anything is written."""
+        another system's snapshot, before anything is written.
+
+        Raises:
+            ArgumentTypeError: `snap` is not a Snapshot.
+            SnapshotError: another system's snapshot, or of regions or devices
+                removed or resized since, or of another page size (nothing is
+                written).
+            Exception: what a participant's `load(state)` raises propagates.
+        """
         from .snapshot import restore
 
         return restore(self, snap, full=full)
@@ -376,12 +438,17 @@ class AddressSpace(AccessMixin, Uncopyable):
     return the result instead.  An access through a destroyed space raises
     TopologyError.
 
-    Thread-safety: every access method may be called from any thread at any
-    time, concurrently with commits on other threads: each runs in C inside
-    an RCU read-side section on the view that was current when it began,
-    and never blocks on the writer.  A device callback runs on the thread
-    that made the access, with no pymem lock held.  Listener registration
-    and `destroy` take the system's writer lock.
+    Thread safety:
+        Every access method may be called from any thread at any time,
+        concurrently with commits on other threads: each runs in C inside an
+        RCU read-side section on the view that was current when it began,
+        and never blocks on the writer.  A builtin taken from a space
+        (`ld = asp.ldl_le`) keeps the space's C state alive and always reads
+        its current view.  A device callback or tap runs on the thread that
+        made the access, with no pymem lock held.  Listener registration and
+        `destroy` take the system's writer lock.
+
+    Raises nothing (spaces are made by `MemorySystem.address_space`).
     """
 
     def __init__(self, system: MemorySystem, root: MemoryRegion, name: str) -> None:
@@ -453,7 +520,15 @@ class AddressSpace(AccessMixin, Uncopyable):
         pymem (a CPU engine's stores, a DMA engine): the RAM regions the
         current view maps there are marked dirty for the clients logging
         them, as pymem's own writes would be.  ROM, devices and holes in the
-        range are skipped.  Thread-safe."""
+        range are skipped.  Thread-safe.
+
+        `addr` and `size` are bytes of this space, within [0, 2^64].
+
+        Raises:
+            TopologyError: the space is destroyed.
+            ArgumentTypeError: `addr` or `size` is not an int.
+            InvalidArgumentError: the range is outside [0, 2^64).
+        """
         self._check_live()
         view = self.flatview
         assert view is not None
@@ -469,7 +544,13 @@ class AddressSpace(AccessMixin, Uncopyable):
         A listener that raises while told does not stop the destruction: the
         space is destroyed and every listener unregistered, then the first
         exception is raised.  Raises EditDuringCommitError from a listener
-        being told of a change."""
+        being told of a change.
+
+        Raises:
+            TopologyError: the space is already destroyed.
+            EditDuringCommitError: called from a listener being told of a change.
+            Exception: the first exception a listener raised while told.
+        """
         system = self.system
         with system._lock:
             if self.destroyed:
@@ -503,7 +584,15 @@ class AddressSpace(AccessMixin, Uncopyable):
     def register_listener(self, listener: MemoryListener) -> None:
         """Add a listener; it is shown the current view at once.  If it raises
         while shown, it is shown the rest anyway and stays registered (it
-        knows the whole view); the first exception is then raised."""
+        knows the whole view); the first exception is then raised.
+
+        Raises:
+            ArgumentTypeError: `listener` is not a MemoryListener.
+            TopologyError: the space is destroyed, or the listener is already
+                registered (on any space of the system).
+            Exception: the first exception the listener raised while shown the
+                view (it stays registered).
+        """
         if not isinstance(listener, MemoryListener):
             raise ArgumentTypeError("register_listener: listener must be a MemoryListener")
         self._check_live()
@@ -521,7 +610,13 @@ class AddressSpace(AccessMixin, Uncopyable):
     def unregister_listener(self, listener: MemoryListener) -> None:
         """Remove a listener; it sees every range of the current view deleted.
         It is removed even if it raises while told (the first exception is
-        raised afterwards)."""
+        raised afterwards).
+
+        Raises:
+            TopologyError: the listener is not registered on this space.
+            Exception: the first exception the listener raised while told (it is
+                removed all the same).
+        """
         with self.system._lock:
             if not any(listener is other for other in self.listeners):
                 raise TopologyError(f"listener {listener!r} is not registered on "
@@ -546,7 +641,13 @@ class AddressSpace(AccessMixin, Uncopyable):
         With `size` (bytes), also whether an access of that size there (a
         write if `is_write`) fails, where and why, as a MemTxError would say.
         ArgumentTypeError / InvalidArgumentError for a non-int address or one
-        outside [0, 2^64), or a size that is not a positive int within it."""
+        outside [0, 2^64), or a size that is not a positive int within it.
+
+        Raises:
+            ArgumentTypeError: `addr` or `size` is not an int.
+            InvalidArgumentError: `addr` is outside [0, 2^64), or the access is
+                empty or runs past 2^64.
+        """
         from .explain import explain
 
         return explain(self, addr, size, is_write)

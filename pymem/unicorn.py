@@ -54,6 +54,14 @@ memory is page-aligned (pymem's own allocations always are; a caller's
 `buffer` may not be, and is then reached as MMIO).  The host's uc.mem_read and
 uc.mem_write reach only the RAM and ROM pages: use the address space
 (`asp.read`, `asp.write`) for the rest.
+
+Thread safety:
+    A binding is not thread-safe: run the guest (`uc.emu_start`) and commit
+    topology changes of its address space from one thread, or commit while
+    the guest is stopped; `attach` and `detach` from that thread too.  The
+    MMIO callbacks run on the thread running the guest, calling the
+    space's builtins (which hold the space's C state alive).  Other threads
+    may access the address space meanwhile as any reader does.
 """
 from __future__ import annotations
 
@@ -116,7 +124,10 @@ _ROM_PERMS = UC.UC_PROT_READ | UC.UC_PROT_EXEC
 @dataclass(frozen=True)
 class BusFault:
     """A guest access the bus refused: where, how wide, which way, the
-    MemTxResult, and the region that answered (None: unassigned space)."""
+    MemTxResult, and the region that answered (None: unassigned space).
+
+    Raises nothing.
+    """
 
     address: int
     size: int
@@ -175,7 +186,13 @@ _INSN_SIZES: Dict[int, Tuple[int, Any]] = {
 
 
 class UnicornBinding(MemoryListener):
-    """A Uc attached to an AddressSpace (make it with `attach`)."""
+    """A Uc attached to an AddressSpace (make it with `attach`).
+
+    Raises:
+        UcError: unicorn refuses a hook.
+        TopologyError: unicorn cannot map the space's view (pages beyond the
+            CPU's physical addresses); nothing stays attached.
+    """
 
     priority = 10   # after the listeners that build the machine's state
 
@@ -220,7 +237,10 @@ class UnicornBinding(MemoryListener):
 
     def detach(self) -> None:
         """Unmap everything the binding mapped, remove its hooks, and give
-        uc back its own emu_start; idempotent."""
+        uc back its own emu_start; idempotent.
+
+        Raises nothing.
+        """
         if self._detached:
             return
         self._detached = True
@@ -245,7 +265,10 @@ class UnicornBinding(MemoryListener):
 
     def mappings(self) -> List[Tuple[int, int, str]]:
         """What the binding mapped: (start, end, "ram" | "rom" | "mmio"), in
-        address order (for tests and `info`)."""
+        address order (for tests and `info`).
+
+        Raises nothing.
+        """
         out = []
         for start in self._starts:
             block = self._blocks[start]
@@ -259,25 +282,42 @@ class UnicornBinding(MemoryListener):
     # ------------------------------------------------------ listener calls
 
     def region_add(self, section: MemoryRegionSection) -> None:
-        """A range appeared: unicorn's map is updated at the commit."""
+        """A range appeared: unicorn's map is updated at the commit.
+
+        Raises nothing.
+        """
         self._touch(section)
 
     def region_del(self, section: MemoryRegionSection) -> None:
-        """A range left: unicorn's map is updated at the commit."""
+        """A range left: unicorn's map is updated at the commit.
+
+        Raises nothing.
+        """
         self._touch(section)
 
     def log_start(self, section: MemoryRegionSection, old: int, new: int) -> None:
         """Dirty logging started: at the commit the range gets a C write
-        hook that marks the pages guest stores touch."""
+        hook that marks the pages guest stores touch.
+
+        Raises nothing.
+        """
         self._touch(section)
 
     def log_stop(self, section: MemoryRegionSection, old: int, new: int) -> None:
-        """Dirty logging stopped: the range's write hook goes at the commit."""
+        """Dirty logging stopped: the range's write hook goes at the commit.
+
+        Raises nothing.
+        """
         self._touch(section)
 
     def commit(self) -> None:
         """Apply the ranges changed in this commit to unicorn's map (unmap,
-        then map each again as RAM, ROM or MMIO); nothing once detached."""
+        then map each again as RAM, ROM or MMIO); nothing once detached.
+
+        Raises:
+            TopologyError: unicorn cannot map a range of the new view.
+            UcError: unicorn refuses a mapping or a hook.
+        """
         changed, self._changed = self._changed, []
         if self._detached:
             return
@@ -526,7 +566,15 @@ def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:
     (faults, deferred remaps) and, registered on the space, keeps uc alive
     until detached.  ArgumentTypeError for arguments of the wrong type;
     TopologyError if uc is already attached or unicorn cannot map the
-    space's view (pages beyond the CPU's physical addresses)."""
+    space's view (pages beyond the CPU's physical addresses).
+
+    Raises:
+        ArgumentTypeError: `uc` is not a unicorn.Uc or `address_space` not an
+            AddressSpace.
+        TopologyError: `uc` is already attached, the space is destroyed, or
+            unicorn cannot map the space's view.
+        UcError: unicorn refuses a hook or a mapping.
+    """
     if not isinstance(address_space, AddressSpace):
         raise ArgumentTypeError(f"attach: address_space must be an AddressSpace, "
                         f"not {type(address_space).__name__}")

@@ -7,6 +7,11 @@ new or split module is covered the day it lands) with its `__all__`, or the
 classes and functions it defines when it has none, and their public methods
 and properties.  A module is public when no part of its dotted name starts
 with an underscore.
+
+Then what the docstrings say (docs/development.md, "Docstrings"): every
+public callable has a `Raises:` section listing what it raises (or says
+"Raises nothing.") and is covered by a `Thread safety:` section, its own or
+the nearest enclosing one.
 """
 from __future__ import annotations
 
@@ -142,13 +147,13 @@ def has_thread_safety(doc: str) -> bool:
 
 
 def _exception_classes() -> dict:
-    """Every exception class by name: builtins, and those pymem's modules define."""
+    """Every exception class by name: builtins, and those pymem's modules
+    define or import (unicorn's UcError in pymem.unicorn)."""
     found = {name: obj for name, obj in vars(builtins).items()
              if isinstance(obj, type) and issubclass(obj, BaseException)}
     for module in [pymem.errors, pymem.memtx, *public_modules()]:
         for name, obj in vars(module).items():
-            if (isinstance(obj, type) and issubclass(obj, BaseException)
-                    and obj.__module__.startswith("pymem")):
+            if isinstance(obj, type) and issubclass(obj, BaseException):
                 found.setdefault(name, obj)
     return found
 
@@ -238,8 +243,8 @@ def hand_written_init(cls: type) -> object | None:
     return None
 
 
-def undocumented_raises() -> List[tuple]:
-    """(module, problem) for each callable whose Raises: is missing or short."""
+def undocumented_raises() -> List[str]:
+    """A problem for each callable whose Raises: is missing or short."""
     problems = []
     for qual, kind, obj, cls, module in callables():
         if kind == "class":
@@ -252,24 +257,21 @@ def undocumented_raises() -> List[tuple]:
             doc, fn = _doc(obj), obj
         listed = raises_listed(doc)
         if kind != "property" and not listed and not says_it_raises_nothing(doc):
-            problems.append((module.__name__, f"{qual}: no Raises: section and no "
-                                              "'Raises nothing.'"))
+            problems.append(f"{qual}: no Raises: section and no 'Raises nothing.'")
         for name in listed:
             if exception_class(name) is None:
-                problems.append((module.__name__,
-                                 f"{qual}: Raises: lists {name}, not an exception class"))
+                problems.append(f"{qual}: Raises: lists {name}, not an exception class")
         listed_classes = [c for c in map(exception_class, listed) if c is not None]
         for name in raised_directly(fn):
             raised = exception_class(name)
             assert raised is not None
             if not any(issubclass(raised, c) for c in listed_classes):
-                problems.append((module.__name__,
-                                 f"{qual}: raises {name} but its Raises: does not say so"))
+                problems.append(f"{qual}: raises {name} but its Raises: does not say so")
     return problems
 
 
-def without_thread_safety() -> List[tuple]:
-    """(module, callable) for each callable no Thread safety: section covers."""
+def without_thread_safety() -> List[str]:
+    """Each callable no Thread safety: section covers."""
     problems = []
     for qual, kind, obj, cls, module in callables():
         scopes = [_doc(obj)]
@@ -277,35 +279,20 @@ def without_thread_safety() -> List[tuple]:
             scopes.append(_doc(cls))
         scopes.append(_doc(module))
         if not any(has_thread_safety(doc) for doc in scopes):
-            problems.append((module.__name__, qual))
+            problems.append(qual)
     return problems
 
 
-# Modules whose docstrings do not say all of that yet (issue #16, being done
-# module by module).  Only shrinks: a module listed here that passes fails
-# the test below, so it is taken off the day it is done.
-PENDING = {
-    "pymem.access", "pymem.address_space", "pymem.region.loops", "pymem.region.ops", "pymem.region.owner", "pymem.region.tree",
-    "pymem.unicorn",
-}
-
-
 def test_every_public_callable_says_what_it_raises():
-    problems = [text for module, text in undocumented_raises() if module not in PENDING]
+    problems = undocumented_raises()
     assert not problems, f"{len(problems)} callables:\n" + "\n".join(problems)
 
 
 def test_every_public_callable_has_a_thread_safety_statement():
-    problems = [qual for module, qual in without_thread_safety() if module not in PENDING]
+    problems = without_thread_safety()
     assert not problems, (f"{len(problems)} callables without a 'Thread safety:' section "
                           "of their own, their class's or their module's:\n"
                           + "\n".join(problems))
-
-
-def test_modules_pending_are_still_pending():
-    lacking = {module for module, _ in undocumented_raises() + without_thread_safety()}
-    done = sorted(PENDING - lacking)
-    assert not done, f"take these off PENDING, their docstrings say it all now: {done}"
 
 
 def test_the_checks_read_google_style_sections():

@@ -42,6 +42,17 @@ Semantics worth knowing, all QEMU's unless said otherwise:
 
 Observers (pymem/taps.py: debuggers, fuzzers, the trace recorder) are told of
 each piece through the space's taps; the access path knows nothing of them.
+
+Thread safety:
+    Accesses (`read`, `write`, `rw`, `ld*`/`st*`, `load`, `store`,
+    `translate`, `map`/`unmap`) may run from any thread, in parallel with
+    each other and with commits: plain memory is read and written in C
+    with the GIL released, inside an RCU read-side section on the view
+    current when the access began.  Device callbacks, IOMMU translate
+    callbacks and taps run on the accessing thread, with the GIL and no
+    pymem lock held.  A bound builtin keeps its space's C state alive.
+    Concurrent plain-memory accesses to the same bytes race as guest
+    memory does (no atomicity beyond each aligned load or store).
 """
 
 from __future__ import annotations
@@ -53,4 +64,4 @@ from ._tapping import (TapsMixin as TapsMixin)
 from ._mapping import (_Mapping as _Mapping, _MAP_WRITE_MASK as _MAP_WRITE_MASK, MapMixin as MapMixin)
 from ._path import (_LOADS as _LOADS, _STORES as _STORES, _range_start as _range_start, AccessMixin as AccessMixin, _one_more_translation as _one_more_translation, _iommu_translate as _iommu_translate, _bus_error as _bus_error, _name as _name)
 
-__all__ = ["AccessMixin", "IOMMUAccessFlags", "IOMMUTLBEntry", "IOMMU_MAX_TRANSLATIONS", "ADDRESS_SPACE_SIZE", "translate_section", "device_answer_error"]
+__all__ = ["AccessMixin", "MapMixin", "TapsMixin", "IOMMUAccessFlags", "IOMMUTLBEntry", "IOMMU_MAX_TRANSLATIONS", "ADDRESS_SPACE_SIZE", "translate_section", "device_answer_error"]

@@ -22,7 +22,13 @@ def translate_section(space: Any, addr: int, size: int) -> Any:
     """The section under `addr` in `space`'s current view, as C sees it: a
     SectionAt (region or None for unassigned space, offset in the region,
     bytes left in the section, flags), in one C call that holds the read
-    side until the region is ours (see `section` in csrc/ext/lookup.c)."""
+    side until the region is ours (see `section` in csrc/ext/lookup.c).
+
+    `addr` is a byte address and `size` bytes, inside [0, 2^64) (not
+    checked: the access path checks first).
+
+    Raises nothing (a destroyed space answers unassigned space).
+    """
     return space._section(addr, size)
 
 

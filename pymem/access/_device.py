@@ -15,7 +15,10 @@ from ..region import MemoryRegionOps
 def device_answer_error(pin: Any, addr: int, size: int, value: object) -> BaseException:
     """The error for a device read callback that answered `value`, not an
     int, as the C fast path (csrc/ext/device.c) reports it: the region is
-    found in the view the access went through (`pin.view`)."""
+    found in the view the access went through (`pin.view`).
+
+    Raises nothing: it returns the exception (an ArgumentTypeError naming the region) for the caller to raise.
+    """
     view = pin.view
     found = view.lookup(addr) if view is not None else None
     name = found.region.name if found is not None else "?"

@@ -33,7 +33,14 @@ _MAP_WRITE_MASK = SECTION_RAM | SECTION_READONLY | SECTION_ROMD | SECTION_IOMMU
 
 
 class MapMixin:
-    """The map/unmap part of AccessMixin (pymem/access/_path.py)."""
+    """The map/unmap part of AccessMixin (pymem/access/_path.py).
+
+    Thread safety:
+        `map` and `unmap` may be called from any thread; a mapping is
+        remembered by the space until unmapped, and a view must be unmapped
+        once, by one thread.  The view is the region's memory itself: writes
+        to it race with other accesses as guest memory does.
+    """
 
     destroyed: bool
     system: "MemorySystem"
@@ -52,7 +59,20 @@ class MapMixin:
         contiguous in the space.  Where there is no RAM, a bounce buffer of
         at most one page (filled by a read unless `is_write`).  Give it back
         with `unmap`: as in QEMU, a view never unmapped stays mapped (held by
-        this space, with its region or bounce buffer) for the space's life."""
+        this space, with its region or bounce buffer) for the space's life.
+
+        `addr` is a byte address and `size` bytes, `addr + size <= 2^64`; the
+        view may be shorter than `size`.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            InvalidArgumentError: `size` is negative or not an int, or the range
+                runs past 2^64.
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what a device callback (a bounce buffer's read) or a tap
+                raises propagates.
+        """
         # RAM of one section, no tap wanting it: the short way (#12 goal 6),
         # every step inline (a Python call costs as much as the copy it saves).
         tapset = self.__dict__.get("_taps")
@@ -111,7 +131,18 @@ class MapMixin:
         """Give back a view from `map`: the first `access_len` bytes (all by
         default) were written if it was mapped for writing, so their pages are
         marked dirty (or the bounce buffer is written out).  The view is
-        released."""
+        released.
+
+        `access_len` is bytes, 0 <= access_len <= len(view).
+
+        Raises:
+            InvalidArgumentError: `view` did not come from `map` on this space (or
+                was unmapped already), or `access_len` is outside the view; the
+                mapping is kept.
+            ArgumentTypeError: `access_len` is not an int.
+            Exception: what a device callback or a tap raises writing a bounce
+                buffer back propagates.
+        """
         mappings = self.__dict__.get("_mappings")
         entry = mappings.get(id(view)) if mappings is not None else None
         if mappings is None or entry is None or entry[0] is not view:

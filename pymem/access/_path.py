@@ -109,7 +109,19 @@ class AccessMixin(TapsMixin, MapMixin):
         """QEMU's address_space_translate: the region that answers `addr`
         (through any IOMMUs; None for unassigned space or a refused
         translation), the offset in it, and how much of `length` stays
-        inside its section."""
+        inside its section.
+
+        `addr` is a byte address and `length` bytes (>= 0), with
+        `addr + max(length, 1) <= 2^64`.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            InvalidArgumentError: `length` is negative or not an int, or the range
+                runs past 2^64.
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what an IOMMU's translate callback raises propagates.
+        """
         if not isinstance(length, int) or isinstance(length, bool) or length < 0:
             raise InvalidArgumentError(f"translate length must be a non-negative int, "
                                        f"not {length!r}")
@@ -149,7 +161,21 @@ class AccessMixin(TapsMixin, MapMixin):
         self._rw_write = bind_fast("rw_write", "pm_as_write", self._cas, 0, None, self._pin)
 
     def read(self, addr: int, size: int, attrs: Optional[MemTxAttrs] = None) -> bytes:
-        """`size` bytes at `addr`; raises MemTxError if the bus answers an error."""
+        """`size` bytes at `addr`; raises MemTxError if the bus answers an error.
+
+        `addr` is a byte address and `size` bytes (>= 0), `addr + size <= 2^64`.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            InvalidArgumentError: `size` is negative or not an int, or the access
+                runs past 2^64.
+            OutOfMemoryError: no buffer of `size` bytes can be had.
+            MemTxError: the bus answered an error for some piece (the others are
+                done); it says where and why.
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what a device callback or a tap raises propagates.
+        """
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidArgumentError(f"read size must be a non-negative int, not {size!r}")
         # Checked before allocating: a size past the space's end must not cost
@@ -171,7 +197,19 @@ class AccessMixin(TapsMixin, MapMixin):
         return bytes(buf)
 
     def write(self, addr: int, data: Any, attrs: Optional[MemTxAttrs] = None) -> None:
-        """Write the bytes of `data`; raises MemTxError if the bus answers an error."""
+        """Write the bytes of `data`; raises MemTxError if the bus answers an error.
+
+        `data` is any bytes-like object; `addr + len(data) <= 2^64`.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int, or `data` is not bytes-like.
+            InvalidArgumentError: the access runs past 2^64.
+            MemTxError: the bus answered an error for some piece (the others are
+                done).
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what a device callback or a tap raises propagates.
+        """
         if type(data) is bytes and data and not self._tapset().memory:
             _check_access(addr, len(data))
             # Once C has stopped, bytes already written stay written: the
@@ -188,7 +226,16 @@ class AccessMixin(TapsMixin, MapMixin):
         """Read into (a writable) or write from `buffer`; the bus's answer,
         never raised (QEMU's address_space_rw).  Any buffer works for a
         write (a strided one is copied first); a read needs a writable,
-        C-contiguous one."""
+        C-contiguous one.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int; `buffer` has no buffer
+                protocol, or is read-only or strided for a read.
+            InvalidArgumentError: the access runs past 2^64.
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what a device callback or a tap raises propagates.
+        """
         view = _byte_view(buffer, is_write)
         n = view.nbytes
         _check_access(addr, n)
@@ -325,7 +372,18 @@ class AccessMixin(TapsMixin, MapMixin):
 
     def load(self, addr: int, size: int, big_endian: bool = False,
              attrs: Optional[MemTxAttrs] = None) -> Tuple[int, MemTxResult]:
-        """QEMU's address_space_ld*: (value, result) of a `size`-byte load."""
+        """QEMU's address_space_ld*: (value, result) of a `size`-byte load.
+
+        `size` is 1, 2, 4 or 8 bytes; `big_endian` the byte order of the value.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            InvalidArgumentError: `size` is not 1, 2, 4 or 8, or the access runs
+                past 2^64.
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what a device callback or a tap raises propagates.
+        """
         if size not in (1, 2, 4, 8):
             raise InvalidArgumentError(f"load size must be 1, 2, 4 or 8, not {size!r}")
         _check_access(addr, size)
@@ -333,7 +391,19 @@ class AccessMixin(TapsMixin, MapMixin):
 
     def store(self, addr: int, value: int, size: int, big_endian: bool = False,
               attrs: Optional[MemTxAttrs] = None) -> MemTxResult:
-        """QEMU's address_space_st*: store the low `size` bytes of `value`."""
+        """QEMU's address_space_st*: store the low `size` bytes of `value`.
+
+        `size` is 1, 2, 4 or 8 bytes and `value` fits in it (0 <= value <
+        2^(8*size)).
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            InvalidArgumentError: `size` is not 1, 2, 4 or 8, `value` does not fit
+                it, or the access runs past 2^64.
+            IOMMUCycleError: the IOMMU translations do not end.
+            TopologyError: the space is destroyed.
+            Exception: what a device callback or a tap raises propagates.
+        """
         if size not in (1, 2, 4, 8):
             raise InvalidArgumentError(f"store size must be 1, 2, 4 or 8, not {size!r}")
         if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):

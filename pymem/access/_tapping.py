@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 
 class TapsMixin:
-    """The taps part of AccessMixin (pymem/access/_path.py)."""
+    """The taps part of AccessMixin (pymem/access/_path.py).
+
+    Thread safety:
+        Taps may be added and removed from any thread, and from inside a tap;
+        a tap runs on the accessing thread with the GIL held.
+    """
 
     _pin: Any
     _check_live: Callable[[], None]
@@ -57,7 +62,15 @@ class TapsMixin:
         too.  A tap that raises: the exception reaches the access's caller,
         the piece stays done.  Thread-safe (taps run with the GIL, in the
         accessing thread).  Bad arguments raise ArgumentTypeError or
-        InvalidArgumentError naming this space."""
+        InvalidArgumentError naming this space.
+
+        Raises:
+            TopologyError: the space is destroyed.
+            ArgumentTypeError: `callback` is not callable, or an argument of the
+                wrong type (see `pymem.taps.check_tap`).
+            InvalidArgumentError: unknown or no kinds, an empty range or one past
+                2^64, or neither reads nor writes.
+        """
         self._check_live()
         wanted = _taps_mod.check_tap(cast("AddressSpace", self).name, callback, kinds, start,
                                      end, reads, writes, mmio_only)

@@ -5,6 +5,10 @@ An alias may map a region that contains it (see pymem/region/__init__.py,
 it as rendering would, without recursion, to refuse an edit that would make
 a render path go through one alias more than MAX_ALIAS_VISITS times.  They
 read the tree; they change nothing.
+
+Thread safety:
+    Read-only walks of the tree: call them where the tree cannot change
+    meanwhile (the edits call them holding the system's writer lock).
 """
 from __future__ import annotations
 
@@ -72,7 +76,12 @@ def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
     """Walk what rendering `start` (at `base`, clipped to [lo, hi)) walks, as
     pymem/flatview.py's _collect does but without recursion, and return the
     loop of a path that goes through one alias more than MAX_ALIAS_VISITS
-    times (from that alias's previous visit back to it), or None."""
+    times (from that alias's previous visit back to it), or None.
+
+    `base` and [lo, hi) are bytes of the address space the walk renders into.
+
+    Raises nothing.
+    """
     path: List[MemoryRegion] = []
     visits: Dict[int, int] = {}
     stack: List[Tuple[MemoryRegion, int, int, int, int]] = [(start, base, lo, hi, 0)]
@@ -109,7 +118,10 @@ def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
 
 def loop_text(loop: List[MemoryRegion], first: Optional[MemoryRegion] = None) -> str:
     """A closed loop (its first region repeated at the end) as text, starting
-    at `first` when it lies on the loop."""
+    at `first` when it lies on the loop.
+
+    Raises nothing.
+    """
     ring = loop[:-1]
     if first is not None and any(r is first for r in ring):
         i = next(k for k, r in enumerate(ring) if r is first)
@@ -135,7 +147,10 @@ def _check_loops(mates: List[MemoryRegion], where: str, edited: MemoryRegion) ->
 
 
 def reachable(root: MemoryRegion) -> Iterator[MemoryRegion]:
-    """Every region reached from `root` through subregions and aliases, once each."""
+    """Every region reached from `root` through subregions and aliases, once each.
+
+    Raises nothing.
+    """
     stack = [root]
     seen = set()
     while stack:

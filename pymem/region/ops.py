@@ -37,6 +37,21 @@ class MemoryRegionOps:
 
     Ops are fixed once made, as QEMU's are const: give a region new ops
     instead of changing these.
+
+    Sizes are bytes: 1, 2, 4 or 8, min <= max.
+
+    Raises:
+        ArgumentTypeError: `read` or `write` is not callable, or a size is not
+            an int.
+        InvalidArgumentError: `endianness` is not "little" or "big", or a size
+            is not 1, 2, 4 or 8 or min > max.
+
+    Thread safety:
+        Immutable once made: share it between regions and threads.  The
+        callbacks run on whichever thread makes an access, with the GIL and
+        no pymem lock held, possibly on several threads at once: a device
+        model shared between accessing threads locks its own state.  A
+        callback may access memory and commit topology changes.
     """
 
     __slots__ = ("read", "write", "endianness", "valid_min", "valid_max",

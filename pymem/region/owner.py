@@ -18,7 +18,12 @@ if TYPE_CHECKING:
 
 
 class RegionOwner(Protocol):
-    """The system a region belongs to, as the region's edits use it."""
+    """The system a region belongs to, as the region's edits use it.
+
+    Thread safety:
+        The owner's lock serialises every edit of its regions and every
+        commit; `_check_editable` refuses edits made from listeners.
+    """
 
     _update_pending: bool
     """Set by an edit that changes what rendering makes of the tree: the
@@ -32,7 +37,11 @@ class RegionOwner(Protocol):
         """Raise (naming `what`) if the owner cannot be edited now (in a commit)."""
 
     def transaction(self) -> ContextManager[Any]:
-        """A transaction: edits inside it are committed once, when it ends."""
+        """A transaction: edits inside it are committed once, when it ends.
+
+        Raises:
+            EditDuringCommitError: entered from a listener being told of a change.
+        """
 
     def _adopt(self, region: "MemoryRegion") -> None:
         """Take `region` (and its subtree) into the owner, registering itself."""

@@ -7,6 +7,11 @@ invariants (the slot, the C node and the Python list change together) and
 read best next to each other.  A region in a MemorySystem tells its system
 that something changed through the small interface the system registers
 (owner.py's RegionOwner); this module never imports the system.
+
+Thread safety:
+    See `MemoryRegion`.  `set_ops` swaps a device's ops: call it with no
+    access to that region in flight (trace replay does, while it holds the
+    machine); accesses made after it returns use the new ops.
 """
 from __future__ import annotations
 
@@ -88,14 +93,24 @@ class MemoryRegion(Uncopyable):
     a region under its own descendant, an alias loop that never ends)
     TopologyError naming the regions; a refused edit changes nothing.
 
-    Thread-safety: edits (`add_subregion`, `del_subregion`, the `set_*`
-    methods) may come from any thread; on a region in a MemorySystem they
-    take the system's writer lock and commit (at once, or when the
-    outermost `transaction()` exits), and readers on other threads see the
-    old view until that commit publishes the new one.  Every change to a
-    region's C node takes the tree lock (`pymem.region.TREE_LOCK`).  Reads
-    of attributes (`name`, `size`, `addr`, `priority`, ...) are plain
-    Python reads.
+    Thread safety:
+        Edits (`add_subregion`, `del_subregion`, the `set_*` methods) may
+        come from any thread; on a region in a MemorySystem they take the
+        system's writer lock and commit (at once, or when the outermost
+        `transaction()` exits), and readers on other threads see the old
+        view until that commit publishes the new one.  Every change to a
+        region's C node takes the tree lock (`pymem.region.TREE_LOCK`).
+        Reads of attributes (`name`, `size`, `addr`, `priority`, ...) are
+        plain Python reads.  The dirty-log methods are atomic per page (see
+        `pymem.dirty`); `buffer` is the memory itself, shared with every
+        accessing thread.
+
+    Raises:
+        ArgumentTypeError: (constructing) `name` is not a str, or `size` not an
+            int.
+        InvalidArgumentError: (constructing) an unknown `kind`.
+        TopologyError: (constructing) `size` beyond 2^64, or more than 2^32 - 2
+            regions made in this process.
     """
 
     __slots__ = ("_id", "_name", "_size", "_kind", "_ops", "_readonly", "_romd", "_enabled",
@@ -190,7 +205,19 @@ class MemoryRegion(Uncopyable):
 
     @classmethod
     def ram(cls, name: str, size: int, buffer: Any = None) -> "MemoryRegion":
-        """RAM of `size` bytes: `buffer` (any writable buffer of that size) or our own zeroes."""
+        """RAM of `size` bytes: `buffer` (any writable buffer of that size) or our own zeroes.
+
+        `size` is bytes, 0..2^64.  `buffer`, if given, must be writable,
+        C-contiguous and exactly `size` bytes (it is used in place, zero-copy).
+
+        Raises:
+            ArgumentTypeError: `name` is not a str, `size` not an int, or `buffer`
+                has no buffer protocol.
+            InvalidArgumentError: `buffer` is read-only, not C-contiguous, or of
+                another size.
+            TopologyError: `size` beyond 2^64, or memory of that size cannot be
+                allocated.
+        """
         mr = cls(name, size, RAM)
         mr._set_buffer(_wrap_buffer(name, buffer, size) if buffer is not None
                        else _allocate("ram", name, size))
@@ -198,7 +225,17 @@ class MemoryRegion(Uncopyable):
 
     @classmethod
     def rom(cls, name: str, size: Optional[int] = None, data: Optional[bytes] = None) -> "MemoryRegion":
-        """Read-only memory holding `data` (zero-padded to `size`)."""
+        """Read-only memory holding `data` (zero-padded to `size`).
+
+        `size` is bytes, 0..2^64.  Give `size`, `data` (bytes-like), or both.
+
+        Raises:
+            ArgumentTypeError: `name` is not a str, `size` not an int, `data` not
+                bytes-like, or neither given.
+            InvalidArgumentError: `data` is longer than `size`.
+            TopologyError: `size` beyond 2^64, or memory of that size cannot be
+                allocated.
+        """
         if data is not None:
             try:
                 data = memoryview(data).cast("B").tobytes()
@@ -221,7 +258,16 @@ class MemoryRegion(Uncopyable):
 
     @classmethod
     def rom_device(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
-        """A ROM device: reads straight from memory in romd mode, writes to `ops`."""
+        """A ROM device: reads straight from memory in romd mode, writes to `ops`.
+
+        `size` is bytes, 0..2^64.
+
+        Raises:
+            ArgumentTypeError: `name` is not a str, `size` not an int, or `ops` not
+                a MemoryRegionOps.
+            TopologyError: `size` beyond 2^64, or memory of that size cannot be
+                allocated.
+        """
         mr = cls(name, size, ROM_DEVICE)
         mr._ops = _check_ops(name, ops)
         mr._set_buffer(_allocate("rom_device", name, size))
@@ -235,7 +281,18 @@ class MemoryRegion(Uncopyable):
         mapped directly (`map` bounces) nor dirty-logged.  An access running
         past the end (device accesses are not cut at the region's end) touches
         only the bytes inside; the rest read as zero and writes to them are
-        dropped (QEMU would touch the host memory after the BAR)."""
+        dropped (QEMU would touch the host memory after the BAR).
+
+        `size` is bytes, 0..2^64.
+
+        Raises:
+            ArgumentTypeError: `name` is not a str, `size` not an int, or `buffer`
+                has no buffer protocol.
+            InvalidArgumentError: `buffer` is read-only, not C-contiguous, or of
+                another size.
+            TopologyError: `size` beyond 2^64, or memory of that size cannot be
+                allocated.
+        """
         mr = cls(name, size, RAM_DEVICE)
         memory = (_wrap_buffer(name, buffer, size) if buffer is not None
                   else _allocate("ram_device", name, size))
@@ -257,7 +314,15 @@ class MemoryRegion(Uncopyable):
 
     @classmethod
     def io(cls, name: str, size: int, ops: MemoryRegionOps) -> "MemoryRegion":
-        """MMIO: every access goes to `ops`."""
+        """MMIO: every access goes to `ops`.
+
+        `size` is bytes, 0..2^64.
+
+        Raises:
+            ArgumentTypeError: `name` is not a str, `size` not an int, or `ops` not
+                a MemoryRegionOps.
+            TopologyError: `size` beyond 2^64.
+        """
         mr = cls(name, size, IO)
         mr._ops = _check_ops(name, ops)
         return mr
@@ -272,7 +337,16 @@ class MemoryRegion(Uncopyable):
     @classmethod
     def iommu(cls, name: str, size: int, translate: Callable[..., Any],
               target: Optional["AddressSpace"] = None) -> "MemoryRegion":
-        """An IOMMU region: accesses are translated by `translate` into `target`."""
+        """An IOMMU region: accesses are translated by `translate` into `target`.
+
+        `size` is bytes, 0..2^64.  `translate(addr, flag)` answers an
+        IOMMUTLBEntry; it is called on the accessing thread.
+
+        Raises:
+            ArgumentTypeError: `translate` is not callable, `target` is not an
+                AddressSpace or None, `name` not a str or `size` not an int.
+            TopologyError: `size` beyond 2^64.
+        """
         if not callable(translate):
             raise ArgumentTypeError(f"iommu {name!r}: translate must be callable")
         # An AddressSpace (checked by what it has: this module sits below
@@ -295,7 +369,10 @@ class MemoryRegion(Uncopyable):
 
     @staticmethod
     def by_id(region_id: int) -> Optional["MemoryRegion"]:
-        """The live region with this id, or None."""
+        """The live region with this id, or None.
+
+        Raises nothing.
+        """
         return _by_id.get(region_id)
 
     # ------------------------------------------------------------- properties
@@ -324,7 +401,12 @@ class MemoryRegion(Uncopyable):
 
     @property
     def buffer(self) -> memoryview:
-        """The contents of a RAM, ROM, ROM-device or RAM-device region, writable."""
+        """The contents of a RAM, ROM, ROM-device or RAM-device region, writable.
+
+        Raises:
+            ArgumentTypeError: the region has no memory of its own (an I/O region,
+                a container, an alias, an IOMMU).
+        """
         if self.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
             raise ArgumentTypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
         return cast(memoryview, self._buffer)
@@ -335,7 +417,12 @@ class MemoryRegion(Uncopyable):
         of the target's memory), as a RamPtr that keeps the memory alive while
         held (`with mr.get_ram_ptr() as ptr: ptr.address`).  Memory pymem
         allocated starts on a host page; a caller's `buffer` is where it is.
-        TypeError for a region without memory of its own."""
+        TypeError for a region without memory of its own.
+
+        Raises:
+            ArgumentTypeError: the region (or an alias's target) has no memory of
+                its own.
+        """
         mr, offset = self, 0
         while mr.kind == ALIAS and mr._alias is not None:
             offset += mr._alias_offset
@@ -345,7 +432,10 @@ class MemoryRegion(Uncopyable):
         return hostmem.RamPtr(self.name, mr._buffer, offset, self._size)
 
     def type_name(self) -> str:
-        """The type `info mtree` prints: an alias shows its target's."""
+        """The type `info mtree` prints: an alias shows its target's.
+
+        Raises nothing.
+        """
         mr = self
         while mr.alias is not None:
             mr = mr.alias
@@ -398,7 +488,27 @@ class MemoryRegion(Uncopyable):
 
     def add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
         """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
-        and among equals the region added last wins (QEMU's order)."""
+        and among equals the region added last wins (QEMU's order).
+
+        `offset` is bytes from this region's start, 0 <= offset and
+        offset + region.size <= 2^64; `priority` a signed 32-bit int.
+
+        Raises:
+            ArgumentTypeError: `region` is not a MemoryRegion, or `offset` or
+                `priority` not an int.
+            TopologyError: `offset` or `priority` out of range, this region is an
+                alias, `region` already has a container, the two belong to
+                different MemorySystems, the edit would make a cycle of subregions,
+                or an alias loop that never ends (nothing changes).
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         if not isinstance(region, MemoryRegion):
             raise ArgumentTypeError(f"add_subregion: region must be a MemoryRegion, "
                                     f"not {type(region).__name__}")
@@ -491,7 +601,20 @@ class MemoryRegion(Uncopyable):
             check(failed[1], f"removing {region.name!r} from {self.name!r}")
 
     def del_subregion(self, region: "MemoryRegion") -> None:
-        """Unmap `region`, which must be a direct subregion of this one."""
+        """Unmap `region`, which must be a direct subregion of this one.
+
+        Raises:
+            ArgumentTypeError: `region` is not a MemoryRegion.
+            TopologyError: `region` is not a direct subregion of this one.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         if not isinstance(region, MemoryRegion):
             raise ArgumentTypeError(f"del_subregion: region must be a MemoryRegion, "
                                     f"not {type(region).__name__}")
@@ -505,7 +628,19 @@ class MemoryRegion(Uncopyable):
                 self._update_pending(region)
 
     def set_enabled(self, enabled: bool) -> None:
-        """Show or hide the region and its whole subtree."""
+        """Show or hide the region and its whole subtree.
+
+        Raises:
+            TopologyError: enabling would make an alias loop that never ends.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         enabled = bool(enabled)
         if enabled == self.enabled:
             return
@@ -516,7 +651,23 @@ class MemoryRegion(Uncopyable):
             self._update_pending()
 
     def set_address(self, addr: int) -> None:
-        """Move the region within its container (QEMU re-adds it, keeping its priority)."""
+        """Move the region within its container (QEMU re-adds it, keeping its priority).
+
+        `addr` is bytes from the container's start; `addr + size <= 2^64`.
+
+        Raises:
+            ArgumentTypeError: `addr` is not an int.
+            TopologyError: `addr` out of range or the region would run past 2^64,
+                or the move would make an alias loop that never ends.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         where = f"moving {self.name!r}"
         _check_offset(where, addr)
         if addr + self.size > ADDRESS_SPACE_SIZE:
@@ -539,7 +690,23 @@ class MemoryRegion(Uncopyable):
                 self._update_pending()
 
     def set_alias_offset(self, offset: int) -> None:
-        """Slide an alias's window over its target."""
+        """Slide an alias's window over its target.
+
+        `offset` is bytes into the target, 0..2^64 - 1.
+
+        Raises:
+            ArgumentTypeError: `offset` is not an int.
+            TopologyError: the region is not an alias, `offset` is out of range,
+                or the slide would make an alias loop that never ends.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         if self.kind != ALIAS:
             raise TopologyError(f"set_alias_offset: {self.name!r} is not an alias")
         _check_offset(f"alias {self.name!r}", offset)
@@ -554,7 +721,24 @@ class MemoryRegion(Uncopyable):
                 self._update_pending()
 
     def set_size(self, size: int) -> None:
-        """Resize the region (its window; RAM contents are not reallocated)."""
+        """Resize the region (its window; RAM contents are not reallocated).
+
+        `size` is bytes, 0..2^64.
+
+        Raises:
+            ArgumentTypeError: `size` is not an int.
+            TopologyError: `size` beyond 2^64, past 2^64 at the region's address,
+                larger than the region's memory, or making an alias loop that never
+                ends.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         _check_size(f"region {self.name!r}", size)
         if self.container is not None and self.addr + size > ADDRESS_SPACE_SIZE:
             raise TopologyError(f"resizing {self.name!r} at {self.addr:#x} to {size:#x} "
@@ -592,23 +776,72 @@ class MemoryRegion(Uncopyable):
                 self._update_pending()
 
     def set_readonly(self, readonly: bool) -> None:
-        """Make writes through this region (and, for an alias or container, below it) drop."""
+        """Make writes through this region (and, for an alias or container, below it) drop.
+
+        Raises:
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         self._switch("readonly", bool(readonly))
 
     def set_nonvolatile(self, nonvolatile: bool) -> None:
         """Mark RAM as non-volatile (QEMU's memory_region_set_nonvolatile,
         an NVDIMM): `info mtree` shows it, flat ranges carry it to listeners.
-        Commits like any edit; no effect on accesses."""
+        Commits like any edit; no effect on accesses.
+
+        Raises:
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         self._switch("nonvolatile", bool(nonvolatile))
 
     def set_romd(self, romd: bool) -> None:
-        """Switch a ROM device between romd mode (direct reads) and MMIO mode."""
+        """Switch a ROM device between romd mode (direct reads) and MMIO mode.
+
+        Raises:
+            TopologyError: the region is not a ROM device.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         if self.kind != ROM_DEVICE:
             raise TopologyError(f"set_romd: {self.name!r} is not a ROM device")
         self._switch("romd", bool(romd))
 
     def set_log(self, log: bool, client: int = DIRTY_MEMORY_VGA) -> None:
-        """Start or stop dirty logging for `client` (listeners see log_start/log_stop)."""
+        """Start or stop dirty logging for `client` (listeners see log_start/log_stop).
+
+        `client` is one of DIRTY_MEMORY_VGA (1), _CODE (2), _MIGRATION (4),
+        _SNAPSHOT (8).
+
+        Raises:
+            InvalidArgumentError: `client` is not one of those.
+            EditDuringCommitError: made from a memory listener being told of a
+                change (nothing changes).
+            CapacityError: the commit that publishes the edit needs more sections
+                or radix nodes than a dispatch entry can address (every space stays
+                on its last view).
+            Exception: an edit committed at once (outside a transaction) raises the
+                first exception a listener raised while told of it, once the whole
+                change is told and published.
+        """
         if client not in dirty.CLIENTS:
             raise InvalidArgumentError(f"set_log: unknown dirty-memory client {client}")
         self._switch("dirty_log", (self.dirty_log & ~client) | (client if log else 0))
@@ -616,31 +849,68 @@ class MemoryRegion(Uncopyable):
     # Dirty memory (RAM only), QEMU's memory_region_*_dirty; see pymem/dirty.py.
 
     def get_dirty(self, addr: int, size: int, client: int) -> bool:
-        """Whether a page of [addr, addr + size) was written since `client` last cleared it."""
+        """Whether a page of [addr, addr + size) was written since `client` last cleared it.
+
+        Raises:
+            InvalidArgumentError: `client` is unknown, or the range is outside the
+                region.
+            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+        """
         return dirty.get_dirty(self, addr, size, client)
 
     def set_dirty(self, addr: int, size: int) -> None:
-        """Mark [addr, addr + size) written, for every client logging this region."""
+        """Mark [addr, addr + size) written, for every client logging this region.
+
+        Raises:
+            InvalidArgumentError: the range is outside the region.
+            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+        """
         dirty.set_dirty(self, addr, size)
 
     def reset_dirty(self, addr: int, size: int, client: int) -> None:
-        """Clear `client`'s dirty bits of [addr, addr + size)."""
+        """Clear `client`'s dirty bits of [addr, addr + size).
+
+        Raises:
+            InvalidArgumentError: `client` is unknown, or the range is outside the
+                region.
+            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+        """
         dirty.reset_dirty(self, addr, size, client)
 
     def get_and_clear_dirty(self, addr: int, size: int, client: int) -> "dirty.DirtyBitmap":
         """The pages of [addr, addr + size) dirty for `client`, cleared at once,
-        as a DirtyBitmap (one bit a page; `.pages_dirty()` lists their offsets)."""
+        as a DirtyBitmap (one bit a page; `.pages_dirty()` lists their offsets).
+
+        `addr` and `size` are bytes (region offsets); pages are the system's target
+        pages (4 KiB for a region in no system).
+
+        Raises:
+            InvalidArgumentError: `client` is unknown, or the range is outside the
+                region.
+            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+        """
         return dirty.get_and_clear_dirty(self, addr, size, client)
 
     def snapshot_and_clear_dirty(self, addr: int, size: int,
                                  client: int) -> "dirty.DirtyBitmap":
-        """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty."""
+        """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty.
+
+        Raises:
+            InvalidArgumentError: `client` is unknown, or the range is outside the
+                region.
+            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+        """
         return dirty.snapshot_and_clear_dirty(self, addr, size, client)
 
     def mark_dirty(self, addr: int, size: int) -> None:
         """Report a write to [addr, addr + size) (bytes, region offsets) made
         outside pymem (a CPU engine's store, a DMA engine): marked for every
-        client logging this region, as pymem's own writes are."""
+        client logging this region, as pymem's own writes are.
+
+        Raises:
+            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
+            InvalidArgumentError: the range is outside the region.
+        """
         dirty.mark_dirty(self, addr, size)
 
 
@@ -657,7 +927,11 @@ def _set(mr: MemoryRegion, field: str, value: Any) -> None:
 def set_ops(mr: MemoryRegion, ops: MemoryRegionOps) -> None:
     """Give a device region other ops (trace replay's stubs, and putting the
     real ones back): callers read `ops` at every access; the C device path
-    caches each region's callbacks, so it is told to look again."""
+    caches each region's callbacks, so it is told to look again.
+
+    Raises:
+        ArgumentTypeError: `ops` is not a MemoryRegionOps.
+    """
     mr._ops = _check_ops(mr.name, ops)
     _fastpath.ops_changed()
 
