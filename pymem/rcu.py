@@ -29,9 +29,10 @@ Thread safety:
     Every function here may be called from any thread.  `read_lock()` and
     `in_read_section()` are per thread (a section belongs to the thread that
     entered it); `synchronize_rcu` and `drain_call_rcu` block the caller
-    (with the GIL released while waiting in C) and must not be called inside
-    a read-side section or from an RCU callback.  A callback runs on the
-    reclaimer thread, not on the thread that queued it.
+    (with the GIL released while waiting in C); neither may be called
+    inside a read-side section, nor `drain_call_rcu` from an RCU callback.
+    A callback runs on the reclaimer thread, not on the thread that queued
+    it.
 """
 from __future__ import annotations
 
