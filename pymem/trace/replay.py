@@ -248,8 +248,14 @@ class Replayer:
         and stubbed once, not per trace); the real ops and taps are restored
         on leaving.  Do not edit the machine inside a session (the stubs are
         those of the regions there were on entry).  Not reentrant; not
-        thread-safe (neither is `replay`).  Raises PymemError as `replay`
-        does if a space is being recorded."""
+        thread-safe (neither is `replay`).
+
+        Raises:
+            PymemError: this Replayer is already in a session, or a space of
+                the machine is being recorded (as `replay` raises).
+            Exception: what the `stub` predicate raises propagates; the
+                machine's ops and taps are restored.
+        """
         if self._session is not None:
             raise PymemError("this Replayer is already in a session")
         session = _Attachment()
