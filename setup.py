@@ -23,8 +23,10 @@ setup(
                   include_dirs=["csrc"],
                   depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),
-        # unicorn's callbacks (pymem.unicorn); unicorn itself is not linked.
-        Extension("pymem._ucglue", ["csrc/ext/ucglue.c"],
+        # unicorn's callbacks and the binding's map plan (pymem.unicorn, which
+        # reads pm_range from pymem.h); unicorn itself is not linked.
+        Extension("pymem._ucglue", ["csrc/ext/ucglue.c"], include_dirs=["csrc"],
+                  depends=["csrc/pymem.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),
     ],
 )

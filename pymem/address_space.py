@@ -33,8 +33,9 @@ from .dispatch import Dispatch, check_page_bits
 from .errors import (ArgumentTypeError, EditDuringCommitError, ReadOnlyAttributeError,
                      TopologyError, Uncopyable, ViewLifetimeError, check)
 from .flatview import FlatView, get_flatview_root
-from .listener import (MemoryListener, _tell, insert_by_priority, listener_add_address_space,
-                       listener_del_address_space, raise_first, update_topology)
+from .listener import (MemoryListener, ViewListener, _tell, insert_by_priority,
+                       listener_add_address_space, listener_del_address_space, raise_first,
+                       tell_views, update_topology)
 from .rcu import call_rcu
 from .region import RAM, MemoryRegion, reachable
 
@@ -107,6 +108,9 @@ class MemorySystem(Uncopyable):
         self._update_pending = False
         self._spaces: List[AddressSpace] = []
         self._listeners: List[MemoryListener] = []
+        # How many of them are not ViewListeners: with none, a commit takes
+        # the fast path (ViewListeners are told after its publish).
+        self._plain_listeners = 0
         self._views: Dict[Optional[int], FlatView] = {}
         # QEMU renders the empty view once and keeps it forever; every
         # address space whose root renders nothing shares it.
@@ -366,16 +370,20 @@ class MemorySystem(Uncopyable):
         for view in self._views.values():
             changes[id(view)] = (view, changes.get(id(view), (view, 0))[1] - 1)
         registry = ("=", self, "_views", views)
-        if not self._listeners:
-            # Nobody to tell: the registry swap and every space's publish in
-            # one `_fastpath.atomic` call (no signal falls between them; C
-            # readers see each space switch, as they would one by one).
+        if not self._plain_listeners:
+            # Nobody to tell of sections: the registry swap and every space's
+            # publish in one `_fastpath.atomic` call (no signal falls between
+            # them; C readers see each space switch, as they would one by
+            # one), then the ViewListeners, before the old views are retired.
             publish: List[Tuple[Any, ...]] = []
+            told: List[Tuple[AddressSpace, Optional[FlatView], FlatView]] = []
             for asp, key in zip(spaces, keys):
                 new = views[key]
                 old = asp._pin.view
                 if old is new:
                     continue
+                if asp.listeners:
+                    told.append((asp, old, new))
                 changes[id(new)] = (new, changes.get(id(new), (new, 0))[1] + 1)
                 if old is not None:
                     changes[id(old)] = (old, changes.get(id(old), (old, 0))[1] - 1)
@@ -383,6 +391,13 @@ class MemorySystem(Uncopyable):
                             (lib.pm_as_publish, asp._cas, new._handle))
             _fastpath.atomic(*self._unref_steps(changes), registry, *publish,
                              ("=", self, "_update_pending", False))
+            if told:
+                errors: List[BaseException] = []
+                with self._telling():
+                    for asp, old, new in told:
+                        tell_views(asp, old, new, errors)
+                self._retire()
+                raise_first(errors)
             self._retire()
             return
         _fastpath.atomic(*self._unref_steps(changes), registry)
@@ -391,9 +406,10 @@ class MemorySystem(Uncopyable):
         # whole commit, and the first exception is raised once every space
         # is on its new view.  The lists are copied: a listener may
         # (un)register listeners or create spaces meanwhile.
-        errors: List[BaseException] = []
+        errors = []
         with self._telling():
-            listeners = list(self._listeners)
+            listeners = [listener for listener in self._listeners
+                         if not isinstance(listener, ViewListener)]
             for listener in listeners:
                 _tell(errors, listener.begin)
             for asp, key in list(zip(spaces, keys)):
@@ -498,6 +514,8 @@ class AddressSpace(AccessMixin, Uncopyable):
         if self.listeners:
             update_topology(self, old, new, errors)
         _fastpath.atomic(*self._publish_steps(new), *also)
+        if self.listeners:
+            tell_views(self, old, new, errors)
         self.system._retire()
 
     def _publish_steps(self, new: FlatView, extra_unref: int = 0) -> List[Tuple[Any, ...]]:
@@ -601,10 +619,17 @@ class AddressSpace(AccessMixin, Uncopyable):
                 raise TopologyError(f"listener {listener!r} is already registered")
             insert_by_priority(self.system._listeners, listener)
             insert_by_priority(self.listeners, listener)
+            view = isinstance(listener, ViewListener)
+            if not view:
+                self.system._plain_listeners += 1
             assert self.flatview is not None
             errors: List[BaseException] = []
             with self.system._telling():
-                listener_add_address_space(listener, self.flatview, errors)
+                if view:
+                    _tell(errors, cast(ViewListener, listener).view_changed, self, None,
+                          self.flatview)
+                else:
+                    listener_add_address_space(listener, self.flatview, errors)
             raise_first(errors)
 
     def unregister_listener(self, listener: MemoryListener) -> None:
@@ -629,9 +654,16 @@ class AddressSpace(AccessMixin, Uncopyable):
         # Removed first, told afterwards: a listener that raises is gone all the same.
         self.system._listeners.remove(listener)
         self.listeners.remove(listener)
+        view = isinstance(listener, ViewListener)
+        if not view:
+            self.system._plain_listeners -= 1
         assert self.flatview is not None
         with self.system._telling():
-            listener_del_address_space(listener, self.flatview, errors)
+            if view:
+                _tell(errors, cast(ViewListener, listener).view_changed, self, self.flatview,
+                      None)
+            else:
+                listener_del_address_space(listener, self.flatview, errors)
 
     def explain(self, addr: int, size: Optional[int] = None,
                 is_write: bool = False) -> "Explanation":

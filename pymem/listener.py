@@ -109,6 +109,31 @@ class MemoryListener:
         """
 
 
+class ViewListener(MemoryListener):
+    """A listener told of whole views rather than sections (a pymem
+    extension, for engines that keep a map of their own, as pymem.unicorn
+    does): `view_changed(asp, old, new)` once per address space per commit
+    that changed its view, after the space published `new` and while `old`
+    is still alive (its ranges readable).  region_*, log_*, begin and commit
+    are never called on it, and a commit whose only listeners are
+    ViewListeners makes no MemoryRegionSection.
+
+    Registering it calls `view_changed(asp, None, view)`; unregistering it
+    (or destroying its space) `view_changed(asp, view, None)`.  Like any
+    listener it is called with the system's writer lock held, and edits made
+    from it raise EditDuringCommitError.
+    """
+
+    def view_changed(self, asp: "AddressSpace", old: Optional["FlatView"],
+                     new: Optional["FlatView"]) -> None:
+        """`asp`'s view went from `old` to `new` (None: no view, at
+        registration and unregistration).
+
+        Raises nothing (the default); what an override raises is raised by
+        the commit (or registration) once every listener was told.
+        """
+
+
 def insert_by_priority(listeners: List[MemoryListener], listener: MemoryListener) -> None:
     """Insert after every listener of lower or equal priority (QEMU's order).
 
@@ -169,7 +194,10 @@ def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatVi
     """
     from .flatview import DIFF_ADD, DIFF_DEL, DIFF_SAME, diff_views
 
-    forward = list(asp.listeners)
+    forward = [listener for listener in asp.listeners
+               if not isinstance(listener, ViewListener)]
+    if not forward:
+        return
     backward = forward[::-1]
     # Unchanged ranges matter only to a listener with its own region_nop
     # (overridden, or set on the instance as QEMU code fills callback slots).
@@ -201,6 +229,18 @@ def update_topology(asp: "AddressSpace", old: Optional["FlatView"], new: "FlatVi
             section = section_from_flat_range(new.range_at(j), old)
             for listener in forward:
                 _tell(errors, listener.region_add, section)
+
+
+def tell_views(asp: "AddressSpace", old: Optional["FlatView"], new: Optional["FlatView"],
+               errors: List[BaseException]) -> None:
+    """Tell `asp`'s ViewListeners that its view went from `old` to `new`
+    (every one of them, even if one raises: exceptions go to `errors`).
+
+    Raises nothing: the listeners' exceptions go to `errors`.
+    """
+    for listener in asp.listeners:
+        if isinstance(listener, ViewListener):
+            _tell(errors, listener.view_changed, asp, old, new)
 
 
 def listener_add_address_space(listener: MemoryListener, fv: "FlatView",

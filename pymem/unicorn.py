@@ -79,14 +79,15 @@ except ImportError as _exc:   # pragma: no cover - exercised with a monkeypatche
     raise ImportError("pymem.unicorn needs the unicorn engine: "
                       "pip install 'pymem-qemu[unicorn]'") from _exc
 
-from ._ucglue import DirtyRange, Port, Window, callbacks
+from ._bindings import ffi
+from ._ucglue import DirtyRange, Port, Window, callbacks, changed_spans, plan
 from .address_space import AddressSpace
 from .dirty import log_of
-from .dispatch import SECTION_IOMMU, SECTION_RAM, SECTION_READONLY, SECTION_ROMD
+from .dispatch import SECTION_RAM, SECTION_READONLY, SECTION_ROMD
 from .errors import ArgumentTypeError, TopologyError
-from .flatview import FlatRange, FlatView
+from .flatview import FlatView
 from .hostmem import RamPtr
-from .listener import MemoryListener, MemoryRegionSection
+from .listener import ViewListener
 from .memtx import MemTxError, MemTxResult
 from .rcu import call_rcu
 from .region import RAM, MemoryRegion
@@ -185,7 +186,7 @@ _INSN_SIZES: Dict[int, Tuple[int, Any]] = {
 }
 
 
-class UnicornBinding(MemoryListener):
+class UnicornBinding(ViewListener):
     """A Uc attached to an AddressSpace (make it with `attach`).
 
     Raises:
@@ -204,7 +205,6 @@ class UnicornBinding(MemoryListener):
         self._uch = uc._uch
         self._blocks: Dict[int, _Block] = {}
         self._starts: List[int] = []
-        self._changed: List[Tuple[int, int]] = []
         self._deferred: List[Tuple[int, int]] = []
         self._detached = False
         self._pending: Optional[BaseException] = None
@@ -279,57 +279,35 @@ class UnicornBinding(MemoryListener):
             out.append((block.start, block.end, kind))
         return out
 
-    # ------------------------------------------------------ listener calls
+    # ------------------------------------------------------ listener call
 
-    def region_add(self, section: MemoryRegionSection) -> None:
-        """A range appeared: unicorn's map is updated at the commit.
-
-        Raises nothing.
-        """
-        self._touch(section)
-
-    def region_del(self, section: MemoryRegionSection) -> None:
-        """A range left: unicorn's map is updated at the commit.
-
-        Raises nothing.
-        """
-        self._touch(section)
-
-    def log_start(self, section: MemoryRegionSection, old: int, new: int) -> None:
-        """Dirty logging started: at the commit the range gets a C write
-        hook that marks the pages guest stores touch.
-
-        Raises nothing.
-        """
-        self._touch(section)
-
-    def log_stop(self, section: MemoryRegionSection, old: int, new: int) -> None:
-        """Dirty logging stopped: the range's write hook goes at the commit.
-
-        Raises nothing.
-        """
-        self._touch(section)
-
-    def commit(self) -> None:
-        """Apply the ranges changed in this commit to unicorn's map (unmap,
-        then map each again as RAM, ROM or MMIO); nothing once detached.
+    def view_changed(self, asp: AddressSpace, old: Optional[FlatView],
+                     new: Optional[FlatView]) -> None:
+        """The space's view changed (a commit, or the binding's registration):
+        unmap what changed and map it again as RAM, ROM or MMIO.  The ranges
+        that changed come from C, comparing the two views' ranges (address,
+        region, offset, flags, host memory, dirty-log mask); nothing once
+        detached.  At unregistration (the space destroyed) everything the
+        binding mapped is unmapped.
 
         Raises:
             TopologyError: unicorn cannot map a range of the new view.
             UcError: unicorn refuses a mapping or a hook.
         """
-        changed, self._changed = self._changed, []
         if self._detached:
             return
-        self._apply(changed)
-
-    def _touch(self, section: MemoryRegionSection) -> None:
-        start = section.offset_within_address_space
-        self._changed.append((start, start + section.size))
+        if new is None:
+            for block in list(self._blocks.values()):
+                self._unmap(block)
+            return
+        old_array, old_n = _view_array(old)
+        new_array, new_n = _view_array(new)
+        self._apply([(first, last + 1) for first, last in
+                     changed_spans(old_array, old_n, new_array, new_n)], new)
 
     # ------------------------------------------------------------- mapping
 
-    def _apply(self, changed: List[Tuple[int, int]]) -> None:
+    def _apply(self, changed: List[Tuple[int, int]], view: FlatView) -> None:
         deferred, self._deferred = self._deferred, []
         spans = self._spans(changed + deferred)
         port = self._port
@@ -353,14 +331,15 @@ class UnicornBinding(MemoryListener):
                 _lib.uc_emu_stop(self._uch)
         if not spans:
             return
-        view = self.asp.flatview
-        assert view is not None
+        array, n = _view_array(view)
+        page = self.page_size
         for lo, hi in spans:
             for start in self._starts[bisect.bisect_left(self._starts, lo):
                                       bisect.bisect_left(self._starts, hi)]:
                 self._unmap(self._blocks[start])
-            for start, end, fr in self._segments(_ranges_in(view, lo, hi), lo, hi):
-                self._map(start, end, fr)
+            for first, last, index, host, flags, offset, dirty_mask in plan(
+                    array, n, lo, hi - 1, page):
+                self._map(first, last + 1, view, index, host, flags, offset, dirty_mask)
 
     def _spans(self, changed: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
         """The changed ranges widened to whole pages and whole mappings, merged."""
@@ -382,60 +361,21 @@ class UnicornBinding(MemoryListener):
                 out.append((lo, hi))
         return out
 
-    def _segments(self, ranges: List[FlatRange], lo: int,
-                  hi: int) -> List[Tuple[int, int, Optional[FlatRange]]]:
-        """The mappings [lo, hi) needs, from the view's ranges that overlap
-        it: (start, end, the RAM range mapped, or None for MMIO),
-        page-aligned, in address order."""
-        page = self.page_size
-        out: List[Tuple[int, int, Optional[FlatRange]]] = []
-        for fr in ranges:
-            s, e = max(fr.addr, lo), min(fr.addr + fr.size, hi)
-            first, last = -(-s // page) * page, e & -page
-            if first < last and self._mappable(fr, first):
-                if s < first:
-                    out.append((s & -page, first, None))
-                out.append((first, last, fr))
-                if last < e:
-                    out.append((last, -(-e // page) * page, None))
-            else:
-                out.append((s & -page, -(-e // page) * page, None))
-        # Pages several ranges share are one MMIO mapping.
-        merged: List[Tuple[int, int, Optional[FlatRange]]] = []
-        for seg in out:
-            if (merged and seg[2] is None and merged[-1][2] is None
-                    and seg[0] <= merged[-1][1]):
-                merged[-1] = (merged[-1][0], max(merged[-1][1], seg[1]), None)
-            else:
-                merged.append(seg)
-        return merged
-
-    def _mappable(self, fr: FlatRange, at: int) -> bool:
-        """Whether `fr` can be mapped from guest page `at` on: plain memory
-        whose host bytes there start on a host page."""
-        flags = fr.flags
-        if not flags & (SECTION_RAM | SECTION_ROMD) or flags & SECTION_IOMMU:
-            return False
-        region = fr.region
-        if region._buffer is None:
-            return False
-        host = _host_address(region) + fr.offset_in_region + (at - fr.addr)
-        return host % self.page_size == 0
-
-    def _map(self, start: int, end: int, fr: Optional[FlatRange]) -> None:
+    def _map(self, start: int, end: int, view: FlatView, index: int, host: int, flags: int,
+             offset: int, dirty_mask: int) -> None:
+        """Map [start, end): MMIO if index is -1, else the memory of the
+        view's range `index` (host address `host`, `offset` into its region)."""
         size = end - start
         hook = None
-        if fr is None:
+        if index < 0:
             window = Window(self._port, start)
             err = _lib.uc_mmio_map(self._uch, start, size, _C["mmio_read"], id(window),
                                    _C["mmio_write"], id(window))
             keep: Any = window
         else:
-            writable = bool(fr.flags & SECTION_RAM) and not fr.flags & (SECTION_READONLY
-                                                                         | SECTION_ROMD)
-            region = fr.region
+            writable = bool(flags & SECTION_RAM) and not flags & (SECTION_READONLY | SECTION_ROMD)
+            region = view._regions[index]
             ptr = _ram_ptr(region)
-            host = ptr.address + fr.offset_in_region + (start - fr.addr)
             perms = _RAM_PERMS if writable else _ROM_PERMS
             err = _lib.uc_mem_map_ptr(self._uch, start, size, perms, host)
             if not err and not writable:
@@ -443,11 +383,10 @@ class UnicornBinding(MemoryListener):
                 # the write-protect hook answered changes nothing.
                 err = _lib.uc_mem_protect(self._uch, start, size, perms)
             keep = (ptr, writable)
-            if not err and writable and fr.dirty_log and region.kind == RAM:
+            if not err and writable and dirty_mask and region.kind == RAM:
                 log = log_of(region)
-                dirty = DirtyRange(_cdata_address(log.cdata), start, size,
-                                   fr.offset_in_region + (start - fr.addr), log.page_bits,
-                                   fr.dirty_log, log)
+                dirty = DirtyRange(_cdata_address(log.cdata), start, size, offset,
+                                   log.page_bits, dirty_mask, log)
                 hook = self._hook_add(UC.UC_HOOK_MEM_WRITE, _C["dirty_write"], id(dirty),
                                       start, end - 1)
                 keep = (ptr, writable, dirty)
@@ -516,7 +455,9 @@ class UnicornBinding(MemoryListener):
                 raise
             finally:
                 if self._deferred and not self._detached:
-                    self._apply([])
+                    view = self.asp.flatview
+                    if view is not None:
+                        self._apply([], view)
             if not self._resume or timeout or count or self._insn_size is None:
                 return
             pc = self.uc.reg_read(self._pc)
@@ -542,21 +483,13 @@ def _ram_ptr(region: MemoryRegion) -> RamPtr:
     return ptr
 
 
-def _host_address(region: MemoryRegion) -> int:
-    return _ram_ptr(region).address
-
-
-def _ranges_in(view: FlatView, lo: int, hi: int) -> List[FlatRange]:
-    """The view's ranges that overlap [lo, hi), made alone (a big view's
-    other ranges are not built into objects)."""
-    n = view.range_count
-    out = []
-    for i in range(view.first_range_after(lo), n):
-        fr = view.range_at(i)
-        if fr.addr >= hi:
-            break
-        out.append(fr)
-    return out
+def _view_array(view: Optional[FlatView]) -> Tuple[int, int]:
+    """The address of a view's C ranges (pm_range *) and how many there are,
+    for the plan's C functions (0, 0 for none); the view must stay alive
+    while they read them."""
+    if view is None or view._array is None:
+        return 0, 0
+    return int(ffi.cast("uintptr_t", view._array)), len(view._regions)
 
 
 def attach(uc: Any, address_space: AddressSpace) -> UnicornBinding:

@@ -505,6 +505,58 @@ def test_detach_unmaps_everything_and_later_commits_leave_the_cpu_alone():
     assert list(board.uc.mem_regions()) == []
 
 
+def _count_remaps(monkeypatch):
+    """Count the binding's unicorn unmap and map calls."""
+    import pymem.unicorn as binding_module
+
+    calls = []
+    real = binding_module._lib
+
+    class Counting:
+        def __getattr__(self, name):
+            fn = getattr(real, name)
+            if name in ("uc_mem_unmap", "uc_mem_map_ptr", "uc_mmio_map"):
+                def counted(uch, start, size, *rest):
+                    calls.append((name, start, size))
+                    return fn(uch, start, size, *rest)
+                return counted
+            return fn
+
+    monkeypatch.setattr(binding_module, "_lib", Counting())
+    return calls
+
+
+def test_a_commit_remaps_only_the_ranges_that_changed(monkeypatch):
+    board = Board(code(0x00000013))    # nop
+    banks = MemoryRegion.ram("banks", 0x2000)
+    window = MemoryRegion.alias("window", banks, 0, 0x1000)
+    board.root.add_subregion(0x20000000, window)
+    calls = _count_remaps(monkeypatch)
+    window.set_alias_offset(0x1000)    # a bank switch: the window's page only
+    assert calls == [("uc_mem_unmap", 0x20000000, 0x1000),
+                     ("uc_mem_map_ptr", 0x20000000, 0x1000)]
+    del calls[:]
+    board.system.address_space(MemoryRegion.container("other", 0x1000), "other")
+    window.set_alias_offset(0x1000)    # the same view again (re-rendered): nothing
+    assert calls == []
+    with banks.get_ram_ptr() as ptr:
+        board.uc.mem_write(0x20000000, b"bank one")
+        assert ctypes_bytes(ptr.address + 0x1000, 8) == b"bank one"
+
+
+def ctypes_bytes(address, size):
+    import ctypes
+
+    return ctypes.string_at(address, size)
+
+
+def test_destroying_the_space_unmaps_what_the_binding_mapped():
+    board = Board(code(0x00000013))    # nop
+    board.asp.destroy()
+    assert list(board.uc.mem_regions()) == []
+    board.binding.detach()
+
+
 def test_attach_names_what_is_not_a_cpu_or_an_address_space():
     board = Board(code(0x00000013))    # nop
     with pytest.raises(ArgumentTypeError, match="uc must be a unicorn.Uc, not str"):

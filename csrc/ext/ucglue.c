@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <structmember.h>
 
+#include "pymem.h"
+
 /* The four access sizes, as an index into the builtin tables. */
 static int size_index(unsigned size)
 {
@@ -420,6 +422,195 @@ static void dirty_write(void *uc, int type, uint64_t address, int size, int64_t 
     }
 }
 
+/* ------------------------------------------------ the binding's map plan */
+
+/* Whether two views' ranges map the same thing the same way (QEMU's
+ * flatrange_equal, plus what unicorn's map depends on: the host memory and
+ * the dirty-log mask, whose change moves a write hook). */
+static bool range_equal(const pm_range *a, const pm_range *b)
+{
+    return a->start == b->start && a->last == b->last && a->offset == b->offset
+           && a->region == b->region && a->flags == b->flags && a->host == b->host
+           && a->dirty_mask == b->dirty_mask;
+}
+
+static int append_pair(PyObject *list, unsigned long long first, unsigned long long last)
+{
+    PyObject *t = Py_BuildValue("(KK)", first, last);
+    if (!t) {
+        return -1;
+    }
+    int r = PyList_Append(list, t);
+    Py_DECREF(t);
+    return r;
+}
+
+/*
+ * changed_spans(old, old_n, new, new_n) -> [(first, last)]: the address
+ * ranges (inclusive) where two views' ranges differ, from a walk of both in
+ * address order as QEMU's address_space_update_topology_pass makes it: an
+ * old range that is not in the new view (deleted), then a new range that was
+ * not in the old one (added).  `old` and `new` are pm_range arrays (their
+ * addresses; 0 with a count of 0 for none), alive for the call.
+ */
+static PyObject *changed_spans(PyObject *module, PyObject *args)
+{
+    unsigned long long old_addr, new_addr;
+    Py_ssize_t old_n, new_n;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KnKn:changed_spans", &old_addr, &old_n, &new_addr, &new_n)) {
+        return NULL;
+    }
+    if (old_n < 0 || new_n < 0 || (old_n && !old_addr) || (new_n && !new_addr)) {
+        PyErr_SetString(PyExc_ValueError, "changed_spans: a view with ranges but no array");
+        return NULL;
+    }
+    const pm_range *old = (const pm_range *)(uintptr_t)old_addr;
+    const pm_range *new = (const pm_range *)(uintptr_t)new_addr;
+    PyObject *out = PyList_New(0);
+    if (!out) {
+        return NULL;
+    }
+    Py_ssize_t i = 0, j = 0;
+    while (i < old_n || j < new_n) {
+        const pm_range *a = i < old_n ? &old[i] : NULL;
+        const pm_range *b = j < new_n ? &new[j] : NULL;
+        const pm_range *changed;
+        if (a && (!b || a->start < b->start || (a->start == b->start && !range_equal(a, b)))) {
+            changed = a;
+            i++;
+        } else if (a && b && range_equal(a, b)) {
+            i++;
+            j++;
+            continue;
+        } else {
+            changed = b;
+            j++;
+        }
+        if (append_pair(out, changed->start, changed->last) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+typedef unsigned __int128 u128;
+
+/* Append one mapping (first, last, index, host, flags, offset, dirty_mask)
+ * of a plan; index -1 (host 0) is MMIO.  Adjacent or overlapping MMIO
+ * mappings merge: pages several ranges share are one MMIO mapping. */
+static int plan_add(PyObject *plan, u128 first, u128 end, Py_ssize_t index,
+                    const pm_range *r, unsigned long long *mmio_last)
+{
+    unsigned long long last = (unsigned long long)(end - 1);
+    Py_ssize_t n = PyList_GET_SIZE(plan);
+    if (index < 0 && n && *mmio_last != 0) {
+        /* The previous mapping is MMIO and reaches this one: widen it. */
+        PyObject *prev = PyList_GET_ITEM(plan, n - 1);
+        unsigned long long prev_first = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(prev, 0));
+        unsigned long long prev_last = *mmio_last - 1;
+        if (first <= (u128)prev_last + 1) {
+            if (last > prev_last) {
+                PyObject *t = Py_BuildValue("(KKniIKI)", prev_first, last, (Py_ssize_t)-1, 0, 0u,
+                                            0ull, 0u);
+                if (!t || PyList_SetItem(plan, n - 1, t) < 0) {
+                    return -1;
+                }
+                *mmio_last = last + 1;
+            }
+            return 0;
+        }
+    }
+    PyObject *t;
+    if (index < 0) {
+        t = Py_BuildValue("(KKniIKI)", (unsigned long long)first, last, index, 0, 0u, 0ull, 0u);
+        *mmio_last = last + 1;   /* 0 only for a mapping ending at 2^64 */
+    } else {
+        uint64_t delta = (uint64_t)first - r->start;
+        t = Py_BuildValue("(KKnKIKI)", (unsigned long long)first, last, index,
+                          (unsigned long long)((uintptr_t)r->host + r->offset + delta),
+                          (unsigned)r->flags, (unsigned long long)(r->offset + delta),
+                          (unsigned)r->dirty_mask);
+        *mmio_last = 0;
+    }
+    if (!t) {
+        return -1;
+    }
+    int st = PyList_Append(plan, t);
+    Py_DECREF(t);
+    return st;
+}
+
+/*
+ * plan(ranges, n, first, last, page) -> [(first, last, index, host, flags,
+ * offset, dirty_mask)]: the unicorn mappings [first, last] needs, from the
+ * view's ranges that overlap it, page-aligned, in address order.  A mapping
+ * with index >= 0 maps ranges[index]'s memory (host: the host address of
+ * its first byte, offset: that byte's offset in the region) and covers
+ * whole pages of it whose memory starts on a host page; everything else
+ * (devices, the partial pages around memory) is MMIO: index -1.
+ */
+static PyObject *plan(PyObject *module, PyObject *args)
+{
+    unsigned long long addr, lo, hi, page;
+    Py_ssize_t n;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KnKKK:plan", &addr, &n, &lo, &hi, &page)) {
+        return NULL;
+    }
+    if (n < 0 || (n && !addr) || !page || (page & (page - 1)) || hi < lo) {
+        PyErr_SetString(PyExc_ValueError, "plan: bad view or span");
+        return NULL;
+    }
+    const pm_range *ranges = (const pm_range *)(uintptr_t)addr;
+    PyObject *out = PyList_New(0);
+    if (!out) {
+        return NULL;
+    }
+    /* The first range that ends at or after lo. */
+    Py_ssize_t a = 0, b = n;
+    while (a < b) {
+        Py_ssize_t mid = a + (b - a) / 2;
+        if (ranges[mid].last < lo) {
+            a = mid + 1;
+        } else {
+            b = mid;
+        }
+    }
+    unsigned long long mmio_last = 0;
+    const u128 pg = page;
+    for (Py_ssize_t i = a; i < n && ranges[i].start <= hi; i++) {
+        const pm_range *r = &ranges[i];
+        u128 s = r->start > lo ? r->start : lo;
+        u128 e = (u128)(r->last < hi ? r->last : hi) + 1;       /* exclusive */
+        u128 first = (s + pg - 1) / pg * pg, last = e / pg * pg;
+        bool memory = (r->flags & (PM_SECTION_RAM | PM_SECTION_ROMD))
+                      && !(r->flags & PM_SECTION_IOMMU) && r->host
+                      && ((uintptr_t)r->host + r->offset + (uint64_t)(first - r->start))
+                             % page == 0;
+        int st = 0;
+        if (first < last && memory) {
+            if (s < first) {
+                st = plan_add(out, s / pg * pg, first, -1, r, &mmio_last);
+            }
+            if (!st) {
+                st = plan_add(out, first, last, i, r, &mmio_last);
+            }
+            if (!st && last < e) {
+                st = plan_add(out, last, (e + pg - 1) / pg * pg, -1, r, &mmio_last);
+            }
+        } else {
+            st = plan_add(out, s / pg * pg, (e + pg - 1) / pg * pg, -1, r, &mmio_last);
+        }
+        if (st < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 static PyObject *callbacks(PyObject *module, PyObject *unused)
 {
     (void)module;
@@ -434,6 +625,10 @@ static PyObject *callbacks(PyObject *module, PyObject *unused)
 static PyMethodDef module_methods[] = {
     { "callbacks", callbacks, METH_NOARGS,
       "callbacks() -> {name: address} of the C callbacks unicorn is given" },
+    { "changed_spans", changed_spans, METH_VARARGS,
+      "changed_spans(old, old_n, new, new_n) -> [(first, last)] where two views differ" },
+    { "plan", plan, METH_VARARGS,
+      "plan(ranges, n, first, last, page) -> the unicorn mappings [first, last] needs" },
     { NULL, NULL, 0, NULL },
 };
 
