@@ -164,13 +164,12 @@ if hasattr(os, "register_at_fork"):
 
 def allocate(size: int) -> memoryview:
     """`size` zeroed bytes starting on a host page: a slab's pages when small,
-    an mmap of their own from MMAP_MIN up.  Raises what mmap raises
-    (OverflowError, OSError, ValueError) when the memory cannot be had.
+    an mmap of their own from MMAP_MIN up.  `size` is bytes, >= 0 (not
+    checked here: the regions asking check it first).
 
     Raises:
         OverflowError: `size` is too large for mmap.
         OSError: the memory cannot be mapped.
-        ValueError: mmap refuses `size` (negative).
     """
     if size >= MMAP_MIN:
         return memoryview(mmap.mmap(-1, size))

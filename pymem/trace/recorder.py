@@ -102,9 +102,8 @@ class Recorder:
         or its commit listener was unregistered by someone else.
 
         Raises:
-            TopologyError: unregistering the commit listener failed (it was
-                registered elsewhere meanwhile); the trace is closed all the same.
-            OSError: the end of the trace cannot be written.
+            OSError: the end of the trace cannot be written (the spaces are
+                detached all the same).
         """
         try:
             for asp in self.spaces:
