@@ -92,6 +92,8 @@ class MemoryRegion(Uncopyable):
     an edit that would break the tree (a second parent,
     a region under its own descendant, an alias loop that never ends)
     TopologyError naming the regions; a refused edit changes nothing.
+    Fields (`size`, `addr`, `enabled`, ...) are read-only: assigning one
+    raises ReadOnlyAttributeError naming the edit method to use.
 
     Thread safety:
         Edits (`add_subregion`, `del_subregion`, the `set_*` methods) may
@@ -122,30 +124,45 @@ class MemoryRegion(Uncopyable):
     # the adoption into a system and the commit that its edit method makes
     # (and a field C renders from would reach C unchecked).
     id = _Field[int]("a region's id is fixed (C and MemoryRegion.by_id know it by it)")
+    """The region's id: unique among live regions, fixed (`MemoryRegion.by_id` finds it)."""
     name = _Field[str]("a region's name is fixed; make a new region")
+    """The region's name (QEMU's names are not unique), fixed."""
     kind = _Field[str]("a region's kind is fixed; make a new region")
+    """One of RAM, ROM, ROM_DEVICE, RAM_DEVICE, IO, ALIAS, CONTAINER, IOMMU; fixed."""
     ops = _Field[Optional[MemoryRegionOps]]("a region's ops are fixed, as QEMU's; make a new "
                                             "region")
+    """The device's MemoryRegionOps (I/O and ROM-device regions), else None; fixed."""
     priority = _Field[int]("set it with add_subregion(offset, region, priority); to change it, "
                            "del_subregion() then add_subregion() again")
+    """Its priority in its container, a signed 32-bit int (set by `add_subregion`)."""
     translate = _Field[Optional[Callable[..., Any]]]("an IOMMU's translate is given to "
                                                      "MemoryRegion.iommu()")
+    """An IOMMU region's translate callback, else None; fixed."""
     target = _Field[Optional["AddressSpace"]]("an IOMMU's target is given to "
                                              "MemoryRegion.iommu(); an IOMMUTLBEntry's "
                                              "target_as may name another space")
+    """An IOMMU region's default target address space, else None; fixed."""
     # What rendering reads is written through to the region's C node.
     addr = _Field[int]("use set_address()",
                        lambda mr, v: (lib.pm_region_set_addr, mr._node, v))
+    """Bytes from its container's start, 0..2^64 - 1 (`set_address` moves it)."""
     size = _Field[int]("use set_size()", lambda mr, v: (
         lib.pm_region_set_size, mr._node, v & (ADDRESS_SPACE_SIZE - 1),
         v == ADDRESS_SPACE_SIZE))
+    """Bytes, 0..2^64 (`set_size` changes it)."""
     enabled = _Field[bool]("use set_enabled()", _push_flag(lib.PM_REGION_ENABLED))
+    """Whether it and its subtree are rendered (`set_enabled`)."""
     readonly = _Field[bool]("use set_readonly()", _push_flag(lib.PM_REGION_READONLY))
+    """Whether writes through it are dropped (`set_readonly`; True for ROM)."""
     nonvolatile = _Field[bool]("use set_nonvolatile()", _push_flag(lib.PM_REGION_NONVOLATILE))
+    """Whether it is non-volatile memory (`set_nonvolatile`)."""
     romd = _Field[bool]("use set_romd()", _push_flag(lib.PM_REGION_ROMD))
+    """A ROM device's mode: True reads memory directly, False goes to its ops (`set_romd`)."""
     alias_offset = _Field[int]("use set_alias_offset()", _push_alias_offset)
+    """An alias's window start in its target, in bytes (`set_alias_offset`)."""
     dirty_log = _Field[int]("use set_log()",
                             lambda mr, v: (lib.pm_region_set_dirty_log, mr._node, v))
+    """The DIRTY_MEMORY_* clients logging it, as a bit mask (`set_log`)."""
 
     # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
     # rendering reads `_alias` directly, without the descriptor.
@@ -330,9 +347,26 @@ class MemoryRegion(Uncopyable):
     alias = _ConstructorOrAttribute(classmethod(_new_alias),
                                     "an alias's target is fixed, as in QEMU; make a new alias "
                                     "(its window slides with set_alias_offset())", _push_alias)
+    """`MemoryRegion.alias(name, target, offset, size)` makes a window of
+    `size` bytes (0..2^64) onto `target`, starting `offset` bytes into it
+    (0..2^64 - 1).  On a region: the alias's target, or None (read-only).
+
+    Raises:
+        ArgumentTypeError: (constructing) `target` is not a MemoryRegion, or
+            `name`, `offset` or `size` of the wrong type.
+        TopologyError: (constructing) `offset` or `size` beyond 2^64.
+    """
     container = _ConstructorOrAttribute(classmethod(_new_container),
                                         "map it with add_subregion(), unmap it with "
                                         "del_subregion()")
+    """`MemoryRegion.container(name, size)` makes a pure container of `size`
+    bytes (0..2^64) that renders only its subregions.  On a region: the region
+    it is mapped in, or None (read-only).
+
+    Raises:
+        ArgumentTypeError: (constructing) `name` or `size` of the wrong type.
+        TopologyError: (constructing) `size` beyond 2^64.
+    """
 
     @classmethod
     def iommu(cls, name: str, size: int, translate: Callable[..., Any],
