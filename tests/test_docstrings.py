@@ -195,6 +195,25 @@ def raised_directly(fn: object) -> List[str]:
     return found
 
 
+def raised_by_checks(fn: object) -> List[str]:
+    """What the argument checks a function calls by name raise directly:
+    pymem's module-level `_check*` / `check_*` helpers (`_check_access`,
+    `check_page_bits`, ...), whose errors are the caller's to document."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return []
+    scope = getattr(inspect.unwrap(fn), "__globals__", {})  # type: ignore[arg-type]
+    found: List[str] = []
+    for node in ast.walk(ast.parse(source).body[0]):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            helper = scope.get(node.func.id)
+            if (inspect.isfunction(helper) and helper.__module__.startswith("pymem")
+                    and helper.__name__.startswith(("_check", "check_"))):
+                found += raised_directly(helper)
+    return found
+
+
 def documenting_module(name: str) -> ModuleType:
     """The public module whose reference page shows what `name` defines: the
     module itself, or for a private one (pymem/bench/_core.py) the package
@@ -262,7 +281,7 @@ def undocumented_raises() -> List[str]:
             if exception_class(name) is None:
                 problems.append(f"{qual}: Raises: lists {name}, not an exception class")
         listed_classes = [c for c in map(exception_class, listed) if c is not None]
-        for name in raised_directly(fn):
+        for name in dict.fromkeys(raised_directly(fn) + raised_by_checks(fn)):
             raised = exception_class(name)
             assert raised is not None
             if not any(issubclass(raised, c) for c in listed_classes):
@@ -319,3 +338,7 @@ def test_the_checks_read_google_style_sections():
 
     from pymem.errors import InvalidArgumentError  # noqa: F401
     assert raised_directly(raises_two) == ["TopologyError", "InvalidArgumentError"]
+
+    from pymem.dispatch import Dispatch
+    # build() calls check_page_bits, which raises these two itself.
+    assert {"ArgumentTypeError", "TopologyError"} <= set(raised_by_checks(Dispatch.build))
