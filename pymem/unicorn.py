@@ -302,14 +302,18 @@ class UnicornBinding(ViewListener):
             return
         old_array, old_n = _view_array(old)
         new_array, new_n = _view_array(new)
-        self._apply([(first, last + 1) for first, last in
-                     changed_spans(old_array, old_n, new_array, new_n)], new)
+        self._apply(changed_spans(old_array, old_n, new_array, new_n, self.page_size), new,
+                    new_array, new_n)
 
     # ------------------------------------------------------------- mapping
 
-    def _apply(self, changed: List[Tuple[int, int]], view: FlatView) -> None:
+    def _apply(self, changed: List[Tuple[int, int]], view: FlatView, array: int,
+               n: int) -> None:
+        """Remap the spans `changed` (whole pages, in address order, merged)
+        and those deferred earlier, from `view` (whose C ranges are
+        `array`, `n` of them)."""
         deferred, self._deferred = self._deferred, []
-        spans = self._spans(changed + deferred)
+        spans = self._spans(sorted(changed + deferred) if deferred else changed)
         port = self._port
         if port.busy:
             # unicorn is inside an access to the mapping under `active`:
@@ -331,7 +335,6 @@ class UnicornBinding(ViewListener):
                 _lib.uc_emu_stop(self._uch)
         if not spans:
             return
-        array, n = _view_array(view)
         page = self.page_size
         for lo, hi in spans:
             for start in self._starts[bisect.bisect_left(self._starts, lo):
@@ -342,12 +345,10 @@ class UnicornBinding(ViewListener):
                 self._map(first, last + 1, view, index, host, flags, offset, dirty_mask)
 
     def _spans(self, changed: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
-        """The changed ranges widened to whole pages and whole mappings, merged."""
-        page = self.page_size
-        spans = sorted(((lo & -page), min(-(-hi // page) * page, 1 << 64))
-                       for lo, hi in changed if hi > lo)
+        """The changed spans (whole pages, in address order) widened to the
+        whole mappings they overlap, merged."""
         out: List[Tuple[int, int]] = []
-        for lo, hi in spans:
+        for lo, hi in changed:
             # Widen to the mappings it overlaps.
             i = bisect.bisect_right(self._starts, lo) - 1
             if i >= 0 and self._blocks[self._starts[i]].end > lo:
@@ -457,7 +458,7 @@ class UnicornBinding(ViewListener):
                 if self._deferred and not self._detached:
                     view = self.asp.flatview
                     if view is not None:
-                        self._apply([], view)
+                        self._apply([], view, *_view_array(view))
             if not self._resume or timeout or count or self._insn_size is None:
                 return
             pc = self.uc.reg_read(self._pc)

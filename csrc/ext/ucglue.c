@@ -434,44 +434,61 @@ static bool range_equal(const pm_range *a, const pm_range *b)
            && a->dirty_mask == b->dirty_mask;
 }
 
-static int append_pair(PyObject *list, unsigned long long first, unsigned long long last)
+typedef unsigned __int128 u128;
+
+/* A changed span, whole pages: [first, end), end up to 2^64. */
+typedef struct {
+    uint64_t first;
+    u128 end;
+} span;
+
+static int span_order(const void *a, const void *b)
 {
-    PyObject *t = Py_BuildValue("(KK)", first, last);
-    if (!t) {
-        return -1;
+    uint64_t x = ((const span *)a)->first, y = ((const span *)b)->first;
+    return x < y ? -1 : x > y;
+}
+
+/* hi as a Python int, 2^64 included. */
+static PyObject *end_to_long(u128 end)
+{
+    if (end <= UINT64_MAX) {
+        return PyLong_FromUnsignedLongLong((unsigned long long)end);
     }
-    int r = PyList_Append(list, t);
-    Py_DECREF(t);
+    PyObject *last = PyLong_FromUnsignedLongLong(UINT64_MAX), *one = PyLong_FromLong(1);
+    PyObject *r = last && one ? PyNumber_Add(last, one) : NULL;
+    Py_XDECREF(last);
+    Py_XDECREF(one);
     return r;
 }
 
 /*
- * changed_spans(old, old_n, new, new_n) -> [(first, last)]: the address
- * ranges (inclusive) where two views' ranges differ, from a walk of both in
- * address order as QEMU's address_space_update_topology_pass makes it: an
- * old range that is not in the new view (deleted), then a new range that was
- * not in the old one (added).  `old` and `new` are pm_range arrays (their
- * addresses; 0 with a count of 0 for none), alive for the call.
+ * changed_spans(old, old_n, new, new_n, page) -> [(lo, hi)]: where two
+ * views' ranges differ, widened to whole pages of `page` bytes, in address
+ * order and merged (hi exclusive, up to 2^64).  The ranges come from a walk
+ * of both views in address order as QEMU's address_space_update_topology_pass
+ * makes it: an old range that is not in the new view (deleted), a new range
+ * that was not in the old one (added).  `old` and `new` are pm_range arrays
+ * (their addresses; 0 with a count of 0 for none), alive for the call.
  */
 static PyObject *changed_spans(PyObject *module, PyObject *args)
 {
-    unsigned long long old_addr, new_addr;
+    unsigned long long old_addr, new_addr, page;
     Py_ssize_t old_n, new_n;
     (void)module;
-    if (!PyArg_ParseTuple(args, "KnKn:changed_spans", &old_addr, &old_n, &new_addr, &new_n)) {
+    if (!PyArg_ParseTuple(args, "KnKnK:changed_spans", &old_addr, &old_n, &new_addr, &new_n,
+                          &page)) {
         return NULL;
     }
-    if (old_n < 0 || new_n < 0 || (old_n && !old_addr) || (new_n && !new_addr)) {
-        PyErr_SetString(PyExc_ValueError, "changed_spans: a view with ranges but no array");
+    if (old_n < 0 || new_n < 0 || (old_n && !old_addr) || (new_n && !new_addr) || !page
+        || (page & (page - 1))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "changed_spans: a view with ranges but no array, or a bad page size");
         return NULL;
     }
     const pm_range *old = (const pm_range *)(uintptr_t)old_addr;
     const pm_range *new = (const pm_range *)(uintptr_t)new_addr;
-    PyObject *out = PyList_New(0);
-    if (!out) {
-        return NULL;
-    }
-    Py_ssize_t i = 0, j = 0;
+    span *spans = NULL;
+    Py_ssize_t n = 0, cap = 0, i = 0, j = 0;
     while (i < old_n || j < new_n) {
         const pm_range *a = i < old_n ? &old[i] : NULL;
         const pm_range *b = j < new_n ? &new[j] : NULL;
@@ -487,15 +504,46 @@ static PyObject *changed_spans(PyObject *module, PyObject *args)
             changed = b;
             j++;
         }
-        if (append_pair(out, changed->start, changed->last) < 0) {
-            Py_DECREF(out);
-            return NULL;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            span *grown = PyMem_Realloc(spans, (size_t)cap * sizeof(*spans));
+            if (!grown) {
+                PyMem_Free(spans);
+                return PyErr_NoMemory();
+            }
+            spans = grown;
         }
+        spans[n++] = (span){ changed->start & ~(page - 1),
+                             ((u128)changed->last + page) / page * page };
     }
+    if (n > 1) {
+        qsort(spans, (size_t)n, sizeof(*spans), span_order);
+    }
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t k = 0; out && k < n;) {
+        u128 end = spans[k].end;
+        Py_ssize_t m = k + 1;
+        for (; m < n && spans[m].first <= end; m++) {
+            if (spans[m].end > end) {
+                end = spans[m].end;
+            }
+        }
+        PyObject *lo = PyLong_FromUnsignedLongLong(spans[k].first), *hi = end_to_long(end);
+        PyObject *t = lo && hi ? PyTuple_Pack(2, lo, hi) : NULL;
+        Py_XDECREF(lo);
+        Py_XDECREF(hi);
+        if (!t || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(t);
+        k = m;
+    }
+    PyMem_Free(spans);
     return out;
 }
 
-typedef unsigned __int128 u128;
 
 /* Append one mapping (first, last, index, host, flags, offset, dirty_mask)
  * of a plan; index -1 (host 0) is MMIO.  Adjacent or overlapping MMIO
@@ -626,7 +674,7 @@ static PyMethodDef module_methods[] = {
     { "callbacks", callbacks, METH_NOARGS,
       "callbacks() -> {name: address} of the C callbacks unicorn is given" },
     { "changed_spans", changed_spans, METH_VARARGS,
-      "changed_spans(old, old_n, new, new_n) -> [(first, last)] where two views differ" },
+      "changed_spans(old, old_n, new, new_n, page) -> [(lo, hi)] where two views differ" },
     { "plan", plan, METH_VARARGS,
       "plan(ranges, n, first, last, page) -> the unicorn mappings [first, last] needs" },
     { NULL, NULL, 0, NULL },
