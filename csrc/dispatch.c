@@ -247,6 +247,7 @@ pm_status pm_dispatch_new(unsigned page_bits, pm_stats *stats, pm_dispatch **out
         return PM_ERR_NOMEM;
     }
     d->page_bits = page_bits;
+    d->page_mask = ((uint64_t)1 << page_bits) - 1;
     d->levels = (64 - page_bits - 1) / L2_BITS + 1;
     d->root = (entry){ .skip = 1, .ptr = PM_NIL };
     d->max_nodes = PM_NIL;
@@ -424,56 +425,58 @@ static pm_status build_bounds(pm_dispatch *d)
 }
 
 /*
- * Slot tables for the sub-pages, in section order, while they fit
- * SLOT_TABLE_BUDGET bytes (64 sub-pages of 4 KiB: a view like q35's I/O space
- * has 3, the synthetic 10k tree 6,321).  A sub-page with more than 255
- * pieces, or past the budget, keeps the search over its pieces.
+ * QEMU's per-byte sub_section tables for the sub-pages, in section order,
+ * while they fit SUBPAGE_TABLE_BUDGET bytes (32 sub-pages of 4 KiB at two
+ * bytes a byte: a view like q35's I/O space has 3, the synthetic 10k tree
+ * 6,321).  A sub-page past the budget, or with a piece whose section number
+ * a uint16_t cannot hold (views of more than 65,536 sections, which QEMU
+ * itself cannot build), keeps the search over its pieces.
  */
-#define SLOT_TABLE_BUDGET (256 * 1024)
+#define SUBPAGE_TABLE_BUDGET (256 * 1024)
 
-static pm_status build_slot_tables(pm_dispatch *d)
+static int subpage_table_fits(const section *sp)
 {
-    size_t page = (size_t)1 << d->page_bits, total = 0;
+    return sp->npieces && sp->pieces[sp->npieces - 1].section <= UINT16_MAX;
+}
+
+static pm_status build_subpage_tables(pm_dispatch *d)
+{
+    size_t page = (size_t)1 << d->page_bits, pages = 0;
     for (uint32_t i = 0; i < d->sections_nb; i++) {
-        const section *sp = &d->sections[i];
-        if (sp->npieces && sp->npieces < 256) {
-            size_t need = page + (sp->npieces + 1) * sizeof(uint32_t);
-            if (total + need > SLOT_TABLE_BUDGET) {
+        if (subpage_table_fits(&d->sections[i])) {
+            if ((pages + 1) * page * sizeof(uint16_t) > SUBPAGE_TABLE_BUDGET) {
                 break;
             }
-            total += need;
+            pages++;
         }
     }
-    if (!total) {
+    if (!pages) {
         return PM_OK;
     }
-    d->slot_tables = malloc(total);
-    if (!d->slot_tables) {
+    d->sub_tables = malloc(pages * page * sizeof(uint16_t));
+    if (!d->sub_tables) {
         return PM_ERR_NOMEM;
     }
-    uint8_t *at = d->slot_tables, *end = d->slot_tables + total;
-    for (uint32_t i = 0; i < d->sections_nb; i++) {
+    uint16_t *table = d->sub_tables;
+    for (uint32_t i = 0; i < d->sections_nb && pages; i++) {
         section *sp = &d->sections[i];
-        if (!sp->npieces || sp->npieces >= 256) {
+        if (!subpage_table_fits(sp)) {
             continue;
         }
-        size_t need = page + (sp->npieces + 1) * sizeof(uint32_t);
-        if (at + need > end) {
-            break;
-        }
-        /* The section numbers first: 4-byte aligned in malloc'd memory. */
-        uint32_t *slot_section = (uint32_t *)at;
-        uint8_t *slot_of = at + (sp->npieces + 1) * sizeof(uint32_t);
-        memset(slot_of, 0, page);
-        slot_section[0] = 0;
+        /* Pieces are sorted and disjoint: fill the gaps before each with 0. */
+        uint32_t next = 0;
         for (uint32_t k = 0; k < sp->npieces; k++) {
             const subpage_piece *p = &sp->pieces[k];
-            slot_section[k + 1] = p->section;
-            memset(slot_of + p->first, (int)(k + 1), p->last - p->first + 1);
+            memset(table + next, 0, (p->first - next) * sizeof(uint16_t));
+            for (uint32_t off = p->first; off <= p->last; off++) {
+                table[off] = (uint16_t)p->section;
+            }
+            next = p->last + 1;
         }
-        sp->slot_of = slot_of;
-        sp->slot_section = slot_section;
-        at += need;
+        memset(table + next, 0, (page - next) * sizeof(uint16_t));
+        sp->sub_section = table;
+        table += page;
+        pages--;
     }
     return PM_OK;
 }
@@ -491,9 +494,19 @@ static pm_status build_slot_tables(pm_dispatch *d)
 static int cpu_has_avx2(void);
 #endif
 
+/* Whether the compacted root points straight at a last-level node (all the
+ * view maps lies within one node's pages, as in an I/O space of 64 KiB):
+ * then the walk is one load and a covers check, shorter than any search and
+ * as predictable. */
+static int one_level(const pm_dispatch *d)
+{
+    return d->root.skip == d->levels && d->root.ptr != PM_NIL;
+}
+
 static pm_status build_single(pm_dispatch *d)
 {
-    if (!d->bounds) {
+    /* One-level views keep the walk (one_level). */
+    if (!d->bounds || one_level(d)) {
         return PM_OK;
     }
     uint32_t nsub = 0;
@@ -597,7 +610,7 @@ pm_status pm_dispatch_commit(pm_dispatch *d)
     }
     pm_status st = build_bounds(d);
     if (st == PM_OK) {
-        st = build_slot_tables(d);
+        st = build_subpage_tables(d);
     }
     if (st == PM_OK) {
         st = build_single(d);
@@ -621,7 +634,7 @@ void pm_dispatch_free(pm_dispatch *d)
     free(d->nodes);
     free(d->bounds);
     free(d->bound_sections);
-    free(d->slot_tables);
+    free(d->sub_tables);
     free(d->bounds_flipped);
     free(d->single_bounds);
     free(d->single_page);

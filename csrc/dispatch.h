@@ -31,12 +31,11 @@ typedef struct section {
     pm_range r;
     subpage_piece *pieces;   /* sub-page sections only: sorted, disjoint */
     uint32_t npieces, cap_pieces;
-    /* Sub-page sections of small views: a byte per byte of the page, the
-     * piece there plus one (0: unassigned), and each slot's section (slot 0
-     * is section 0).  One indexed load, as QEMU's per-byte sub_section
-     * table, where a search over pieces would branch on every step. */
-    const uint8_t *slot_of;
-    const uint32_t *slot_section;
+    /* Sub-page sections within the table budget: the section of every byte
+     * of the page (0: unassigned), QEMU's subpage_t sub_section table.  One
+     * indexed load, where a search over the pieces branches on every step;
+     * NULL: the page keeps the search (see build_subpage_tables). */
+    const uint16_t *sub_section;
 } section;
 
 struct pm_dispatch {
@@ -54,7 +53,8 @@ struct pm_dispatch {
     uint32_t *bound_sections;
     uint32_t nbounds;
     uint64_t *bounds_flipped; /* views of <= AVX2_MAX_BOUNDS: bounds ^ 2^63 */
-    uint8_t *slot_tables;    /* every sub-page's slot_of and slot_section */
+    uint16_t *sub_tables;    /* every sub-page's sub_section table */
+    uint64_t page_mask;      /* (1 << page_bits) - 1 */
     /* Views with bounds only, for single lookups that miss the MRU: the
      * resolved boundaries split at every sub-page's page edges, and for
      * each interval the page-level section (what QEMU's phys_page_find
@@ -103,11 +103,9 @@ static inline uint32_t page_find(const pm_dispatch *d, uint64_t addr)
     return covers(&d->sections[lp.ptr], addr) ? lp.ptr : 0;
 }
 
-static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
+/* The piece of a sub-page without a table: a binary search over its pieces. */
+static inline uint32_t subpage_search(const section *sp, uint32_t off)
 {
-    if (sp->slot_of) {
-        return sp->slot_section[sp->slot_of[off]];
-    }
     uint32_t lo = 0, hi = sp->npieces;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
@@ -121,6 +119,11 @@ static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
         }
     }
     return 0;
+}
+
+static inline uint32_t subpage_resolve(const section *sp, uint32_t off)
+{
+    return sp->sub_section ? sp->sub_section[off] : subpage_search(sp, off);
 }
 
 /* The boundary index of addr: branch-free, a conditional move per halving. */
@@ -145,12 +148,19 @@ __attribute__((visibility("hidden"))) uint32_t pm_single_search_avx2(const pm_di
 #endif
 
 /* QEMU's address_space_lookup_region: MRU first, then the radix walk (or,
- * on views with few boundaries, the same answer and MRU from a search). */
-static inline __attribute__((always_inline)) uint32_t dispatch_lookup_mru(pm_dispatch *d,
-                                                                       uint64_t addr)
+ * on views with few boundaries, the same answer and MRU from a search).
+ * The MRU is 0 until the dispatch is committed (only a committed one stores
+ * it), so the MRU hit, the common case on local streams, needs no other
+ * check; nothing is found in a dispatch not yet committed. */
+static inline __attribute__((always_inline)) uint32_t pm_dispatch_lookup_inline(pm_dispatch *d,
+                                                                             uint64_t addr)
 {
     uint32_t s = __atomic_load_n(&d->mru, __ATOMIC_RELAXED);
-    if (s == 0 || !covers(&d->sections[s], addr)) {
+    const section *sec = &d->sections[s];
+    if (s == 0 || !covers(sec, addr)) {
+        if (!d->committed) {
+            return 0;
+        }
         if (d->single_bounds) {
             uint32_t i;
 #ifdef PM_SINGLE_AVX2
@@ -166,19 +176,12 @@ static inline __attribute__((always_inline)) uint32_t dispatch_lookup_mru(pm_dis
         }
         s = page_find(d, addr);
         __atomic_store_n(&d->mru, s, __ATOMIC_RELAXED);
+        sec = &d->sections[s];
     }
-    const section *sec = &d->sections[s];
     if (sec->r.flags & PM_SECTION_SUBPAGE) {
-        uint64_t page_mask = ((uint64_t)1 << d->page_bits) - 1;
-        return subpage_resolve(sec, (uint32_t)(addr & page_mask));
+        return subpage_resolve(sec, (uint32_t)(addr & d->page_mask));
     }
     return s;
-}
-
-/* pm_dispatch_lookup: nothing is found in a dispatch not yet committed. */
-static inline uint32_t pm_dispatch_lookup_inline(pm_dispatch *d, uint64_t addr)
-{
-    return d->committed ? dispatch_lookup_mru(d, addr) : 0;
 }
 
 /* The section under addr (sub-pages resolved), by pointer: read it inside the

@@ -334,22 +334,57 @@ def _every_byte_matches_the_model(page_bits, ranges, pages):
     assert list(d.lookup_many(array("Q", addrs))) == want
 
 
-def test_subpages_past_the_slot_table_budget_resolve_as_those_with_tables():
-    # 100 sub-pages of 4 KiB: the first 64 get a per-byte slot table (256 KiB
-    # of them), the rest keep the search over their pieces.
+def test_subpages_past_the_table_budget_resolve_as_those_with_tables():
+    # 100 sub-pages of 4 KiB: the first 32 get QEMU's per-byte table of
+    # section numbers (2 bytes a byte, 256 KiB of them), the rest keep the
+    # search over their pieces.
     ranges = []
     for page in range(100):
         base = page * 0x1000
         ranges += [(base + 0x10, 0x10, 0), (base + 0x100, 0x3, 0), (base + 0x800, 0x800, 0)]
-    _every_byte_matches_the_model(12, ranges, [0, 1, 62, 63, 64, 65, 99])
+    _every_byte_matches_the_model(12, ranges, [0, 1, 30, 31, 32, 33, 99])
 
 
-def test_a_subpage_of_more_pieces_than_a_slot_byte_holds_is_searched():
-    # 300 three-byte pieces in one 1 KiB page, one byte apart: 300 > 255 slots.
+def test_subpages_of_many_pieces_resolve_every_byte():
+    # 256 and 341 pieces in one page, a byte apart: one table entry each.
     ranges = [(4 * i, 3, 0) for i in range(256)]
     _every_byte_matches_the_model(10, ranges, [0])
     ranges = [(1024 + 3 * i, 2, 0) for i in range(300) if 3 * i + 2 <= 1024]
     _every_byte_matches_the_model(11, ranges, [0, 1])
+
+
+def test_a_subpage_whose_sections_a_uint16_cannot_hold_is_searched():
+    # 65,600 one-page ranges with gaps, then a sub-page: its pieces are
+    # sections past 65,535, which a table of uint16_t cannot name.
+    ranges = [(2 * i * 0x1000, 0x1000, 0) for i in range(65_600)]
+    base = 2 * 65_600 * 0x1000
+    ranges += [(base + 0x10, 0x10, 0), (base + 0x100, 0x3, 0), (base + 0x800, 0x800, 0)]
+    d = build(12, ranges)
+    assert d.section_count() > 65_536
+    pieces = d.sections()[-3:]
+    assert all(s.index > 0xFFFF for s in pieces)
+    want = {s.start + k: s.index for s in pieces for k in range(s.size)}
+    got = [d.lookup(base + off) for off in range(0x1000)]
+    assert got == [want.get(base + off, 0) for off in range(0x1000)]
+    assert list(d.lookup_many(array("Q", range(base, base + 0x1000)))) == got
+
+
+def test_a_view_within_one_nodes_pages_walks_and_keeps_qemus_mru():
+    # An I/O space of 64 KiB: the compacted root points at one last-level
+    # node, so an MRU miss walks (one load) instead of searching.  The same
+    # layout 4 GiB higher needs the search: both answer the model's section
+    # and leave QEMU's page-level section as the MRU on every byte.
+    layout = [(0x0, 0x8, 0), (0x20, 0x2, 0), (0x40, 0x20, 0), (0x60, 0x4, 0),
+              (0x1000, 0x3000, 0), (0x5000, 0x10, 0), (0x5010, 0x7f0, 0), (0xc000, 0x4, 0),
+              (0xcf8, 0x4, 0)]
+    layout.sort()
+    for shift in (0, 1 << 32):
+        ranges = [(s + shift, n, o) for s, n, o in layout]
+        d, model = build(12, ranges), DispatchModel(ranges, 12)
+        sections = d.sections()
+        for addr in range(shift, shift + 0x10000, 7):
+            assert d.lookup(addr) == model.lookup(addr), hex(addr)
+            assert d.mru == page_level_section(sections, addr), hex(addr)
 
 
 @given(flat_views(), st.data())
