@@ -971,6 +971,69 @@ static void many_walk(const pm_dispatch *d, const uint64_t *addrs, uint32_t *out
     *r = m;
 }
 
+/*
+ * Views walked in one load (one_level): an address is an index into the one
+ * last-level node, a covers check and, inside a sub-page, its table: no load
+ * waits on another address's.  Local streams check the recent interval
+ * first, in the blocks worth it, as the other paths do.
+ */
+static inline uint32_t one_level_find(const entry *leaf, const section *sections,
+                                      unsigned page_bits, uint64_t page_mask, uint64_t addr)
+{
+    uint32_t s = leaf[(addr >> page_bits) & (L2_SIZE - 1)].ptr;
+    const section *sec = &sections[s];
+    if (!covers(sec, addr)) {
+        return 0;
+    }
+    if (sec->r.flags & PM_SECTION_SUBPAGE) {
+        return subpage_resolve(sec, (uint32_t)(addr & page_mask));
+    }
+    return s;
+}
+
+static inline void recent_section(const section *sections, uint32_t s, recent *m)
+{
+    /* A resolved section is a piece: all of [start, last] is it. */
+    *m = (recent){ .lo = sections[s].r.start,
+                   .span = sections[s].r.last - sections[s].r.start, .sec = s };
+}
+
+static void many_one_level(const pm_dispatch *d, const uint64_t *addrs, uint32_t *out,
+                           size_t n, recent *r)
+{
+    const entry *leaf = d->nodes[d->root.ptr];
+    const section *sections = d->sections;
+    const unsigned page_bits = d->page_bits;
+    const uint64_t page_mask = d->page_mask;
+    recent m = *r;
+    int check = 1;
+    for (size_t at = 0; at < n; at += BLOCK) {
+        size_t end = n - at < BLOCK ? n : at + BLOCK;
+        if (check) {
+            for (size_t i = at; i < end; i++) {
+                uint64_t addr = addrs[i];
+                uint32_t s = m.sec;
+                if (addr - m.lo > m.span) {
+                    s = one_level_find(leaf, sections, page_bits, page_mask, addr);
+                    if (s) {
+                        recent_section(sections, s, &m);
+                    }
+                }
+                out[i] = s;
+            }
+        } else {
+            for (size_t i = at; i < end; i++) {
+                out[i] = one_level_find(leaf, sections, page_bits, page_mask, addrs[i]);
+            }
+            if (out[end - 1]) {
+                recent_section(sections, out[end - 1], &m);
+            }
+        }
+        check = worth_checking(out + at, end - at);
+    }
+    *r = m;
+}
+
 /* Which batched path a committed dispatch takes (0: none, not committed). */
 static int batch_path(const pm_dispatch *d, int allow_simd)
 {
@@ -978,7 +1041,10 @@ static int batch_path(const pm_dispatch *d, int allow_simd)
         return 0;
     }
     if (!d->bounds) {
-        return PM_BATCH_RADIX;
+        return one_level(d) ? PM_BATCH_ONE_LEVEL : PM_BATCH_RADIX;
+    }
+    if (one_level(d) && !d->bounds_flipped) {
+        return PM_BATCH_ONE_LEVEL;
     }
 #ifdef HAVE_AVX2
     if (allow_simd && d->bounds_flipped && cpu_has_avx2()) {
@@ -1015,6 +1081,9 @@ static void lookup_many(pm_dispatch *d, const uint64_t *addrs, uint32_t *section
 #endif
     case PM_BATCH_BOUNDS:
         many_bounds_scalar(d, addrs, sections, n, &r);
+        break;
+    case PM_BATCH_ONE_LEVEL:
+        many_one_level(d, addrs, sections, n, &r);
         break;
     default:
         many_walk(d, addrs, sections, n, &r);

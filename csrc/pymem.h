@@ -118,6 +118,7 @@ void pm_dispatch_lookup_many_scalar(pm_dispatch *d, const uint64_t *addrs,
 #define PM_BATCH_RADIX 1
 #define PM_BATCH_BOUNDS 2
 #define PM_BATCH_AVX2 3
+#define PM_BATCH_ONE_LEVEL 4
 uint32_t pm_dispatch_batch_path(const pm_dispatch *d);
 /* Section, offset in region, and the length from addr that stays inside it. */
 uint32_t pm_dispatch_translate(pm_dispatch *d, uint64_t addr, uint64_t len,

@@ -415,7 +415,7 @@ class Dispatch(Uncopyable):
         resolved boundaries) or "avx2" (the same boundaries compared four
         addresses at a time, the smallest views on CPUs with AVX2)."""
         return {lib.PM_BATCH_RADIX: "radix", lib.PM_BATCH_BOUNDS: "bounds",
-                lib.PM_BATCH_AVX2: "avx2"}[lib.pm_dispatch_batch_path(self.handle)]
+                lib.PM_BATCH_AVX2: "avx2", lib.PM_BATCH_ONE_LEVEL: "one-level"}[lib.pm_dispatch_batch_path(self.handle)]
 
     @property
     def levels(self) -> int:

@@ -424,8 +424,31 @@ def test_a_small_view_batches_with_avx2_where_the_cpu_has_it_and_the_scalar_path
 
 def test_batch_paths_by_view_size():
     assert build(12, [(0, 0x1000, 0)]).batch_path in ("avx2", "bounds")
-    assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(60)]).batch_path == "bounds"
-    assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(200)]).batch_path == "radix"
+    # Spread over many radix nodes: a search up to 256 boundaries, the walk past.
+    assert build(12, [(i * 0x200000, 0x1000, 0) for i in range(60)]).batch_path == "bounds"
+    assert build(12, [(i * 0x200000, 0x1000, 0) for i in range(200)]).batch_path == "radix"
+    # Within one last-level node's pages (2 MiB of 4 KiB pages), past the
+    # AVX2 compare's size: the one-load walk, whatever the boundary count.
+    assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(60)]).batch_path == "one-level"
+    assert build(12, [(i * 0x2000, 0x1000, 0) for i in range(200)]).batch_path == "one-level"
+
+
+def test_a_view_within_one_nodes_pages_batches_by_the_one_load_walk():
+    # An I/O space of 64 KiB: 60 sub-page pieces in page 0, whole pages, a
+    # sub-page at 0x5000, a gap and a sliver; random, sorted and repeated
+    # addresses (the recent-interval check) answer the model's sections.
+    import random
+
+    ranges = [(8 * i, 4, 0) for i in range(60)] + [(0x1000, 0x3000, 0), (0x5000, 0x10, 0),
+                                                   (0x5010, 0x7f0, 0), (0xc000, 0x4, 0)]
+    d, model = build(12, ranges), DispatchModel(ranges, 12)
+    assert d.batch_path == "one-level"
+    rng = random.Random(7)
+    addrs = [rng.randrange(0x10000) for _ in range(4000)] + [rng.randrange(1 << 40) for _ in range(200)]
+    addrs += sorted(addrs) + [0x5008] * 300 + list(range(0, 0x6000, 3))
+    want = [model.lookup(a) for a in addrs]
+    assert list(d.lookup_many(array("Q", addrs))) == want
+    assert list(d.lookup_many(array("Q", addrs), simd=False)) == want
 
 
 class _Address(int):
