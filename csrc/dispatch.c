@@ -768,6 +768,10 @@ static __attribute__((noinline)) void search_run(const uint64_t *bounds, const u
     }
 }
 
+/* Unchecked stretches (random streams) run this many blocks between samples:
+ * the per-block bookkeeping is then a few percent of the search, not a tenth. */
+#define UNCHECKED_BLOCKS 4
+
 static void many_bounds_scalar(const pm_dispatch *d, const uint64_t *addrs,
                                uint32_t *out, size_t n, recent *r)
 {
@@ -776,8 +780,10 @@ static void many_bounds_scalar(const pm_dispatch *d, const uint64_t *addrs,
     const uint32_t nbounds = d->nbounds;
     recent m = *r;
     int check = 1;
-    for (size_t at = 0; at < n; at += BLOCK) {
-        size_t end = n - at < BLOCK ? n : at + BLOCK;
+    size_t end;
+    for (size_t at = 0; at < n; at = end) {
+        size_t span = check ? BLOCK : UNCHECKED_BLOCKS * BLOCK;
+        end = n - at < span ? n : at + span;
         if (check) {
             for (size_t i = at; i < end; i++) {
                 uint64_t addr = addrs[i];
@@ -787,10 +793,12 @@ static void many_bounds_scalar(const pm_dispatch *d, const uint64_t *addrs,
                 out[i] = m.sec;
             }
         } else {
+            /* m stays as it was: still a correct interval, if a stale one,
+             * and the first miss once checking resumes replaces it. */
             search_run(bounds, secs, nbounds, addrs + at, out + at, end - at);
-            recent_bound(d, bounds_search(bounds, nbounds, addrs[end - 1]), &m);
         }
-        check = worth_checking(out + at, end - at);
+        size_t sample = end - at < BLOCK ? end - at : BLOCK;
+        check = worth_checking(out + end - sample, sample);
     }
     *r = m;
 }
@@ -834,7 +842,7 @@ __attribute__((target("avx2")))
 static void many_bounds_avx2(const pm_dispatch *d, const uint64_t *addrs,
                              uint32_t *out, size_t n, recent *r)
 {
-    const uint64_t *bounds = d->bounds, *flipped = d->bounds_flipped;
+    const uint64_t *flipped = d->bounds_flipped;
     const uint32_t *secs = d->bound_sections;
     const uint32_t nbounds = d->nbounds, last = nbounds - 1;
     const uint64_t sign = UINT64_C(1) << 63;
@@ -844,7 +852,11 @@ static void many_bounds_avx2(const pm_dispatch *d, const uint64_t *addrs,
     size_t at = 0;
     for (; at + BLOCK <= n; at += BLOCK) {
         if (!check) {
-            for (size_t i = at; i < at + BLOCK; i += 4) {
+            /* Up to UNCHECKED_BLOCKS blocks, then a sample of the last; m
+             * stays a correct interval (see many_bounds_scalar). */
+            size_t end = at + UNCHECKED_BLOCKS * BLOCK;
+            end = end <= n ? end : at + (n - at) / BLOCK * BLOCK;
+            for (size_t i = at; i < end; i += 4) {
                 __m256i a = _mm256_loadu_si256((const __m256i *)(addrs + i));
                 uint64_t above[4];
                 _mm256_storeu_si256((__m256i *)above, avx2_above(flipped, nbounds, a));
@@ -852,8 +864,8 @@ static void many_bounds_avx2(const pm_dispatch *d, const uint64_t *addrs,
                     out[i + j] = secs[last - above[j]];
                 }
             }
-            recent_bound(d, bounds_search(bounds, nbounds, addrs[at + BLOCK - 1]), &m);
-            check = worth_checking(out + at, BLOCK);
+            check = worth_checking(out + end - BLOCK, BLOCK);
+            at = end - BLOCK;
             continue;
         }
         for (size_t i = at; i < at + BLOCK; i += 4) {

@@ -422,6 +422,35 @@ def test_a_small_view_batches_with_avx2_where_the_cpu_has_it_and_the_scalar_path
     assert list(d.lookup_many(array("Q", addrs), simd=False)) == want
 
 
+@pytest.mark.parametrize("ranges", [
+    [(i * 0x10000 + (i % 3) * 0x80, 0x1000 + i * 0x100, 0) for i in range(10)],   # avx2
+    [(i * 0x200000 + 0x40, 0x1000, 0) for i in range(60)],                         # bounds
+    [(i * 0x2000 + 0x40, 0x1000, 0) for i in range(60)],                           # one-level
+], ids=["avx2-size", "bounds", "one-level"])
+def test_batches_turning_between_random_and_local_streams_answer_the_model(ranges):
+    # Random stretches stop the recent-interval check for several blocks and
+    # local ones bring it back: stretches of every length around the block
+    # sizes (64, and 4 blocks unchecked), and tails that fill no block.
+    import random
+
+    d, model = build(12, ranges), DispatchModel(ranges, 12)
+    rng = random.Random(11)
+
+    def anywhere():   # a random range, then a random byte of it: few repeats
+        start, size, _ = rng.choice(ranges)
+        return start + rng.randrange(size)
+    addrs = []
+    for length in (1, 3, 63, 64, 65, 255, 256, 257, 300, 700):
+        addrs += [anywhere() for _ in range(length)]
+        base = anywhere()
+        addrs += [base + k for k in range(length)]
+    addrs.append(anywhere())
+    want = [model.lookup(a) for a in addrs]
+    for cut in (len(addrs), len(addrs) - 5, 130):
+        assert list(d.lookup_many(array("Q", addrs[:cut]))) == want[:cut]
+        assert list(d.lookup_many(array("Q", addrs[:cut]), simd=False)) == want[:cut]
+
+
 def test_batch_paths_by_view_size():
     assert build(12, [(0, 0x1000, 0)]).batch_path in ("avx2", "bounds")
     # Spread over many radix nodes: a search up to 256 boundaries, the walk past.
