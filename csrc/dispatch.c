@@ -586,14 +586,21 @@ static pm_status build_single(pm_dispatch *d)
 #ifdef PM_SINGLE_AVX2
     if (n <= SINGLE_AVX2_MAX && cpu_has_avx2()) {
         uint32_t padded = (n + 3) & ~3u;
-        d->single_flipped = malloc(padded * sizeof(*d->single_flipped));
+        d->single_flipped = malloc(2 * padded * sizeof(*d->single_flipped));
         if (!d->single_flipped) {
             return PM_ERR_NOMEM;
         }
+        uint64_t *delta = d->single_flipped + padded, before = 0;
         for (uint32_t i = 0; i < padded; i++) {
             uint64_t v = i < n ? d->single_bounds[i] : UINT64_MAX;
             d->single_flipped[i] = v ^ (UINT64_C(1) << 63);
+            /* Differences mod 2^64: the sums telescope back to an answer. */
+            uint64_t answer = i < n ? (uint64_t)d->single_page[i] << 32 | d->single_res[i]
+                                    : before;
+            delta[i] = answer - before;
+            before = answer;
         }
+        d->single_delta = delta;
         d->nsingle_padded = padded;
     }
 #endif
@@ -897,34 +904,36 @@ static int cpu_has_avx2(void)
 }
 
 /* Single lookups on the smallest views: addr against four boundaries per
- * compare, the boundaries above it counted (two counters, two chains), so
- * no load waits for the one before as in the binary search.  The padding
- * (2^64 - 1, above every address but the last) is counted too; the clamp
- * puts 2^64 - 1 itself in the last interval. */
+ * compare, and the answer summed straight from the compares: boundaries at
+ * or below addr are a prefix of the sorted array (bounds[0] is 0), so adding
+ * up their deltas leaves the last one's answer, with no index to turn into
+ * a section by two more dependent loads.  The padding (2^64 - 1) adds 0
+ * even for addr 2^64 - 1.  Two accumulators: two chains of additions. */
 __attribute__((target("avx2")))
-uint32_t pm_single_search_avx2(const pm_dispatch *d, uint64_t addr)
+uint64_t pm_single_search_avx2(const pm_dispatch *d, uint64_t addr)
 {
     const uint64_t sign = UINT64_C(1) << 63;
     const __m256i a = _mm256_set1_epi64x((long long)(addr ^ sign));
-    const uint64_t *b = d->single_flipped;
+    const uint64_t *b = d->single_flipped, *delta = d->single_delta;
     const uint32_t n = d->nsingle_padded;
-    __m256i above0 = _mm256_setzero_si256(), above1 = _mm256_setzero_si256();
+    __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
     uint32_t k = 0;
     for (; k + 8 <= n; k += 8) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + k));
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + k + 4));
-        above0 = _mm256_sub_epi64(above0, _mm256_cmpgt_epi64(b0, a));
-        above1 = _mm256_sub_epi64(above1, _mm256_cmpgt_epi64(b1, a));
+        __m256i above0 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(b + k)), a);
+        __m256i above1 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(b + k + 4)), a);
+        sum0 = _mm256_add_epi64(sum0, _mm256_andnot_si256(
+            above0, _mm256_loadu_si256((const __m256i *)(delta + k))));
+        sum1 = _mm256_add_epi64(sum1, _mm256_andnot_si256(
+            above1, _mm256_loadu_si256((const __m256i *)(delta + k + 4))));
     }
     if (k < n) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + k));
-        above0 = _mm256_sub_epi64(above0, _mm256_cmpgt_epi64(b0, a));
+        __m256i above0 = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(b + k)), a);
+        sum0 = _mm256_add_epi64(sum0, _mm256_andnot_si256(
+            above0, _mm256_loadu_si256((const __m256i *)(delta + k))));
     }
-    __m256i sum = _mm256_add_epi64(above0, above1);
+    __m256i sum = _mm256_add_epi64(sum0, sum1);
     __m128i half = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-    uint64_t above = (uint64_t)_mm_cvtsi128_si64(half) + (uint64_t)_mm_extract_epi64(half, 1);
-    uint32_t i = n - 1 - (uint32_t)above;
-    return i < d->nsingle ? i : d->nsingle - 1;
+    return (uint64_t)_mm_cvtsi128_si64(half) + (uint64_t)_mm_extract_epi64(half, 1);
 }
 #endif
 

@@ -68,8 +68,12 @@ struct pm_dispatch {
     /* Where the CPU has AVX2 and nsingle <= SINGLE_AVX2_MAX: the same
      * boundaries offset by 2^63 (AVX2 compares signed lanes), padded with
      * 2^64 - 1 to a multiple of four (nsingle_padded), for the search that
-     * compares four at once (pm_single_search_avx2). */
+     * compares four at once (pm_single_search_avx2); and, in the same
+     * allocation, each interval's answer as page << 32 | res minus the one
+     * before it (0 for the padding): the sum over the boundaries at or below
+     * an address is that address's answer. */
     uint64_t *single_flipped;
+    const uint64_t *single_delta;
     uint32_t nsingle_padded;
     uint64_t next_start;     /* the lowest address the next range may start at */
     int any_added, full, committed, broken;
@@ -141,9 +145,10 @@ static inline uint32_t bounds_search(const uint64_t *bounds, uint32_t nbounds, u
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define PM_SINGLE_AVX2 1
 #define SINGLE_AVX2_MAX 64
-/* The index of the interval holding addr in d->single_bounds, found by
- * comparing addr with every boundary, four at a time (dispatch.c). */
-__attribute__((visibility("hidden"))) uint32_t pm_single_search_avx2(const pm_dispatch *d,
+/* The interval holding addr in d->single_bounds, found by comparing addr
+ * with every boundary, four at a time (dispatch.c): its page-level section
+ * (the MRU to keep) << 32 | its resolved section. */
+__attribute__((visibility("hidden"))) uint64_t pm_single_search_avx2(const pm_dispatch *d,
                                                                      uint64_t addr);
 #endif
 
@@ -162,15 +167,14 @@ static inline __attribute__((always_inline)) uint32_t pm_dispatch_lookup_inline(
             return 0;
         }
         if (d->single_bounds) {
-            uint32_t i;
 #ifdef PM_SINGLE_AVX2
             if (d->single_flipped) {
-                i = pm_single_search_avx2(d, addr);
-            } else
-#endif
-            {
-                i = bounds_search(d->single_bounds, d->nsingle, addr);
+                uint64_t found = pm_single_search_avx2(d, addr);
+                __atomic_store_n(&d->mru, (uint32_t)(found >> 32), __ATOMIC_RELAXED);
+                return (uint32_t)found;
             }
+#endif
+            uint32_t i = bounds_search(d->single_bounds, d->nsingle, addr);
             __atomic_store_n(&d->mru, d->single_page[i], __ATOMIC_RELAXED);
             return d->single_res[i];
         }
