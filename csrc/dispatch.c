@@ -1019,8 +1019,9 @@ static inline void recent_section(const section *sections, uint32_t s, recent *m
                    .span = sections[s].r.last - sections[s].r.start, .sec = s };
 }
 
-static void many_one_level(const pm_dispatch *d, const uint64_t *addrs, uint32_t *out,
-                           size_t n, recent *r)
+static __attribute__((noinline)) void many_one_level(const pm_dispatch *d,
+                                                    const uint64_t *addrs, uint32_t *out,
+                                                    size_t n, recent *r)
 {
     const entry *leaf = d->nodes[d->root.ptr];
     const section *sections = d->sections;
@@ -1038,6 +1039,9 @@ static void many_one_level(const pm_dispatch *d, const uint64_t *addrs, uint32_t
                     s = one_level_find(leaf, sections, page_bits, page_mask, addr);
                     if (s) {
                         recent_section(sections, s, &m);
+                    } else if (d->bounds) {
+                        /* A gap: its extent is a boundary interval. */
+                        recent_bound(d, bounds_search(d->bounds, d->nbounds, addr), &m);
                     }
                 }
                 out[i] = s;
