@@ -412,10 +412,14 @@ class Dispatch(Uncopyable):
     def batch_path(self) -> str:
         """How `lookup_many` searches this view on this CPU: "radix" (the
         radix walk, large views), "bounds" (a branch-free search over the
-        resolved boundaries) or "avx2" (the same boundaries compared four
-        addresses at a time, the smallest views on CPUs with AVX2)."""
+        resolved boundaries), "avx2" (the same boundaries compared four
+        addresses at a time, the smallest views on CPUs with AVX2) or
+        "one-level" (the walk in one load, views that all lie within one
+        last-level radix node, such as a 64 KiB I/O space, past the AVX2
+        compare's size)."""
         return {lib.PM_BATCH_RADIX: "radix", lib.PM_BATCH_BOUNDS: "bounds",
-                lib.PM_BATCH_AVX2: "avx2", lib.PM_BATCH_ONE_LEVEL: "one-level"}[lib.pm_dispatch_batch_path(self.handle)]
+                lib.PM_BATCH_AVX2: "avx2", lib.PM_BATCH_ONE_LEVEL: "one-level",
+                }[lib.pm_dispatch_batch_path(self.handle)]
 
     @property
     def levels(self) -> int:
