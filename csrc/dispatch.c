@@ -1034,17 +1034,18 @@ static __attribute__((noinline)) void many_one_level(const pm_dispatch *d,
         if (check) {
             for (size_t i = at; i < end; i++) {
                 uint64_t addr = addrs[i];
-                uint32_t s = m.sec;
                 if (addr - m.lo > m.span) {
-                    s = one_level_find(leaf, sections, page_bits, page_mask, addr);
+                    uint32_t s = one_level_find(leaf, sections, page_bits, page_mask, addr);
                     if (s) {
                         recent_section(sections, s, &m);
                     } else if (d->bounds) {
                         /* A gap: its extent is a boundary interval. */
                         recent_bound(d, bounds_search(d->bounds, d->nbounds, addr), &m);
+                    } else {
+                        m = (recent){ .lo = addr, .span = 0, .sec = 0 };
                     }
                 }
-                out[i] = s;
+                out[i] = m.sec;
             }
         } else {
             for (size_t i = at; i < end; i++) {

@@ -426,7 +426,8 @@ def test_a_small_view_batches_with_avx2_where_the_cpu_has_it_and_the_scalar_path
     [(i * 0x10000 + (i % 3) * 0x80, 0x1000 + i * 0x100, 0) for i in range(10)],   # avx2
     [(i * 0x200000 + 0x40, 0x1000, 0) for i in range(60)],                         # bounds
     [(i * 0x2000 + 0x40, 0x1000, 0) for i in range(60)],                           # one-level
-], ids=["avx2-size", "bounds", "one-level"])
+    [(i * 0x2000 + 0x40, 0x1000, 0) for i in range(200)],    # one-level, too many to bound
+], ids=["avx2-size", "bounds", "one-level", "one-level-unbounded"])
 def test_batches_turning_between_random_and_local_streams_answer_the_model(ranges):
     # Random stretches stop the recent-interval check for several blocks and
     # local ones bring it back: stretches of every length around the block
@@ -444,6 +445,8 @@ def test_batches_turning_between_random_and_local_streams_answer_the_model(range
         addrs += [anywhere() for _ in range(length)]
         base = anywhere()
         addrs += [base + k for k in range(length)]
+        start, size, _ = rng.choice(ranges)       # across a range's end, into the gap
+        addrs += [start + size - length // 2 + k for k in range(length)]
     addrs.append(anywhere())
     want = [model.lookup(a) for a in addrs]
     for cut in (len(addrs), len(addrs) - 5, 130):
