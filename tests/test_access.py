@@ -615,6 +615,24 @@ def test_rw_load_and_store_on_ram_answer_as_the_python_paths_do():
     assert asp.rw(0xffe, bytearray(4), False) is MemTxResult.OK
 
 
+def test_a_load_answer_the_caller_kept_is_not_changed_by_later_loads():
+    # load() reuses its answer tuple when nobody holds it (as zip does); one
+    # that is held, or unpacked and kept, must stay what it was.
+    ram = MemoryRegion.ram("ram", 0x1000)
+    _, _, asp = machine((0, ram))
+    ram.buffer[:16] = bytes(range(1, 17))
+    kept = asp.load(0, 4)
+    later = [asp.load(4 * i, 4) for i in range(1, 4)]
+    assert kept == (0x04030201, MemTxResult.OK)
+    assert [v for v, _ in later] == [0x08070605, 0x0c0b0a09, 0x100f0e0d]
+    values = []
+    for i in range(4):
+        value, result = asp.load(4 * i, 4, False, MemTxAttrs(requester_id=1))
+        values.append(value)
+    assert values == [0x04030201, 0x08070605, 0x0c0b0a09, 0x100f0e0d]
+    assert len({id(t) for t in later}) == 3
+
+
 def test_rw_load_and_store_refuse_bad_arguments_as_the_python_paths_do():
     _, _, asp = machine((0, MemoryRegion.ram("ram", 0x1000)))
     with pytest.raises(InvalidArgumentError):

@@ -16,6 +16,7 @@ static int bound_traverse(Bound *self, visitproc visit, void *arg)
     Py_VISIT((PyObject *)self->taps);
     Py_VISIT(self->dev_read);
     Py_VISIT(self->dev_write);
+    Py_VISIT(self->spare_result);
     return 0;
 }
 
@@ -25,6 +26,7 @@ static int bound_clear(Bound *self)
     Py_CLEAR(self->keepalive);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->taps);
+    Py_CLEAR(self->spare_result);
     fp_device_forget(self);
     return 0;
 }
@@ -151,7 +153,7 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     b->keepalive = keepalive;
     b->taps = taps != Py_None ? (TapSet *)Py_NewRef(taps) : NULL;
     b->dev_region = UINT32_MAX;
-    b->dev_read = b->dev_write = NULL;
+    b->dev_read = b->dev_write = b->spare_result = NULL;
     b->dev_sizes = 0;
     b->dev_unaligned = b->dev_big = b->dev_hint = 0;
     b->dev_generation = 0;

@@ -97,6 +97,7 @@ typedef struct {
     int dev_hint;            /* the last access took the device path */
     uint64_t dev_generation; /* ops_generation when remembered */
     PyObject *dev_read, *dev_write;
+    PyObject *spare_result;  /* load_attrs: its last answer, for reuse (memtx.c) */
 } Bound;
 
 /* A Bound cleared by the garbage collector (its cycle was unreachable) can
@@ -128,6 +129,48 @@ static inline int as_address(PyObject *arg, uint64_t *addr)
         PyErr_Clear();
         return -1;
     }
+    return 0;
+}
+
+/*
+ * The argument fast path every builtin starts with: a positional call (no
+ * keywords) of nmin..nmax arguments whose first `naddr` (those given) are
+ * addresses, converted into out[].  0: so; -1: anything else, no error set,
+ * for the caller's general parser (lookup, translate) or its Python
+ * fallback (SLOW_UNLESS) to take or refuse.
+ */
+static inline int fp_positional_addresses(PyObject *const *args, Py_ssize_t nargs,
+                                          PyObject *kwnames, Py_ssize_t nmin,
+                                          Py_ssize_t nmax, Py_ssize_t naddr, uint64_t *out)
+{
+    if (kwnames || nargs < nmin || nargs > nmax) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < naddr && i < nargs; i++) {
+        if (as_address(args[i], &out[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A value to store in `width` bytes: an int (a bool too, as store() takes
+ * it) that fits.  0: *out holds it; -1: anything else, no error set (the
+ * Python path refuses it by name). */
+static inline int fp_store_value(PyObject *arg, unsigned width, uint64_t *out)
+{
+    if (!PyLong_Check(arg)) {
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (width < 8 && (v >> (8 * width)) != 0) {
+        return -1;
+    }
+    *out = v;
     return 0;
 }
 

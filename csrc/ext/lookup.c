@@ -95,13 +95,13 @@ PyObject *fp_call_lookup(PyObject *self_, PyObject *const *args, Py_ssize_t narg
     uint64_t addr;
     /* lookup(addr), positional, is the call to be fast; keywords and
      * mistakes go through the general parser. */
-    if (nargs == 1 && !kwnames) {
-        arg = args[0];
-    } else if (fp_parse_args("lookup", names, 1, 1, args, nargs, kwnames, &arg) < 0) {
-        return NULL;
-    }
-    if (as_address(arg, &addr) < 0) {
-        return fp_address_error("address", arg);
+    if (fp_positional_addresses(args, nargs, kwnames, 1, 1, 1, &addr) < 0) {
+        if (fp_parse_args("lookup", names, 1, 1, args, nargs, kwnames, &arg) < 0) {
+            return NULL;
+        }
+        if (as_address(arg, &addr) < 0) {
+            return fp_address_error("address", arg);
+        }
     }
     return PyLong_FromUnsignedLong(((lookup_fn)self->fn)(self->obj, addr));
 }
@@ -112,20 +112,20 @@ PyObject *fp_call_translate(PyObject *self_, PyObject *const *args, Py_ssize_t n
     static const char *const names[] = { "addr", "length" };
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    uint64_t addr, len = 1, offset, plen;
+    uint64_t a[2] = { 0, 1 }, offset, plen;   /* (addr, length=1) */
     PyObject *got[2];
-    if ((nargs == 1 || nargs == 2) && !kwnames) {
-        got[0] = args[0];
-        got[1] = nargs == 2 ? args[1] : NULL;
-    } else if (fp_parse_args("translate", names, 1, 2, args, nargs, kwnames, got) < 0) {
-        return NULL;
+    if (fp_positional_addresses(args, nargs, kwnames, 1, 2, 2, a) < 0) {
+        if (fp_parse_args("translate", names, 1, 2, args, nargs, kwnames, got) < 0) {
+            return NULL;
+        }
+        if (as_address(got[0], &a[0]) < 0) {
+            return fp_address_error("address", got[0]);
+        }
+        if (got[1] && as_address(got[1], &a[1]) < 0) {
+            return fp_address_error("length", got[1]);
+        }
     }
-    if (as_address(got[0], &addr) < 0) {
-        return fp_address_error("address", got[0]);
-    }
-    if (got[1] && as_address(got[1], &len) < 0) {
-        return fp_address_error("length", got[1]);
-    }
+    uint64_t addr = a[0], len = a[1];
     uint32_t s = ((translate_fn)self->fn)(self->obj, addr, len, &offset, &plen);
     return translation_new(s, offset, plen);
 }
@@ -188,11 +188,11 @@ PyObject *fp_call_space_translate(PyObject *self_, PyObject *const *args, Py_ssi
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    uint64_t addr, len = 1;
+    uint64_t a[2] = { 0, 1 };   /* (addr, length=1) */
     pm_access acc;
-    SLOW_UNLESS(nargs >= 1 && nargs <= 3 && !kwnames && as_address(args[0], &addr) == 0);
-    SLOW_UNLESS(nargs < 2 || as_address(args[1], &len) == 0);
+    SLOW_UNLESS(fp_positional_addresses(args, nargs, kwnames, 1, 3, 2, a) == 0);
     SLOW_UNLESS(nargs < 3 || PyBool_Check(args[2]));
+    uint64_t addr = a[0], len = a[1];
     SLOW_UNLESS(in_space(addr, len ? len : 1));
     self->read_lock();
     ((section_fn)self->fn)(self->obj, addr, len, &acc);

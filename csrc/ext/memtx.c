@@ -19,6 +19,9 @@ static load_fn fixed_loads[9][2];      /* [size][big], sizes 1, 2, 4 */
 static load64_fn fixed_load64[2];      /* [big] */
 static store_fn fixed_stores[9][2];    /* [size][big], sizes 1, 2, 4, 8 */
 static PyObject *ok_result;            /* MemTxResult.OK */
+/* 1, 2, 4, 8 as Python ints: CPython's small ints are shared objects, so a
+ * size given as a literal is recognised by identity before any conversion. */
+static PyObject *size_ints[4];
 
 /* set_memtx(ok, ldub, lduw_le, lduw_be, ldl_le, ldl_be, ldq_le, ldq_be,
  *           stb, stw_le, stw_be, stl_le, stl_be, stq_le, stq_be): the
@@ -53,29 +56,44 @@ PyObject *fp_set_memtx(PyObject *module, PyObject *args)
     fixed_stores[4][1] = (store_fn)(uintptr_t)f[11];
     fixed_stores[8][0] = (store_fn)(uintptr_t)f[12];
     fixed_stores[8][1] = (store_fn)(uintptr_t)f[13];
+    for (unsigned i = 0; i < 4; i++) {
+        if (!size_ints[i] && !(size_ints[i] = PyLong_FromLong(1L << i))) {
+            return NULL;
+        }
+    }
     Py_XSETREF(ok_result, Py_NewRef(ok));
     Py_RETURN_NONE;
 }
 
 #define FALLBACK() PyObject_Vectorcall(self->fallback, args, nargs, kwnames)
 
-/* Arguments by name as the Python method takes them; NULL where absent.
- * 0 when they parse (else the fallback gives the error). */
-static int memtx_args(const char *fname, const char *const *names, Py_ssize_t nmin,
-                      Py_ssize_t nmax, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames, PyObject **out)
+/*
+ * Arguments by name as the Python method takes them, NULL where absent: the
+ * caller's own args when all nmax are given positionally (the hot call, no
+ * copy), else `buf` filled in.  NULL when they do not parse (the fallback
+ * gives the error).
+ */
+static inline __attribute__((always_inline)) PyObject *const *
+memtx_args(const char *fname, const char *const *names, Py_ssize_t nmin, Py_ssize_t nmax,
+           PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **buf)
 {
+    if (!kwnames && nargs == nmax) {
+        return args;
+    }
     if (!kwnames && nargs >= nmin && nargs <= nmax) {
-        for (Py_ssize_t i = 0; i < nmax; i++) {
-            out[i] = i < nargs ? args[i] : NULL;
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            buf[i] = args[i];
         }
-        return 0;
+        for (Py_ssize_t i = nargs; i < nmax; i++) {
+            buf[i] = NULL;
+        }
+        return buf;
     }
-    if (fp_parse_args(fname, names, nmin, nmax, args, nargs, kwnames, out) < 0) {
+    if (fp_parse_args(fname, names, nmin, nmax, args, nargs, kwnames, buf) < 0) {
         PyErr_Clear();
-        return -1;
+        return NULL;
     }
-    return 0;
+    return buf;
 }
 
 /* big_endian as given: 0 or 1, -1 for anything but a bool (or absent/None). */
@@ -88,17 +106,49 @@ static int byte_order(PyObject *arg)
 }
 
 /* A size of 1, 2, 4 or 8 given as an int; 0 otherwise. */
-static unsigned fixed_size(PyObject *arg)
+static inline unsigned fixed_size(PyObject *arg)
 {
-    if (!PyLong_CheckExact(arg)) {
-        return 0;
+    for (unsigned i = 0; i < 4; i++) {
+        if (arg == size_ints[i]) {
+            return 1u << i;
+        }
     }
-    long size = PyLong_AsLong(arg);
-    if (size == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
+    uint64_t size;
+    if (as_address(arg, &size) < 0) {
         return 0;
     }
     return size == 1 || size == 2 || size == 4 || size == 8 ? (unsigned)size : 0;
+}
+
+/*
+ * (value, MemTxResult.OK) for `load`.  The tuple of the last call is reused
+ * when nobody kept it (the builtin holds the only reference), as CPython's
+ * zip and enumerate reuse theirs: `v, r = asp.load(...)` unpacks and drops
+ * it, so a loop allocates no tuple.  The value is stolen.
+ */
+static PyObject *load_answer(Bound *self, PyObject *value)
+{
+    PyObject *t = self->spare_result;
+    if (t && Py_REFCNT(t) == 1) {
+        PyObject *old = PyTuple_GET_ITEM(t, 0);
+        Py_INCREF(t);
+        PyTuple_SET_ITEM(t, 0, value);
+        Py_DECREF(old);
+        /* The collector may have untracked it (ints only); OK is an object. */
+        if (!PyObject_GC_IsTracked(t)) {
+            PyObject_GC_Track(t);
+        }
+        return t;
+    }
+    t = PyTuple_New(2);
+    if (!t) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, value);
+    PyTuple_SET_ITEM(t, 1, Py_NewRef(ok_result));
+    Py_XSETREF(self->spare_result, Py_NewRef(t));
+    return t;
 }
 
 /* rw(addr, buffer, is_write, attrs=None) -> MemTxResult. */
@@ -108,9 +158,10 @@ PyObject *fp_call_rw(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = { "addr", "buffer", "is_write", "attrs" };
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    PyObject *a[4];
+    PyObject *buf[4];
+    PyObject *const *a;
     uint64_t addr;
-    if (!ok_result || memtx_args("rw", names, 3, 4, args, nargs, kwnames, a) < 0
+    if (!ok_result || !(a = memtx_args("rw", names, 3, 4, args, nargs, kwnames, buf))
         || (self->taps && self->taps->memory_taps) || as_address(a[0], &addr) < 0
         || (a[2] != Py_True && a[2] != Py_False)) {
         return FALLBACK();
@@ -147,11 +198,12 @@ PyObject *fp_call_load_attrs(PyObject *self_, PyObject *const *args, Py_ssize_t 
     static const char *const names[] = { "addr", "size", "big_endian", "attrs" };
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    PyObject *a[4];
+    PyObject *buf[4];
+    PyObject *const *a;
     uint64_t addr, v;
     unsigned size;
     int big;
-    if (!ok_result || memtx_args("load", names, 2, 4, args, nargs, kwnames, a) < 0
+    if (!ok_result || !(a = memtx_args("load", names, 2, 4, args, nargs, kwnames, buf))
         || (self->taps && self->taps->memory_taps) || as_address(a[0], &addr) < 0
         || !(size = fixed_size(a[1])) || (big = byte_order(a[2])) < 0) {
         return FALLBACK();
@@ -164,17 +216,7 @@ PyObject *fp_call_load_attrs(PyObject *self_, PyObject *const *args, Py_ssize_t 
         return FALLBACK();
     }
     PyObject *value = PyLong_FromUnsignedLongLong(v);
-    if (!value) {
-        return NULL;
-    }
-    PyObject *t = PyTuple_New(2);
-    if (!t) {
-        Py_DECREF(value);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, value);
-    PyTuple_SET_ITEM(t, 1, Py_NewRef(ok_result));
-    return t;
+    return value ? load_answer(self, value) : NULL;
 }
 
 /* store(addr, value, size, big_endian=False, attrs=None) -> MemTxResult. */
@@ -184,23 +226,17 @@ PyObject *fp_call_store_attrs(PyObject *self_, PyObject *const *args, Py_ssize_t
     static const char *const names[] = { "addr", "value", "size", "big_endian", "attrs" };
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    PyObject *a[5];
+    PyObject *buf[5];
+    PyObject *const *a;
     uint64_t addr;
     unsigned size;
     int big;
-    if (!ok_result || memtx_args("store", names, 3, 5, args, nargs, kwnames, a) < 0
+    uint64_t v;
+    if (!ok_result || !(a = memtx_args("store", names, 3, 5, args, nargs, kwnames, buf))
         || (self->taps && self->taps->memory_taps) || as_address(a[0], &addr) < 0
-        || !PyLong_Check(a[1]) || !(size = fixed_size(a[2])) || (big = byte_order(a[3])) < 0) {
-        return FALLBACK();
-    }
-    /* The value: an int (a bool too, as store() takes it) that fits. */
-    unsigned long long v = PyLong_AsUnsignedLongLong(a[1]);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return FALLBACK();
-    }
-    if ((size < 8 && (v >> (8 * size)) != 0)
-        || fixed_stores[size][big](self->obj, addr, (uint64_t)v) != 0) {
+        || !(size = fixed_size(a[2])) || (big = byte_order(a[3])) < 0
+        || fp_store_value(a[1], size, &v) < 0
+        || fixed_stores[size][big](self->obj, addr, v) != 0) {
         return FALLBACK();
     }
     return Py_NewRef(ok_result);

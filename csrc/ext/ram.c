@@ -41,14 +41,18 @@ static PyObject *tap_memory(Bound *self, uint64_t addr, uint64_t value, int is_w
     return answer;
 }
 
-PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames)
+/*
+ * A fixed-width load, `wide` (8 bytes: the core answers through *value) or
+ * not (up to 4 bytes: LOAD_MISS is the miss); both builtins are this body,
+ * inlined with `wide` a constant.
+ */
+static inline __attribute__((always_inline)) PyObject *
+call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int wide)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    uint64_t addr;
-    SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
-    PyObject *arg = args[0];
+    uint64_t addr, v;
+    SLOW_UNLESS(fp_positional_addresses(args, nargs, kwnames, 1, 1, 1, &addr) == 0);
     PyObject *result;
     /* Where the last access was a device, this one likely is too: the
      * device path first saves the failed RAM access (device.c). */
@@ -56,8 +60,14 @@ PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
     if (tried && fp_device_load(self, addr, &result)) {
         return result;
     }
-    uint64_t v = ((load_fn)self->fn)(self->obj, addr);
-    if (v != LOAD_MISS) {
+    int hit;
+    if (wide) {
+        hit = ((load64_fn)self->fn)(self->obj, addr, &v) == 0;
+    } else {
+        v = ((load_fn)self->fn)(self->obj, addr);
+        hit = v != LOAD_MISS;
+    }
+    if (hit) {
         if (MEMORY_TAPPED(self)) {
             return tap_memory(self, addr, v, 0, PyLong_FromUnsignedLongLong(v));
         }
@@ -66,50 +76,29 @@ PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
     if (!tried && fp_device_load(self, addr, &result)) {
         return result;
     }
-    return PyObject_CallOneArg(self->fallback, arg);
+    return PyObject_CallOneArg(self->fallback, args[0]);
+}
+
+PyObject *fp_call_load(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames)
+{
+    return call_load(self_, args, nargs, kwnames, 0);
 }
 
 PyObject *fp_call_load64(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+                         PyObject *kwnames)
 {
-    Bound *self = (Bound *)self_;
-    CHECK_LIVE(self);
-    uint64_t addr, v;
-    SLOW_UNLESS(nargs == 1 && !kwnames && as_address(args[0], &addr) == 0);
-    PyObject *arg = args[0];
-    PyObject *result;
-    int tried = self->dev_hint;
-    if (tried && fp_device_load(self, addr, &result)) {
-        return result;
-    }
-    if (((load64_fn)self->fn)(self->obj, addr, &v) == 0) {
-        if (MEMORY_TAPPED(self)) {
-            return tap_memory(self, addr, v, 0, PyLong_FromUnsignedLongLong(v));
-        }
-        return PyLong_FromUnsignedLongLong(v);
-    }
-    if (!tried && fp_device_load(self, addr, &result)) {
-        return result;
-    }
-    return PyObject_CallOneArg(self->fallback, arg);
+    return call_load(self_, args, nargs, kwnames, 1);
 }
 
 PyObject *fp_call_store(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames)
+                        PyObject *kwnames)
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
     uint64_t addr, value;
-    SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0);
-    /* A value is an int (a bool too, as store() takes it) that fits. */
-    SLOW_UNLESS(PyLong_Check(args[1]));
-    unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        SLOW_UNLESS(0);
-    }
-    SLOW_UNLESS(self->width == 8 || (v >> (8 * self->width)) == 0);
-    value = v;
+    SLOW_UNLESS(fp_positional_addresses(args, nargs, kwnames, 2, 2, 1, &addr) == 0
+                && fp_store_value(args[1], self->width, &value) == 0);
     PyObject *result;
     int tried = self->dev_hint;
     if (tried && fp_device_store(self, addr, value, &result)) {
@@ -133,10 +122,10 @@ PyObject *fp_call_read(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
 {
     Bound *self = (Bound *)self_;
     CHECK_LIVE(self);
-    uint64_t addr, len;
+    uint64_t a[2];
     /* Keywords (attrs=...) and anything unusual: AccessMixin.read. */
-    SLOW_UNLESS(nargs == 2 && !kwnames && as_address(args[0], &addr) == 0
-                && as_address(args[1], &len) == 0);
+    SLOW_UNLESS(fp_positional_addresses(args, nargs, kwnames, 2, 2, 2, a) == 0);
+    uint64_t addr = a[0], len = a[1];
     SLOW_UNLESS(in_space(addr, len) && len <= (uint64_t)PY_SSIZE_T_MAX);
     /* Tapped: the Python path hands out each piece. */
     SLOW_UNLESS(!MEMORY_TAPPED(self));
@@ -176,8 +165,8 @@ PyObject *fp_call_write(PyObject *self_, PyObject *const *args, Py_ssize_t nargs
     uint64_t addr;
     Py_buffer view;
     /* Keywords (attrs=...), buffers other than bytes: AccessMixin.write. */
-    SLOW_UNLESS(nargs == 2 && !kwnames && PyBytes_CheckExact(args[1])
-                && as_address(args[0], &addr) == 0 && !MEMORY_TAPPED(self));
+    SLOW_UNLESS(fp_positional_addresses(args, nargs, kwnames, 2, 2, 1, &addr) == 0
+                && PyBytes_CheckExact(args[1]) && !MEMORY_TAPPED(self));
     if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }

@@ -25,31 +25,30 @@ if TYPE_CHECKING:
     from ..address_space import AddressSpace, MemorySystem
 
 
-# Fixed-width accessors: name -> (fast-path kind, C function, size, big-endian).
-_LOADS = {
-    "ldub": ("load", "pm_as_ldub", 1, False),
-    "lduw_le": ("load", "pm_as_lduw_le", 2, False),
-    "lduw_be": ("load", "pm_as_lduw_be", 2, True),
-    "ldl_le": ("load", "pm_as_ldl_le", 4, False),
-    "ldl_be": ("load", "pm_as_ldl_be", 4, True),
-    "ldq_le": ("load64", "pm_as_ldq_le", 8, False),
-    "ldq_be": ("load64", "pm_as_ldq_be", 8, True),
-}
-_STORES = {
-    "stb": ("store", "pm_as_stb", 1, False),
-    "stw_le": ("store", "pm_as_stw_le", 2, False),
-    "stw_be": ("store", "pm_as_stw_be", 2, True),
-    "stl_le": ("store", "pm_as_stl_le", 4, False),
-    "stl_be": ("store", "pm_as_stl_be", 4, True),
-    "stq_le": ("store", "pm_as_stq_le", 8, False),
-    "stq_be": ("store", "pm_as_stq_be", 8, True),
-}
+# Fixed-width accessors, QEMU's names: name -> (fast-path kind, C function,
+# size, big-endian).  Loads are ld + b/w/l/q (ldub: QEMU's unsigned byte),
+# stores st + the same letter; every width but the byte has _le and _be.
+_WIDTHS = (("b", 1), ("w", 2), ("l", 4), ("q", 8))
 
 
-_fastpath.set_memtx(OK, *(_function_address(f) for f in (
-    "pm_as_ldub", "pm_as_lduw_le", "pm_as_lduw_be", "pm_as_ldl_le", "pm_as_ldl_be",
-    "pm_as_ldq_le", "pm_as_ldq_be", "pm_as_stb", "pm_as_stw_le", "pm_as_stw_be",
-    "pm_as_stl_le", "pm_as_stl_be", "pm_as_stq_le", "pm_as_stq_be")))
+def _accessors(prefix: str, kind: str, wide_kind: str) -> Dict[str, Tuple[str, str, int, bool]]:
+    """The table of one direction, in set_memtx's order (by width, le first)."""
+    table = {}
+    for letter, size in _WIDTHS:
+        base = prefix + ("u" if prefix == "ld" and size < 4 else "") + letter
+        k = wide_kind if size == 8 else kind
+        orders = (("", False),) if size == 1 else (("_le", False), ("_be", True))
+        for suffix, big in orders:
+            table[base + suffix] = (k, "pm_as_" + base + suffix, size, big)
+    return table
+
+
+_LOADS = _accessors("ld", "load", "load64")
+_STORES = _accessors("st", "store", "store")
+
+
+_fastpath.set_memtx(OK, *(_function_address(spec[1])
+                          for spec in (*_LOADS.values(), *_STORES.values())))
 
 
 _range_start = attrgetter("addr")
