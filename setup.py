@@ -18,7 +18,7 @@ setup(
         # One module, one concept a file (csrc/ext/fastpath.h lists them).
         Extension("pymem._fastpath",
                   [f"csrc/ext/{name}.c" for name in ("fastpath", "bound", "args", "lookup",
-                                                      "ram", "device", "taps", "memtx",
+                                                      "ram", "device", "taps", "memtx", "mapping",
                                                       "guards", "atomic")],
                   include_dirs=["csrc"],
                   depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],

@@ -9,6 +9,8 @@ import pytest
 from pymem import (ArgumentTypeError, IOMMUAccessFlags, IOMMUCycleError, IOMMUTLBEntry,
                    MemoryRegion, MemoryRegionOps, MemorySystem, MemTxResult)
 from pymem.access import IOMMU_MAX_TRANSLATIONS
+from pymem.errors import InvalidArgumentError
+from pymem.region import DIRTY_MEMORY_VGA
 from pymem.trace import record as record_trace
 
 
@@ -125,6 +127,34 @@ def test_unmap_with_a_bad_access_len_keeps_the_mapping_for_a_retry(bad):
     assert got == []
     asp.unmap(view)   # the retry finds the mapping and writes the bounce buffer out
     assert [v for _, v, _ in got] == [0x01010101] * 4
+
+
+def test_unmap_of_ram_with_a_bad_access_len_keeps_the_mapping_for_a_retry():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    ram.set_log(True, DIRTY_MEMORY_VGA)
+    system = MemorySystem()
+    asp = system.address_space(ram, "as")
+    view = asp.map(0x100, 16, True)
+    view[:] = b"\x02" * 16
+    with pytest.raises(InvalidArgumentError, match="access_len 17 is outside the view's 16"):
+        asp.unmap(view, 17)
+    asp.unmap(view, access_len=16)
+    assert ram.get_and_clear_dirty(0, 0x1000, DIRTY_MEMORY_VGA).pages_dirty() == [0]
+    with pytest.raises(InvalidArgumentError, match="did not come from map"):
+        asp.unmap(view)
+
+
+def test_unmap_refuses_a_view_map_did_not_answer_on_this_space_by_name():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    system = MemorySystem()
+    asp, other = system.address_space(ram, "as"), system.address_space(ram, "other")
+    view = asp.map(0, 16, False)
+    for stranger in (memoryview(bytearray(16)), memoryview(view), view[:8], b"abcd"):
+        with pytest.raises(InvalidArgumentError, match="did not come from map"):
+            asp.unmap(stranger)
+    with pytest.raises(InvalidArgumentError, match="did not come from map"):
+        other.unmap(view)
+    asp.unmap(view)   # still mapped: none of the above gave it up
 
 
 def _holey_space():

@@ -173,6 +173,18 @@ def test_map_tells_a_read_and_unmap_the_bytes_written():
     assert events[1].data == b"\x01\x02\x03\x04"
 
 
+def test_a_tap_added_while_a_view_is_mapped_is_told_its_write_at_unmap():
+    # map took its one-call path (no tap then); the unmap still tells.
+    asp, _ = board()
+    view = asp.map(0x200, 16, True)
+    events = []
+    asp.add_tap(events.append)
+    view[:2] = b"\x05\x06"
+    asp.unmap(view, 2)
+    assert seen(events) == [("ram", "w", 0x200, 2, None, False)]
+    assert events[0].data == b"\x05\x06"
+
+
 # ----------------------------------------------------------------- filters
 
 def test_filters_by_kind_address_range_and_direction():

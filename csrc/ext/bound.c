@@ -17,6 +17,7 @@ static int bound_traverse(Bound *self, visitproc visit, void *arg)
     Py_VISIT(self->dev_read);
     Py_VISIT(self->dev_write);
     Py_VISIT(self->spare_result);
+    Py_VISIT(self->map_memory);
     return 0;
 }
 
@@ -27,6 +28,7 @@ static int bound_clear(Bound *self)
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->taps);
     Py_CLEAR(self->spare_result);
+    Py_CLEAR(self->map_memory);
     fp_device_forget(self);
     return 0;
 }
@@ -72,6 +74,8 @@ static PyMethodDef kinds[] = {
       "load(addr, size, big_endian=False, attrs=None) -> (value, MemTxResult)." },
     { "store_attrs", FAST_KW(fp_call_store_attrs),
       "store(addr, value, size, big_endian=False, attrs=None) -> MemTxResult." },
+    { "map", FAST_KW(fp_call_map), "map(addr, size, is_write, attrs=None) -> memoryview." },
+    { "unmap", FAST_KW(fp_call_unmap), "unmap(view, access_len=None)." },
 };
 
 PyObject *fp_bind(PyObject *module, PyObject *args)
@@ -101,7 +105,7 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
         return NULL;
     }
     int is_section = strcmp(kind, "section") == 0 || strncmp(kind, "rw_", 3) == 0 ||
-                     strcmp(kind, "space_translate") == 0;
+                     strcmp(kind, "space_translate") == 0 || strcmp(kind, "map") == 0;
     if (is_section && (!read_lock || !read_unlock)) {
         PyErr_SetString(PyExc_ValueError, "a section builtin needs the RCU lock functions");
         return NULL;
@@ -120,7 +124,8 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
         return NULL;
     }
     int is_bulk = strcmp(kind, "read") == 0 || strcmp(kind, "write") == 0 || is_rw
-                  || strcmp(kind, "load_attrs") == 0 || strcmp(kind, "store_attrs") == 0;
+                  || strcmp(kind, "load_attrs") == 0 || strcmp(kind, "store_attrs") == 0
+                  || strcmp(kind, "map") == 0 || strcmp(kind, "unmap") == 0;
     if (taps != Py_None && (!fp_tap_is_set(taps) || !(is_access || is_bulk))) {
         PyErr_SetString(PyExc_ValueError, "taps: a TapSet, for loads, stores, read and write");
         return NULL;
@@ -131,7 +136,8 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
         return NULL;
     }
     int needs_fallback = (strcmp(kind, "lookup") != 0 && strcmp(kind, "translate") != 0 &&
-                          !is_section) || strcmp(kind, "space_translate") == 0;
+                          !is_section) || strcmp(kind, "space_translate") == 0
+                         || strcmp(kind, "map") == 0;
     if (needs_fallback && !PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         return NULL;
@@ -153,7 +159,8 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     b->keepalive = keepalive;
     b->taps = taps != Py_None ? (TapSet *)Py_NewRef(taps) : NULL;
     b->dev_region = UINT32_MAX;
-    b->dev_read = b->dev_write = b->spare_result = NULL;
+    b->dev_read = b->dev_write = b->spare_result = b->map_memory = NULL;
+    b->map_region = UINT32_MAX;
     b->dev_sizes = 0;
     b->dev_unaligned = b->dev_big = b->dev_hint = 0;
     b->dev_generation = 0;

@@ -61,6 +61,9 @@ static PyMethodDef module_methods[] = {
       "functions, for rw/load/store (see memtx.c)" },
     { "ops_changed", fp_ops_changed, METH_NOARGS,
       "ops_changed(): a region was given other ops (the builtins forget their cached callbacks)" },
+    { "mapping", fp_mapping, METH_VARARGS,
+      "mapping(owner, memory, start, length, region, offset, is_write, attrs, addr, space) "
+      "-> memoryview: a view unmap takes (see mapping.c)" },
     { "range_users", range_users, METH_VARARGS,
       "range_users(ranges_address, n) -> list of the ranges' user objects" },
     { NULL, NULL, 0, NULL },
@@ -74,7 +77,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void)
 {
-    if (fp_device_init() < 0 || fp_bound_init() < 0) {
+    if (fp_device_init() < 0 || fp_bound_init() < 0 || fp_mapping_init() < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);

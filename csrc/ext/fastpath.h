@@ -15,6 +15,8 @@
  *   device.c    the MMIO path: a load or store handed to a Python device's
  *               callback straight from C;
  *   taps.c      access taps: the TapSet of an address space, its events;
+ *   mapping.c   map and unmap (QEMU's address_space_map/unmap), and the
+ *               Mapping a mapped view is a window of;
  *   memtx.c     QEMU's calls answering a MemTxResult: rw, load, store with
  *               attributes;
  *   guards.c    C context managers: ReadSection, Setting, Transaction;
@@ -98,6 +100,9 @@ typedef struct {
     uint64_t dev_generation; /* ops_generation when remembered */
     PyObject *dev_read, *dev_write;
     PyObject *spare_result;  /* load_attrs: its last answer, for reuse (memtx.c) */
+    /* mapping.c's cache: the last mapped region's memory */
+    uint32_t map_region;     /* its id; UINT32_MAX: none */
+    PyObject *map_memory;
 } Bound;
 
 /* A Bound cleared by the garbage collector (its cycle was unreachable) can
@@ -237,6 +242,14 @@ FP_INTERNAL PyObject *fp_call_load_attrs(PyObject *self_, PyObject *const *args,
                                          Py_ssize_t nargs, PyObject *kwnames);
 FP_INTERNAL PyObject *fp_call_store_attrs(PyObject *self_, PyObject *const *args,
                                           Py_ssize_t nargs, PyObject *kwnames);
+
+/* mapping.c */
+FP_INTERNAL PyObject *fp_mapping(PyObject *module, PyObject *args);
+FP_INTERNAL PyObject *fp_call_map(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames);
+FP_INTERNAL PyObject *fp_call_unmap(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
+FP_INTERNAL int fp_mapping_init(void);
 
 /* device.c: 1 when handled (*result the answer, or NULL with an error set),
  * 0 to take the fallback. */

@@ -61,7 +61,7 @@ from ._common import (ADDRESS_SPACE_SIZE as ADDRESS_SPACE_SIZE, OK as OK, DECODE
 from ._iommu import (IOMMU_MAX_TRANSLATIONS as IOMMU_MAX_TRANSLATIONS, IOMMUAccessFlags as IOMMUAccessFlags, IOMMUTLBEntry as IOMMUTLBEntry)
 from ._device import (device_answer_error as device_answer_error, _device_access as _device_access)
 from ._tapping import (TapsMixin as TapsMixin)
-from ._mapping import (_Mapping as _Mapping, _MAP_WRITE_MASK as _MAP_WRITE_MASK, MapMixin as MapMixin)
+from ._mapping import (_MAP_WRITE_MASK as _MAP_WRITE_MASK, MapMixin as MapMixin, _unmap_rest as _unmap_rest)
 from ._path import (_LOADS as _LOADS, _STORES as _STORES, _range_start as _range_start, AccessMixin as AccessMixin, _one_more_translation as _one_more_translation, _iommu_translate as _iommu_translate, _bus_error as _bus_error, _name as _name)
 
 __all__ = ["AccessMixin", "MapMixin", "TapsMixin", "IOMMUAccessFlags", "IOMMUTLBEntry", "IOMMU_MAX_TRANSLATIONS", "ADDRESS_SPACE_SIZE", "translate_section", "device_answer_error"]

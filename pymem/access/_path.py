@@ -18,7 +18,7 @@ from ..region import MemoryRegion
 from ._common import ADDRESS_SPACE_SIZE, DECODE_ERROR, OK, _byte_view, _byteorder, _check_access, translate_section
 from ._device import _device_access
 from ._iommu import IOMMUAccessFlags, IOMMUTLBEntry, IOMMU_MAX_TRANSLATIONS
-from ._mapping import MapMixin
+from ._mapping import MapMixin, _unmap_rest
 from ._tapping import TapsMixin
 
 if TYPE_CHECKING:
@@ -84,8 +84,6 @@ class AccessMixin(TapsMixin, MapMixin):
     stq_be: Callable[[int, int], None]
     system: MemorySystem
     destroyed: bool
-    # id(view) -> (view, a _Mapping or a tuple laid out as one)
-    _mappings: Dict[int, Tuple[memoryview, Tuple[Any, ...]]]
 
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
@@ -151,6 +149,12 @@ class AccessMixin(TapsMixin, MapMixin):
                                self._cas, 0, partial(AccessMixin.store, self), self._pin,
                                taps=self._tapset())
         self._section = bind_fast("section", "pm_as_translate", self._cas, 0, None, self._pin)
+        # QEMU's map/unmap: RAM of one section mapped in one C call, every
+        # view unmapped in one (csrc/ext/mapping.c).
+        self.map = bind_fast("map", "pm_as_translate", self._cas, 0,  # type: ignore[method-assign]
+                             partial(MapMixin.map, self), self._pin, taps=self._tapset())
+        self.unmap = bind_fast("unmap", "pm_as_translate",  # type: ignore[method-assign]
+                               self._cas, 0, _unmap_rest, self._pin, taps=self._tapset())
         # translate: one C call for a region's section (no IOMMU); the rest,
         # errors included, is the method below.
         self.translate = bind_fast(  # type: ignore[method-assign]
