@@ -348,6 +348,29 @@ def test_builtin_mmio_load_and_store_call_the_device_once_in_its_byte_order():
     assert dev.log[3:] == [("w", 0x28, 0x01020304, 4), ("w", 0x2c, 0x05060708, 4)]
 
 
+def test_a_device_region_the_tree_dropped_is_not_kept_alive_by_a_builtin_that_used_it():
+    # The builtin remembers the last device (its callbacks, the region by a
+    # weak reference, for the taps' events), never the region itself.
+    import gc
+    import weakref
+
+    from pymem import rcu
+    dev = Device(0x11)
+    system, root, asp = machine((0x1000, MemoryRegion.io("dev", 0x100, dev.ops())))
+    ld = asp.ldl_le
+    events = []
+    with asp.add_tap(events.append):
+        assert ld(0x1004) == 0x11 and events[0].region.name == "dev"
+    region = weakref.ref(root.subregions[0])
+    root.del_subregion(root.subregions[0])
+    events.clear()
+    rcu.drain_call_rcu()   # the old view holds it until its grace period
+    gc.collect()
+    assert region() is None
+    with pytest.raises(MemTxError):
+        ld(0x1004)   # unassigned now
+
+
 def test_builtin_mmio_load_masks_what_the_callback_answers_as_the_python_path_does():
     values = [-1, 1 << 40, True]
     ops = MemoryRegionOps(lambda offset, size: values.pop(0), print)

@@ -16,6 +16,7 @@ static int bound_traverse(Bound *self, visitproc visit, void *arg)
     Py_VISIT((PyObject *)self->taps);
     Py_VISIT(self->dev_read);
     Py_VISIT(self->dev_write);
+    Py_VISIT(self->dev_ref);
     Py_VISIT(self->spare_result);
     Py_VISIT(self->map_memory);
     return 0;
@@ -159,7 +160,7 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     b->keepalive = keepalive;
     b->taps = taps != Py_None ? (TapSet *)Py_NewRef(taps) : NULL;
     b->dev_region = UINT32_MAX;
-    b->dev_read = b->dev_write = b->spare_result = b->map_memory = NULL;
+    b->dev_read = b->dev_write = b->dev_ref = b->spare_result = b->map_memory = NULL;
     b->map_region = UINT32_MAX;
     b->dev_sizes = 0;
     b->dev_unaligned = b->dev_big = b->dev_hint = 0;

@@ -5,9 +5,10 @@
  * path does not take goes back to the builtin's Python fallback.
  *
  * What it costs over calling the callback directly: the builtin's call, the
- * failed RAM access and the section lookup (two RCU read sections), the
- * offset as a new int, and the answer's; the region's callbacks are cached in
- * the builtin (remember_device), not looked up as attributes per access.
+ * section lookup (one RCU read section: after a device access the builtin
+ * tries the device first), calling from C rather than from the interpreter,
+ * the offset as a new int, and the answer's; the region's callbacks are
+ * cached in the builtin (remember_device), not looked up per access.
  */
 #include "fastpath.h"
 
@@ -31,6 +32,7 @@ void fp_device_forget(Bound *self)
     self->dev_region = UINT32_MAX;
     Py_CLEAR(self->dev_read);
     Py_CLEAR(self->dev_write);
+    Py_CLEAR(self->dev_ref);
 }
 
 /*
@@ -39,6 +41,8 @@ void fp_device_forget(Bound *self)
  * region id: ids are never reused, and ops change only through set_ops,
  * which bumps ops_generation.  A region without direct callbacks is
  * remembered too (no sizes), so its accesses go to the fallback at once.
+ * The region itself is remembered by a weak reference (for the taps' events):
+ * the cache must not keep a region the tree has dropped alive.
  */
 static void remember_device(Bound *self, PyObject *region, uint32_t id)
 {
@@ -48,6 +52,12 @@ static void remember_device(Bound *self, PyObject *region, uint32_t id)
     PyObject *direct = ops && ops != Py_None ? PyObject_GetAttr(ops, str_direct) : NULL;
     Py_XDECREF(ops);
     PyErr_Clear();
+    self->dev_ref = PyWeakref_NewRef(region, NULL);
+    if (!self->dev_ref) {
+        PyErr_Clear();   /* no weak reference: the region is not remembered */
+        Py_XDECREF(direct);
+        return;
+    }
     if (direct && PyTuple_Check(direct) && PyTuple_GET_SIZE(direct) == 5) {
         unsigned long sizes = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(direct, 2));
         if (PyErr_Occurred()) {
@@ -76,6 +86,12 @@ static void remember_device(Bound *self, PyObject *region, uint32_t id)
  * Returns the region (a new reference) and its offset, the builtin's cache
  * holding the callbacks, or NULL, with no error set, to mean "take the
  * fallback".
+ *
+ * The lookup is one pm_as_translate (its own read-side section) when the
+ * section is the remembered device's: only ids and offsets are read from it,
+ * and the region comes from the cache.  Another region is looked up again
+ * inside a section held across the incref, as in call_section, so the
+ * region is ours before its view can go.
  */
 static PyObject *direct_device(Bound *self, uint64_t addr, uint32_t refused_flags,
                                uint64_t *offset)
@@ -86,17 +102,25 @@ static PyObject *direct_device(Bound *self, uint64_t addr, uint32_t refused_flag
         return NULL;   /* runs past 2^64: the slow path refuses it */
     }
     pm_access acc;
-    /* As in call_section: the region must be ours before the view can go. */
-    self->read_lock();
+    PyObject *region = NULL;
     self->device(self->obj, addr, self->width, &acc);
-    PyObject *region = (PyObject *)acc.user;
-    if (!region || (acc.flags & refused_flags)) {
-        self->read_unlock();
+    if (!acc.user || (acc.flags & refused_flags)) {
         return NULL;
     }
-    Py_INCREF(region);
-    self->read_unlock();
-    if (acc.region != self->dev_region || self->dev_generation != ops_generation) {
+    if (acc.region == self->dev_region && self->dev_generation == ops_generation) {
+        region = PyWeakref_GET_OBJECT(self->dev_ref);
+        region = region != Py_None ? Py_NewRef(region) : NULL;
+    }
+    if (!region) {
+        self->read_lock();
+        self->device(self->obj, addr, self->width, &acc);
+        region = (PyObject *)acc.user;
+        if (!region || (acc.flags & refused_flags)) {
+            self->read_unlock();
+            return NULL;
+        }
+        Py_INCREF(region);
+        self->read_unlock();
         remember_device(self, region, acc.region);
     }
     if (!(self->dev_sizes & self->width)
@@ -174,11 +198,15 @@ int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
     /* Ours for the call: a nested access may refill the cache. */
     PyObject *read = Py_NewRef(self->dev_read);
     int device_big = self->dev_big;
-    PyObject *args[2] = { PyLong_FromUnsignedLongLong(offset),
+    /* args[0] is free for a bound method's self (PY_VECTORCALL_ARGUMENTS_OFFSET). */
+    PyObject *args[3] = { NULL, PyLong_FromUnsignedLongLong(offset),
                           PyLong_FromUnsignedLong(self->width) };
-    PyObject *got = args[0] && args[1] ? PyObject_Vectorcall(read, args, 2, NULL) : NULL;
-    Py_XDECREF(args[0]);
+    PyObject *got = args[1] && args[2]
+                    ? PyObject_Vectorcall(read, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                          NULL)
+                    : NULL;
     Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
     Py_DECREF(read);
     if (!got) {
         Py_DECREF(region);
@@ -232,12 +260,14 @@ int fp_device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **resul
         value = swap_bytes(value, self->width);
     }
     PyObject *write = Py_NewRef(self->dev_write);
-    PyObject *args[3] = { PyLong_FromUnsignedLongLong(offset),
+    PyObject *args[4] = { NULL, PyLong_FromUnsignedLongLong(offset),
                           PyLong_FromUnsignedLongLong(value),
                           PyLong_FromUnsignedLong(self->width) };
-    PyObject *got = args[0] && args[1] && args[2]
-                    ? PyObject_Vectorcall(write, args, 3, NULL) : NULL;
-    for (int i = 0; i < 3; i++) {
+    PyObject *got = args[1] && args[2] && args[3]
+                    ? PyObject_Vectorcall(write, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                          NULL)
+                    : NULL;
+    for (int i = 1; i < 4; i++) {
         Py_XDECREF(args[i]);
     }
     Py_DECREF(write);

@@ -99,6 +99,7 @@ typedef struct {
     int dev_hint;            /* the last access took the device path */
     uint64_t dev_generation; /* ops_generation when remembered */
     PyObject *dev_read, *dev_write;
+    PyObject *dev_ref;       /* a weak reference to that region */
     PyObject *spare_result;  /* load_attrs: its last answer, for reuse (memtx.c) */
     /* mapping.c's cache: the last mapped region's memory */
     uint32_t map_region;     /* its id; UINT32_MAX: none */

@@ -429,7 +429,7 @@ static AccessEvent *make_event(TapSet *self, const fp_piece *p, int kind)
         PyObject_GC_Track(event);
     }
     event->region = Py_NewRef(p->region);
-    event->attrs = Py_NewRef(p->attrs ? p->attrs : Py_None);
+    event->attrs = p->attrs && p->attrs != Py_None ? Py_NewRef(p->attrs) : NULL;
     event->data = p->data ? Py_NewRef(p->data) : NULL;
     event->addr = p->addr;
     event->offset = p->offset;

@@ -4,7 +4,7 @@ Part of pymem.access (its docstring gives the rules).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import dirty
 from .._bindings import _fastpath, ffi, lib
@@ -84,8 +84,8 @@ class MapMixin:
             if not is_write:
                 self.rw(addr, bounce, False, attrs)
             # A bounce buffer's `space` is the one its write goes back to.
-            return cast(memoryview, _fastpath.mapping(self._pin, bounce, 0, len(bounce), None,
-                                                      addr, is_write, attrs, 0, self))
+            return _fastpath.mapping(self._pin, bounce, 0, len(bounce), None, addr, is_write,
+                                     attrs, 0, self)
         # flatview_extend_translation: go on while the next section continues
         # the same region at the next offset.
         t = ffi.new("pm_access *")
@@ -95,8 +95,8 @@ class MapMixin:
                 break
             length += t.len
         n = min(length, size)
-        view = cast(memoryview, _fastpath.mapping(self._pin, region._buffer, offset, n, region,
-                                                  offset, is_write, attrs, taddr, space))
+        view = _fastpath.mapping(self._pin, region._buffer, offset, n, region, offset, is_write,
+                                 attrs, taddr, space)
         if not is_write and space._tapset().memory:
             space._tell(taddr, n, False, region, offset, None, bytes(view), False, attrs, OK,
                         False)
