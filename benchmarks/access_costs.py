@@ -57,6 +57,8 @@ PATHS = [
     Path("asp.store(addr, 7, 4)", "4-byte store, size (and attrs) as arguments", FLOOR_STORE),
     Path("asp.read(addr, 4096)", "one page from RAM, as bytes", FLOOR_PAGE, "pages"),
     Path("asp.write(addr, page)", "one page to RAM", FLOOR_PAGE, "pages"),
+    Path("asp.unmap(asp.map(addr, 4096, True))",
+         "one page of RAM mapped for writing (zero-copy) and given back", FLOOR_PAGE, "pages"),
     Path("asp.translate(addr)", "the region, offset and length under an address", FLOOR_LOAD),
     Path("dispatch.lookup(addr)", "the section index under an address (FlatView's dispatch)",
          FLOOR_LOAD),
