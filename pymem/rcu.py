@@ -72,6 +72,12 @@ _lock = threading.RLock()
 _cond = threading.Condition(_lock)
 _pending: List[Callable[[], object]] = []                 # queued, grace period not yet started
 _batch: Deque[Callable[[], object]] = collections.deque()  # grace period started or over
+# Whether a reclaimer runs: set before it starts, cleared by it as it ends
+# (under _lock both).  Not `_thread.is_alive()`: call_rcu runs inside commits,
+# and a KeyboardInterrupt landing inside CPython 3.11's is_alive() marks the
+# live thread stopped (its bpo-45274 clean-up releases the running thread's
+# own tstate lock), after which every call_rcu would start another reclaimer.
+_running = False
 
 
 class _Counts:
@@ -197,45 +203,54 @@ def drain_call_rcu() -> None:
 
 def _start_reclaimer() -> None:
     """Start the reclaimer if it is not running (called with _cond held)."""
-    global _thread
-    if _thread is not None and _thread.is_alive():
+    global _thread, _running
+    if _running:
         return
     # Daemon: threading joins non-daemon threads *before* atexit handlers run,
     # so a non-daemon reclaimer would never be told to stop.
     _thread = threading.Thread(target=_reclaim, name="pymem-rcu-reclaimer", daemon=True)
-    _thread.start()
+    _running = True
+    try:
+        _thread.start()
+    except BaseException:
+        _running = False
+        raise
 
 
 def _reclaim() -> None:
     """The reclaimer's loop: take a batch, wait a grace period, run the batch."""
-    global _pending
-    while True:
-        with _lock:
-            while not _pending and not _stopping:
-                _cond.wait()
-            if not _pending:
-                return
-            # Let the batch gather (the wait releases _cond, so call_rcu
-            # goes on queueing meanwhile).
-            deadline = time.monotonic() + _BATCH_DELAY
-            while len(_pending) < _BATCH_LIMIT and not _draining and not _stopping:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                _cond.wait(left)
-            # Take the batch before the grace period starts: everything in it
-            # was unpublished before this point, so one grace period covers it.
-            _batch.extend(_pending)
-            _pending = []
-        synchronize_rcu()
-        while _batch:
-            # No local keeps the callback: once run, what it held can go.
-            _run(_batch.popleft())
+    global _pending, _running
+    try:
+        while True:
             with _lock:
-                _counts.done += 1
-                # Only drain_call_rcu waits for callbacks to have run.
-                if _draining:
-                    _cond.notify_all()
+                while not _pending and not _stopping:
+                    _cond.wait()
+                if not _pending:
+                    return
+                # Let the batch gather (the wait releases _cond, so call_rcu
+                # goes on queueing meanwhile).
+                deadline = time.monotonic() + _BATCH_DELAY
+                while len(_pending) < _BATCH_LIMIT and not _draining and not _stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    _cond.wait(left)
+                # Take the batch before the grace period starts: everything in it
+                # was unpublished before this point, so one grace period covers it.
+                _batch.extend(_pending)
+                _pending = []
+            synchronize_rcu()
+            while _batch:
+                # No local keeps the callback: once run, what it held can go.
+                _run(_batch.popleft())
+                with _lock:
+                    _counts.done += 1
+                    # Only drain_call_rcu waits for callbacks to have run.
+                    if _draining:
+                        _cond.notify_all()
+    finally:
+        with _lock:
+            _running = False
 
 
 def _run(fn: Callable[[], object]) -> None:
@@ -292,13 +307,14 @@ def _after_fork_in_child() -> None:
     """Only the forking thread survives fork: start over with a fresh lock and
     reclaimer (started on demand), requeueing the batch the parent's reclaimer
     had taken. A callback that was running at the fork is lost in the child."""
-    global _lock, _cond, _pending, _thread
+    global _lock, _cond, _pending, _thread, _running
     _lock = threading.RLock()
     _cond = threading.Condition(_lock)
     _pending = list(_batch) + _pending
     _batch.clear()
     _counts.done = _counts.queued - len(_pending)
     _thread = None
+    _running = False
 
 
 atexit.register(_shutdown)

@@ -465,7 +465,11 @@ def test_fork_while_another_thread_edits_leaves_the_child_usable() -> None:
             if pid == 0:
                 code = 1
                 try:
-                    signal.alarm(10)
+                    # A hang detector, not a time limit: the child copies
+                    # the whole test session's heap, which its gc passes
+                    # walk; on a loaded 2-core box under ASan that took
+                    # over 10 s.  A deadlock still fails it.
+                    signal.alarm(60)
                     child = MemoryRegion.ram("child", 0x1000)
                     root.add_subregion(0x1000, child)
                     asp.write(0x1000, b"ok")
@@ -518,3 +522,21 @@ def test_call_rcu_after_exit_waits_a_bounded_time_for_a_parked_reader(tmp_path: 
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "unplugged"
+
+
+def test_ctrl_c_during_call_rcu_keeps_one_reclaimer(request: Any) -> None:
+    # A KeyboardInterrupt inside CPython 3.11's Thread.is_alive() marks a
+    # live thread stopped; when call_rcu asked is_alive() whether the
+    # reclaimer ran, every later call started another one (hundreds in
+    # 20 s), and the Thread.start() of one of them, interrupted in turn,
+    # failed a commit with "release unlocked lock".
+    def calls() -> None:
+        for _ in range(200):
+            rcu.call_rcu(lambda: None)
+            time.sleep(0)
+
+    hits = fire_signals_during(calls, 3 * stress_seconds(request), signal.default_int_handler)
+    assert hits > 0
+    rcu.drain_call_rcu()
+    reclaimers = [t for t in threading.enumerate() if t.name == "pymem-rcu-reclaimer"]
+    assert len(reclaimers) == 1, f"{len(reclaimers)} reclaimer threads run"
