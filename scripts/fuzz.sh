@@ -21,7 +21,9 @@
 # printed in base64).  PYMEM_FUZZ_DIR puts both elsewhere (CI: a fresh
 # directory, so every run starts from the seeds).  A
 # finding is a crash, a sanitizer report, a hang (an input running over 30 s)
-# or an exception that is not a PymemError.  Prints the number of inputs run.
+# or an exception that is not a PymemError.  Prints the number of inputs run
+# and the CPU time they took (inputs per CPU second: on a shared box the wall
+# time says more about the load than about the target).
 set -euo pipefail
 
 usage() { echo "usage: $0 TARGET|all SECONDS [libFuzzer options]" >&2; exit 2; }
@@ -74,12 +76,17 @@ fuzz_one() {
         (cd "$work/plain" && PYTHONPATH=$PWD "$python" -m fuzz.run --seeds "$target" "$corpus" >/dev/null)
 
     status=0
-    (cd "$work/plain" && PYTHONPATH=$PWD "$python" -m fuzz.run "$target" -max_total_time="$seconds" \
+    # The CPU time it got as well as the wall time: on a shared box (and
+    # under nice) inputs per CPU second say what the target costs.
+    local TIMEFORMAT='%U %S'
+    { time (cd "$work/plain" && PYTHONPATH=$PWD "$python" -m fuzz.run "$target" -max_total_time="$seconds" \
         -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$crashes/$target-" \
-        "$@" "$corpus") >"$work/fuzz.log" 2>&1 || status=$?
+        "$@" "$corpus" >"$work/fuzz.log" 2>&1); } 2>"$work/cpu" || status=$?
     grep -v -E '^#[0-9]+\s+(NEW|REDUCE|pulse)|^INFO: Instrumenting' "$work/fuzz.log" | tail -n 40 >&2
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log")
-    echo "fuzz $target: ${runs:-?} inputs in ${seconds}s, exit $status"
+    cpu=$(awk 'NF == 2 { printf "%.0f", $1 + $2 }' "$work/cpu")
+    per_cpu=$(awk -v r="${runs:-0}" -v c="${cpu:-0}" 'BEGIN { if (c > 0) printf "%.0f", r / c; else print "?" }')
+    echo "fuzz $target: ${runs:-?} inputs in ${seconds}s, ${cpu:-?} CPU s (${per_cpu} inputs per CPU s), exit $status"
 
     # The corpus on the sanitized build.
     kept=$(ls "$corpus" | wc -l)
