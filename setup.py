@@ -19,7 +19,7 @@ setup(
         Extension("pymem._fastpath",
                   [f"csrc/ext/{name}.c" for name in ("fastpath", "bound", "args", "lookup",
                                                       "ram", "device", "taps", "memtx", "mapping",
-                                                      "guards", "atomic")],
+                                                      "guards", "atomic", "regionobj")],
                   include_dirs=["csrc"],
                   depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),

@@ -1,7 +1,8 @@
 """Types of the compiled `pymem._fastpath` module (csrc/ext/fastpath.c)."""
-from typing import Any, Callable, Final, List, Optional, Tuple, final
+from typing import Any, Callable, Dict, Final, List, Optional, Tuple, Type, TypeVar, final
 
 from _typeshed import structseq
+from typing_extensions import disjoint_base
 
 @final
 class Translation(structseq[int], Tuple[int, int, int]):
@@ -131,3 +132,46 @@ class Transaction:
     def __new__(cls, system: Any, /) -> "Transaction": ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> bool: ...
+
+# MemoryRegion's C base (csrc/ext/regionobj.c); pymem/region/tree.py types
+# the fields more closely.
+_R = TypeVar("_R", bound="Region")
+
+@disjoint_base
+class Region:
+    """The C base of MemoryRegion: its fields and C node."""
+
+    _id: Any
+    _name: Any
+    _size: Any
+    _kind: Any
+    _ops: Any
+    _readonly: Any
+    _romd: Any
+    _enabled: Any
+    _priority: Any
+    _addr: Any
+    _container: Any
+    _alias: Any
+    _alias_offset: Any
+    _subs: Any
+    _nonvolatile: Any
+    _dirty_log: Any
+    _translate: Any
+    _target: Any
+    _buffer: Any
+    _system: Any
+    _on_loop: Any
+    @property
+    def _node(self) -> Any: ...
+    def __new__(cls: Type[_R], name: str, size: int, kind: str) -> _R: ...
+    def add_subregion(self, offset: int, region: Any, priority: int = 0) -> None: ...
+    def _init_alias(self, target: Any, offset: int, /) -> None: ...
+    def _set_memory(self, buffer: Any, /) -> None: ...
+
+def set_region_api(functions: Tuple[int, ...], kinds: Dict[str, Tuple[str, int, bool]],
+                   alias_kind: str, node_cast: Callable[[int], Any],
+                   refuse_new: Callable[[Any, Any, Any], None], tree_lock: Any,
+                   no_region: int, /) -> None: ...
+
+def region_by_id(region_id: int, /) -> Optional[Region]: ...

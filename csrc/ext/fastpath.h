@@ -20,7 +20,9 @@
  *   memtx.c     QEMU's calls answering a MemTxResult: rw, load, store with
  *               attributes;
  *   guards.c    C context managers: ReadSection, Setting, Transaction;
- *   atomic.c    atomic() and call_owned(): several changes in one C call.
+ *   atomic.c    atomic() and call_owned(): several changes in one C call;
+ *   regionobj.c Region, MemoryRegion's C base: its fields, its node, the
+ *               common add_subregion in one C call.
  * Functions one file calls in another are hidden from other shared objects
  * (FP_INTERNAL); the per-call helpers are static inline here, so the hot
  * paths compile as they did in one file.
@@ -273,5 +275,8 @@ FP_INTERNAL int fp_guards_init(PyObject *module);
 /* atomic.c */
 FP_INTERNAL PyObject *fp_atomic(PyObject *module, PyObject *steps);
 FP_INTERNAL PyObject *fp_call_owned(PyObject *module, PyObject *args);
+
+/* regionobj.c */
+FP_INTERNAL int fp_region_init(PyObject *module);
 
 #endif /* PYMEM_FASTPATH_H */

@@ -67,7 +67,7 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
                 ) -> Union[_Constructor, Optional["MemoryRegion"]]:
         if obj is None:
             return self.constructor.__get__(owner, owner)
-        return cast(Optional["MemoryRegion"], self.slot.__get__(obj, owner))
+        return cast("Optional[MemoryRegion]", self.slot.__get__(obj, owner))
 
     def __set__(self, obj: "MemoryRegion", value: Optional["MemoryRegion"]) -> NoReturn:
         _refuse_write(obj, self.name, self.hint)

@@ -16,15 +16,13 @@ Thread safety:
 from __future__ import annotations
 
 import bisect
-import itertools
 import sys
-import weakref
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Type, cast
 
 from .. import dirty, hostmem
 from .._bindings import _fastpath, ffi, lib
-from ..dispatch import NO_REGION
+from ..dispatch import NO_REGION, _function_address
 from ..errors import (ArgumentTypeError, InvalidArgumentError, TopologyError, Uncopyable,
                       check)
 from .kinds import (ADDRESS_SPACE_SIZE, ALIAS, CONTAINER, DIRTY_MEMORY_VGA, IO, IOMMU,
@@ -41,8 +39,15 @@ if TYPE_CHECKING:
     from ..address_space import AddressSpace, MemorySystem
 
 
-_ids = itertools.count(1)
-_by_id: "weakref.WeakValueDictionary[int, MemoryRegion]" = weakref.WeakValueDictionary()
+def _refuse_new(name: Any, size: Any, kind: Any) -> None:
+    """Raise the error for arguments `MemoryRegion(name, size, kind)` refused
+    (the C base takes only what these checks accept)."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"region name must be a str, not {type(name).__name__}")
+    if kind not in _KIND_FLAGS:
+        raise InvalidArgumentError(f"region {name!r}: unknown kind {kind!r}")
+    _check_size(f"region {name!r}", size)
+    raise TopologyError("more than 2^32 - 2 regions created")
 
 
 def _check_size(what: str, size: Any) -> int:
@@ -71,8 +76,7 @@ def _new_alias(cls: Type["MemoryRegion"], name: str, target: "MemoryRegion", off
                                 f"not {type(target).__name__}")
     offset = _check_offset(f"alias {name!r}", offset)
     mr = cls(name, size, ALIAS)
-    _set(mr, "alias", target)
-    _set(mr, "alias_offset", offset)
+    mr._init_alias(target, offset)   # a new node: nothing renders it yet
     return mr
 
 
@@ -81,7 +85,7 @@ def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRe
     return cls(name, size, CONTAINER)
 
 
-class MemoryRegion(Uncopyable):
+class MemoryRegion(_fastpath.Region, Uncopyable):
     """One node of a region tree; build it with the class-method constructors.
 
     `ram`, `rom`, `rom_device`, `ram_device`, `io`, `alias`, `container` and
@@ -115,10 +119,11 @@ class MemoryRegion(Uncopyable):
             regions made in this process.
     """
 
-    __slots__ = ("_id", "_name", "_size", "_kind", "_ops", "_readonly", "_romd", "_enabled",
-                 "_priority", "_addr", "_container", "_alias", "_alias_offset", "_subs",
-                 "_nonvolatile", "_dirty_log", "_translate", "_target", "_buffer",
-                 "_system", "_on_loop", "_node", "__weakref__")
+    # The fields live in the C base (csrc/ext/regionobj.c), which makes the
+    # region and its C node in one call (`MemoryRegion(name, size, kind)`:
+    # enabled, at 0, romd for a ROM device, no subregions) and frees them
+    # together; `_node` is that node as a cffi `pm_region *`.
+    __slots__ = ()
 
     # Every public field is read-only: assigning one would skip the checks,
     # the adoption into a system and the commit that its edit method makes
@@ -164,59 +169,35 @@ class MemoryRegion(Uncopyable):
                             lambda mr, v: (lib.pm_region_set_dirty_log, mr._node, v))
     """The DIRTY_MEMORY_* clients logging it, as a bit mask (`set_log`)."""
 
-    # The slots behind `container` and `alias` (see _ConstructorOrAttribute);
-    # rendering reads `_alias` directly, without the descriptor.
+    # The C fields (the slots behind the descriptors above); `_container`
+    # and `_alias` are the slots behind `container` and `alias` (see
+    # _ConstructorOrAttribute); rendering reads `_alias` directly.
+    _id: int
+    _name: str
+    _size: int
+    _kind: str
+    _ops: Optional[MemoryRegionOps]
+    _readonly: bool
+    _romd: bool
+    _enabled: bool
+    _priority: int
+    _addr: int
     _container: Optional[MemoryRegion]
     _alias: Optional[MemoryRegion]
-    _node: Any   # the pm_region * this object owns
-
-    def __init__(self, name: str, size: int, kind: str) -> None:
-        if not isinstance(name, str):
-            raise ArgumentTypeError(f"region name must be a str, not {type(name).__name__}")
-        if kind not in _KIND_FLAGS:
-            raise InvalidArgumentError(f"region {name!r}: unknown kind {kind!r}")
-        size = _check_size(f"region {name!r}", size)
-        self._id = next(_ids)
-        if self._id >= NO_REGION:
-            raise TopologyError("more than 2^32 - 2 regions created")
-        node = ffi.new("pm_region **")
-        # The C node starts as the slots below do (enabled, at 0, romd for a
-        # ROM device).  CPython: id() is the object's address, which C hands
-        # back as `user`.
-        romd = kind == ROM_DEVICE
-        flags = (_KIND_FLAGS[kind] | lib.PM_REGION_ENABLED
-                 | (lib.PM_REGION_ROMD if romd else 0))
-        # Owned in the call that makes it: no interrupt can leak it.
-        status, self._node = _fastpath.call_owned(
-            ffi.gc, lib.pm_region_new,
-            (self._id, flags, size & (ADDRESS_SPACE_SIZE - 1), size == ADDRESS_SPACE_SIZE,
-             ffi.cast("void *", id(self)), node), ((node, lib.pm_region_free),))
-        check(status, f"creating region {name!r}")
-        self._name = name
-        self._size = size
-        self._kind = kind
-        self._ops: Optional[MemoryRegionOps] = None
-        self._readonly = False
-        self._romd = romd
-        self._enabled = True
-        self._priority = 0
-        self._addr = 0
-        self._container = None
-        self._alias = None
-        self._alias_offset = 0
-        # Kept in reverse of QEMU's subregion order (lowest priority first,
-        # oldest first among equals) so the common add is an append.
-        self._subs: List[MemoryRegion] = []
-        self._nonvolatile = False
-        self._dirty_log = 0
-        self._translate: Optional[Callable[..., Any]] = None
-        self._target: Optional[AddressSpace] = None
-        self._buffer: Any = None
-        self._system: Optional[RegionOwner] = None
-        # Set once the region is found on a cycle of subregion and alias
-        # links (kept after the cycle is broken: then it only costs a check).
-        self._on_loop = False
-        _by_id[self._id] = self
+    _alias_offset: int
+    # Kept in reverse of QEMU's subregion order (lowest priority first,
+    # oldest first among equals) so the common add is an append.
+    _subs: List[MemoryRegion]
+    _nonvolatile: bool
+    _dirty_log: int
+    _translate: Optional[Callable[..., Any]]
+    _target: Optional[AddressSpace]
+    _buffer: Any
+    _system: Optional[RegionOwner]
+    # Set once the region is found on a cycle of subregion and alias links
+    # (kept after the cycle is broken: then it only costs a check).
+    _on_loop: bool
+    _node: Any   # the pm_region * this object owns (the C base frees it)
 
     # ------------------------------------------------------------ constructors
 
@@ -236,7 +217,7 @@ class MemoryRegion(Uncopyable):
                 allocated.
         """
         mr = cls(name, size, RAM)
-        mr._set_buffer(_wrap_buffer(name, buffer, size) if buffer is not None
+        mr._set_memory(_wrap_buffer(name, buffer, size) if buffer is not None
                        else _allocate("ram", name, size))
         return mr
 
@@ -265,7 +246,7 @@ class MemoryRegion(Uncopyable):
             size = len(data)
         mr = cls(name, size, ROM)
         _set(mr, "readonly", True)
-        mr._set_buffer(_allocate("rom", name, size))
+        mr._set_memory(_allocate("rom", name, size))
         if data is not None:
             if len(data) > size:
                 raise InvalidArgumentError(f"rom {name!r}: {len(data)} bytes of data do not fit "
@@ -287,7 +268,7 @@ class MemoryRegion(Uncopyable):
         """
         mr = cls(name, size, ROM_DEVICE)
         mr._ops = _check_ops(name, ops)
-        mr._set_buffer(_allocate("rom_device", name, size))
+        mr._set_memory(_allocate("rom_device", name, size))
         return mr
 
     @classmethod
@@ -313,7 +294,7 @@ class MemoryRegion(Uncopyable):
         mr = cls(name, size, RAM_DEVICE)
         memory = (_wrap_buffer(name, buffer, size) if buffer is not None
                   else _allocate("ram_device", name, size))
-        mr._set_buffer(memory)
+        mr._set_memory(memory)
         order = sys.byteorder
         end = size
 
@@ -393,21 +374,13 @@ class MemoryRegion(Uncopyable):
         mr._target = target
         return mr
 
-    def _set_buffer(self, buffer: memoryview) -> None:
-        self._buffer = buffer
-        # A bare pointer, not the from_buffer cdata: that would hold an export
-        # of the memoryview, which the garbage collector cannot clear when a
-        # dead tree is collected.  The memoryview keeps the memory in place.
-        host = ffi.from_buffer("uint8_t[]", buffer, require_writable=True)
-        lib.pm_region_set_memory(self._node, ffi.cast("uint8_t *", host))
-
     @staticmethod
     def by_id(region_id: int) -> Optional["MemoryRegion"]:
         """The live region with this id, or None.
 
         Raises nothing.
         """
-        return _by_id.get(region_id)
+        return cast("Optional[MemoryRegion]", _fastpath.region_by_id(region_id))
 
     # ------------------------------------------------------------- properties
 
@@ -520,29 +493,39 @@ class MemoryRegion(Uncopyable):
         if system is not None:
             system._update_pending = True
 
-    def add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
-        """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
-        and among equals the region added last wins (QEMU's order).
+    if TYPE_CHECKING:
+        def add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
+            """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
+            and among equals the region added last wins (QEMU's order).
 
-        `offset` is bytes from this region's start, 0 <= offset and
-        offset + region.size <= 2^64; `priority` a signed 32-bit int.
+            The C base's method (csrc/ext/regionobj.c, same docstring): the
+            plain add (no MemorySystem, a subregion without links of its own)
+            in one C call; everything else goes to `_add_subregion` below.
 
-        Raises:
-            ArgumentTypeError: `region` is not a MemoryRegion, or `offset` or
-                `priority` not an int.
-            TopologyError: `offset` or `priority` out of range, this region is an
-                alias, `region` already has a container, the two belong to
-                different MemorySystems, the edit would make a cycle of subregions,
-                or an alias loop that never ends (nothing changes).
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
+            `offset` is bytes from this region's start, 0 <= offset and
+            offset + region.size <= 2^64; `priority` a signed 32-bit int.
+
+            Raises:
+                ArgumentTypeError: `region` is not a MemoryRegion, or `offset` or
+                    `priority` not an int.
+                TopologyError: `offset` or `priority` out of range, this region is an
+                    alias, `region` already has a container, the two belong to
+                    different MemorySystems, the edit would make a cycle of subregions,
+                    or an alias loop that never ends (nothing changes).
+                EditDuringCommitError: made from a memory listener being told of a
+                    change (nothing changes).
+                CapacityError: the commit that publishes the edit needs more sections
+                    or radix nodes than a dispatch entry can address (every space stays
+                    on its last view).
+                Exception: an edit committed at once (outside a transaction) raises the
+                    first exception a listener raised while told of it, once the whole
+                    change is told and published.
+            """
+
+    def _add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
+        """add_subregion, whole: the checks, the cycle and alias-loop checks,
+        adoption into a system and the commit (the C base's add_subregion
+        comes here for everything but the plain add)."""
         if not isinstance(region, MemoryRegion):
             raise ArgumentTypeError(f"add_subregion: region must be a MemoryRegion, "
                                     f"not {type(region).__name__}")
@@ -947,6 +930,16 @@ class MemoryRegion(Uncopyable):
         """
         dirty.mark_dirty(self, addr, size)
 
+
+_fastpath.set_region_api(
+    tuple(_function_address(f) for f in (
+        "pm_region_new", "pm_region_free", "pm_region_insert_sub", "pm_region_remove_sub",
+        "pm_region_set_addr", "pm_region_set_alias", "pm_region_set_memory",
+        "pm_region_info_get")),
+    {kind: (kind, flags | lib.PM_REGION_ENABLED | (lib.PM_REGION_ROMD if kind == ROM_DEVICE
+                                                   else 0), kind == ROM_DEVICE)
+     for kind, flags in _KIND_FLAGS.items()},
+    ALIAS, lambda address: ffi.cast("pm_region *", address), _refuse_new, TREE_LOCK, NO_REGION)
 
 _FIELDS = {name: field for name, field in vars(MemoryRegion).items()
            if isinstance(field, (_Field, _ConstructorOrAttribute))}
