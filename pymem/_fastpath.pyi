@@ -175,3 +175,13 @@ def set_region_api(functions: Tuple[int, ...], kinds: Dict[str, Tuple[str, int, 
                    no_region: int, /) -> None: ...
 
 def region_by_id(region_id: int, /) -> Optional[Region]: ...
+
+# Page-aligned memory of small regions (csrc/ext/hostmem.c; pymem/hostmem.py).
+SLAB_PAGES: int
+
+@final
+class SlabAllocator:
+    """Page-aligned memories carved from shared slabs."""
+
+    def allocate(self, size: int, /) -> memoryview: ...
+    def slab_count(self) -> int: ...

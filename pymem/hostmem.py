@@ -26,15 +26,10 @@ Thread safety:
 """
 from __future__ import annotations
 
-import ctypes
 import mmap
-import os
-import threading
-import weakref
-from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
-from ._bindings import ffi
+from ._bindings import _fastpath, ffi
 from .errors import InvalidArgumentError
 
 PAGE_SIZE = max(mmap.PAGESIZE, 4096)
@@ -43,123 +38,17 @@ PAGE_SIZE = max(mmap.PAGESIZE, 4096)
 MMAP_MIN = 256 << 10
 """Memories from this size (bytes) up are anonymous mappings of their own."""
 
-SLAB_PAGES = 1024
+SLAB_PAGES: int = _fastpath.SLAB_PAGES
 """Pages per slab (4 MiB with 4 KiB pages)."""
 
-
-class _Slab:
-    """One anonymous mapping carved into runs of pages; first fit."""
-
-    __slots__ = ("memory", "free", "used")
-
-    def __init__(self) -> None:
-        # Private: MADV_DONTNEED then zeroes the pages (shared memory keeps them).
-        self.memory = mmap.mmap(-1, SLAB_PAGES * PAGE_SIZE,
-                                flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.free: List[Tuple[int, int]] = [(0, SLAB_PAGES)]   # (first page, count), sorted
-        self.used = 0
-
-    def take(self, pages: int) -> Optional[int]:
-        for i, (first, count) in enumerate(self.free):
-            if count >= pages:
-                if count == pages:
-                    del self.free[i]
-                else:
-                    self.free[i] = (first + pages, count - pages)
-                self.used += pages
-                return first
-        return None
-
-    def give_back(self, first: int, pages: int) -> None:
-        # Zeroed for the next owner, and no longer resident.
-        self.memory.madvise(mmap.MADV_DONTNEED, first * PAGE_SIZE, pages * PAGE_SIZE)
-        self.used -= pages
-        runs = self.free
-        lo, hi = 0, len(runs)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if runs[mid][0] < first:
-                lo = mid + 1
-            else:
-                hi = mid
-        runs.insert(lo, (first, pages))
-        # Coalesce with the neighbours.
-        if lo + 1 < len(runs) and runs[lo][0] + runs[lo][1] == runs[lo + 1][0]:
-            runs[lo] = (first, runs[lo][1] + runs[lo + 1][1])
-            del runs[lo + 1]
-        if lo > 0 and runs[lo - 1][0] + runs[lo - 1][1] == runs[lo][0]:
-            runs[lo - 1] = (runs[lo - 1][0], runs[lo - 1][1] + runs[lo][1])
-            del runs[lo]
-
-
-class _SlabAllocator:
-    """The slabs of the process.  Thread-safe: a lock guards the slabs, and
-    blocks are given back through a queue (their finalizers may run inside a
-    garbage collection triggered while the lock is held)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._slabs: List[_Slab] = []
-        self._returned: Deque[Tuple[_Slab, int, int]] = deque()
-        self._types: Dict[int, Any] = {}
-
-    def allocate(self, size: int) -> memoryview:
-        pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
-        with self._lock:
-            self._drain()
-            for slab in reversed(self._slabs):
-                first = slab.take(pages)
-                if first is not None:
-                    break
-            else:
-                slab = _Slab()
-                self._slabs.append(slab)
-                first = slab.take(pages)
-                assert first is not None
-        # One array type per page count (at most MMAP_MIN // PAGE_SIZE of
-        # them), not per byte size: ctypes keeps every array type it makes.
-        array_type = self._types.get(pages)
-        if array_type is None:
-            array_type = self._types.setdefault(pages, ctypes.c_ubyte * (pages * PAGE_SIZE))
-        block = array_type.from_buffer(slab.memory, first * PAGE_SIZE)
-        # deque.append is atomic: safe from any thread, any finalizer.
-        weakref.finalize(block, self._returned.append, (slab, first, pages))
-        # Views of the slice keep `block` (their exporter) alive, and so the pages.
-        return memoryview(block).cast("B")[:size]
-
-    def _drain(self) -> None:
-        returned: Dict[_Slab, List[Tuple[int, int]]] = {}
-        while self._returned:
-            slab, first, pages = self._returned.popleft()
-            returned.setdefault(slab, []).append((first, pages))
-        for slab, blocks in returned.items():
-            if slab.used == sum(pages for _, pages in blocks):
-                # Every block is dead, so nothing exports the slab's buffer:
-                # unmap it whole rather than give back its blocks one by one.
-                self._slabs.remove(slab)
-                slab.memory.close()
-                continue
-            for first, pages in blocks:
-                slab.give_back(first, pages)
-
-    def slab_count(self) -> int:
-        """Slabs mapped now (for tests)."""
-        with self._lock:
-            self._drain()
-            return len(self._slabs)
-
+_SlabAllocator = _fastpath.SlabAllocator
+"""The slabs (csrc/ext/hostmem.c): `allocate(size)` answers a memoryview of
+`size` zeroed bytes on whole pages of a slab, first fit, newest slab first;
+the pages go back when the last view of them goes, and a slab with none
+handed out is unmapped.  No lock: it changes only while holding the GIL and
+calling no Python code, so threads and forks see it whole."""
 
 SLABS = _SlabAllocator()
-
-# fork() copies only the forking thread: a slab lock another thread held at
-# that moment would stay held in the child for ever, and its first RAM region
-# would hang.  Hold the lock across fork, so the slabs are never mid-change
-# there either.  Safe against deadlock: nothing waits for another lock while
-# holding this one (the finalizers that run under it only append to a queue).
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=lambda: SLABS._lock.acquire(),
-                        after_in_parent=lambda: SLABS._lock.release(),
-                        after_in_child=lambda: SLABS._lock.release())
 
 
 def allocate(size: int) -> memoryview:
@@ -173,7 +62,7 @@ def allocate(size: int) -> memoryview:
     """
     if size >= MMAP_MIN:
         return memoryview(mmap.mmap(-1, size))
-    return SLABS.allocate(max(size, 1))[:size]
+    return SLABS.allocate(size)
 
 
 def address_of(buffer: Any) -> int:

@@ -82,7 +82,7 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     }
     PyObject *m = PyModule_Create(&module);
     if (m && (fp_lookup_init(m) < 0 || fp_guards_init(m) < 0 || fp_taps_init(m) < 0
-              || fp_region_init(m) < 0)) {
+              || fp_region_init(m) < 0 || fp_hostmem_init(m) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -22,7 +22,8 @@
  *   guards.c    C context managers: ReadSection, Setting, Transaction;
  *   atomic.c    atomic() and call_owned(): several changes in one C call;
  *   regionobj.c Region, MemoryRegion's C base: its fields, its node, the
- *               common add_subregion in one C call.
+ *               common add_subregion in one C call;
+ *   hostmem.c   SlabAllocator: page-aligned memory of small RAM regions.
  * Functions one file calls in another are hidden from other shared objects
  * (FP_INTERNAL); the per-call helpers are static inline here, so the hot
  * paths compile as they did in one file.
@@ -278,5 +279,8 @@ FP_INTERNAL PyObject *fp_call_owned(PyObject *module, PyObject *args);
 
 /* regionobj.c */
 FP_INTERNAL int fp_region_init(PyObject *module);
+
+/* hostmem.c */
+FP_INTERNAL int fp_hostmem_init(PyObject *module);
 
 #endif /* PYMEM_FASTPATH_H */

@@ -433,8 +433,19 @@ static int add_fast(Region *self, PyObject *offset_arg, PyObject *region_arg,
         || (offset && size > UINT64_MAX - offset + 1)
         || self->kind == api.alias_kind || region->container != Py_None
         || self->system != Py_None || region->system != Py_None
-        || PyList_GET_SIZE(region->subs) || region->alias != Py_None) {
+        || PyList_GET_SIZE(region->subs)) {
         return -1;
+    }
+    /* No chain of links leads from the region back to us (no cycle, no
+     * alias loop): it has no subregions, and it is no alias or an alias of
+     * a region without links of its own. */
+    if (region->alias != Py_None) {
+        Region *target = (Region *)region->alias;
+        if (!PyObject_TypeCheck(region->alias, &RegionType) || target == self
+            || !target->subs || !PyList_CheckExact(target->subs)
+            || PyList_GET_SIZE(target->subs) || target->alias != Py_None) {
+            return -1;
+        }
     }
     Py_ssize_t index = insert_index(self->subs, priority);
     if (index < 0) {

@@ -1,0 +1,121 @@
+"""Making regions and adding them: the C base's one-call paths
+(csrc/ext/regionobj.c) build what the checked Python path builds, keep the
+tree lock, and leave nothing behind."""
+import gc
+import threading
+
+import pytest
+
+from pymem import MemoryRegion, MemoryRegionOps
+from pymem._bindings import ffi, lib
+from pymem.errors import ArgumentTypeError, TopologyError
+from pymem.region import TREE_LOCK
+
+OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
+
+
+def c_children(mr):
+    info = ffi.new("pm_region_info *")
+    lib.pm_region_info_get(mr._node, info)
+    return [lib.pm_region_sub(mr._node, i) for i in range(info.nsubs)]
+
+
+def c_addr(mr):
+    info = ffi.new("pm_region_info *")
+    lib.pm_region_info_get(mr._node, info)
+    return info.addr
+
+
+def build(add):
+    """A bus of regions of every kind, added at mixed priorities through `add`."""
+    ram = MemoryRegion.ram("ram", 0x4000)
+    bus = MemoryRegion.container("bus", 1 << 20)
+    made = [MemoryRegion.io("io", 0x100, OPS), MemoryRegion.ram("buf", 0x1000),
+            MemoryRegion.alias("window", ram, 0x1000, 0x1000),
+            MemoryRegion.container("sub", 0x1000), MemoryRegion.rom("rom", 0x100),
+            MemoryRegion.io("io2", 0x100, OPS), MemoryRegion.container("sub2", 0x1000)]
+    for i, (mr, priority) in enumerate(zip(made, [0, 2, -1, 2, 0, 1, -1])):
+        add(bus, i * 0x1000, mr, priority)
+    return bus
+
+
+def test_the_one_call_add_builds_the_tree_the_checked_add_builds():
+    fast = build(lambda bus, offset, mr, priority: bus.add_subregion(offset, mr, priority))
+    checked = build(lambda bus, offset, mr, priority:
+                    bus._add_subregion(offset, mr, priority))
+    assert ([(r.name, r.addr, r.priority) for r in fast.subregions]
+            == [(r.name, r.addr, r.priority) for r in checked.subregions])
+    assert [r.name for r in fast.subregions] == ["sub", "buf", "io2", "rom", "io", "sub2",
+                                                 "window"]
+    for bus in (fast, checked):
+        assert c_children(bus) == [sub._node for sub in bus._subs]
+        assert all(sub.container is bus and c_addr(sub) == sub.addr for sub in bus._subs)
+
+
+def test_priority_by_keyword_and_bad_arguments_take_the_checked_path():
+    bus = MemoryRegion.container("bus", 0x10000)
+    bus.add_subregion(0x100, MemoryRegion.io("a", 0x10, OPS), priority=3)
+    bus.add_subregion(offset=0x200, region=MemoryRegion.io("b", 0x10, OPS))
+    assert [(r.name, r.addr, r.priority) for r in bus.subregions] == [
+        ("a", 0x100, 3), ("b", 0x200, 0)]
+    with pytest.raises(ArgumentTypeError, match="adding 'c' to 'bus': priority must be an int"):
+        bus.add_subregion(0, MemoryRegion.io("c", 0x10, OPS), True)
+    with pytest.raises(TopologyError, match="'d' to 'bus': priority 4294967296 does not fit"):
+        bus.add_subregion(0, MemoryRegion.io("d", 0x10, OPS), 1 << 32)
+    with pytest.raises(TopologyError, match="offset 0xfffffffffffffff8 \\+ size 0x10 runs past"):
+        bus.add_subregion((1 << 64) - 8, MemoryRegion.io("e", 0x10, OPS))
+    with pytest.raises(TopologyError, match="would make a cycle"):
+        bus.add_subregion(0, bus)
+    window = MemoryRegion.alias("window", bus, 0, 0x100)
+    with pytest.raises(TopologyError, match="'window' is an alias and cannot hold"):
+        window.add_subregion(0, MemoryRegion.io("f", 0x10, OPS))
+    assert [r.name for r in bus.subregions] == ["a", "b"]
+    assert len(c_children(bus)) == 2
+
+
+def test_an_add_waits_for_a_render_holding_the_tree_lock_in_another_thread():
+    bus = MemoryRegion.container("bus", 0x10000)
+    held, release, added = threading.Event(), threading.Event(), threading.Event()
+
+    def rendering():
+        with TREE_LOCK:
+            held.set()
+            release.wait(5)
+
+    def adding():
+        bus.add_subregion(0, MemoryRegion.io("dev", 0x10, OPS))
+        added.set()
+
+    renderer = threading.Thread(target=rendering)
+    renderer.start()
+    held.wait(5)
+    adder = threading.Thread(target=adding)
+    adder.start()
+    try:
+        assert not added.wait(0.2), "the add changed the tree under a render"
+    finally:
+        release.set()
+        renderer.join()
+        adder.join()
+    assert added.is_set() and [r.name for r in bus.subregions] == ["dev"]
+
+
+def test_by_id_forgets_regions_that_are_gone_even_in_a_cycle():
+    ram = MemoryRegion.ram("ram", 0x1000)
+    ram_id = ram.id
+    assert MemoryRegion.by_id(ram_id) is ram
+    del ram
+    assert MemoryRegion.by_id(ram_id) is None
+    # An alias of a container that holds it: a cycle only the collector frees.
+    outer = MemoryRegion.container("outer", 0x10000)
+    outer.add_subregion(0x8000, MemoryRegion.alias("loop", outer, 0x4000, 0x1000))
+    outer_id = outer.id
+    del outer
+    gc.collect()
+    assert MemoryRegion.by_id(outer_id) is None
+
+
+def test_region_ids_grow_and_name_their_region():
+    first, second = MemoryRegion.container("a", 1), MemoryRegion.io("b", 1, OPS)
+    assert second.id > first.id
+    assert MemoryRegion.by_id(second.id) is second
