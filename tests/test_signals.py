@@ -226,12 +226,20 @@ def machine() -> Dict[str, Any]:
     dma = system.address_space(dma_root, "dma")
     cpu.register_listener(Counting())
     spare = MemoryRegion.ram("spare", 0x1000)
+    bus = MemoryRegion.container("bus", 0x10000)   # outside the system, for now
     return dict(system=system, root=root, dev=dev, cpu=cpu, dma=dma, dma_root=dma_root,
-                spare=spare)
+                spare=spare, bus=bus)
 
 
 def _add(m: Dict[str, Any]) -> None:
     m["root"].add_subregion(0x40000, m["spare"], priority=1)
+
+
+def _build(m: Dict[str, Any]) -> None:
+    # Made and added outside any system (the one-C-call add), then mapped.
+    m["bus"].add_subregion(0, MemoryRegion.ram("buf", 0x1000))
+    m["bus"].add_subregion(0x1000, MemoryRegion.alias("window", m["spare"], 0, 0x100), 1)
+    m["root"].add_subregion(0x40000, m["bus"])
 
 
 def _del(m: Dict[str, Any]) -> None:
@@ -276,7 +284,7 @@ def _rw(m: Dict[str, Any]) -> None:
 
 
 OPERATIONS = {
-    "add_subregion": _add, "del_subregion": _del, "transaction": _transaction,
+    "add_subregion": _add, "build_and_add": _build, "del_subregion": _del, "transaction": _transaction,
     "set_log_and_move": _move_and_log, "address_space": _new_space, "destroy": _destroy,
     "render": _render, "read_lock": _read_lock, "rw": _rw,
 }
@@ -319,8 +327,8 @@ def test_an_interrupt_at_any_point_leaves_pymem_consistent(name: str, request: A
         if not interrupted_at(n, lambda: operation(m)):
             continue   # a path a little shorter than the counted one
         try:
-            assert_consistent(system, [m["root"], m["dma_root"], m["spare"], m["dev"]],
-                              baseline)
+            assert_consistent(system, [m["root"], m["dma_root"], m["spare"], m["dev"],
+                                       m["bus"]], baseline)
         except AssertionError as exc:
             raise AssertionError(f"{name} interrupted at point {n} of {points}: {exc}") from exc
 
