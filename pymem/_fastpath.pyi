@@ -141,7 +141,8 @@ _R = TypeVar("_R", bound="Region")
 class Region:
     """The C base of MemoryRegion: its fields and C node."""
 
-    _id: Any
+    @property
+    def _id(self) -> Any: ...
     _name: Any
     _size: Any
     _kind: Any

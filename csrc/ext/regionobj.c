@@ -76,7 +76,9 @@ static PyTypeObject RegionType;
 #define FIELD(name, member) { name, T_OBJECT_EX, offsetof(Region, member), 0, NULL }
 
 static PyMemberDef region_members[] = {
-    FIELD("_id", id), FIELD("_name", name), FIELD("_size", size), FIELD("_kind", kind),
+    /* The id is C's and by_id's key: fixed. */
+    { "_id", T_OBJECT_EX, offsetof(Region, id), READONLY, NULL },
+    FIELD("_name", name), FIELD("_size", size), FIELD("_kind", kind),
     FIELD("_ops", ops), FIELD("_readonly", readonly), FIELD("_romd", romd),
     FIELD("_enabled", enabled), FIELD("_priority", priority), FIELD("_addr", addr),
     FIELD("_container", container), FIELD("_alias", alias),
