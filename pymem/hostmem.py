@@ -19,8 +19,10 @@ Knows only the C side (pymem/_bindings.py): regions ask it for memory; it never
 names a region, a view or an address space.
 
 Thread safety:
-    Any thread: the slabs are shared under one lock (held across fork), and
-    a slab's pages return to it from finalizers that only queue them.  A
+    Any thread: the slabs (csrc/ext/hostmem.c) change only with the GIL
+    held and without running Python code between the first step and the
+    last, so threads, and a fork taken between two bytecodes, see them
+    whole; a block's pages return when its last view is freed.  A
     `RamPtr` may be read from any thread; after `release()` the memory may
     be reused, so whoever uses the address must hold the RamPtr.
 """
