@@ -171,7 +171,7 @@ class Region:
     def _set_memory(self, buffer: Any, /) -> None: ...
 
 def set_region_api(functions: Tuple[int, ...], kinds: Dict[str, Tuple[str, int, bool]],
-                   alias_kind: str, node_cast: Callable[[int], Any],
+                   alias_kind: str, ram_kind: str, node_cast: Callable[[int], Any],
                    refuse_new: Callable[[Any, Any, Any], None], tree_lock: Any,
                    no_region: int, /) -> None: ...
 

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from pymem import MemoryRegion, MemoryRegionOps
+from pymem import MemoryListener, MemoryRegion, MemoryRegionOps, MemorySystem
 from pymem._bindings import ffi, lib
-from pymem.errors import ArgumentTypeError, TopologyError
+from pymem.errors import ArgumentTypeError, EditDuringCommitError, TopologyError
 from pymem.region import TREE_LOCK
 
 OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
@@ -119,3 +119,70 @@ def test_region_ids_grow_and_name_their_region():
     first, second = MemoryRegion.container("a", 1), MemoryRegion.io("b", 1, OPS)
     assert second.id > first.id
     assert MemoryRegion.by_id(second.id) is second
+
+
+def test_an_add_inside_a_transaction_adopts_the_region_and_commits_at_its_end():
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    ram = MemoryRegion.ram("ram", 0x10000)
+    ram.buffer[0x1000:0x1004] = b"win!"
+    root.add_subregion(0, ram)
+    space = system.address_space(root, "cpu")
+    with system.transaction():
+        dev = MemoryRegion.io("dev", 0x100, OPS)
+        root.add_subregion(0x20000, dev)
+        window = MemoryRegion.alias("window", ram, 0x1000, 0x1000)
+        root.add_subregion(0x30000, window, 1)
+        assert [r.region.name for r in space.flatview.ranges] == ["ram"]   # not yet
+    assert dev.system is system and window.system is system
+    assert [(r.addr, r.region.name) for r in space.flatview.ranges] == [
+        (0, "ram"), (0x20000, "dev"), (0x30000, "ram")]
+    assert space.read(0x30000, 4) == b"win!"
+    assert c_children(root) == [sub._node for sub in root._subs]
+
+
+def test_an_add_into_a_system_another_thread_is_editing_waits_for_its_transaction():
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    space = system.address_space(root, "cpu")
+    held, release, added = threading.Event(), threading.Event(), threading.Event()
+
+    def editing():
+        with system.transaction():
+            held.set()
+            release.wait(5)
+
+    def adding():
+        root.add_subregion(0x1000, MemoryRegion.io("dev", 0x100, OPS))
+        added.set()
+
+    editor = threading.Thread(target=editing)
+    editor.start()
+    held.wait(5)
+    adder = threading.Thread(target=adding)
+    adder.start()
+    try:
+        assert not added.wait(0.2), "the add went into another thread's transaction"
+    finally:
+        release.set()
+        editor.join()
+        adder.join()
+    assert [r.region.name for r in space.flatview.ranges] == ["dev"]
+
+
+def test_an_add_from_a_listener_being_told_is_still_refused():
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    space = system.address_space(root, "cpu")
+    refused = []
+
+    class Adding(MemoryListener):
+        def commit(self):
+            try:
+                root.add_subregion(0x9000, MemoryRegion.io("late", 0x10, OPS))
+            except EditDuringCommitError as exc:
+                refused.append(exc)
+
+    space.register_listener(Adding())
+    root.add_subregion(0, MemoryRegion.ram("ram", 0x1000))
+    assert refused and [r.name for r in root.subregions] == ["ram"]

@@ -250,6 +250,9 @@ def _transaction(m: Dict[str, Any]) -> None:
     with m["system"].transaction():
         m["dev"].set_address(0x50000)
         m["root"].add_subregion(0x40000, m["spare"])
+        # Adopted and added in one C call (inside the transaction).
+        m["root"].add_subregion(0x60000, MemoryRegion.io("timer", 0x100, MemoryRegionOps(
+            lambda o, s: 0, lambda o, v, s: None)))
         m["dev"].set_enabled(False)
 
 

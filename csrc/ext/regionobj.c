@@ -12,9 +12,13 @@
  * its checks and the three-part edit (the Python list, the C child array,
  * the child's links) in one C call.
  *
- * Everything unusual goes to Python: a bad argument, a region in a
- * MemorySystem (locks, adoption, commits), a subregion with links of its own
- * (cycle and alias-loop checks), a tree lock another thread holds.  The fast
+ * Everything unusual goes to Python: a bad argument, an add into a
+ * MemorySystem outside a transaction this thread holds (it commits at once)
+ * or of RAM not yet in it (adoption makes its dirty log), a subregion with
+ * links of its own (cycle and alias-loop checks), a lock another thread
+ * holds.  Inside a transaction, the fast path adopts the region (sets its
+ * system) and marks the update pending, as MemorySystem._adopt and
+ * _add_subregion do, holding the system's lock as they do.  The fast
  * path calls `self._add_subregion(...)` then, which checks, words the errors
  * and edits as before; so C decides only "plainly fine", never an error.
  *
@@ -49,6 +53,8 @@ static struct {
     region_info_fn info;
     PyObject *kinds;        /* {kind: (kind, flags, romd)} */
     PyObject *alias_kind;   /* the ALIAS string */
+    PyObject *ram_kind;     /* the RAM string */
+    PyObject *str_lock, *str_depth, *str_notifying, *str_pending, *str_acquire, *str_release;
     PyObject *node_cast;    /* address -> cffi `pm_region *` */
     PyObject *refuse_new;   /* (name, size, kind) -> raises the Python error */
     PyObject *lock_acquire, *lock_release;   /* TREE_LOCK's bound methods */
@@ -413,12 +419,85 @@ static PyObject *add_slow(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return answer;
 }
 
+/* Take a lock if it is free (or already this thread's: an RLock) without
+ * waiting; 1 if taken. */
+static int try_lock(PyObject *acquire)
+{
+    PyObject *got = PyObject_CallOneArg(acquire, Py_False);
+    if (!got) {
+        PyErr_Clear();
+        return 0;
+    }
+    int taken = got == Py_True;
+    Py_DECREF(got);
+    return taken;
+}
+
+static void unlock(PyObject *release)
+{
+    PyObject *released = PyObject_CallNoArgs(release);
+    Py_XDECREF(released);
+    PyErr_Clear();
+}
+
+/* A plain int attribute of the system (no Python code runs to read it). */
+static int system_int(PyObject *system, PyObject *name, long *out)
+{
+    if (!fp_plain_attribute(system, name)) {
+        return -1;
+    }
+    PyObject *value = PyObject_GenericGetAttr(system, name);
+    if (!value || !PyLong_CheckExact(value)) {
+        Py_XDECREF(value);
+        PyErr_Clear();
+        return -1;
+    }
+    *out = PyLong_AsLong(value);
+    Py_DECREF(value);
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* The container's system, when the add may happen in it here: inside a
+ * transaction this thread holds (so the add commits at its end, not now),
+ * with no listener being told of a change.  Its lock's release method when
+ * taken (the caller releases it), NULL for the Python path. */
+static PyObject *lock_open_transaction(PyObject *system)
+{
+    long depth, notifying;
+    PyObject *lock = fp_plain_attribute(system, api.str_lock)
+                     ? PyObject_GenericGetAttr(system, api.str_lock) : NULL;
+    PyObject *acquire = lock ? PyObject_GetAttr(lock, api.str_acquire) : NULL;
+    PyObject *release = acquire ? PyObject_GetAttr(lock, api.str_release) : NULL;
+    Py_XDECREF(lock);
+    int taken = release && PyCFunction_Check(acquire) && PyCFunction_Check(release)
+                && try_lock(acquire);
+    Py_XDECREF(acquire);
+    if (!taken) {
+        Py_XDECREF(release);
+        PyErr_Clear();
+        return NULL;
+    }
+    /* Held: a transaction open now is this thread's (it holds the lock). */
+    if (system_int(system, api.str_depth, &depth) < 0 || depth <= 0
+        || system_int(system, api.str_notifying, &notifying) < 0 || notifying
+        || !fp_plain_attribute(system, api.str_pending)) {
+        unlock(release);
+        Py_DECREF(release);
+        return NULL;
+    }
+    return release;
+}
+
 /* The plainly fine add (see the top of the file), or -1 to take the
- * Python path; NULL-free: it never raises. */
+ * Python path; it never raises. */
 static int add_fast(Region *self, PyObject *offset_arg, PyObject *region_arg,
                     PyObject *priority_obj)
 {
-    uint64_t offset, size;
+    uint64_t offset, size, old_addr;
     long priority;
     int is_2_64;
     if (!PyObject_TypeCheck(region_arg, &RegionType) || region_arg == (PyObject *)self) {
@@ -427,25 +506,33 @@ static int add_fast(Region *self, PyObject *offset_arg, PyObject *region_arg,
     Region *region = (Region *)region_arg;
     if (!self->node || !region->node || !self->kind || !region->size || !region->container
         || !self->system || !region->system || !region->subs || !region->alias
-        || !self->subs || !PyList_CheckExact(self->subs) || !PyList_CheckExact(region->subs)) {
+        || !self->subs || !PyList_CheckExact(self->subs) || !PyList_CheckExact(region->subs)
+        || !region->kind || !region->addr || !region->enabled || !self->enabled) {
         return -1;   /* cleared by a collection, or fields edited behind our back */
     }
+    PyObject *system = self->system;
     if (as_address(offset_arg, &offset) < 0 || priority_arg(priority_obj, &priority) < 0
         || node_size(region->size, &size, &is_2_64) < 0 || is_2_64
         || (offset && size > UINT64_MAX - offset + 1)
         || self->kind == api.alias_kind || region->container != Py_None
-        || self->system != Py_None || region->system != Py_None
+        || (region->system != Py_None && region->system != system)
         || PyList_GET_SIZE(region->subs)) {
+        return -1;
+    }
+    /* Adopting RAM makes its dirty log (Python: pymem/dirty.py). */
+    if (system != Py_None && region->system == Py_None && region->kind == api.ram_kind) {
         return -1;
     }
     /* No chain of links leads from the region back to us (no cycle, no
      * alias loop): it has no subregions, and it is no alias or an alias of
-     * a region without links of its own. */
+     * a region without links of its own (already in our system, if any:
+     * adoption takes what an alias reaches). */
     if (region->alias != Py_None) {
         Region *target = (Region *)region->alias;
         if (!PyObject_TypeCheck(region->alias, &RegionType) || target == self
             || !target->subs || !PyList_CheckExact(target->subs)
-            || PyList_GET_SIZE(target->subs) || target->alias != Py_None) {
+            || PyList_GET_SIZE(target->subs) || target->alias != Py_None
+            || target->system != system) {
             return -1;
         }
     }
@@ -453,38 +540,52 @@ static int add_fast(Region *self, PyObject *offset_arg, PyObject *region_arg,
     if (index < 0) {
         return -1;
     }
-    /* The tree lock, as every node change holds it (a render without the
-     * GIL may walk this tree); taken only if free now, never waited for. */
-    PyObject *got = PyObject_CallOneArg(api.lock_acquire, Py_False);
-    if (!got) {
-        PyErr_Clear();
+    /* QEMU re-renders only when both are enabled; a view root's own address
+     * also counts, so a root that moved re-renders too (as _add_subregion). */
+    if (!PyBool_Check(region->enabled) || !PyBool_Check(self->enabled)
+        || as_address(region->addr, &old_addr) < 0) {
         return -1;
     }
-    int locked = got == Py_True;
-    Py_DECREF(got);
-    if (!locked) {
-        return -1;
-    }
-    int done = -1;
-    if (PyList_Insert(self->subs, index, region_arg) == 0) {
-        if (api.insert_sub(self->node, (size_t)index, region->node) == PM_OK) {
-            PyObject *old[3];
-            replace(&region->container, (PyObject *)self, &old[0]);
-            replace(&region->priority, priority_obj, &old[1]);
-            replace(&region->addr, offset_arg, &old[2]);
-            api.set_addr(region->node, offset);
-            for (int i = 0; i < 3; i++) {
-                Py_DECREF(old[i]);   /* None and ints: no finalizer runs */
-            }
-            done = 0;
-        } else if (PySequence_DelItem(self->subs, index) < 0) {
-            PyErr_Clear();   /* cannot fail: the index was just inserted */
+    int pending = region->enabled == Py_True
+                  && (self->enabled == Py_True || old_addr != offset);
+    /* The system's lock, then the tree lock (the house order), each taken
+     * only if free now, never waited for: the tree lock because a render
+     * without the GIL may walk this tree. */
+    PyObject *system_release = NULL;
+    if (system != Py_None) {
+        system_release = lock_open_transaction(system);
+        if (!system_release) {
+            return -1;
         }
     }
-    PyErr_Clear();
-    PyObject *released = PyObject_CallNoArgs(api.lock_release);
-    Py_XDECREF(released);
-    PyErr_Clear();
+    int done = -1;
+    if (try_lock(api.lock_acquire)) {
+        /* Set first: a commit for nothing is harmless, a missed one is not. */
+        if ((!pending || system == Py_None
+             || PyObject_GenericSetAttr(system, api.str_pending, Py_True) == 0)
+            && PyList_Insert(self->subs, index, region_arg) == 0) {
+            if (api.insert_sub(self->node, (size_t)index, region->node) == PM_OK) {
+                PyObject *old[4];
+                replace(&region->system, system, &old[0]);
+                replace(&region->container, (PyObject *)self, &old[1]);
+                replace(&region->priority, priority_obj, &old[2]);
+                replace(&region->addr, offset_arg, &old[3]);
+                api.set_addr(region->node, offset);
+                for (int i = 0; i < 4; i++) {
+                    Py_DECREF(old[i]);   /* None, the system and ints: no finalizer runs */
+                }
+                done = 0;
+            } else if (PySequence_DelItem(self->subs, index) < 0) {
+                PyErr_Clear();   /* cannot fail: the index was just inserted */
+            }
+        }
+        PyErr_Clear();
+        unlock(api.lock_release);
+    }
+    if (system_release) {
+        unlock(system_release);
+        Py_DECREF(system_release);
+    }
     return done;
 }
 
@@ -582,19 +683,19 @@ static PyObject *region_by_id(PyObject *module, PyObject *id)
 }
 
 /*
- * set_region_api(functions, kinds, alias_kind, node_cast, refuse_new, tree_lock,
- * no_region): `functions` the addresses of pm_region_new, _free, _insert_sub,
+ * set_region_api(functions, kinds, alias_kind, ram_kind, node_cast, refuse_new,
+ * tree_lock, no_region): `functions` the addresses of pm_region_new, _free, _insert_sub,
  * _remove_sub, _set_addr, _set_alias, _set_memory and _info_get; `kinds`
  * {kind: (kind, flags, romd)}.  Once, when pymem.region is imported.
  */
 static PyObject *set_region_api(PyObject *module, PyObject *args)
 {
-    PyObject *functions, *kinds, *alias_kind, *node_cast, *refuse, *lock;
+    PyObject *functions, *kinds, *alias_kind, *ram_kind, *node_cast, *refuse, *lock;
     unsigned long no_region;
     void *fns[8];
     (void)module;
-    if (!PyArg_ParseTuple(args, "O!O!UOOOk", &PyTuple_Type, &functions, &PyDict_Type, &kinds,
-                          &alias_kind, &node_cast, &refuse, &lock, &no_region)) {
+    if (!PyArg_ParseTuple(args, "O!O!UUOOOk", &PyTuple_Type, &functions, &PyDict_Type, &kinds,
+                          &alias_kind, &ram_kind, &node_cast, &refuse, &lock, &no_region)) {
         return NULL;
     }
     if (PyTuple_GET_SIZE(functions) != 8) {
@@ -619,7 +720,14 @@ static PyObject *set_region_api(PyObject *module, PyObject *args)
     PyObject *registry = PyDict_New();
     PyObject *zero = PyLong_FromLong(0);
     PyObject *size_2_64 = PyLong_FromString("10000000000000000", NULL, 16);
-    if (!release || !registry || !zero || !size_2_64) {
+    api.str_lock = PyUnicode_InternFromString("_lock");
+    api.str_depth = PyUnicode_InternFromString("_depth");
+    api.str_notifying = PyUnicode_InternFromString("_notifying");
+    api.str_pending = PyUnicode_InternFromString("_update_pending");
+    api.str_acquire = PyUnicode_InternFromString("acquire");
+    api.str_release = PyUnicode_InternFromString("release");
+    if (!release || !registry || !zero || !size_2_64 || !api.str_lock || !api.str_depth
+        || !api.str_notifying || !api.str_pending || !api.str_acquire || !api.str_release) {
         Py_XDECREF(acquire);
         Py_XDECREF(release);
         Py_XDECREF(registry);
@@ -629,6 +737,7 @@ static PyObject *set_region_api(PyObject *module, PyObject *args)
     }
     api.kinds = Py_NewRef(kinds);
     api.alias_kind = Py_NewRef(alias_kind);
+    api.ram_kind = Py_NewRef(ram_kind);
     api.node_cast = Py_NewRef(node_cast);
     api.refuse_new = Py_NewRef(refuse);
     api.lock_acquire = acquire;
@@ -650,8 +759,8 @@ static PyObject *set_region_api(PyObject *module, PyObject *args)
 
 static PyMethodDef regionobj_functions[] = {
     { "set_region_api", set_region_api, METH_VARARGS,
-      "set_region_api(functions, kinds, alias_kind, node_cast, refuse_new, tree_lock, "
-      "no_region): the core's region functions (see regionobj.c)" },
+      "set_region_api(functions, kinds, alias_kind, ram_kind, node_cast, refuse_new, "
+      "tree_lock, no_region): the core's region functions (see regionobj.c)" },
     { "region_by_id", region_by_id, METH_O,
       "region_by_id(id) -> the live Region with this id, or None" },
     { NULL, NULL, 0, NULL },

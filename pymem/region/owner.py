@@ -29,6 +29,16 @@ class RegionOwner(Protocol):
     """Set by an edit that changes what rendering makes of the tree: the
     owner's next commit (at the end of the transaction) renders again."""
 
+    # Read (never written) by the C base's add_subregion (csrc/ext/regionobj.c),
+    # which adds into the owner only inside a transaction the thread holds
+    # and while no listener is being told; plain attributes, or it leaves
+    # the add to the Python path.
+    _depth: int
+    """How many transactions are open (under `_lock`)."""
+
+    _notifying: int
+    """Non-zero while listeners are being told of a change (edits refused)."""
+
     @property
     def _lock(self) -> ContextManager[Any]:
         """The owner's lock: held while an edit is tried and checked."""

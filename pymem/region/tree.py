@@ -939,7 +939,8 @@ _fastpath.set_region_api(
     {kind: (kind, flags | lib.PM_REGION_ENABLED | (lib.PM_REGION_ROMD if kind == ROM_DEVICE
                                                    else 0), kind == ROM_DEVICE)
      for kind, flags in _KIND_FLAGS.items()},
-    ALIAS, lambda address: ffi.cast("pm_region *", address), _refuse_new, TREE_LOCK, NO_REGION)
+    ALIAS, RAM, lambda address: ffi.cast("pm_region *", address), _refuse_new, TREE_LOCK,
+    NO_REGION)
 
 _FIELDS = {name: field for name, field in vars(MemoryRegion).items()
            if isinstance(field, (_Field, _ConstructorOrAttribute))}
