@@ -267,3 +267,23 @@ def test_an_address_spaces_view_cannot_be_swapped_by_assignment():
     assert asp.flatview is not other.flatview
     root.add_subregion(0x20000, MemoryRegion.ram("more", 0x1000))
     reads_still_work(asp)
+
+
+@pytest.mark.parametrize("size", [0x1000, 64 << 20])   # slab memory, an mmap of its own
+def test_releasing_the_buffer_a_region_hands_out_leaves_its_memory_alive(size: int) -> None:
+    # `mr.buffer` used to be the region's own memoryview: its release()
+    # dropped the last reference to the memory (the mmap, or the slab's
+    # pages) under the C node, and the next access crashed the process.
+    system = MemorySystem()
+    root = MemoryRegion.container("root", 1 << 32)
+    ram = MemoryRegion.ram("ram", size)
+    root.add_subregion(0, ram)
+    asp = system.address_space(root, "as")
+    with ram.buffer as view:       # a with-block releases the view at its end
+        view[:4] = b"\x01\x02\x03\x04"
+    ram.buffer.release()
+    gc.collect()
+    asp.stl_le(0, 0x12345678)
+    assert asp.ldl_le(0) == 0x12345678
+    assert bytes(ram.buffer[:4]) == b"\x78\x56\x34\x12"
+    assert ram.buffer is not ram.buffer

@@ -410,13 +410,18 @@ class MemoryRegion(_fastpath.Region, Uncopyable):
     def buffer(self) -> memoryview:
         """The contents of a RAM, ROM, ROM-device or RAM-device region, writable.
 
+        A new memoryview at each read, onto the region's own memory: the
+        caller may `release()` it (or use it in a `with`) without touching
+        the view the region and its C node keep, whose release would free
+        the memory under them.
+
         Raises:
             ArgumentTypeError: the region has no memory of its own (an I/O region,
                 a container, an alias, an IOMMU).
         """
         if self.kind not in (RAM, ROM, ROM_DEVICE, RAM_DEVICE):
             raise ArgumentTypeError(f"region {self.name!r} ({self.kind}) has no memory of its own")
-        return cast(memoryview, self._buffer)
+        return cast(memoryview, self._buffer)[:]
 
     def get_ram_ptr(self) -> "hostmem.RamPtr":
         """QEMU's memory_region_get_ram_ptr: the host address of the memory of
