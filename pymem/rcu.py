@@ -162,11 +162,11 @@ def call_rcu(fn: Callable[[], object]) -> None:
             _fastpath.atomic((_pending.append, fn), ("=", _counts, "queued", _counts.queued + 1))
             # The reclaimer waits on _cond only while nothing is pending, or
             # while gathering a batch: wake it (starting it if need be) for
-            # the first callback and from a full batch on, not for every one.
-            # None after a fork; one that died leaves the callbacks pending,
-            # so the count reaches the limit: it is started again then.
+            # the first callback and from a full batch on, not for every one;
+            # and whenever no reclaimer runs (none yet after a fork, or one
+            # that ended, e.g. on an error, leaving callbacks pending).
             queued = len(_pending)
-            if queued == 1 or queued >= _BATCH_LIMIT or _thread is None:
+            if queued == 1 or queued >= _BATCH_LIMIT or not _running:
                 _start_reclaimer()
                 _cond.notify_all()
     if inline:

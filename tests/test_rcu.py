@@ -480,3 +480,35 @@ def test_the_reclaimer_runs_from_import_so_no_commit_starts_a_thread():
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "True"
+
+
+def test_call_rcu_restarts_a_reclaimer_that_ended_with_callbacks_pending(monkeypatch):
+    # A reclaimer that ends (here: its grace period raises) with callbacks
+    # still pending is started again by the next call_rcu, not only once 64
+    # are pending (call_rcu once checked for no thread object at all, which
+    # only a fork leaves).
+    rcu.drain_call_rcu()
+    in_grace_period, fail = threading.Event(), threading.Event()
+    real_synchronize = rcu.synchronize_rcu
+
+    def failing_grace_period():
+        in_grace_period.set()
+        fail.wait(DEADLOCK)
+        raise SystemExit   # ends the reclaimer thread quietly
+
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    monkeypatch.setattr(rcu, "synchronize_rcu", failing_grace_period)
+    ran = []
+    rcu.call_rcu(lambda: ran.append("a"))
+    assert in_grace_period.wait(DEADLOCK)
+    dying = rcu._thread
+    rcu.call_rcu(lambda: ran.append("b"))     # pending while the reclaimer dies
+    rcu.call_rcu(lambda: ran.append("c"))
+    monkeypatch.setattr(rcu, "synchronize_rcu", real_synchronize)
+    fail.set()
+    dying.join(DEADLOCK)
+    assert not dying.is_alive() and not rcu._running
+    rcu.call_rcu(lambda: ran.append("d"))     # the third pending callback
+    assert rcu._running and rcu._thread is not dying
+    rcu.drain_call_rcu()
+    assert ran == ["a", "b", "c", "d"]
