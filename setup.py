@@ -24,10 +24,13 @@ setup(
                   include_dirs=["csrc"],
                   depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),
-        # unicorn's callbacks and the binding's map plan (pymem.unicorn, which
-        # reads pm_range from pymem.h); unicorn itself is not linked.
-        Extension("pymem._ucglue", ["csrc/ext/ucglue.c"], include_dirs=["csrc"],
-                  depends=["csrc/pymem.h"],
+        # unicorn's callbacks, the binding's map plan and its unicorn map
+        # (pymem.unicorn; reads pm_range from pymem.h); unicorn itself is not
+        # linked: it is called through the addresses pymem.unicorn hands in.
+        Extension("pymem._ucglue",
+                  [f"csrc/ext/{name}.c" for name in ("ucglue", "ucplan", "ucmap")],
+                  include_dirs=["csrc"],
+                  depends=["csrc/pymem.h", "csrc/ext/ucglue.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),
     ],
 )

@@ -65,9 +65,7 @@ Thread safety:
 """
 from __future__ import annotations
 
-import bisect
 import ctypes
-import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -80,13 +78,11 @@ except ImportError as _exc:   # pragma: no cover - exercised with a monkeypatche
                       "pip install 'pymem-qemu[unicorn]'") from _exc
 
 from ._bindings import ffi
-from ._ucglue import DirtyRange, Port, Window, callbacks, changed_spans, plan
+from ._ucglue import DirtyRange, Mapper, Port, callbacks
 from .address_space import AddressSpace
 from .dirty import log_of
-from .dispatch import SECTION_RAM, SECTION_READONLY, SECTION_ROMD
 from .errors import ArgumentTypeError, TopologyError
 from .flatview import FlatView
-from .hostmem import RamPtr
 from .listener import ViewListener
 from .memtx import MemTxError, MemTxResult
 from .rcu import call_rcu
@@ -117,6 +113,14 @@ for _f in ("uc_mem_map_ptr", "uc_mem_protect", "uc_mem_unmap", "uc_mmio_map", "u
     getattr(_lib, _f).restype = ctypes.c_int
 
 _C = callbacks()
+
+# The library functions the binding's C map (csrc/ext/ucmap.c) calls, by
+# address, in the order Mapper takes them; read once, from the library
+# unicorn's binding loaded.
+_UC_FUNCTIONS: Dict[str, int] = {
+    name: ctypes.cast(getattr(_lib, name), ctypes.c_void_p).value or 0
+    for name in ("uc_mem_unmap", "uc_mem_map_ptr", "uc_mem_protect", "uc_mmio_map",
+                 "uc_hook_add", "uc_hook_del", "uc_emu_stop", "uc_strerror")}
 
 _RAM_PERMS = UC.UC_PROT_ALL
 _ROM_PERMS = UC.UC_PROT_READ | UC.UC_PROT_EXEC
@@ -162,18 +166,6 @@ class BusError(UcError):
         return f"{super().__str__()}: {self.fault}"  # type: ignore[no-untyped-call]
 
 
-class _Block:
-    """One unicorn mapping the binding made."""
-
-    __slots__ = ("start", "end", "keep", "hook")
-
-    def __init__(self, start: int, end: int, keep: Any, hook: Optional[int]) -> None:
-        self.start = start
-        self.end = end
-        self.keep = keep     # RamPtr or Window: what unicorn's pointer needs alive
-        self.hook = hook     # dirty-log hook handle, or None
-
-
 def _riscv_insn_size(head: bytes) -> int:
     return 4 if head[0] & 3 == 3 else 2    # RVC instructions are 2 bytes
 
@@ -203,12 +195,8 @@ class UnicornBinding(ViewListener):
         self.last_fault: Optional[BusFault] = None
         self.page_size: int = uc.ctl_get_page_size()
         self._uch = uc._uch
-        self._blocks: Dict[int, _Block] = {}
-        self._starts: List[int] = []
-        self._deferred: List[Tuple[int, int]] = []
         self._detached = False
         self._pending: Optional[BaseException] = None
-        self._resume = False
         self._pc, self._insn_size = _INSN_SIZES.get(uc._arch, (0, None))
         big = bool(uc._mode & UC.UC_MODE_BIG_ENDIAN)
         suffix = "_be" if big else "_le"
@@ -217,6 +205,10 @@ class UnicornBinding(ViewListener):
         stores = (asp.stb, getattr(asp, "stw" + suffix), getattr(asp, "stl" + suffix),
                   getattr(asp, "stq" + suffix))
         self._port = Port(loads, stores, self._on_error)
+        # What the binding mapped, and the remap at each commit: C.
+        self._map = Mapper(self._uch.value or 0, tuple(_UC_FUNCTIONS.values()), self._port,
+                           (_RAM_PERMS, _ROM_PERMS), UC.UC_HOOK_MEM_WRITE, _dirty_range,
+                           TopologyError, asp.name, self.page_size, self._insn_size is not None)
         self._hooks: List[int] = []
         self._py_hooks: List[int] = []
         # Stores to read-only pages: C, into the address space.
@@ -246,8 +238,7 @@ class UnicornBinding(ViewListener):
         self._detached = True
         if any(listener is self for listener in self.asp.listeners):
             self.asp.unregister_listener(self)
-        for block in list(self._blocks.values()):
-            self._unmap(block)
+        self._map.unmap_all()
         for handle in self._hooks:
             _lib.uc_hook_del(self._uch, handle)
         self._hooks.clear()
@@ -269,141 +260,32 @@ class UnicornBinding(ViewListener):
 
         Raises nothing.
         """
-        out = []
-        for start in self._starts:
-            block = self._blocks[start]
-            if isinstance(block.keep, Window):
-                kind = "mmio"
-            else:
-                kind = "ram" if block.keep[1] else "rom"
-            out.append((block.start, block.end, kind))
-        return out
+        return self._map.mappings()
 
     # ------------------------------------------------------ listener call
 
     def view_changed(self, asp: AddressSpace, old: Optional[FlatView],
                      new: Optional[FlatView]) -> None:
         """The space's view changed (a commit, or the binding's registration):
-        unmap what changed and map it again as RAM, ROM or MMIO.  The ranges
-        that changed come from C, comparing the two views' ranges (address,
-        region, offset, flags, host memory, dirty-log mask); nothing once
-        detached.  At unregistration (the space destroyed) everything the
-        binding mapped is unmapped.
+        unmap what changed and map it again as RAM, ROM or MMIO, in one C
+        call (csrc/ext/ucmap.c) that compares the two views' ranges (address,
+        region, offset, flags, host memory, dirty-log mask) and calls unicorn;
+        nothing once detached.  At unregistration (the space destroyed)
+        everything the binding mapped is unmapped.  A mapping unicorn refuses
+        is left unmapped, the rest of the change is still made, and
+        `mappings()` says what unicorn has.
 
         Raises:
-            TopologyError: unicorn cannot map a range of the new view.
-            UcError: unicorn refuses a mapping or a hook.
+            TopologyError: unicorn refuses a mapping of the new view (pages
+                beyond the CPU's physical addresses) or its dirty-log hook;
+                it names the first such mapping.
         """
         if self._detached:
             return
         if new is None:
-            for block in list(self._blocks.values()):
-                self._unmap(block)
+            self._map.unmap_all()
             return
-        old_array, old_n = _view_array(old)
-        new_array, new_n = _view_array(new)
-        self._apply(changed_spans(old_array, old_n, new_array, new_n, self.page_size), new,
-                    new_array, new_n)
-
-    # ------------------------------------------------------------- mapping
-
-    def _apply(self, changed: List[Tuple[int, int]], view: FlatView, array: int,
-               n: int) -> None:
-        """Remap the spans `changed` (whole pages, in address order, merged)
-        and those deferred earlier, from `view` (whose C ranges are
-        `array`, `n` of them)."""
-        deferred, self._deferred = self._deferred, []
-        spans = self._spans(sorted(changed + deferred) if deferred else changed)
-        port = self._port
-        if port.busy:
-            # unicorn is inside an access to the mapping under `active`:
-            # unmapping it now would free what unicorn uses once we return.
-            # It stays until emulation returns (or the next commit): an MMIO
-            # mapping dispatches by address into the current view, so it
-            # stays right; a read-only RAM one (a store to ROM or romd) reads
-            # its old memory until then.
-            active = port.active
-            self._deferred = [(lo, hi) for lo, hi in spans if lo <= active < hi]
-            spans = [(lo, hi) for lo, hi in spans if not lo <= active < hi]
-            if self._deferred and self._insn_size is not None and not any(
-                    isinstance(block.keep, Window) and block.start <= active < block.end
-                    for block in self._blocks.values()):
-                # A read-only RAM mapping would be read stale: stop the
-                # guest after this store (unicorn stops with the PC on it,
-                # the store done) and resume at the next instruction.
-                self._resume = True
-                _lib.uc_emu_stop(self._uch)
-        if not spans:
-            return
-        page = self.page_size
-        for lo, hi in spans:
-            for start in self._starts[bisect.bisect_left(self._starts, lo):
-                                      bisect.bisect_left(self._starts, hi)]:
-                self._unmap(self._blocks[start])
-            for first, last, index, host, flags, offset, dirty_mask in plan(
-                    array, n, lo, hi - 1, page):
-                self._map(first, last + 1, view, index, host, flags, offset, dirty_mask)
-
-    def _spans(self, changed: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
-        """The changed spans (whole pages, in address order) widened to the
-        whole mappings they overlap, merged."""
-        out: List[Tuple[int, int]] = []
-        for lo, hi in changed:
-            # Widen to the mappings it overlaps.
-            i = bisect.bisect_right(self._starts, lo) - 1
-            if i >= 0 and self._blocks[self._starts[i]].end > lo:
-                lo = self._starts[i]
-            j = bisect.bisect_left(self._starts, hi) - 1
-            if j >= 0 and self._blocks[self._starts[j]].end > hi:
-                hi = self._blocks[self._starts[j]].end
-            if out and lo <= out[-1][1]:
-                out[-1] = (out[-1][0], max(out[-1][1], hi))
-            else:
-                out.append((lo, hi))
-        return out
-
-    def _map(self, start: int, end: int, view: FlatView, index: int, host: int, flags: int,
-             offset: int, dirty_mask: int) -> None:
-        """Map [start, end): MMIO if index is -1, else the memory of the
-        view's range `index` (host address `host`, `offset` into its region)."""
-        size = end - start
-        hook = None
-        if index < 0:
-            window = Window(self._port, start)
-            err = _lib.uc_mmio_map(self._uch, start, size, _C["mmio_read"], id(window),
-                                   _C["mmio_write"], id(window))
-            keep: Any = window
-        else:
-            writable = bool(flags & SECTION_RAM) and not flags & (SECTION_READONLY | SECTION_ROMD)
-            region = view._regions[index]
-            ptr = _ram_ptr(region)
-            perms = _RAM_PERMS if writable else _ROM_PERMS
-            err = _lib.uc_mem_map_ptr(self._uch, start, size, perms, host)
-            if not err and not writable:
-                # Makes unicorn's pages read-only (TLB_DISCARD_WRITE): a store
-                # the write-protect hook answered changes nothing.
-                err = _lib.uc_mem_protect(self._uch, start, size, perms)
-            keep = (ptr, writable)
-            if not err and writable and dirty_mask and region.kind == RAM:
-                log = log_of(region)
-                dirty = DirtyRange(_cdata_address(log.cdata), start, size, offset,
-                                   log.page_bits, dirty_mask, log)
-                hook = self._hook_add(UC.UC_HOOK_MEM_WRITE, _C["dirty_write"], id(dirty),
-                                      start, end - 1)
-                keep = (ptr, writable, dirty)
-        if err:
-            raise TopologyError(f"unicorn: cannot map [{start:#x}, {end:#x}) of address space "
-                                f"{self.asp.name!r}: {UcError(err)}")
-        block = _Block(start, end, keep, hook)
-        self._blocks[start] = block
-        bisect.insort(self._starts, start)
-
-    def _unmap(self, block: _Block) -> None:
-        if block.hook is not None:
-            _lib.uc_hook_del(self._uch, block.hook)
-        _lib.uc_mem_unmap(self._uch, block.start, block.end - block.start)
-        del self._blocks[block.start]
-        self._starts.remove(block.start)
+        self._map.apply(*_view_array(old), *_view_array(new))
 
     def _hook_add(self, kind: int, callback: int, user: int, begin: int, end: int) -> int:
         handle = ctypes.c_size_t()
@@ -446,7 +328,7 @@ class UnicornBinding(ViewListener):
         unicorn does not say how much of them is left)."""
         while True:
             self._pending = None
-            self._resume = False
+            self._map.resume = 0
             try:
                 self._emu_start(begin, until, timeout, count)
             except UcError as exc:
@@ -455,11 +337,11 @@ class UnicornBinding(ViewListener):
                     raise pending from None
                 raise
             finally:
-                if self._deferred and not self._detached:
+                if self._map.deferred and not self._detached:
                     view = self.asp.flatview
                     if view is not None:
-                        self._apply([], view, *_view_array(view))
-            if not self._resume or timeout or count or self._insn_size is None:
+                        self._map.apply_deferred(*_view_array(view))
+            if not self._map.resume or timeout or count or self._insn_size is None:
                 return
             pc = self.uc.reg_read(self._pc)
             begin = pc + self._insn_size(self.uc.mem_read(pc, 2))
@@ -467,21 +349,17 @@ class UnicornBinding(ViewListener):
                 return
 
 
-def _cdata_address(cdata: Any) -> int:
-    from ._bindings import ffi
-
-    return int(ffi.cast("uintptr_t", cdata))
-
-
-_ram_ptrs: "weakref.WeakKeyDictionary[MemoryRegion, RamPtr]" = weakref.WeakKeyDictionary()
-
-
-def _ram_ptr(region: MemoryRegion) -> RamPtr:
-    """The region's RamPtr, made once (a region's memory never moves)."""
-    ptr = _ram_ptrs.get(region)
-    if ptr is None:
-        ptr = _ram_ptrs[region] = region.get_ram_ptr()
-    return ptr
+def _dirty_range(region: MemoryRegion, start: int, size: int, offset: int,
+                 mask: int) -> Optional[DirtyRange]:
+    """From C, for a writable mapping [start, start + size) of `region`'s
+    memory (from `offset`) while `mask`'s dirty-log clients log: the
+    DirtyRange its write hook marks, or None for memory without a log of
+    its own (a RAM device)."""
+    if region.kind != RAM:
+        return None
+    log = log_of(region)
+    return DirtyRange(int(ffi.cast("uintptr_t", log.cdata)), start, size, offset,
+                      log.page_bits, mask, log)
 
 
 def _view_array(view: Optional[FlatView]) -> Tuple[int, int]:

@@ -459,13 +459,13 @@ def test_guest_stores_mark_pages_dirty_while_logging_is_on_and_cost_no_hook_when
         store(T1, T2, 0x8, "b"),        # sb   t1, 8(t2)          page 3
     ))
     ram = board.ram
-    assert all(block.hook is None for block in board.binding._blocks.values())
+    assert board.binding._map.dirty_hooks == 0
     ram.set_log(True, DIRTY_MEMORY_VGA)
-    assert sum(block.hook is not None for block in board.binding._blocks.values()) == 1
+    assert board.binding._map.dirty_hooks == 1
     board.run()
     assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA).pages_dirty() == [0x0, 0x3000]
     ram.set_log(False, DIRTY_MEMORY_VGA)
-    assert all(block.hook is None for block in board.binding._blocks.values())
+    assert board.binding._map.dirty_hooks == 0
     board.run()
     assert ram.get_and_clear_dirty(0, 0x10000, DIRTY_MEMORY_VGA).pages_dirty() == []
 
@@ -482,7 +482,7 @@ def test_a_snapshot_restore_puts_back_what_the_guest_stored():
         store(T1, T2, 0x8, "b"),        # sb   t1, 8(t2)          page 3
     ))
     snap = board.system.snapshot()
-    assert sum(block.hook is not None for block in board.binding._blocks.values()) == 1
+    assert board.binding._map.dirty_hooks == 1
     board.run()
     assert board.ram.buffer[0x10:0x14] == (0x3000).to_bytes(4, "little")
     board.system.restore(snap)
@@ -505,33 +505,57 @@ def test_detach_unmaps_everything_and_later_commits_leave_the_cpu_alone():
     assert list(board.uc.mem_regions()) == []
 
 
-def _count_remaps(monkeypatch):
-    """Count the binding's unicorn unmap and map calls."""
+def _spy_on_unicorn(monkeypatch, refuse=()):
+    """Route the unicorn calls of bindings attached from now on (the C map
+    calls unicorn through the addresses in pymem.unicorn._UC_FUNCTIONS)
+    through ctypes callbacks that log each unmap and map, and answer
+    UC_ERR_MAP to a map at an address in `refuse` without calling unicorn."""
+    import ctypes
+
     import pymem.unicorn as binding_module
 
-    calls = []
     real = binding_module._lib
+    calls = []
+    u64, ptr, status = ctypes.c_uint64, ctypes.c_void_p, ctypes.c_int
 
-    class Counting:
-        def __getattr__(self, name):
-            fn = getattr(real, name)
-            if name in ("uc_mem_unmap", "uc_mem_map_ptr", "uc_mmio_map"):
-                def counted(uch, start, size, *rest):
-                    calls.append((name, start, size))
-                    return fn(uch, start, size, *rest)
-                return counted
-            return fn
+    def unmap(uch, start, size):
+        calls.append(("uc_mem_unmap", start, size))
+        return real.uc_mem_unmap(uch, start, size)
 
-    monkeypatch.setattr(binding_module, "_lib", Counting())
+    def map_ptr(uch, start, size, perms, host):
+        calls.append(("uc_mem_map_ptr", start, size))
+        return UC.UC_ERR_MAP if start in refuse else real.uc_mem_map_ptr(uch, start, size,
+                                                                          perms, host)
+
+    def mmio_map(uch, start, size, read, read_data, write, write_data):
+        calls.append(("uc_mmio_map", start, size))
+        return UC.UC_ERR_MAP if start in refuse else real.uc_mmio_map(
+            uch, start, size, read, read_data, write, write_data)
+
+    spies = {"uc_mem_unmap": ctypes.CFUNCTYPE(status, ptr, u64, u64)(unmap),
+             "uc_mem_map_ptr": ctypes.CFUNCTYPE(status, ptr, u64, u64, ctypes.c_uint32,
+                                                ptr)(map_ptr),
+             "uc_mmio_map": ctypes.CFUNCTYPE(status, ptr, u64, u64, ptr, ptr, ptr,
+                                             ptr)(mmio_map)}
+    monkeypatch.setattr(binding_module, "_test_spies", spies, raising=False)   # kept alive
+    for name, spy in spies.items():
+        monkeypatch.setitem(binding_module._UC_FUNCTIONS, name,
+                            ctypes.cast(spy, ctypes.c_void_p).value)
     return calls
 
 
+def unicorn_has(uc):
+    """What unicorn has mapped, as the binding's mappings() says it: [(start, end)]."""
+    return sorted((begin, last + 1) for begin, last, _perms in uc.mem_regions())
+
+
 def test_a_commit_remaps_only_the_ranges_that_changed(monkeypatch):
+    calls = _spy_on_unicorn(monkeypatch)
     board = Board(code(0x00000013))    # nop
     banks = MemoryRegion.ram("banks", 0x2000)
     window = MemoryRegion.alias("window", banks, 0, 0x1000)
     board.root.add_subregion(0x20000000, window)
-    calls = _count_remaps(monkeypatch)
+    del calls[:]
     window.set_alias_offset(0x1000)    # a bank switch: the window's page only
     assert calls == [("uc_mem_unmap", 0x20000000, 0x1000),
                      ("uc_mem_map_ptr", 0x20000000, 0x1000)]
@@ -542,6 +566,61 @@ def test_a_commit_remaps_only_the_ranges_that_changed(monkeypatch):
     with banks.get_ram_ptr() as ptr:
         board.uc.mem_write(0x20000000, b"bank one")
         assert ctypes_bytes(ptr.address + 0x1000, 8) == b"bank one"
+
+
+def test_a_mapping_unicorn_refuses_midway_is_left_out_and_the_rest_is_still_mapped(monkeypatch):
+    calls = _spy_on_unicorn(monkeypatch, refuse=(0x40001000,))
+    board = Board(code(0x00000013))    # nop
+    low, high = MemoryRegion.ram("low", 0x1000), MemoryRegion.ram("high", 0x1000)
+    dev = MemoryRegion.io("late-dev", 0x100, board.ops)
+    with pytest.raises(TopologyError, match=r"cannot map \[0x40001000, 0x40002000\) of "
+                                            r"address space 'cpu'"):
+        with board.system.transaction():     # one commit: low, then high (refused), then dev
+            board.root.add_subregion(0x40000000, low)
+            board.root.add_subregion(0x40001000, high)
+            board.root.add_subregion(0x40002000, dev)
+    assert ("uc_mem_map_ptr", 0x40001000, 0x1000) in calls
+    mapped = board.binding.mappings()
+    assert (0x40000000, 0x40001000, "ram") in mapped
+    assert (0x40002000, 0x40003000, "mmio") in mapped     # mapped after the refusal
+    assert not any(start <= 0x40001000 < end for start, end, _ in mapped)
+    assert [(start, end) for start, end, _ in mapped] == unicorn_has(board.uc)
+    # The record stays true: later commits and detach work from it.
+    board.root.del_subregion(low)
+    assert [(start, end) for start, end, _ in board.binding.mappings()] == unicorn_has(board.uc)
+    assert (0x40000000, 0x40001000, "ram") not in board.binding.mappings()
+    board.binding.detach()
+    assert unicorn_has(board.uc) == []
+
+
+def test_two_cpus_on_one_space_both_follow_a_bank_switch_and_detach_alone(monkeypatch):
+    calls = _spy_on_unicorn(monkeypatch)
+    program = code(
+        lui(T0, 0x20000),               # lui  t0, 0x20000
+        load(T1, T0, 0, "w"),           # lw   t1, 0(t0)
+    )
+    board = Board(program)
+    banks = MemoryRegion.ram("banks", 0x2000)
+    banks.buffer[0:4] = (1).to_bytes(4, "little")
+    banks.buffer[0x1000:0x1004] = (2).to_bytes(4, "little")
+    window = MemoryRegion.alias("window", banks, 0, 0x1000)
+    board.root.add_subregion(0x20000000, window)
+    other = unicorn.Uc(UC.UC_ARCH_RISCV, UC.UC_MODE_RISCV32)
+    second = attach(other, board.asp)
+    del calls[:]
+    window.set_alias_offset(0x1000)
+    assert calls == [("uc_mem_unmap", 0x20000000, 0x1000),
+                     ("uc_mem_map_ptr", 0x20000000, 0x1000)] * 2     # one pair per CPU
+    board.run()
+    other.emu_start(0, len(program))
+    assert (board.reg(UC_RISCV_REG_X6), other.reg_read(UC_RISCV_REG_X6)) == (2, 2)
+    second.detach()
+    assert unicorn_has(other) == []
+    window.set_alias_offset(0)
+    assert unicorn_has(other) == []
+    board.run()
+    assert board.reg(UC_RISCV_REG_X6) == 1
+    assert [(start, end) for start, end, _ in board.binding.mappings()] == unicorn_has(board.uc)
 
 
 def ctypes_bytes(address, size):

@@ -17,13 +17,9 @@
  * released (ctypes drops it around uc_emu_start), so every callback that
  * touches Python takes it; the dirty-log callback touches only bytes.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <structmember.h>
+#include "ucglue.h"
 
-#include "pymem.h"
+#include <structmember.h>
 
 /* The four access sizes, as an index into the builtin tables. */
 static int size_index(unsigned size)
@@ -41,22 +37,6 @@ static int size_index(unsigned size)
         return -1;
     }
 }
-
-/*
- * A Port is one binding's way into its address space: the bound load and
- * store builtins of each size (in the guest's byte order) and the Python
- * callable told of an access that failed.  `busy` counts accesses in
- * progress and `active` is the address of the innermost one, so the binding
- * can tell which unicorn mapping must not be unmapped under unicorn's feet.
- */
-typedef struct {
-    PyObject_HEAD
-    PyObject *loads[4];
-    PyObject *stores[4];
-    PyObject *on_error;      /* on_error(exception, addr, size, is_write) */
-    int busy;
-    unsigned long long active;
-} Port;
 
 static int port_traverse(Port *self, visitproc visit, void *arg)
 {
@@ -125,7 +105,7 @@ static PyMemberDef port_members[] = {
     { NULL, 0, 0, 0, NULL },
 };
 
-static PyTypeObject PortType = {
+PyTypeObject PortType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pymem._ucglue.Port",
     .tp_basicsize = sizeof(Port),
@@ -222,17 +202,6 @@ static void port_store(Port *p, uint64_t addr, unsigned size, uint64_t value)
     }
 }
 
-/*
- * A Window is one unicorn MMIO mapping: the guest address it starts at (its
- * callbacks get offsets from there) and its port.  Its address is the
- * mapping's user data, so the binding keeps it alive while mapped.
- */
-typedef struct {
-    PyObject_HEAD
-    Port *port;
-    unsigned long long base;
-} Window;
-
 static int window_traverse(Window *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->port);
@@ -270,7 +239,7 @@ static PyMemberDef window_members[] = {
     { NULL, 0, 0, 0, NULL },
 };
 
-static PyTypeObject WindowType = {
+PyTypeObject WindowType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pymem._ucglue.Window",
     .tp_basicsize = sizeof(Window),
@@ -285,7 +254,7 @@ static PyTypeObject WindowType = {
 };
 
 /* unicorn's uc_cb_mmio_read_t and uc_cb_mmio_write_t. */
-static uint64_t mmio_read(void *uc, uint64_t offset, unsigned size, void *user)
+uint64_t ucglue_mmio_read(void *uc, uint64_t offset, unsigned size, void *user)
 {
     Window *w = (Window *)user;
     (void)uc;
@@ -295,7 +264,7 @@ static uint64_t mmio_read(void *uc, uint64_t offset, unsigned size, void *user)
     return value;
 }
 
-static void mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
+void ucglue_mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value, void *user)
 {
     Window *w = (Window *)user;
     (void)uc;
@@ -384,7 +353,7 @@ static int dirty_init(DirtyRange *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-static PyTypeObject DirtyRangeType = {
+PyTypeObject DirtyRangeType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pymem._ucglue.DirtyRange",
     .tp_basicsize = sizeof(DirtyRange),
@@ -398,7 +367,7 @@ static PyTypeObject DirtyRangeType = {
 };
 
 /* unicorn's uc_cb_hookmem_t for UC_HOOK_MEM_WRITE; no Python. */
-static void dirty_write(void *uc, int type, uint64_t address, int size, int64_t value,
+void ucglue_dirty_write(void *uc, int type, uint64_t address, int size, int64_t value,
                         void *user)
 {
     DirtyRange *d = (DirtyRange *)user;
@@ -422,260 +391,23 @@ static void dirty_write(void *uc, int type, uint64_t address, int size, int64_t 
     }
 }
 
-/* ------------------------------------------------ the binding's map plan */
-
-/* Whether two views' ranges map the same thing the same way (QEMU's
- * flatrange_equal, plus what unicorn's map depends on: the host memory and
- * the dirty-log mask, whose change moves a write hook). */
-static bool range_equal(const pm_range *a, const pm_range *b)
-{
-    return a->start == b->start && a->last == b->last && a->offset == b->offset
-           && a->region == b->region && a->flags == b->flags && a->host == b->host
-           && a->dirty_mask == b->dirty_mask;
-}
-
-typedef unsigned __int128 u128;
-
-/* A changed span, whole pages: [first, end), end up to 2^64. */
-typedef struct {
-    uint64_t first;
-    u128 end;
-} span;
-
-static int span_order(const void *a, const void *b)
-{
-    uint64_t x = ((const span *)a)->first, y = ((const span *)b)->first;
-    return x < y ? -1 : x > y;
-}
-
-/* hi as a Python int, 2^64 included. */
-static PyObject *end_to_long(u128 end)
-{
-    if (end <= UINT64_MAX) {
-        return PyLong_FromUnsignedLongLong((unsigned long long)end);
-    }
-    PyObject *last = PyLong_FromUnsignedLongLong(UINT64_MAX), *one = PyLong_FromLong(1);
-    PyObject *r = last && one ? PyNumber_Add(last, one) : NULL;
-    Py_XDECREF(last);
-    Py_XDECREF(one);
-    return r;
-}
-
-/*
- * changed_spans(old, old_n, new, new_n, page) -> [(lo, hi)]: where two
- * views' ranges differ, widened to whole pages of `page` bytes, in address
- * order and merged (hi exclusive, up to 2^64).  The ranges come from a walk
- * of both views in address order as QEMU's address_space_update_topology_pass
- * makes it: an old range that is not in the new view (deleted), a new range
- * that was not in the old one (added).  `old` and `new` are pm_range arrays
- * (their addresses; 0 with a count of 0 for none), alive for the call.
- */
-static PyObject *changed_spans(PyObject *module, PyObject *args)
-{
-    unsigned long long old_addr, new_addr, page;
-    Py_ssize_t old_n, new_n;
-    (void)module;
-    if (!PyArg_ParseTuple(args, "KnKnK:changed_spans", &old_addr, &old_n, &new_addr, &new_n,
-                          &page)) {
-        return NULL;
-    }
-    if (old_n < 0 || new_n < 0 || (old_n && !old_addr) || (new_n && !new_addr) || !page
-        || (page & (page - 1))) {
-        PyErr_SetString(PyExc_ValueError,
-                        "changed_spans: a view with ranges but no array, or a bad page size");
-        return NULL;
-    }
-    const pm_range *old = (const pm_range *)(uintptr_t)old_addr;
-    const pm_range *new = (const pm_range *)(uintptr_t)new_addr;
-    span *spans = NULL;
-    Py_ssize_t n = 0, cap = 0, i = 0, j = 0;
-    while (i < old_n || j < new_n) {
-        const pm_range *a = i < old_n ? &old[i] : NULL;
-        const pm_range *b = j < new_n ? &new[j] : NULL;
-        const pm_range *changed;
-        if (a && (!b || a->start < b->start || (a->start == b->start && !range_equal(a, b)))) {
-            changed = a;
-            i++;
-        } else if (a && b && range_equal(a, b)) {
-            i++;
-            j++;
-            continue;
-        } else {
-            changed = b;
-            j++;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            span *grown = PyMem_Realloc(spans, (size_t)cap * sizeof(*spans));
-            if (!grown) {
-                PyMem_Free(spans);
-                return PyErr_NoMemory();
-            }
-            spans = grown;
-        }
-        spans[n++] = (span){ changed->start & ~(page - 1),
-                             ((u128)changed->last + page) / page * page };
-    }
-    if (n > 1) {
-        qsort(spans, (size_t)n, sizeof(*spans), span_order);
-    }
-    PyObject *out = PyList_New(0);
-    for (Py_ssize_t k = 0; out && k < n;) {
-        u128 end = spans[k].end;
-        Py_ssize_t m = k + 1;
-        for (; m < n && spans[m].first <= end; m++) {
-            if (spans[m].end > end) {
-                end = spans[m].end;
-            }
-        }
-        PyObject *lo = PyLong_FromUnsignedLongLong(spans[k].first), *hi = end_to_long(end);
-        PyObject *t = lo && hi ? PyTuple_Pack(2, lo, hi) : NULL;
-        Py_XDECREF(lo);
-        Py_XDECREF(hi);
-        if (!t || PyList_Append(out, t) < 0) {
-            Py_XDECREF(t);
-            Py_CLEAR(out);
-            break;
-        }
-        Py_DECREF(t);
-        k = m;
-    }
-    PyMem_Free(spans);
-    return out;
-}
-
-
-/* Append one mapping (first, last, index, host, flags, offset, dirty_mask)
- * of a plan; index -1 (host 0) is MMIO.  Adjacent or overlapping MMIO
- * mappings merge: pages several ranges share are one MMIO mapping. */
-static int plan_add(PyObject *plan, u128 first, u128 end, Py_ssize_t index,
-                    const pm_range *r, unsigned long long *mmio_last)
-{
-    unsigned long long last = (unsigned long long)(end - 1);
-    Py_ssize_t n = PyList_GET_SIZE(plan);
-    if (index < 0 && n && *mmio_last != 0) {
-        /* The previous mapping is MMIO and reaches this one: widen it. */
-        PyObject *prev = PyList_GET_ITEM(plan, n - 1);
-        unsigned long long prev_first = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(prev, 0));
-        unsigned long long prev_last = *mmio_last - 1;
-        if (first <= (u128)prev_last + 1) {
-            if (last > prev_last) {
-                PyObject *t = Py_BuildValue("(KKniIKI)", prev_first, last, (Py_ssize_t)-1, 0, 0u,
-                                            0ull, 0u);
-                if (!t || PyList_SetItem(plan, n - 1, t) < 0) {
-                    return -1;
-                }
-                *mmio_last = last + 1;
-            }
-            return 0;
-        }
-    }
-    PyObject *t;
-    if (index < 0) {
-        t = Py_BuildValue("(KKniIKI)", (unsigned long long)first, last, index, 0, 0u, 0ull, 0u);
-        *mmio_last = last + 1;   /* 0 only for a mapping ending at 2^64 */
-    } else {
-        uint64_t delta = (uint64_t)first - r->start;
-        t = Py_BuildValue("(KKnKIKI)", (unsigned long long)first, last, index,
-                          (unsigned long long)((uintptr_t)r->host + r->offset + delta),
-                          (unsigned)r->flags, (unsigned long long)(r->offset + delta),
-                          (unsigned)r->dirty_mask);
-        *mmio_last = 0;
-    }
-    if (!t) {
-        return -1;
-    }
-    int st = PyList_Append(plan, t);
-    Py_DECREF(t);
-    return st;
-}
-
-/*
- * plan(ranges, n, first, last, page) -> [(first, last, index, host, flags,
- * offset, dirty_mask)]: the unicorn mappings [first, last] needs, from the
- * view's ranges that overlap it, page-aligned, in address order.  A mapping
- * with index >= 0 maps ranges[index]'s memory (host: the host address of
- * its first byte, offset: that byte's offset in the region) and covers
- * whole pages of it whose memory starts on a host page; everything else
- * (devices, the partial pages around memory) is MMIO: index -1.
- */
-static PyObject *plan(PyObject *module, PyObject *args)
-{
-    unsigned long long addr, lo, hi, page;
-    Py_ssize_t n;
-    (void)module;
-    if (!PyArg_ParseTuple(args, "KnKKK:plan", &addr, &n, &lo, &hi, &page)) {
-        return NULL;
-    }
-    if (n < 0 || (n && !addr) || !page || (page & (page - 1)) || hi < lo) {
-        PyErr_SetString(PyExc_ValueError, "plan: bad view or span");
-        return NULL;
-    }
-    const pm_range *ranges = (const pm_range *)(uintptr_t)addr;
-    PyObject *out = PyList_New(0);
-    if (!out) {
-        return NULL;
-    }
-    /* The first range that ends at or after lo. */
-    Py_ssize_t a = 0, b = n;
-    while (a < b) {
-        Py_ssize_t mid = a + (b - a) / 2;
-        if (ranges[mid].last < lo) {
-            a = mid + 1;
-        } else {
-            b = mid;
-        }
-    }
-    unsigned long long mmio_last = 0;
-    const u128 pg = page;
-    for (Py_ssize_t i = a; i < n && ranges[i].start <= hi; i++) {
-        const pm_range *r = &ranges[i];
-        u128 s = r->start > lo ? r->start : lo;
-        u128 e = (u128)(r->last < hi ? r->last : hi) + 1;       /* exclusive */
-        u128 first = (s + pg - 1) / pg * pg, last = e / pg * pg;
-        bool memory = (r->flags & (PM_SECTION_RAM | PM_SECTION_ROMD))
-                      && !(r->flags & PM_SECTION_IOMMU) && r->host
-                      && ((uintptr_t)r->host + r->offset + (uint64_t)(first - r->start))
-                             % page == 0;
-        int st = 0;
-        if (first < last && memory) {
-            if (s < first) {
-                st = plan_add(out, s / pg * pg, first, -1, r, &mmio_last);
-            }
-            if (!st) {
-                st = plan_add(out, first, last, i, r, &mmio_last);
-            }
-            if (!st && last < e) {
-                st = plan_add(out, last, (e + pg - 1) / pg * pg, -1, r, &mmio_last);
-            }
-        } else {
-            st = plan_add(out, s / pg * pg, (e + pg - 1) / pg * pg, -1, r, &mmio_last);
-        }
-        if (st < 0) {
-            Py_DECREF(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-
 static PyObject *callbacks(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
     return Py_BuildValue("{sKsKsKsK}",
-                         "mmio_read", (unsigned long long)(uintptr_t)mmio_read,
-                         "mmio_write", (unsigned long long)(uintptr_t)mmio_write,
+                         "mmio_read", (unsigned long long)(uintptr_t)ucglue_mmio_read,
+                         "mmio_write", (unsigned long long)(uintptr_t)ucglue_mmio_write,
                          "write_prot", (unsigned long long)(uintptr_t)write_prot,
-                         "dirty_write", (unsigned long long)(uintptr_t)dirty_write);
+                         "dirty_write", (unsigned long long)(uintptr_t)ucglue_dirty_write);
 }
 
 static PyMethodDef module_methods[] = {
     { "callbacks", callbacks, METH_NOARGS,
       "callbacks() -> {name: address} of the C callbacks unicorn is given" },
-    { "changed_spans", changed_spans, METH_VARARGS,
+    { "changed_spans", ucplan_changed_spans, METH_VARARGS,
       "changed_spans(old, old_n, new, new_n, page) -> [(lo, hi)] where two views differ" },
-    { "plan", plan, METH_VARARGS,
+    { "plan", ucplan_plan, METH_VARARGS,
       "plan(ranges, n, first, last, page) -> the unicorn mappings [first, last] needs" },
     { NULL, NULL, 0, NULL },
 };
@@ -689,13 +421,14 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__ucglue(void)
 {
     if (PyType_Ready(&PortType) < 0 || PyType_Ready(&WindowType) < 0
-        || PyType_Ready(&DirtyRangeType) < 0) {
+        || PyType_Ready(&DirtyRangeType) < 0 || PyType_Ready(&MapperType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddObjectRef(m, "Port", (PyObject *)&PortType) < 0
               || PyModule_AddObjectRef(m, "Window", (PyObject *)&WindowType) < 0
-              || PyModule_AddObjectRef(m, "DirtyRange", (PyObject *)&DirtyRangeType) < 0)) {
+              || PyModule_AddObjectRef(m, "DirtyRange", (PyObject *)&DirtyRangeType) < 0
+              || PyModule_AddObjectRef(m, "Mapper", (PyObject *)&MapperType) < 0)) {
         Py_DECREF(m);
         return NULL;
     }
