@@ -245,7 +245,10 @@ static int insert_block(Mapper *self, Py_ssize_t at, const block *b)
         self->blocks = grown;
         self->cap = cap;
     }
-    memmove(&self->blocks[at + 1], &self->blocks[at], (size_t)(self->n - at) * sizeof(block));
+    if (at < self->n) {
+        memmove(&self->blocks[at + 1], &self->blocks[at],
+                (size_t)(self->n - at) * sizeof(block));
+    }
     self->blocks[at] = *b;
     self->n++;
     return 0;
@@ -457,8 +460,11 @@ static int remap(Mapper *self, ucspans *spans, const pm_range *ranges, Py_ssize_
         for (Py_ssize_t i = lo; i < hi; i++) {
             release(self, &self->blocks[i]);
         }
-        memmove(&self->blocks[lo], &self->blocks[hi], (size_t)(self->n - hi) * sizeof(block));
-        self->n -= hi - lo;
+        if (hi > lo) {
+            memmove(&self->blocks[lo], &self->blocks[hi],
+                    (size_t)(self->n - hi) * sizeof(block));
+            self->n -= hi - lo;
+        }
         if (ucplan_make(ranges, n, s.first, (uint64_t)(s.end - 1), self->page, &self->plan) < 0) {
             st = -1;
             break;
