@@ -12,7 +12,7 @@ Thread safety:
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from ..dispatch import NO_REGION, SECTION_IOMMU, SECTION_SUBPAGE, Dispatch
 
@@ -59,7 +59,19 @@ def format_dispatch(dispatch: Dispatch, name_of: Callable[[int], Optional[str]],
     Raises:
         InvalidArgumentError: the dispatch is closed.
     """
-    out = ["  Dispatch", "    Physical sections"]
+    return "\n".join(dispatch_lines(dispatch, name_of, root_region, mru)) + "\n"
+
+
+def dispatch_lines(dispatch: Dispatch, name_of: Callable[[int], Optional[str]],
+                   root_region: Optional[int], mru: bool = True) -> Iterator[str]:
+    """`format_dispatch`'s lines, one at a time (no line ends): a reader that
+    stops early (a comparison that already differs) formats no more nodes.
+
+    Raises:
+        InvalidArgumentError: the dispatch is closed.
+    """
+    yield "  Dispatch"
+    yield "    Physical sections"
     mru_index = dispatch.mru if mru else -1
     for s in dispatch.sections():
         if s.region == NO_REGION or s.flags & SECTION_SUBPAGE:
@@ -75,10 +87,9 @@ def format_dispatch(dispatch: Dispatch, name_of: Callable[[int], Optional[str]],
             line += " [MRU]"
         if s.flags & SECTION_IOMMU:
             line += " [iommu]"
-        out.append(line)
+        yield line
     ptr, skip = dispatch.root
-    out.append(f"    Nodes (9 bits per level, {dispatch.levels} levels) ptr=[{ptr}] skip={skip}")
+    yield f"    Nodes (9 bits per level, {dispatch.levels} levels) ptr=[{ptr}] skip={skip}"
     for n in range(dispatch.node_count()):
-        out.append(f"      [{n}]")
-        out.extend(node_lines(dispatch.node(n)))
-    return "\n".join(out) + "\n"
+        yield f"      [{n}]"
+        yield from node_lines(dispatch.node(n))

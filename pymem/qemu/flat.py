@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..dispatch import SECTION_IOMMU, Dispatch, DispatchRange
 from ..errors import DumpParseError
-from .dispatch_text import format_dispatch
+from .dispatch_text import dispatch_lines
 
 _RANGE = re.compile(
     r"^  ([0-9a-f]{16})-([0-9a-f]{16}) \(prio (-?\d+), ((?:nv-)?[a-z/]+)\): (.*?)(?: @([0-9a-f]{16}))?$")
@@ -175,20 +175,38 @@ def dispatch_from_flat(text: str, page_bits: int = 12,
         CapacityError: a view needs more sections or radix nodes than a dispatch
             entry can address.
     """
-    out = []
+    out: List[str] = []
     views = parse_flat(text)
     if not views:
         raise DumpParseError("no FlatView in the dump (expected `info mtree -f` output)")
     for view in views:
-        out.extend(view.header_lines())
-        if not view.ranges:
-            out.append("  No rendered FlatView")
-            out.append("")
-            continue
-        out.extend(r.line() for r in view.ranges)
-        try:
-            dispatch, names, root_id = build_view_dispatch(view, page_bits, iommu)
-        except ValueError as exc:
-            raise type(exc)(f"FlatView #{view.number}: {exc}") from exc
-        out.append(format_dispatch(dispatch, names.get, root_id))
+        out.extend(view_dispatch_lines(view, page_bits, iommu))
+        out.append("")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def view_dispatch_lines(view: FlatViewText, page_bits: int = 12,
+                        iommu: Optional[Iterable[str]] = None) -> Iterator[str]:
+    """One view's block of `dispatch_from_flat`, a line at a time (no line
+    ends, no blank line after it): the header, the ranges, then the dispatch
+    (or `  No rendered FlatView`).  The dispatch is built when the header
+    and ranges have been read (so what it raises comes then), its nodes
+    formatted as they are read.
+
+    Raises:
+        ArgumentTypeError: `page_bits` is not an int.
+        TopologyError: `page_bits` is outside 10..16 (the message names the
+            FlatView).
+        CapacityError: the view needs more sections or radix nodes than a
+            dispatch entry can address.
+    """
+    yield from view.header_lines()
+    if not view.ranges:
+        yield "  No rendered FlatView"
+        return
+    yield from (r.line() for r in view.ranges)
+    try:
+        dispatch, names, root_id = build_view_dispatch(view, page_bits, iommu)
+    except ValueError as exc:
+        raise type(exc)(f"FlatView #{view.number}: {exc}") from exc
+    yield from dispatch_lines(dispatch, names.get, root_id)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..errors import DumpParseError
 from ..region import MAX_ALIAS_VISITS
-from .flat import FlatViewText, _looks_like_iommu, dispatch_from_flat, parse_flat
+from .flat import FlatViewText, _looks_like_iommu, parse_flat, view_dispatch_lines
 from .mtree import _address_spaces, _alias_targets, _Node, _parse, _unify, _walk
 
 _SPAN = 1 << 64
@@ -69,22 +69,55 @@ def _blocks(text: str) -> List[str]:
     return sorted(b.strip("\n") for b in text.replace(" [MRU]", "").split("\n\n") if b.strip())
 
 
-def _page_bits(flat: str, dispatch: str, iommu: List[str], notes: List[str]) -> int:
+def _dispatch_matches(flats: List[FlatViewText], bits: int, iommu: List[str],
+                      want: Dict[str, int]) -> bool:
+    """Whether `dispatch_from_flat` of the views at `bits` prints the blocks
+    `want` counts (as `_blocks` cuts them), compared a line at a time: the
+    first line no wanted block has stops the dispatch being formatted (a
+    wrong page size differs from the first radix node on).
+
+    `dispatch_from_flat` prints each view as one block: its lines are never
+    blank and hold no line end, and a blank line follows each view.
+    """
+    if not flats:
+        return False            # dispatch_from_flat refuses a dump with no view
+    left = dict(want)
+    wanted = {block: block.split("\n") for block in left}
+    try:
+        for view in flats:
+            cands = [lines for block, lines in wanted.items() if left[block]]
+            n = 0
+            for line in view_dispatch_lines(view, bits, iommu):
+                line = line.replace(" [MRU]", "")
+                cands = [c for c in cands if n < len(c) and c[n] == line]
+                if not cands:
+                    return False
+                n += 1
+            cands = [c for c in cands if len(c) == n]
+            if not cands:
+                return False
+            left["\n".join(cands[0])] -= 1
+    except ValueError:
+        return False
+    return not any(left.values())
+
+
+def _page_bits(flats: List[FlatViewText], dispatch: str, iommu: List[str],
+               notes: List[str]) -> int:
     sizes = {size for idx, _, size, name, _ in _sections(dispatch)
              if idx > 0 and name == "(noname)"}
     for size in sorted(sizes):
         if size & (size - 1) == 0 and size > 1:
             notes.append(f"page_bits {size.bit_length() - 1} from subpage section size")
             return size.bit_length() - 1
-    want = _blocks(dispatch)
+    want: Dict[str, int] = {}
+    for block in _blocks(dispatch):
+        want[block] = want.get(block, 0) + 1
     for bits in _PAGE_BITS_TRIED:
-        try:
-            if _blocks(dispatch_from_flat(flat, bits, iommu=iommu)) == want:
-                notes.append(f"page_bits {bits}: no subpage section; the only page size "
-                             f"whose dispatch matches")
-                return bits
-        except ValueError:
-            continue
+        if _dispatch_matches(flats, bits, iommu, want):
+            notes.append(f"page_bits {bits}: no subpage section; the only page size "
+                         f"whose dispatch matches")
+            return bits
     notes.append("page_bits 12: no subpage section and no page size reproduces the dispatch")
     return 12
 
@@ -298,7 +331,7 @@ def derive_hints(mtree_d: str, flat: str, dispatch: str) -> Dict[str, Any]:
 
     iommu_seen = sorted({name for _, _, _, name, labels in _sections(dispatch)
                          if "iommu" in labels})
-    page_bits = _page_bits(flat, dispatch, iommu_seen, notes)
+    page_bits = _page_bits(flats, dispatch, iommu_seen, notes)
 
     # Each AS line of the flat dump is an address space of the tree dump; a
     # line several spaces share goes to the one whose root spans the view.
