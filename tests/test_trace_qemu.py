@@ -219,3 +219,59 @@ def test_a_replayer_used_again_after_an_edit_looks_the_regions_up_again():
     (d,) = replayer.replay(parse_trace_log(log)).divergences
     (fresh,) = replay(parse_trace_log(log), system).divergences
     assert d.kind == "route" and d.got == fresh.got       # not where port92 used to be
+
+
+def _walks_of_the_tree(monkeypatch) -> list:
+    """Counts the walks a Replayer makes to find regions by name (not those
+    that find the devices to stub)."""
+    import sys
+
+    import pymem.region
+    from pymem.region import reachable
+
+    walks: list = []
+
+    def counted(root):
+        if sys._getframe(1).f_code.co_name == "_regions_named":
+            walks.append(root)
+        return reachable(root)
+
+    monkeypatch.setattr(pymem.region, "reachable", counted)
+    return walks
+
+
+# An access the traced address does not explain: the replayer looks for a
+# region of that name anywhere (reached through an alias that moves it).
+MOVED = ("flatview_new 0x1 (root 0x2)\n"
+         "memory_region_ops_read cpu 0 mr 0x3 addr 0x92 value 0x2 size 1 name 'no-such-region'\n")
+
+
+def test_the_replays_of_one_session_look_the_regions_up_once(monkeypatch):
+    from pymem.trace import Replayer
+
+    system = machine("x86_64-pc-booted")
+    walks = _walks_of_the_tree(monkeypatch)
+    replayer = Replayer(system)
+    with replayer.session():
+        for _ in range(3):
+            (d,) = replayer.replay(parse_trace_log(MOVED)).divergences
+            assert d.kind == "route"
+    assert len(walks) == len(system.address_spaces)
+    del walks[:]
+    for _ in range(2):                      # outside a session: every replay
+        replayer.replay(parse_trace_log(MOVED))
+    assert len(walks) == 2 * len(system.address_spaces)
+
+
+def test_a_session_looks_the_regions_up_again_once_the_views_change(monkeypatch):
+    from pymem.trace import Replayer
+
+    system = machine("x86_64-pc-booted")
+    walks = _walks_of_the_tree(monkeypatch)
+    replayer = Replayer(system)
+    with replayer.session():
+        replayer.replay(parse_trace_log(MOVED))
+        port92 = system.find("port92")[0].region
+        port92.container.del_subregion(port92)      # a new view for the I/O space
+        replayer.replay(parse_trace_log(MOVED))
+    assert len(walks) == 2 * len(system.address_spaces)

@@ -164,6 +164,8 @@ class Replayer:
         self._stub = _Stub()
         self._observer = _Observer()
         self._by_name: Optional[Dict[str, List[MemoryRegion]]] = None
+        # The session and each space's view `_by_name` was made in.
+        self._by_name_in: Tuple[Any, ...] = ()
         self._targets: Dict[Tuple[str, int, int], Optional[Tuple[Any, int, bool]]] = {}
         # What session() attached, while in one.
         self._session: Optional[_Attachment] = None
@@ -265,6 +267,7 @@ class Replayer:
             yield self
         finally:
             self._session = None
+            self._by_name, self._by_name_in = None, ()
             self._detach(session)
 
     # -------------------------------------------------------------- replay
@@ -284,7 +287,12 @@ class Replayer:
         report = ReplayReport(source=trace.source, truncated=trace.truncated,
                               problems=list(trace.problems))
         # What the last replay found where is only good for the map it saw.
-        self._by_name = None
+        # The regions by name stay for the replays of one session (whose
+        # machine is not edited) while every space is on the view they were
+        # collected in: walking q35's tree for them was half of a short log.
+        if not self._same_map(self._by_name_in):
+            self._by_name = None
+            self._by_name_in = ()
         self._targets.clear()
         events = trace.events
         start = 0
@@ -395,6 +403,17 @@ class Replayer:
 
     # ----------------------------------------------------------- QEMU logs
 
+    def _map_now(self) -> Tuple[Any, ...]:
+        """The session (None outside one) and each space's current view."""
+        return (self._session,) + tuple(asp.flatview for asp in self.system.address_spaces)
+
+    def _same_map(self, seen: Tuple[Any, ...]) -> bool:
+        """Whether `seen` (a `_map_now()`) was taken in this session, which
+        is still on, with every space still on the same view."""
+        now = self._map_now()
+        return now[0] is not None and len(seen) == len(now) and \
+            all(a is b for a, b in zip(seen, now))
+
     def _regions_named(self, name: str) -> List[MemoryRegion]:
         if self._by_name is None:
             from ..region import reachable
@@ -404,6 +423,7 @@ class Replayer:
                 for mr in reachable(asp.root):
                     by_name.setdefault(mr.name, {})[mr.id] = mr
             self._by_name = {k: list(v.values()) for k, v in by_name.items()}
+            self._by_name_in = self._map_now() if self._session is not None else ()
         return self._by_name.get(name, [])
 
     def _qemu_target(self, e: Access) -> Optional[Tuple[Any, int, bool]]:
