@@ -27,11 +27,49 @@ from typing import Any, Callable, List, Optional
 from pymem import (DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION, DIRTY_MEMORY_VGA, IOMMUTLBEntry,
                    MemoryListener, MemoryRegion, MemoryRegionOps, MemorySystem, MemTxAttrs)
 from pymem.errors import PymemError
+from pymem.region.kinds import RAM, ROM, ROM_DEVICE
 
 MAX_OPS = 96
 MAX_REGIONS = 24
 SIZES = (1, 2, 4, 8)
 CLIENTS = (DIRTY_MEMORY_VGA, DIRTY_MEMORY_CODE, DIRTY_MEMORY_MIGRATION)
+
+
+def _only_memory(asp: Any, addr: int, size: int) -> bool:
+    """Whether all of [addr, addr + size) in `asp` is RAM, ROM, a ROM device
+    in ROMD mode or unassigned: what pymem reads in C a stretch at a time."""
+    try:
+        ranges = asp.flatview.ranges
+    except (PymemError, AttributeError):     # a destroyed space: let read() say so
+        return False
+    end = addr + size
+    for fr in ranges:
+        if fr.addr < end and addr < fr.addr + fr.size:
+            kind = fr.region.kind
+            if not (kind in (RAM, ROM) or (kind == ROM_DEVICE and fr.romd)):
+                return False
+    return True
+
+
+def _big_read_size(asp: Any, addr: int, size: int) -> int:
+    """A read size in [64 KiB, 2^63) made one the fuzzer can afford.
+
+    Sizes past 2^63 stay (they must be refused before anything is read), and
+    so do reads of plain memory and unassigned space up to 64 MiB: pymem
+    answers those in C a stretch at a time (a 64 MiB read of unassigned space
+    took ~0.02 CPU s and 25-48 Python calls; issue #17, F5).  Bigger ones are
+    cut to under 64 KiB to 64 MiB (log-uniform): the buffer is allocated and
+    zeroed first, and gigabytes would cross the fuzzer's RSS limit, not find
+    a bug.  A read that touches a device (I/O, a ROM device out of ROMD mode,
+    a RAM device, an IOMMU) is cut to under 64 KiB: a device answers each
+    piece through its Python callback, as QEMU calls a device per access, so
+    a GiB through one is minutes by nature, not a hang.
+    """
+    if not _only_memory(asp, addr, size):
+        return size % 0x10000
+    if size < 64 << 20:
+        return size
+    return size % (1 << (16 + size % 11))
 
 
 class DeviceFault(Exception):
@@ -292,12 +330,7 @@ class World:
         if kind == 0:
             size = r.num() % 0x3000 if r.flag() else r.num()
             if 0x10000 <= size < 1 << 63:
-                # Unassigned space is answered in C a stretch at a time, but a
-                # device answers each piece through its Python callback (as
-                # QEMU calls a device per piece): a GiB through a device is
-                # minutes by nature, not a hang.  Big reads stay big only past
-                # 2^63, where they must be refused before anything is read.
-                size %= 0x10000
+                size = _big_read_size(asp, addr, size)
             asp.read(addr, size, attrs)
         elif kind == 1:
             asp.write(addr, bytes(r.byte() for _ in range(r.byte() % 24)), attrs)

@@ -58,3 +58,22 @@ def test_the_api_program_reader_reads_zeros_past_the_end():
     r = Reader(b"\x05\x01")
     assert (r.byte(), r.flag(), r.byte(), r.uint(4)) == (5, True, 0, 0)
     assert not r.more()
+
+
+def test_the_api_harness_cuts_big_reads_only_where_a_device_answers_them():
+    from fuzz.api import _big_read_size
+    from pymem import MemoryRegion, MemoryRegionOps, MemorySystem
+
+    ops = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
+    root = MemoryRegion.container("root", 1 << 64)
+    root.add_subregion(0x1000_0000, MemoryRegion.ram("ram", 0x1000))
+    root.add_subregion(0x2000_0000, MemoryRegion.io("dev", 0x1000, ops))
+    asp = MemorySystem().address_space(root, "fuzz")
+    mib = 1 << 20
+    # Plain memory and unassigned space: read in C, kept up to 64 MiB.
+    assert _big_read_size(asp, 0x1000_0000, 48 * mib) == 48 * mib
+    assert _big_read_size(asp, 0x3000_0000, 48 * mib) == 48 * mib
+    assert _big_read_size(asp, 0x3000_0000, 1 << 40) < 64 * mib
+    # A device on the way: each piece is a Python call, cut under 64 KiB.
+    assert _big_read_size(asp, 0x1000_0000, 0x1000_0000 + 0x10) < 0x10000
+    assert _big_read_size(asp, 0x2000_0000, 48 * mib) < 0x10000
