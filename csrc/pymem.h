@@ -352,6 +352,11 @@ pm_status pm_rcu_init(void);
 void pm_rcu_read_lock(void);
 void pm_rcu_read_unlock(void);
 pm_status pm_rcu_synchronize(void);
+/* A grace period without waiting: 1 if no read-side section that began
+ * before the call is still open (what was unpublished before it may be freed
+ * now), 0 if one may be, inside a read-side section, or while another writer
+ * is in a grace period.  Never blocks. */
+int pm_rcu_try_synchronize(void);
 /* Non-zero while the calling thread is inside a read-side section. */
 int pm_rcu_in_reader(void);
 

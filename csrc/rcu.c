@@ -336,6 +336,41 @@ pm_status pm_rcu_synchronize(void)
     return PM_OK;
 }
 
+/*
+ * A grace period if one can be had without waiting: the writer half of
+ * pm_rcu_synchronize (same fences, same bump, same reads of the records, so
+ * the "Ordering" proof above covers it) with a single pass over the records
+ * instead of a wait.  1 when every record was quiescent and no anonymous
+ * section was open (everything unpublished before the call may be freed
+ * now), 0 otherwise: some section may still see it, call_rcu it instead.
+ * Also 0 inside a read-side section, and when another writer holds gp_lock
+ * (the reclaimer mid-grace-period: never wait for it).  Bumping the counter
+ * on a failed try is harmless: it only grows.
+ */
+int pm_rcu_try_synchronize(void)
+{
+    reader *self = pm_rcu_self;
+    if (self && self->depth) {
+        return 0;
+    }
+    if (pthread_mutex_trylock(&gp_lock)) {
+        return 0;
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    uint64_t target = __atomic_add_fetch(&pm_rcu_gp_ctr, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int done = __atomic_load_n(&anonymous_readers, __ATOMIC_ACQUIRE) == 0;
+    if (done) {
+        pthread_mutex_lock(&registry_lock);
+        for (const reader *r = registry; r && done; r = r->next) {
+            done = quiescent(r, target);
+        }
+        pthread_mutex_unlock(&registry_lock);
+    }
+    pthread_mutex_unlock(&gp_lock);
+    return done;
+}
+
 int pm_rcu_in_reader(void)
 {
     reader *self = pm_rcu_self;

@@ -54,7 +54,7 @@ HOLDS_GIL = (
     "pm_region_remove_sub", "pm_render_dispatch", "pm_ranges_free", "pm_ranges_diff",
     "pm_diff_free",
     "pm_as_new", "pm_as_free", "pm_as_publish", "pm_as_translate",
-    "pm_rcu_read_lock", "pm_rcu_read_unlock", "pm_rcu_in_reader",
+    "pm_rcu_read_lock", "pm_rcu_read_unlock", "pm_rcu_in_reader", "pm_rcu_try_synchronize",
     "pm_dispatch_section", "pm_dispatch_node", "pm_dispatch_root", "pm_dispatch_mru",
     "pm_dispatch_levels", "pm_dispatch_section_count", "pm_dispatch_node_count",
     "pm_dispatch_batch_path", "pm_dispatch_subpage_pieces", "pm_dirty_set",

@@ -96,6 +96,22 @@ def test_synchronize_waits_for_a_reader_that_holds_a_read_section():
     join(*reader)
 
 
+def test_try_synchronize_succeeds_only_when_no_section_is_open():
+    # The commit's shortcut (MemorySystem._retire): a grace period without
+    # waiting, refused while any read-side section may see an old pointer.
+    assert lib.pm_rcu_try_synchronize() == 1
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
+    reader = run_in_thread(hold_read_section(entered, release, left))
+    assert entered.wait(DEADLOCK)
+    assert lib.pm_rcu_try_synchronize() == 0     # another thread reads
+    release.set()
+    join(*reader)
+    assert lib.pm_rcu_try_synchronize() == 1
+    with rcu.read_lock():
+        assert lib.pm_rcu_try_synchronize() == 0  # this thread reads
+    assert lib.pm_rcu_try_synchronize() == 1
+
+
 def test_synchronize_inside_a_read_section_raises():
     with rcu.read_lock():
         with pytest.raises(RcuError, match="inside an RCU read-side section"):

@@ -1,6 +1,8 @@
 """FlatView sharing, transactions and view life cycles (QEMU-SEMANTICS §2)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from pymem import MemoryListener, MemoryRegion, MemoryRegionOps, MemorySystem, TopologyError
@@ -84,10 +86,47 @@ def test_every_commit_renders_new_views_and_retires_the_old_ones():
     system.address_space(root, "cpu-memory-0")
     old = memory.flatview
     assert old.refs == 3  # the registry and two address spaces
+    # A reader inside a read-side section on another thread may still see
+    # the old view: it is released only after that section ends.
+    entered, leave = threading.Event(), threading.Event()
+
+    def reader():
+        with rcu.read_lock():
+            entered.set()
+            leave.wait(30)
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    assert entered.wait(30)
+    try:
+        root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
+        assert memory.flatview is not old
+        assert old.refs == 0 and old.dispatch is not None  # freed only after a grace period
+        assert memory.flatview.refs == 3
+    finally:
+        leave.set()
+        thread.join(30)
+    rcu.drain_call_rcu()
+    assert old.dispatch is None
+
+
+def test_a_commit_with_no_reader_inside_a_section_releases_the_old_view_at_once():
+    # No read-side section is open anywhere: the grace period is over as
+    # soon as it starts, and the writer frees the old table itself.
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    old = memory.flatview
     root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
-    assert memory.flatview is not old
-    assert old.refs == 0 and old.dispatch is not None  # freed only after a grace period
-    assert memory.flatview.refs == 3
+    assert old.refs == 0 and old.dispatch is None
+    assert system.live_dispatches == 2   # the empty view's and the new one
+
+
+def test_a_commit_inside_this_threads_read_section_leaves_the_old_view_to_call_rcu():
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    old = memory.flatview
+    with rcu.read_lock():
+        root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
+        assert old.refs == 0 and old.dispatch is not None
     rcu.drain_call_rcu()
     assert old.dispatch is None
 
