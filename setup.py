@@ -20,7 +20,7 @@ setup(
                   [f"csrc/ext/{name}.c" for name in ("fastpath", "bound", "args", "lookup",
                                                       "ram", "device", "taps", "memtx", "mapping",
                                                       "guards", "atomic", "regionobj",
-                                                      "hostmem")],
+                                                      "hostmem", "commit")],
                   include_dirs=["csrc"],
                   depends=["csrc/pymem.h", "csrc/ext/pyaddr.h", "csrc/ext/fastpath.h"],
                   extra_compile_args=_cflags, extra_link_args=_ldflags),

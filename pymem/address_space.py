@@ -373,34 +373,19 @@ class MemorySystem(Uncopyable):
         # flatviews_reset: the registry drops its references to the old views
         # (address spaces still hold theirs) and takes the new ones (new
         # views start with the registry's reference).
-        empty = self._empty_view
         if None not in views:
-            views[None] = empty
-        changes: Dict[int, Tuple[FlatView, int]] = {id(empty): (empty, 1)}
-        for view in self._views.values():
-            changes[id(view)] = (view, changes.get(id(view), (view, 0))[1] - 1)
-        registry = ("=", self, "_views", views)
+            views[None] = self._empty_view
         if not self._plain_listeners:
-            # Nobody to tell of sections: the registry swap and every space's
-            # publish in one `_fastpath.atomic` call (no signal falls between
-            # them; C readers see each space switch, as they would one by
-            # one), then the ViewListeners, before the old views are retired.
-            publish: List[Tuple[Any, ...]] = []
-            told: List[Tuple[AddressSpace, Optional[FlatView], FlatView]] = []
-            for asp, key in zip(spaces, keys):
-                new = views[key]
-                old = asp._pin.view
-                if old is new:
-                    continue
-                if asp.listeners:
-                    told.append((asp, old, new))
-                changes[id(new)] = (new, changes.get(id(new), (new, 0))[1] + 1)
-                if old is not None:
-                    changes[id(old)] = (old, changes.get(id(old), (old, 0))[1] - 1)
-                publish += (("=", asp._pin, "view", new),
-                            (lib.pm_as_publish, asp._cas, new._handle))
-            _fastpath.atomic(*self._unref_steps(changes), registry, *publish,
-                             ("=", self, "_update_pending", False))
+            # Nobody to tell of sections: the registry swap, every space's
+            # publish (C readers see each space switch, as they would one by
+            # one) and the reference counts in one C call
+            # (csrc/ext/commit.c: no signal falls between them), then the
+            # ViewListeners, before the old views are retired.
+            pairs = [(asp, views[key]) for asp, key in zip(spaces, keys)]
+            told = [(asp, asp._pin.view, new) for asp, new in pairs
+                    if asp.listeners and asp._pin.view is not new]
+            _fastpath.swap_views(self, views, lib.pm_as_publish,
+                                 tuple([(asp._pin, asp._cas, new) for asp, new in pairs]), True)
             if told:
                 errors: List[BaseException] = []
                 with self._telling():
@@ -410,7 +395,7 @@ class MemorySystem(Uncopyable):
                 raise_first(errors)
             self._retire()
             return
-        _fastpath.atomic(*self._unref_steps(changes), registry)
+        _fastpath.swap_views(self, views, lib.pm_as_publish, (), False)
         # Every space is switched whatever the listeners do: a listener that
         # raises is told the rest anyway, every other listener hears the
         # whole commit, and the first exception is raised once every space

@@ -209,27 +209,29 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
 
     Raises nothing.
     """
+    # The slots, not the public properties: this runs for every space of
+    # every commit.
     seen = set()
-    while mr is not None and mr.enabled:
-        if mr.id in seen:
+    while mr is not None and mr._enabled:
+        if mr._id in seen:
             return mr
-        seen.add(mr.id)
+        seen.add(mr._id)
         target = mr._alias
         if target is not None:
-            if mr.alias_offset == 0 and mr.size >= target.size:
+            if mr._alias_offset == 0 and mr._size >= target._size:
                 # The whole target is visible: share the target's view.
                 mr = target
                 continue
-        elif mr.kind == CONTAINER:
+        elif mr._kind == CONTAINER:
             found = 0
             only: Optional[MemoryRegion] = None
             for child in mr._subs:
-                if child.enabled:
+                if child._enabled:
                     found += 1
                     if found > 1:
                         only = None
                         break
-                    if child.addr == 0 and mr.size >= child.size:
+                    if child._addr == 0 and mr._size >= child._size:
                         only = child
             if found == 0:
                 return None
@@ -257,7 +259,7 @@ class FlatView(Uncopyable):
     """
 
     __slots__ = ("root", "_dispatch", "_handle", "_array", "_regions", "_ranges", "_refs",
-                 "_reclaim", "_stats", "__weakref__")
+                 "_reclaim", "_stats", "_page_bits", "__weakref__")
 
     def __init__(self, root: Optional[MemoryRegion], page_bits: int,
                  reclaim: Callable[["FlatView"], None], stats: Any = None,
@@ -268,20 +270,24 @@ class FlatView(Uncopyable):
         `Dispatch.destructor`, if the caller keeps one."""
         self.root = root
         self._ranges: Optional[List[FlatRange]] = None
+        self._page_bits = page_bits
         self._regions: List[MemoryRegion]
         self._array: Any   # the C ranges (pm_range *), None when there are none
-        self._dispatch: Optional[Dispatch]
+        # The Dispatch object is made when first asked for (`dispatch`): a
+        # commit makes a view per changed root, and most are never looked
+        # up from Python.
+        self._dispatch: Optional[Dispatch] = None
         if root is None:
             self._array, self._regions = None, []
             self._dispatch = Dispatch.build([], page_bits, stats=stats)
+            handle = self._dispatch.handle
         else:
-            self._array, self._regions, built = _render(root, page_bits, stats, expected,
-                                                        destructor)
-            self._dispatch = Dispatch.adopt(built, page_bits, self._regions)
+            self._array, self._regions, handle = _render(root, page_bits, stats, expected,
+                                                         destructor)
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes
         # only in _release, a grace period after the last space left the view.
-        self._handle: Any = self._dispatch.handle
+        self._handle: Any = handle
         self._refs = 1
         self._reclaim = reclaim
         # Declared after `dispatch`: the C dispatch counts itself in these
@@ -385,7 +391,12 @@ class FlatView(Uncopyable):
         Read-only: address spaces publish the view's own handle on the C
         table, so `dispatch.close()` closes only that Python object, and the
         table lives until the view is reclaimed."""
-        return self._dispatch
+        dispatch = self._dispatch
+        if dispatch is None and self._handle is not None:
+            # It keeps the regions alive, as the view does.
+            dispatch = self._dispatch = Dispatch.adopt(self._handle, self._page_bits,
+                                                       self._regions)
+        return dispatch
 
     @dispatch.setter
     def dispatch(self, value: Any) -> None:

@@ -64,6 +64,9 @@ static PyMethodDef module_methods[] = {
     { "mapping", fp_mapping, METH_VARARGS,
       "mapping(owner, memory, start, length, region, offset, is_write, attrs, addr, space) "
       "-> memoryview: a view unmap takes (see mapping.c)" },
+    { "swap_views", fp_swap_views, METH_VARARGS,
+      "swap_views(system, views, publish, spaces): a commit's registry swap, publishes and "
+      "reference counts in one C call (see commit.c)" },
     { "range_users", range_users, METH_VARARGS,
       "range_users(ranges_address, n) -> list of the ranges' user objects" },
     { NULL, NULL, 0, NULL },
@@ -77,7 +80,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void)
 {
-    if (fp_device_init() < 0 || fp_bound_init() < 0 || fp_mapping_init() < 0) {
+    if (fp_device_init() < 0 || fp_bound_init() < 0 || fp_mapping_init() < 0
+        || fp_commit_init() < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);

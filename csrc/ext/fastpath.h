@@ -23,7 +23,8 @@
  *   atomic.c    atomic() and call_owned(): several changes in one C call;
  *   regionobj.c Region, MemoryRegion's C base: its fields, its node, the
  *               common add_subregion in one C call;
- *   hostmem.c   SlabAllocator: page-aligned memory of small RAM regions.
+ *   hostmem.c   SlabAllocator: page-aligned memory of small RAM regions;
+ *   commit.c    swap_views(): a commit's registry swap and publishes.
  * Functions one file calls in another are hidden from other shared objects
  * (FP_INTERNAL); the per-call helpers are static inline here, so the hot
  * paths compile as they did in one file.
@@ -212,6 +213,8 @@ FP_INTERNAL int fp_parse_args(const char *fname, const char *const *names, Py_ss
 
 /* bound.c */
 FP_INTERNAL PyObject *fp_bind(PyObject *module, PyObject *args);
+FP_INTERNAL PyObject *fp_swap_views(PyObject *module, PyObject *args);
+FP_INTERNAL int fp_commit_init(void);
 FP_INTERNAL int fp_bound_init(void);
 
 /* lookup.c */
