@@ -239,7 +239,7 @@ def test_a_failed_commit_leaves_every_address_space_on_its_last_good_view(machin
     def refuse(*args, **kwargs):
         raise CapacityError("more sections than a dispatch entry can address")
 
-    monkeypatch.setattr(flatview_module.Dispatch, "adopt", refuse)
+    monkeypatch.setattr(flatview_module, "_render", refuse)
     with pytest.raises(CapacityError):
         root.add_subregion(0x20000, MemoryRegion.ram("more", 0x1000))
     assert asp.flatview is view and other.flatview is view
