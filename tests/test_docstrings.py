@@ -19,6 +19,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Iterator, List
@@ -46,17 +47,36 @@ def public_names(module: ModuleType) -> List[str]:
             and getattr(obj, "__module__", None) == module.__name__]
 
 
+def _is_private_part(klass: type) -> bool:
+    """Whether `klass` is a base class that pymem splits a public class into
+    (MemoryRegion's edits and dirty pages, pymem/region/_edits.py and
+    _dirty.py): written in Python, in a private module of the package, so
+    that no reference page shows it but the class made of it."""
+    module = sys.modules.get(klass.__module__)
+    return (klass.__module__.startswith("pymem.")
+            and any(part.startswith("_") for part in klass.__module__.split(".")[1:])
+            and str(getattr(module, "__file__", "")).endswith(".py"))
+
+
 def members(cls: type) -> Iterator[tuple]:
-    """(name, function) of the public methods and properties `cls` defines."""
-    for name, value in vars(cls).items():
-        if name.startswith("_"):
+    """(name, function) of the public methods and properties `cls` defines,
+    itself or in the private base classes it is split into (`_is_private_part`)."""
+    seen = set()
+    for klass in cls.__mro__:
+        if klass is not cls and not _is_private_part(klass):
             continue
-        if isinstance(value, property):
-            yield name, value.fget
-        elif isinstance(value, (staticmethod, classmethod)):
-            yield name, value.__func__
-        elif inspect.isfunction(value):
-            yield name, value
+        for name, value in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if name.startswith("_"):
+                continue
+            if isinstance(value, property):
+                yield name, value.fget
+            elif isinstance(value, (staticmethod, classmethod)):
+                yield name, value.__func__
+            elif inspect.isfunction(value):
+                yield name, value
 
 
 def undocumented() -> List[str]:
@@ -140,6 +160,12 @@ def raises_listed(doc: str) -> List[str]:
 
 def says_it_raises_nothing(doc: str) -> bool:
     return re.search(r"\bRaises nothing\b", doc) is not None
+
+
+def refers_to_every_edit(doc: str) -> bool:
+    """Whether an edit method's docstring says it raises what every edit
+    raises: its class's `Every edit raises:` section, said once there."""
+    return re.search(r"\braises what every edit raises\b", doc) is not None
 
 
 def has_thread_safety(doc: str) -> bool:
@@ -242,8 +268,8 @@ def callables() -> Iterator[tuple]:
                     continue
                 yield qual, "class", obj, None, home
                 for member, fn in members(obj):
-                    kind = ("property" if isinstance(vars(obj)[member], property)
-                            else "method")
+                    kind = ("property" if isinstance(inspect.getattr_static(obj, member),
+                                                     property) else "method")
                     yield f"{qual}.{member}", kind, fn, obj, home
             else:
                 yield qual, "function", obj, None, home
@@ -275,7 +301,16 @@ def undocumented_raises() -> List[str]:
         else:
             doc, fn = _doc(obj), obj
         listed = raises_listed(doc)
-        if kind != "property" and not listed and not says_it_raises_nothing(doc):
+        shared = refers_to_every_edit(doc)
+        if shared:
+            every_edit = [m.group(1) for line in _section(_doc(cls), "Every edit raises")
+                          for m in [re.match(r"^([A-Za-z_][\w.]*)\s*:", line)] if m]
+            if not every_edit:
+                problems.append(f"{qual}: refers to what every edit raises, but its class "
+                                "has no 'Every edit raises:' section")
+            listed = listed + every_edit
+        if (kind != "property" and not listed and not says_it_raises_nothing(doc)
+                and not shared):
             problems.append(f"{qual}: no Raises: section and no 'Raises nothing.'")
         for name in listed:
             if exception_class(name) is None:
@@ -342,3 +377,21 @@ def test_the_checks_read_google_style_sections():
     from pymem.dispatch import Dispatch
     # build() calls check_page_bits, which raises these two itself.
     assert {"ArgumentTypeError", "TopologyError"} <= set(raised_by_checks(Dispatch.build))
+
+
+def test_every_edit_says_it_raises_what_every_edit_raises():
+    # Said once, in MemoryRegion's "Every edit raises:" section; each edit
+    # (add_subregion is the C base's method) points there and lists only
+    # its own errors.
+    from pymem.region import MemoryRegion
+    from pymem.region._edits import _RegionEdits
+
+    shared = raises_listed(_doc(MemoryRegion).replace("Every edit raises:", "Raises:", 1))
+    assert shared == ["EditDuringCommitError", "CapacityError", "Exception"]
+    edits = ["add_subregion"] + [name for name in vars(_RegionEdits)
+                                 if not name.startswith("_")]
+    assert {"del_subregion", "set_address", "set_enabled", "set_log"} <= set(edits)
+    for name in edits:
+        doc = _doc(getattr(MemoryRegion, name))
+        assert refers_to_every_edit(doc), name
+        assert not set(raises_listed(doc)) & set(shared), name

@@ -629,21 +629,15 @@ static PyMethodDef region_methods[] = {
       "`offset` is bytes from this region's start, 0 <= offset and\n"
       "offset + region.size <= 2^64; `priority` a signed 32-bit int.\n"
       "\n"
+      "An edit: it raises what every edit raises (see `MemoryRegion`), and:\n"
+      "\n"
       "Raises:\n"
       "    ArgumentTypeError: `region` is not a MemoryRegion, or `offset` or\n"
       "        `priority` not an int.\n"
       "    TopologyError: `offset` or `priority` out of range, this region is an\n"
       "        alias, `region` already has a container, the two belong to\n"
       "        different MemorySystems, the edit would make a cycle of subregions,\n"
-      "        or an alias loop that never ends (nothing changes).\n"
-      "    EditDuringCommitError: made from a memory listener being told of a\n"
-      "        change (nothing changes).\n"
-      "    CapacityError: the commit that publishes the edit needs more sections\n"
-      "        or radix nodes than a dispatch entry can address (every space stays\n"
-      "        on its last view).\n"
-      "    Exception: an edit committed at once (outside a transaction) raises the\n"
-      "        first exception a listener raised while told of it, once the whole\n"
-      "        change is told and published." },
+      "        or an alias loop that never ends (nothing changes)." },
     { "_init_alias", (PyCFunction)(void (*)(void))region_init_alias, METH_FASTCALL,
       "_init_alias(target, offset): a new alias's target and window (constructors only)" },
     { "_set_memory", (PyCFunction)region_set_memory, METH_O,

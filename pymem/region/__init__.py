@@ -25,13 +25,16 @@ under its own descendant) is still refused: `info mtree` could not print it.
 
 One concept per module:
 
-    kinds.py   region kinds, the 2^64 bound, priorities, dirty-memory clients
-    ops.py     MemoryRegionOps and the MMIO callback types
-    node.py    the C node mirror: read-only fields written through to C
-    memory.py  a region's own memory (allocated, or a caller's buffer)
-    loops.py   reachability and the alias-loop checks
-    owner.py   RegionOwner: what a region asks of the system it belongs to
-    tree.py    MemoryRegion: constructors, fields, edits
+    kinds.py       region kinds, the 2^64 bound, priorities, dirty-memory clients
+    ops.py         MemoryRegionOps and the MMIO callback types
+    node.py        the C node mirror: read-only fields written through to C
+    memory.py      a region's own memory (allocated, or a caller's buffer)
+    loops.py       reachability and the alias-loop checks
+    owner.py       RegionOwner: what a region asks of the system it belongs to
+    _edits.py      MemoryRegion's edits (add_subregion, set_address, ...)
+    _dirty.py      MemoryRegion's dirty pages (get_dirty, set_dirty, ...)
+    tree.py        MemoryRegion (those two are base classes of it): its
+                   constructors, its fields, what it answers
 
 The region layer knows no flat view, no address space and no access path: a
 region in a MemorySystem tells its system that something changed through
@@ -47,7 +50,7 @@ from .ops import (ByteOrder, MemoryRegionOps, MMIORead, MMIOReadWithAttrs, MMIOW
                   MMIOWriteWithAttrs)
 from .owner import RegionOwner
 from .tree import MemoryRegion, set_ops
-from .tree import _set  # noqa: F401  (tests edit a field behind the edits' back)
+from .node import _set  # noqa: F401  (tests edit a field behind the edits' back)
 
 __all__ = [
     "ADDRESS_SPACE_SIZE", "PRIORITY_MIN", "PRIORITY_MAX", "RAM", "ROM", "ROM_DEVICE",

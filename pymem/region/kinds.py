@@ -1,8 +1,12 @@
 """Region kinds, the bounds of the region tree, and QEMU's dirty-memory clients.
 
 The vocabulary the tree (tree.py), rendering (pymem/flatview.py) and the
-dumps share.  Knows nothing but numbers and names.
+dumps share: numbers and names, and the checks of a size or an offset
+against the 2^64 bound that the constructors and the edits both make.
 """
+from typing import Any
+
+from ..errors import ArgumentTypeError, TopologyError
 
 ADDRESS_SPACE_SIZE = 1 << 64
 PRIORITY_MIN = -(1 << 31)
@@ -33,3 +37,19 @@ DIRTY_MEMORY_VGA = 1
 DIRTY_MEMORY_CODE = 2
 DIRTY_MEMORY_MIGRATION = 4
 DIRTY_MEMORY_SNAPSHOT = 8   # pymem's own: incremental snapshots (pymem/snapshot.py)
+
+
+def _check_size(what: str, size: Any) -> int:
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise ArgumentTypeError(f"{what}: size must be an int, not {type(size).__name__}")
+    if not 0 <= size <= ADDRESS_SPACE_SIZE:
+        raise TopologyError(f"{what}: size {size:#x} is beyond 2^64")
+    return size
+
+
+def _check_offset(what: str, offset: Any) -> int:
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise ArgumentTypeError(f"{what}: offset must be an int, not {type(offset).__name__}")
+    if not 0 <= offset < ADDRESS_SPACE_SIZE:
+        raise TopologyError(f"{what}: offset {offset:#x} is beyond 2^64")
+    return offset

@@ -3,15 +3,15 @@
 Every field rendering reads lives twice: in the region's slot (read by
 Python) and in its C node, `pm_region` (read by C rendering, without the
 GIL).  The descriptors here make a field read-only to users and give the
-edit methods (tree.py) one way in, `write`, which changes the slot and the C
+edit methods (_edits.py) one way in, `write` (through `_set`), which changes the slot and the C
 node in one C call (`_fastpath.atomic`), so neither a renderer nor a signal
 ever sees them disagree.  `_KIND_FLAGS` is the C flags of each kind.
 """
 from __future__ import annotations
 
 import operator
-from typing import (TYPE_CHECKING, Any, Callable, Generic, NoReturn, Optional, Protocol, cast,
-                    Tuple, TypeVar, Union, overload)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Generic, NoReturn, Optional, Protocol,
+                    Tuple, TypeVar, Union, cast, overload)
 
 from .._bindings import _fastpath, ffi, lib
 from ..errors import ReadOnlyAttributeError
@@ -20,6 +20,17 @@ from ..tree_lock import TREE_LOCK
 
 if TYPE_CHECKING:
     from .tree import MemoryRegion
+
+
+# MemoryRegion's fields by name, each registered as the class is made (the
+# descriptors' __set_name__): `_set` is the edit methods' one way in.
+_FIELDS: Dict[str, Any] = {}
+
+
+def _set(mr: Any, field: str, value: Any) -> None:
+    """Set a read-only field of region `mr`: only for the edit methods and
+    the constructors, which have checked the value and commit the change."""
+    _FIELDS[field].write(mr, value)
 
 
 _Constructor = TypeVar("_Constructor")
@@ -56,6 +67,7 @@ class _ConstructorOrAttribute(Generic[_Constructor]):
         self.name = name
         self.slot_name = "_" + name
         self.slot = getattr(owner, self.slot_name)
+        _FIELDS[name] = self
 
     @overload
     def __get__(self, obj: None, owner: type) -> _Constructor: ...
@@ -127,6 +139,7 @@ else:
             self.name = name
             self.slot_name = "_" + name
             self.slot = getattr(owner, self.slot_name)
+            _FIELDS[name] = self
             # property's own getter: the slot's C getter, no Python frame.
             self.getter_slot = operator.attrgetter("_" + name)
             property.__init__(self, self.getter_slot, self._refuse, self._refuse,

@@ -1,12 +1,14 @@
-"""MemoryRegion: the nodes of QEMU's region tree, and the edits that change it.
+"""MemoryRegion: the nodes of QEMU's region tree.
 
-One class, whole: its constructors, its read-only fields (node.py) and the
-edits that validate, apply and commit (add_subregion, set_address, ...).  It
-is longer than the other modules because the edits share the class's
-invariants (the slot, the C node and the Python list change together) and
-read best next to each other.  A region in a MemorySystem tells its system
-that something changed through the small interface the system registers
-(owner.py's RegionOwner); this module never imports the system.
+The class: its constructors, its read-only fields (node.py writes them
+through to the C node) and what it answers (its memory, its subregions, the
+type `info mtree` prints).  Its edits (_edits.py: add_subregion,
+set_address, ...) and its dirty-page methods (_dirty.py) are base classes
+of it, one concept a module; this class's docstring is the one place that
+says what every edit raises and from which threads.  A region in a
+MemorySystem tells its system that something changed through the small
+interface the system registers (owner.py's RegionOwner); this module never
+imports the system.
 
 Thread safety:
     See `MemoryRegion`.  `set_ops` swaps a device's ops: call it with no
@@ -15,23 +17,21 @@ Thread safety:
 """
 from __future__ import annotations
 
-import bisect
 import sys
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Type, cast
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Type, cast
 
 from .. import dirty, hostmem
 from .._bindings import _fastpath, ffi, lib
 from ..dispatch import NO_REGION, _function_address
-from ..errors import (ArgumentTypeError, InvalidArgumentError, TopologyError, Uncopyable,
-                      check)
-from .kinds import (ADDRESS_SPACE_SIZE, ALIAS, CONTAINER, DIRTY_MEMORY_VGA, IO, IOMMU,
-                    PRIORITY_MAX, PRIORITY_MIN, RAM, RAM_DEVICE, ROM, ROM_DEVICE)
+from ..errors import ArgumentTypeError, InvalidArgumentError, TopologyError, Uncopyable
 from ..tree_lock import TREE_LOCK
-from .loops import _check_loops, _is_ancestor, _loop_mates, _path_to
+from ._dirty import _RegionDirtyPages
+from ._edits import _RegionEdits
+from .kinds import (ADDRESS_SPACE_SIZE, ALIAS, CONTAINER, IO, IOMMU, RAM, RAM_DEVICE, ROM,
+                    ROM_DEVICE, _check_offset, _check_size)
 from .memory import _allocate, _wrap_buffer
 from .node import (_KIND_FLAGS, _ConstructorOrAttribute, _Field, _push_alias,
-                   _push_alias_offset, _push_flag)
+                   _push_alias_offset, _push_flag, _set)
 from .ops import MemoryRegionOps
 from .owner import RegionOwner
 
@@ -48,22 +48,6 @@ def _refuse_new(name: Any, size: Any, kind: Any) -> None:
         raise InvalidArgumentError(f"region {name!r}: unknown kind {kind!r}")
     _check_size(f"region {name!r}", size)
     raise TopologyError("more than 2^32 - 2 regions created")
-
-
-def _check_size(what: str, size: Any) -> int:
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise ArgumentTypeError(f"{what}: size must be an int, not {type(size).__name__}")
-    if not 0 <= size <= ADDRESS_SPACE_SIZE:
-        raise TopologyError(f"{what}: size {size:#x} is beyond 2^64")
-    return size
-
-
-def _check_offset(what: str, offset: Any) -> int:
-    if not isinstance(offset, int) or isinstance(offset, bool):
-        raise ArgumentTypeError(f"{what}: offset must be an int, not {type(offset).__name__}")
-    if not 0 <= offset < ADDRESS_SPACE_SIZE:
-        raise TopologyError(f"{what}: offset {offset:#x} is beyond 2^64")
-    return offset
 
 
 # The constructors behind `MemoryRegion.alias(...)` and `.container(...)`;
@@ -85,7 +69,7 @@ def _new_container(cls: Type["MemoryRegion"], name: str, size: int) -> "MemoryRe
     return cls(name, size, CONTAINER)
 
 
-class MemoryRegion(_fastpath.Region, Uncopyable):
+class MemoryRegion(_RegionEdits, _RegionDirtyPages, Uncopyable):
     """One node of a region tree; build it with the class-method constructors.
 
     `ram`, `rom`, `rom_device`, `ram_device`, `io`, `alias`, `container` and
@@ -110,6 +94,16 @@ class MemoryRegion(_fastpath.Region, Uncopyable):
         plain Python reads.  The dirty-log methods are atomic per page (see
         `pymem.dirty`); `buffer` is the memory itself, shared with every
         accessing thread.
+
+    Every edit raises:
+        EditDuringCommitError: made from a memory listener being told of a
+            change (nothing changes).
+        CapacityError: the commit that publishes the edit needs more sections
+            or radix nodes than a dispatch entry can address (every space stays
+            on its last view).
+        Exception: an edit committed at once (outside a transaction) raises the
+            first exception a listener raised while told of it, once the whole
+            change is told and published.
 
     Raises:
         ArgumentTypeError: (constructing) `name` is not a str, or `size` not an
@@ -463,477 +457,11 @@ class MemoryRegion(_fastpath.Region, Uncopyable):
         return f"<MemoryRegion {self.name!r} {self.kind} size={self.size:#x}>"
 
     # ------------------------------------------------------------------ edits
+    # ------------------------------------------------------------------ edits
+    # add_subregion, del_subregion and the set_* methods: _edits.py.
 
-    def _edit(self, other: Optional["MemoryRegion"] = None) -> ContextManager[Any]:
-        """A transaction on the system this edit touches (ours, or `other`'s
-        when we are outside every system).  The transaction object itself,
-        not a generator around it: a generator context manager interrupted
-        right after entering would keep the transaction open until collected."""
-        system = self._editable_system(other)
-        # Checked under the lock, then the transaction (which checks again).
-        return nullcontext() if system is None else system.transaction()
-
-    def _locked(self, other: Optional["MemoryRegion"] = None) -> ContextManager[Any]:
-        """The lock of the system this edit touches, without a transaction:
-        no commit may render a tentative edit that is being checked."""
-        system = self._editable_system(other)
-        return nullcontext() if system is None else system._lock
-
-    def _editable_system(self, other: Optional["MemoryRegion"]) -> Any:
-        """The system this edit touches (ours, or `other`'s when we are
-        outside every system), checked editable under its lock; None when
-        neither region is in a system."""
-        system = self._system
-        if system is None and other is not None:
-            system = other._system
-        if system is not None:
-            with system._lock:
-                system._check_editable(f"an edit of region {self.name!r}")
-        return system
-
-    def _update_pending(self, other: Optional["MemoryRegion"] = None) -> None:
-        system = self._system
-        if system is None and other is not None:
-            system = other._system
-        if system is not None:
-            system._update_pending = True
-
-    if TYPE_CHECKING:
-        def add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
-            """Map `region` at `offset` inside this one; higher `priority` wins overlaps,
-            and among equals the region added last wins (QEMU's order).
-
-            The C base's method (csrc/ext/regionobj.c, same docstring): the
-            plain add (no MemorySystem, a subregion without links of its own)
-            in one C call; everything else goes to `_add_subregion` below.
-
-            `offset` is bytes from this region's start, 0 <= offset and
-            offset + region.size <= 2^64; `priority` a signed 32-bit int.
-
-            Raises:
-                ArgumentTypeError: `region` is not a MemoryRegion, or `offset` or
-                    `priority` not an int.
-                TopologyError: `offset` or `priority` out of range, this region is an
-                    alias, `region` already has a container, the two belong to
-                    different MemorySystems, the edit would make a cycle of subregions,
-                    or an alias loop that never ends (nothing changes).
-                EditDuringCommitError: made from a memory listener being told of a
-                    change (nothing changes).
-                CapacityError: the commit that publishes the edit needs more sections
-                    or radix nodes than a dispatch entry can address (every space stays
-                    on its last view).
-                Exception: an edit committed at once (outside a transaction) raises the
-                    first exception a listener raised while told of it, once the whole
-                    change is told and published.
-            """
-
-    def _add_subregion(self, offset: int, region: "MemoryRegion", priority: int = 0) -> None:
-        """add_subregion, whole: the checks, the cycle and alias-loop checks,
-        adoption into a system and the commit (the C base's add_subregion
-        comes here for everything but the plain add)."""
-        if not isinstance(region, MemoryRegion):
-            raise ArgumentTypeError(f"add_subregion: region must be a MemoryRegion, "
-                                    f"not {type(region).__name__}")
-        where = f"adding {region.name!r} to {self.name!r}"
-        _check_offset(where, offset)
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ArgumentTypeError(f"{where}: priority must be an int")
-        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise TopologyError(f"{where}: priority {priority} does not fit 32 bits")
-        if offset + region.size > ADDRESS_SPACE_SIZE:
-            raise TopologyError(f"{where}: offset {offset:#x} + size {region.size:#x} "
-                                f"runs past 2^64")
-        if self.kind == ALIAS:
-            raise TopologyError(f"{where}: {self.name!r} is an alias and cannot hold "
-                                f"subregions")
-        if region.container is not None:
-            raise TopologyError(f"{where}: {region.name!r} is already a subregion of "
-                                f"{region.container.name!r}")
-        if (self._system is not None and region._system is not None
-                and region._system is not self._system):
-            raise TopologyError(f"{where}: the regions belong to different MemorySystems")
-        path = _path_to(region, self)
-        loop: List[MemoryRegion] = []
-        if path is not None:
-            if _is_ancestor(region, self):
-                chain = " -> ".join(repr(r.name) for r in path)
-                raise TopologyError(f"{where} would make a cycle: {self.name!r} is reached "
-                                    f"from {region.name!r} ({chain})")
-            # An alias loop: try it, and keep it only if rendering it ends.
-            with self._locked(region):
-                saved = (region.addr, region.priority)
-                _set(region, "addr", offset)
-                region._priority = priority
-                self._insert(region)
-                try:
-                    loop = _loop_mates(self)
-                    _check_loops(loop, where, region)
-                finally:
-                    self._unlink(region)
-                    _set(region, "addr", saved[0])
-                    region._priority = saved[1]
-        with self._edit(region):
-            if self._system is not None:
-                self._system._adopt(region)
-            moved = region.addr != offset
-            region._priority = priority
-            _set(region, "addr", offset)
-            self._insert(region)
-            for mr in loop:
-                mr._on_loop = True
-            # QEMU re-renders only when both are enabled; a view root's own
-            # address also counts, so a root that moved re-renders too.
-            if region.enabled and (self.enabled or moved):
-                self._update_pending(region)
-
-    def _insert(self, region: "MemoryRegion") -> None:
-        subs = self._subs
-        # QEMU puts a region before every sibling of lower or equal priority
-        # (so the newest wins ties): in our reversed list, after all of them.
-        if not subs or subs[-1].priority <= region.priority:
-            index = len(subs)
-        else:
-            index = bisect.bisect_right(subs, region.priority, key=lambda r: r.priority)
-        # The C child array, the Python list and the container link change in
-        # one C call, each undone if a later one fails: a signal (Ctrl-C)
-        # sees the tree before or after, never C holding a node Python does
-        # not keep alive.
-        with TREE_LOCK:
-            failed = _fastpath.atomic(
-                ("!", (subs.insert, index, region), (subs.pop, index)),
-                ("!", (lib.pm_region_insert_sub, self._node, index, region._node),
-                 (lib.pm_region_remove_sub, self._node, index)),
-                ("=", region, "_container", self))
-        if failed is not None:
-            check(failed[1], f"adding {region.name!r} to {self.name!r}")
-
-    def _unlink(self, region: "MemoryRegion") -> None:
-        # As in _insert: one C call.  The list lets go of the region last
-        # (atomic releases it after every step), so C never points at a
-        # freed node.
-        with TREE_LOCK:
-            subs = self._subs
-            index = subs.index(region)
-            failed = _fastpath.atomic(
-                ("!", (lib.pm_region_remove_sub, self._node, index),
-                 (lib.pm_region_insert_sub, self._node, index, region._node)),
-                (subs.pop, index),
-                ("=", region, "_container", None))
-        if failed is not None:
-            check(failed[1], f"removing {region.name!r} from {self.name!r}")
-
-    def del_subregion(self, region: "MemoryRegion") -> None:
-        """Unmap `region`, which must be a direct subregion of this one.
-
-        Raises:
-            ArgumentTypeError: `region` is not a MemoryRegion.
-            TopologyError: `region` is not a direct subregion of this one.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        if not isinstance(region, MemoryRegion):
-            raise ArgumentTypeError(f"del_subregion: region must be a MemoryRegion, "
-                                    f"not {type(region).__name__}")
-        if region.container is not self:
-            owner = (f"a subregion of {region.container.name!r}"
-                     if region.container is not None else "not mapped anywhere")
-            raise TopologyError(f"removing {region.name!r} from {self.name!r}: it is {owner}")
-        with self._edit(region):
-            self._unlink(region)
-            if self.enabled and region.enabled:
-                self._update_pending(region)
-
-    def set_enabled(self, enabled: bool) -> None:
-        """Show or hide the region and its whole subtree.
-
-        Raises:
-            TopologyError: enabling would make an alias loop that never ends.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        enabled = bool(enabled)
-        if enabled == self.enabled:
-            return
-        if enabled and self._on_loop:
-            self._try(f"enabling {self.name!r}", "enabled", True)
-        with self._edit():
-            _set(self, "enabled", enabled)
-            self._update_pending()
-
-    def set_address(self, addr: int) -> None:
-        """Move the region within its container (QEMU re-adds it, keeping its priority).
-
-        `addr` is bytes from the container's start; `addr + size <= 2^64`.
-
-        Raises:
-            ArgumentTypeError: `addr` is not an int.
-            TopologyError: `addr` out of range or the region would run past 2^64,
-                or the move would make an alias loop that never ends.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        where = f"moving {self.name!r}"
-        _check_offset(where, addr)
-        if addr + self.size > ADDRESS_SPACE_SIZE:
-            raise TopologyError(f"{where} to {addr:#x}: size {self.size:#x} runs past 2^64")
-        if addr == self.addr:
-            return
-        if self._on_loop:
-            self._try(f"{where} to {addr:#x}", "addr", addr)
-        container = self.container
-        with self._edit():
-            _set(self, "addr", addr)
-            if container is not None:
-                container._unlink(self)
-                container._insert(self)
-            # QEMU re-renders only if the container is enabled too, leaving a
-            # moved view root stale until the next commit; we re-render now.
-            # What the render makes of a root's own address is QEMU's: it
-            # counts unless the flat-view-root shortcut skips the root.
-            if self.enabled:
-                self._update_pending()
-
-    def set_alias_offset(self, offset: int) -> None:
-        """Slide an alias's window over its target.
-
-        `offset` is bytes into the target, 0..2^64 - 1.
-
-        Raises:
-            ArgumentTypeError: `offset` is not an int.
-            TopologyError: the region is not an alias, `offset` is out of range,
-                or the slide would make an alias loop that never ends.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        if self.kind != ALIAS:
-            raise TopologyError(f"set_alias_offset: {self.name!r} is not an alias")
-        _check_offset(f"alias {self.name!r}", offset)
-        if offset == self.alias_offset:
-            return
-        if self._on_loop:
-            self._try(f"sliding alias {self.name!r} to offset {offset:#x}", "alias_offset",
-                      offset)
-        with self._edit():
-            _set(self, "alias_offset", offset)
-            if self.enabled:
-                self._update_pending()
-
-    def set_size(self, size: int) -> None:
-        """Resize the region (its window; RAM contents are not reallocated).
-
-        `size` is bytes, 0..2^64.
-
-        Raises:
-            ArgumentTypeError: `size` is not an int.
-            TopologyError: `size` beyond 2^64, past 2^64 at the region's address,
-                larger than the region's memory, or making an alias loop that never
-                ends.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        _check_size(f"region {self.name!r}", size)
-        if self.container is not None and self.addr + size > ADDRESS_SPACE_SIZE:
-            raise TopologyError(f"resizing {self.name!r} at {self.addr:#x} to {size:#x} "
-                                f"runs past 2^64")
-        if self._buffer is not None and size > len(self._buffer):
-            raise TopologyError(f"resizing {self.name!r} to {size:#x}: its memory holds "
-                                f"only {len(self._buffer):#x} bytes")
-        if size == self.size:
-            return
-        if self._on_loop:
-            self._try(f"resizing {self.name!r} to {size:#x}", "size", size)
-        with self._edit():
-            _set(self, "size", size)
-            self._update_pending()
-
-    def _try(self, where: str, field: str, value: Any) -> None:
-        """Refuse an edit of `field` that would make a loop through this
-        region endless: set it, check every loop the region lies on, put it back."""
-        with self._locked():
-            saved = getattr(self, field)
-            _set(self, field, value)
-            try:
-                _check_loops(_loop_mates(self), where, self)
-            finally:
-                _set(self, field, saved)
-
-    def _switch(self, field: str, value: Any) -> None:
-        """Set a field rendering reads (an attribute, not the topology): a
-        commit if it changed, re-rendering only when the region is shown."""
-        if value == getattr(self, field):
-            return
-        with self._edit():
-            _set(self, field, value)
-            if self.enabled:
-                self._update_pending()
-
-    def set_readonly(self, readonly: bool) -> None:
-        """Make writes through this region (and, for an alias or container, below it) drop.
-
-        Raises:
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        self._switch("readonly", bool(readonly))
-
-    def set_nonvolatile(self, nonvolatile: bool) -> None:
-        """Mark RAM as non-volatile (QEMU's memory_region_set_nonvolatile,
-        an NVDIMM): `info mtree` shows it, flat ranges carry it to listeners.
-        Commits like any edit; no effect on accesses.
-
-        Raises:
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        self._switch("nonvolatile", bool(nonvolatile))
-
-    def set_romd(self, romd: bool) -> None:
-        """Switch a ROM device between romd mode (direct reads) and MMIO mode.
-
-        Raises:
-            TopologyError: the region is not a ROM device.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        if self.kind != ROM_DEVICE:
-            raise TopologyError(f"set_romd: {self.name!r} is not a ROM device")
-        self._switch("romd", bool(romd))
-
-    def set_log(self, log: bool, client: int = DIRTY_MEMORY_VGA) -> None:
-        """Start or stop dirty logging for `client` (listeners see log_start/log_stop).
-
-        `client` is one of DIRTY_MEMORY_VGA (1), _CODE (2), _MIGRATION (4),
-        _SNAPSHOT (8).
-
-        Raises:
-            InvalidArgumentError: `client` is not one of those.
-            EditDuringCommitError: made from a memory listener being told of a
-                change (nothing changes).
-            CapacityError: the commit that publishes the edit needs more sections
-                or radix nodes than a dispatch entry can address (every space stays
-                on its last view).
-            Exception: an edit committed at once (outside a transaction) raises the
-                first exception a listener raised while told of it, once the whole
-                change is told and published.
-        """
-        if client not in dirty.CLIENTS:
-            raise InvalidArgumentError(f"set_log: unknown dirty-memory client {client}")
-        self._switch("dirty_log", (self.dirty_log & ~client) | (client if log else 0))
-
-    # Dirty memory (RAM only), QEMU's memory_region_*_dirty; see pymem/dirty.py.
-
-    def get_dirty(self, addr: int, size: int, client: int) -> bool:
-        """Whether a page of [addr, addr + size) was written since `client` last cleared it.
-
-        Raises:
-            InvalidArgumentError: `client` is unknown, or the range is outside the
-                region.
-            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
-        """
-        return dirty.get_dirty(self, addr, size, client)
-
-    def set_dirty(self, addr: int, size: int) -> None:
-        """Mark [addr, addr + size) written, for every client logging this region.
-
-        Raises:
-            InvalidArgumentError: the range is outside the region.
-            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
-        """
-        dirty.set_dirty(self, addr, size)
-
-    def reset_dirty(self, addr: int, size: int, client: int) -> None:
-        """Clear `client`'s dirty bits of [addr, addr + size).
-
-        Raises:
-            InvalidArgumentError: `client` is unknown, or the range is outside the
-                region.
-            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
-        """
-        dirty.reset_dirty(self, addr, size, client)
-
-    def get_and_clear_dirty(self, addr: int, size: int, client: int) -> "dirty.DirtyBitmap":
-        """The pages of [addr, addr + size) dirty for `client`, cleared at once,
-        as a DirtyBitmap (one bit a page; `.pages_dirty()` lists their offsets).
-
-        `addr` and `size` are bytes (region offsets); pages are the system's target
-        pages (4 KiB for a region in no system).
-
-        Raises:
-            InvalidArgumentError: `client` is unknown, or the range is outside the
-                region.
-            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
-        """
-        return dirty.get_and_clear_dirty(self, addr, size, client)
-
-    def snapshot_and_clear_dirty(self, addr: int, size: int,
-                                 client: int) -> "dirty.DirtyBitmap":
-        """QEMU's memory_region_snapshot_and_clear_dirty: as get_and_clear_dirty.
-
-        Raises:
-            InvalidArgumentError: `client` is unknown, or the range is outside the
-                region.
-            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
-        """
-        return dirty.snapshot_and_clear_dirty(self, addr, size, client)
-
-    def mark_dirty(self, addr: int, size: int) -> None:
-        """Report a write to [addr, addr + size) (bytes, region offsets) made
-        outside pymem (a CPU engine's store, a DMA engine): marked for every
-        client logging this region, as pymem's own writes are.
-
-        Raises:
-            ArgumentTypeError: the region is not RAM, or `addr`/`size` are not ints.
-            InvalidArgumentError: the range is outside the region.
-        """
-        dirty.mark_dirty(self, addr, size)
+    # ------------------------------------------------------------ dirty pages
+    # get_dirty, set_dirty, get_and_clear_dirty, ...: _dirty.py.
 
 
 _fastpath.set_region_api(
@@ -946,15 +474,6 @@ _fastpath.set_region_api(
      for kind, flags in _KIND_FLAGS.items()},
     ALIAS, RAM, lambda address: ffi.cast("pm_region *", address), _refuse_new, TREE_LOCK,
     NO_REGION)
-
-_FIELDS = {name: field for name, field in vars(MemoryRegion).items()
-           if isinstance(field, (_Field, _ConstructorOrAttribute))}
-
-
-def _set(mr: MemoryRegion, field: str, value: Any) -> None:
-    """Set a read-only field of `mr`: only for the edit methods, which have
-    checked the value and commit the change."""
-    _FIELDS[field].write(mr, value)
 
 
 def set_ops(mr: MemoryRegion, ops: MemoryRegionOps) -> None:
