@@ -73,31 +73,41 @@ def test_priority_by_keyword_and_bad_arguments_take_the_checked_path():
     assert len(c_children(bus)) == 2
 
 
-def test_an_add_waits_for_a_render_holding_the_tree_lock_in_another_thread():
-    bus = MemoryRegion.container("bus", 0x10000)
+def add_while_another_thread_holds(holding, add, what):
+    """Run `add()` on a thread while another thread is inside `holding()` (a
+    context manager): the add must wait until the holder lets go (`what`
+    says what it would have done otherwise), then finish."""
     held, release, added = threading.Event(), threading.Event(), threading.Event()
 
-    def rendering():
-        with TREE_LOCK:
+    def hold():
+        with holding():
             held.set()
             release.wait(5)
 
     def adding():
-        bus.add_subregion(0, MemoryRegion.io("dev", 0x10, OPS))
+        add()
         added.set()
 
-    renderer = threading.Thread(target=rendering)
-    renderer.start()
+    holder = threading.Thread(target=hold)
+    holder.start()
     held.wait(5)
     adder = threading.Thread(target=adding)
     adder.start()
     try:
-        assert not added.wait(0.2), "the add changed the tree under a render"
+        assert not added.wait(0.2), what
     finally:
         release.set()
-        renderer.join()
+        holder.join()
         adder.join()
-    assert added.is_set() and [r.name for r in bus.subregions] == ["dev"]
+    assert added.is_set()
+
+
+def test_an_add_waits_for_a_render_holding_the_tree_lock_in_another_thread():
+    bus = MemoryRegion.container("bus", 0x10000)
+    add_while_another_thread_holds(
+        lambda: TREE_LOCK, lambda: bus.add_subregion(0, MemoryRegion.io("dev", 0x10, OPS)),
+        "the add changed the tree under a render")
+    assert [r.name for r in bus.subregions] == ["dev"]
 
 
 def test_by_id_forgets_regions_that_are_gone_even_in_a_cycle():
@@ -145,28 +155,10 @@ def test_an_add_into_a_system_another_thread_is_editing_waits_for_its_transactio
     system = MemorySystem()
     root = MemoryRegion.container("root", 1 << 32)
     space = system.address_space(root, "cpu")
-    held, release, added = threading.Event(), threading.Event(), threading.Event()
-
-    def editing():
-        with system.transaction():
-            held.set()
-            release.wait(5)
-
-    def adding():
-        root.add_subregion(0x1000, MemoryRegion.io("dev", 0x100, OPS))
-        added.set()
-
-    editor = threading.Thread(target=editing)
-    editor.start()
-    held.wait(5)
-    adder = threading.Thread(target=adding)
-    adder.start()
-    try:
-        assert not added.wait(0.2), "the add went into another thread's transaction"
-    finally:
-        release.set()
-        editor.join()
-        adder.join()
+    add_while_another_thread_holds(
+        system.transaction,
+        lambda: root.add_subregion(0x1000, MemoryRegion.io("dev", 0x100, OPS)),
+        "the add went into another thread's transaction")
     assert [r.region.name for r in space.flatview.ranges] == ["dev"]
 
 
