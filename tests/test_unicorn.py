@@ -593,6 +593,28 @@ def test_a_mapping_unicorn_refuses_midway_is_left_out_and_the_rest_is_still_mapp
     assert unicorn_has(board.uc) == []
 
 
+def test_a_dirty_log_hook_that_fails_leaves_its_ram_unmapped_and_raises_after_the_commit(
+        monkeypatch):
+    import pymem.unicorn as binding_module
+
+    def refuse(region, start, size, offset, mask):
+        raise MemoryError(f"no hook for {region.name}")
+
+    monkeypatch.setattr(binding_module, "_dirty_range", refuse)
+    board = Board(code(0x00000013))    # nop
+    with pytest.raises(MemoryError, match="no hook for ram"):
+        board.ram.set_log(True, DIRTY_MEMORY_VGA)
+    mapped = board.binding.mappings()
+    assert not any(start <= RAM_BASE < end for start, end, _ in mapped)
+    assert [(start, end) for start, end, _ in mapped] == unicorn_has(board.uc)
+    assert board.binding._map.dirty_hooks == 0
+    monkeypatch.undo()                 # the binding's Mapper keeps the refusing function:
+    board.binding.detach()             # a new binding hooks the logged RAM
+    board.binding = attach(board.uc, board.asp)
+    assert board.binding._map.dirty_hooks == 1
+    assert any(start <= RAM_BASE < end for start, end, _ in board.binding.mappings())
+
+
 def test_two_cpus_on_one_space_both_follow_a_bank_switch_and_detach_alone(monkeypatch):
     calls = _spy_on_unicorn(monkeypatch)
     program = code(
