@@ -214,6 +214,17 @@ const pm_region *pm_region_sub(const pm_region *r, size_t index);
 pm_status pm_render(const pm_region *root, uint32_t max_alias_visits,
                     pm_range **ranges, size_t *n);
 void pm_ranges_free(pm_range *ranges);
+/*
+ * QEMU's memory_region_get_flatview_root: the region whose rendering an
+ * address space rooted at `root` shares (an enabled alias showing all of its
+ * target from offset 0 goes to the target, an enabled container whose only
+ * enabled child covers it from 0 goes to the child), or NULL when the root
+ * renders nothing.  A walk that comes back to a region (only a loop of empty
+ * windows can) stops at the first region seen twice.
+ */
+const pm_region *pm_flatview_root(const pm_region *root);
+/* The `user` pointer a region was made with (pymem: its Python object). */
+void *pm_region_user(const pm_region *r);
 /* pm_render then pm_dispatch_build on its ranges, in one call.  On a build
  * failure *ranges and *n stay valid (to name the range *failed). */
 pm_status pm_render_dispatch(const pm_region *root, uint32_t max_alias_visits,

@@ -440,6 +440,84 @@ pm_status pm_render(const pm_region *root, uint32_t max_alias_visits, pm_range *
     return st;
 }
 
+/* One step of the flat-view-root walk: 1 with *next the region to go on
+ * with, or 0 with *next the answer (NULL: the root renders nothing). */
+static int root_step(const pm_region *mr, const pm_region **next)
+{
+    if (!mr || !(mr->flags & PM_REGION_ENABLED)) {
+        *next = NULL;
+        return 0;
+    }
+    if (mr->alias) {
+        if (mr->alias_offset == 0 && mr->size >= mr->alias->size) {
+            /* The whole target is visible: share the target's view. */
+            *next = mr->alias;
+            return 1;
+        }
+    } else if (!(mr->flags & PM_REGION_TERMINATES)) {
+        /* A container: one enabled child that covers it from 0 is the view. */
+        const pm_region *only = NULL;
+        uint32_t found = 0;
+        for (uint32_t i = 0; i < mr->nsubs; i++) {
+            const pm_region *child = mr->subs[i];
+            if (child->flags & PM_REGION_ENABLED) {
+                if (++found > 1) {
+                    only = NULL;
+                    break;
+                }
+                if (child->addr == 0 && mr->size >= child->size) {
+                    only = child;
+                }
+            }
+        }
+        if (!found) {
+            *next = NULL;
+            return 0;
+        }
+        if (only) {
+            *next = only;
+            return 1;
+        }
+    }
+    *next = mr;
+    return 0;
+}
+
+const pm_region *pm_flatview_root(const pm_region *root)
+{
+    /* The walk is a function of the region alone, so it either ends or runs
+     * into a loop (only through windows of size 0: any other loop renders
+     * forever and is refused at the edit).  Floyd's cycle finding, no
+     * memory: `fast` takes two steps for `slow`'s one; a walk that ends is
+     * answered by `fast`, which gets there first.  If they meet, the first
+     * region seen twice is where the loop begins: walked to from the root
+     * and from the meeting point in step. */
+    const pm_region *slow = root, *fast = root, *next;
+    for (;;) {
+        if (!root_step(fast, &next)) {
+            return next;
+        }
+        if (!root_step(next, &fast)) {
+            return fast;
+        }
+        (void)root_step(slow, &slow);
+        if (slow == fast) {
+            break;
+        }
+    }
+    slow = root;
+    while (slow != fast) {
+        (void)root_step(slow, &slow);
+        (void)root_step(fast, &fast);
+    }
+    return slow;
+}
+
+void *pm_region_user(const pm_region *r)
+{
+    return r->user;
+}
+
 void pm_ranges_free(pm_range *ranges)
 {
     free(ranges);

@@ -59,7 +59,7 @@ HOLDS_GIL = (
     "pm_dispatch_levels", "pm_dispatch_section_count", "pm_dispatch_node_count",
     "pm_dispatch_batch_path", "pm_dispatch_subpage_pieces", "pm_dirty_set",
     "pm_dispatch_free", "pm_dispatch_release", "pm_as_release", "pm_region_info_get",
-    "pm_region_sub",
+    "pm_region_sub", "pm_flatview_root", "pm_region_user",
 )
 
 # The twin of pm_render_dispatch that releases the GIL: a binding-level name,

@@ -99,6 +99,8 @@ class MemorySystem(Uncopyable):
         check_page_bits(page_bits)
         self.page_bits = page_bits
         self._stats = ffi.new("pm_stats *")
+        # For the commit's renders in C (_fastpath.render_view).
+        self._stats_address = int(ffi.cast("uintptr_t", self._stats))
         # QEMU's big lock: writers (edits, commits) are serialised by it.
         self._lock = threading.RLock()
         self._depth = 0
@@ -180,7 +182,7 @@ class MemorySystem(Uncopyable):
             Exception: the first exception a listener raised while told of the
                 commit, once the whole change is told and published.
         """
-        return cast(ContextManager["MemorySystem"], _fastpath.Transaction(self))
+        return cast(_Transaction, _fastpath.Transaction(self))
 
     @property
     def address_spaces(self) -> List["AddressSpace"]:
@@ -310,11 +312,13 @@ class MemorySystem(Uncopyable):
         call_rcu(view._release)
 
     def _generate(self, root: Optional[MemoryRegion]) -> FlatView:
+        # _commit makes its views as this does, inline.
         if root is None:
             return self._empty_view
         last = self._views.get(root.id)
         return FlatView(root, self.page_bits, self._reclaim, self._stats,
-                        len(last._regions) if last is not None else 0, self._destructor)
+                        len(last._regions) if last is not None else 0, self._destructor,
+                        self._stats_address)
 
     def _retire(self) -> None:
         """Release the views whose last reference went: at once when a grace
@@ -354,17 +358,24 @@ class MemorySystem(Uncopyable):
         # next transaction's end commits again; each step below leaves every
         # space on a live view, with counts that match its holders.
         self._retire()
-        keys: List[Optional[int]] = []
-        views: Dict[Optional[int], FlatView] = {}
         spaces = self._spaces
-        generate = self._generate
+        # Every space's flat-view root, walked in C (pm_flatview_root):
+        # keys[i] names the view of spaces[i] (its root's id, None for the
+        # empty view), `roots` maps each key to its root, in first-use order.
+        keys, roots = _fastpath.flatview_roots(spaces)
+        views: Dict[Optional[int], FlatView] = {}
+        last_views = self._views
         try:
-            for asp in spaces:
-                phys = get_flatview_root(asp.root)
-                key = phys.id if phys is not None else None
-                keys.append(key)
-                if key not in views:
-                    views[key] = generate(phys)
+            for key, phys in roots.items():
+                # _generate's work, inline: this runs for every view of
+                # every commit.
+                if phys is None:
+                    views[key] = self._empty_view
+                    continue
+                last = last_views.get(key)
+                views[key] = FlatView(phys, self.page_bits, self._reclaim, self._stats,
+                                      len(last._regions) if last is not None else 0,
+                                      self._destructor, self._stats_address)
         except BaseException:
             for view in views.values():
                 if view is not self._empty_view:
@@ -375,6 +386,18 @@ class MemorySystem(Uncopyable):
         # views start with the registry's reference).
         if None not in views:
             views[None] = self._empty_view
+        if not self._listeners:
+            # Nobody to tell at all: the registry swap, every space's publish
+            # and the reference counts, then the release of the replaced
+            # views when no reader can hold them (swap_views' `release`:
+            # after every publish, see csrc/ext/commit.c), in one C call.
+            # Views a reader may still hold stay in `_retired`: call_rcu.
+            _fastpath.swap_views(self, views, _publish,
+                                 tuple([(asp._pin, asp._cas, views[key])
+                                        for asp, key in zip(spaces, keys)]), True, True)
+            if self._retired:
+                self._retire()
+            return
         if not self._plain_listeners:
             # Nobody to tell of sections: the registry swap, every space's
             # publish (C readers see each space switch, as they would one by
@@ -417,6 +440,10 @@ class MemorySystem(Uncopyable):
 
 
 _try_synchronize = lib.pm_rcu_try_synchronize
+# Made once: a subscripted generic evaluated at every transaction() costs
+# more than the rest of the call.
+_Transaction = ContextManager["MemorySystem"]
+_publish = lib.pm_as_publish
 
 
 def _release_views(views: Tuple[FlatView, ...]) -> None:

@@ -108,6 +108,21 @@ _OUT_FAILED = ffi.new("size_t *")
 _UINTPTR = ffi.typeof("uintptr_t")
 
 
+def _function_address(name: str) -> int:
+    return int(ffi.cast(_UINTPTR, ffi.addressof(lib, name)))
+
+
+# What csrc/ext/commit.c calls: the core's walk, render and release, cffi's
+# cast and gc to own what the render makes, TREE_LOCK.
+_fastpath.set_commit_api(
+    tuple(_function_address(name) for name in (
+        "pm_flatview_root", "pm_region_user", "pm_render_dispatch", "pm_ranges_free",
+        "pm_dispatch_release", "pm_rcu_try_synchronize")),
+    MAX_ALIAS_VISITS, ffi.cast, ffi.gc, ffi.typeof("pm_range *"), ffi.typeof("pm_dispatch *"),
+    lib.pm_ranges_free, TREE_LOCK)
+_render_view = _fastpath.render_view
+
+
 def _render(root: MemoryRegion, page_bits: Optional[int] = None, stats: Any = None,
             expected: int = 0, destructor: Any = None) -> Tuple[Any, List[MemoryRegion], Any]:
     """Render `root`'s tree in C (csrc/render.c); with `page_bits`, build the
@@ -209,8 +224,8 @@ def get_flatview_root(mr: Optional[MemoryRegion]) -> Optional[MemoryRegion]:
 
     Raises nothing.
     """
-    # The slots, not the public properties: this runs for every space of
-    # every commit.
+    # A commit walks in C (_fastpath.flatview_roots, csrc/render.c's
+    # pm_flatview_root); this is the same walk over the Python fields.
     seen = set()
     while mr is not None and mr._enabled:
         if mr._id in seen:
@@ -263,11 +278,12 @@ class FlatView(Uncopyable):
 
     def __init__(self, root: Optional[MemoryRegion], page_bits: int,
                  reclaim: Callable[["FlatView"], None], stats: Any = None,
-                 expected: int = 0, destructor: Any = None) -> None:
+                 expected: int = 0, destructor: Any = None, stats_address: int = 0) -> None:
         """Render `root` (None: nothing) now.  `expected`: about how many
         ranges it will have (the root's last view's count), which decides
         whether the render releases the GIL; `destructor`: the stats'
-        `Dispatch.destructor`, if the caller keeps one."""
+        `Dispatch.destructor`, if the caller keeps one, and `stats_address`
+        the address of `stats` (a commit renders in one C call with both)."""
         self.root = root
         self._ranges: Optional[List[FlatRange]] = None
         self._page_bits = page_bits
@@ -282,8 +298,14 @@ class FlatView(Uncopyable):
             self._dispatch = Dispatch.build([], page_bits, stats=stats)
             handle = self._dispatch.handle
         else:
-            self._array, self._regions, handle = _render(root, page_bits, stats, expected,
-                                                         destructor)
+            rendered = None
+            if destructor is not None and expected < RENDER_NOGIL_RANGES:
+                # A commit's render, in one C call (csrc/ext/commit.c); None
+                # when it failed, and the Python path renders again to say why.
+                rendered = _render_view(root, page_bits, stats_address, destructor)
+            if rendered is None:
+                rendered = _render(root, page_bits, stats, expected, destructor)
+            self._array, self._regions, handle = rendered
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes
         # only in _release, a grace period after the last space left the view.
@@ -424,7 +446,8 @@ class FlatView(Uncopyable):
     def _release(self) -> None:
         """Drop the dispatch: called once no C reader can hold this view (the
         reclaimer), or for a view never published.  The table is freed when
-        the last Python holder lets go (usually now)."""
+        the last Python holder lets go (usually now).  A commit's
+        `_fastpath.swap_views` does the same in C (csrc/ext/commit.c)."""
         # Dropped, not closed: a Python caller still holding the Dispatch
         # (`view.dispatch.lookup_many(...)` in another thread) keeps using it.
         self._dispatch = None

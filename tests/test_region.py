@@ -146,6 +146,26 @@ def test_a_loop_made_endless_behind_the_edits_back_fails_to_render_by_name():
         flatview_module.render(bus)
 
 
+def test_a_commit_whose_render_fails_in_c_names_the_failure_and_keeps_the_last_view():
+    # A commit renders in C (_fastpath.render_view); a failure there frees
+    # what C made and the Python render names it.
+    system = MemorySystem()
+    bus = MemoryRegion.container("bus", 0x1000)
+    bus.add_subregion(0, MemoryRegion.io("dev", 0x10, OPS))
+    asp = system.address_space(bus, "space")
+    half = MemoryRegion.alias("half", bus, 0, 0x800)
+    bus.add_subregion(0x800, half)
+    view = asp.flatview
+    live = system.live_dispatches
+    region_module._set(half, "addr", 0)   # behind the edits' back: nothing checks it
+    with pytest.raises(TopologyError, match="rendering 'bus': 'half' -> 'bus' -> 'half' "
+                                            "never leaves its window"):
+        with system.transaction():
+            system._update_pending = True
+    assert asp.flatview is view
+    assert system.live_dispatches == live
+
+
 def test_a_loop_of_empty_windows_renders_nothing_and_has_a_flatview_root():
     system = MemorySystem()
     bus = MemoryRegion.container("bus", 0)
@@ -239,6 +259,8 @@ def test_a_failed_commit_leaves_every_address_space_on_its_last_good_view(machin
     def refuse(*args, **kwargs):
         raise CapacityError("more sections than a dispatch entry can address")
 
+    # Both renders: a commit's in C, and the Python one it falls back to.
+    monkeypatch.setattr(flatview_module, "_render_view", refuse)
     monkeypatch.setattr(flatview_module, "_render", refuse)
     with pytest.raises(CapacityError):
         root.add_subregion(0x20000, MemoryRegion.ram("more", 0x1000))

@@ -9,6 +9,8 @@ from pymem import MemoryListener, MemoryRegion, MemoryRegionOps, MemorySystem, T
 from pymem import rcu
 from pymem._native import lib
 
+from .tree_model import view_root
+
 OPS = MemoryRegionOps(lambda offset, size: 0, lambda offset, value, size: None)
 
 
@@ -246,3 +248,60 @@ def test_destroying_a_space_tells_its_listeners_every_range_is_gone():
     assert asp.listeners == []
     with pytest.raises(TopologyError, match="is destroyed"):
         asp.register_listener(listener)
+
+
+def _walk_cases():
+    """Roots whose flat-view root is each of the walk's outcomes."""
+    whole = MemoryRegion.container("whole", 1 << 32)
+    whole.add_subregion(0, MemoryRegion.ram("ram", 0x1000))
+    yield "a container", whole
+    yield "an alias of all of it", MemoryRegion.alias("all", whole, 0, 1 << 32)
+    yield "an alias of all of an alias", MemoryRegion.alias(
+        "all2", MemoryRegion.alias("all1", whole, 0, 1 << 32), 0, 1 << 32)
+    yield "a partial alias", MemoryRegion.alias("part", whole, 0x1000, 0x1000)
+    single = MemoryRegion.container("single", 1 << 32)
+    single.add_subregion(0, MemoryRegion.container("child", 1 << 32))
+    yield "a container with one child at 0", single
+    shifted = MemoryRegion.container("shifted", 1 << 32)
+    shifted.add_subregion(0x1000, MemoryRegion.container("child", 0x1000))
+    yield "a container with one child elsewhere", shifted
+    for enabled in (True, False):
+        two = MemoryRegion.container("two", 1 << 32)
+        two.add_subregion(0, MemoryRegion.container("a", 1 << 32))
+        other = MemoryRegion.container("b", 0x1000)
+        two.add_subregion(0x1000, other)
+        other.set_enabled(enabled)
+        yield ("a container with two children" if enabled
+               else "a container with one child enabled"), two
+    empty = MemoryRegion.container("empty", 1 << 32)
+    empty.add_subregion(0, MemoryRegion.container("off", 0x1000))
+    empty.subregions[0].set_enabled(False)
+    yield "a container with no child enabled", empty
+    disabled = MemoryRegion.container("disabled", 1 << 32)
+    disabled.set_enabled(False)
+    yield "a disabled root", disabled
+    yield "a device", MemoryRegion.io("dev", 0x1000, OPS)
+    # Loops of empty windows: the walk stops at the first region met twice,
+    # which is not the root when the loop is entered from outside.
+    loop = MemoryRegion.container("loop", 0)
+    loop.add_subregion(0, MemoryRegion.alias("back", loop, 0, 0))
+    yield "a loop through the root", loop
+    inner = MemoryRegion.container("inner", 0)
+    inner.add_subregion(0, MemoryRegion.alias("again", inner, 0, 0))
+    outer = MemoryRegion.container("outer", 0)
+    outer.add_subregion(0, MemoryRegion.alias("in", inner, 0, 0))
+    yield "a loop entered from outside", outer
+
+
+@pytest.mark.parametrize("case", [name for name, _ in _walk_cases()])
+def test_a_commit_gives_each_space_the_view_of_its_flatview_root(case):
+    # A commit walks every space's root in C (pm_flatview_root): each space
+    # gets the view of the region the reference model's walk stops at.
+    root = dict(_walk_cases())[case]
+    system = MemorySystem()
+    asp = system.address_space(root, "space")
+    with system.transaction():
+        system._update_pending = True
+    expected = view_root(root)
+    assert asp.flatview.root is expected
+    assert system._views[expected.id if expected is not None else None] is asp.flatview

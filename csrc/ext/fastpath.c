@@ -65,8 +65,16 @@ static PyMethodDef module_methods[] = {
       "mapping(owner, memory, start, length, region, offset, is_write, attrs, addr, space) "
       "-> memoryview: a view unmap takes (see mapping.c)" },
     { "swap_views", fp_swap_views, METH_VARARGS,
-      "swap_views(system, views, publish, spaces): a commit's registry swap, publishes and "
-      "reference counts in one C call (see commit.c)" },
+      "swap_views(system, views, publish, spaces, done[, release]): a commit's registry swap, "
+      "publishes and reference counts in one C call (see commit.c)" },
+    { "set_commit_api", fp_set_commit_api, METH_VARARGS,
+      "set_commit_api(functions, max_alias_visits, cast, gc, range_type, dispatch_type, "
+      "ranges_free, tree_lock): what commit.c calls" },
+    { "flatview_roots", fp_flatview_roots, METH_O,
+      "flatview_roots(spaces) -> (keys, roots): each space's view key and the roots (commit.c)" },
+    { "render_view", (PyCFunction)(void (*)(void))fp_render_view, METH_FASTCALL,
+      "render_view(root, page_bits, stats_address, destructor) -> (ranges, regions, dispatch) "
+      "or None (commit.c)" },
     { "range_users", range_users, METH_VARARGS,
       "range_users(ranges_address, n) -> list of the ranges' user objects" },
     { NULL, NULL, 0, NULL },

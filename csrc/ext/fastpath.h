@@ -24,7 +24,8 @@
  *   regionobj.c Region, MemoryRegion's C base: its fields, its node, the
  *               common add_subregion in one C call;
  *   hostmem.c   SlabAllocator: page-aligned memory of small RAM regions;
- *   commit.c    swap_views(): a commit's registry swap and publishes.
+ *   commit.c    a commit's steps: flatview_roots(), render_view(),
+ *               swap_views() (the registry swap, publishes, release).
  * Functions one file calls in another are hidden from other shared objects
  * (FP_INTERNAL); the per-call helpers are static inline here, so the hot
  * paths compile as they did in one file.
@@ -213,9 +214,14 @@ FP_INTERNAL int fp_parse_args(const char *fname, const char *const *names, Py_ss
 
 /* bound.c */
 FP_INTERNAL PyObject *fp_bind(PyObject *module, PyObject *args);
-FP_INTERNAL PyObject *fp_swap_views(PyObject *module, PyObject *args);
-FP_INTERNAL int fp_commit_init(void);
 FP_INTERNAL int fp_bound_init(void);
+
+/* commit.c */
+FP_INTERNAL PyObject *fp_swap_views(PyObject *module, PyObject *args);
+FP_INTERNAL PyObject *fp_set_commit_api(PyObject *module, PyObject *args);
+FP_INTERNAL PyObject *fp_flatview_roots(PyObject *module, PyObject *spaces);
+FP_INTERNAL PyObject *fp_render_view(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+FP_INTERNAL int fp_commit_init(void);
 
 /* lookup.c */
 FP_INTERNAL PyObject *fp_call_lookup(PyObject *self_, PyObject *const *args, Py_ssize_t nargs,
@@ -282,6 +288,7 @@ FP_INTERNAL PyObject *fp_call_owned(PyObject *module, PyObject *args);
 
 /* regionobj.c */
 FP_INTERNAL int fp_region_init(PyObject *module);
+FP_INTERNAL pm_region *fp_region_node(PyObject *obj);
 
 /* hostmem.c */
 FP_INTERNAL int fp_hostmem_init(PyObject *module);

@@ -760,6 +760,12 @@ static PyMethodDef regionobj_functions[] = {
     { NULL, NULL, 0, NULL },
 };
 
+/* The C node of a Region (a MemoryRegion), or NULL if `obj` is not one. */
+pm_region *fp_region_node(PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, &RegionType) ? ((Region *)obj)->node : NULL;
+}
+
 int fp_region_init(PyObject *module)
 {
     if (PyType_Ready(&RegionType) < 0 || PyModule_AddFunctions(module, regionobj_functions) < 0) {
