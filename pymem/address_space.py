@@ -357,7 +357,8 @@ class MemorySystem(Uncopyable):
         # An interrupted commit (Ctrl-C) leaves `_update_pending` set, so the
         # next transaction's end commits again; each step below leaves every
         # space on a live view, with counts that match its holders.
-        self._retire()
+        if self._retired:
+            self._retire()
         spaces = self._spaces
         # Every space's flat-view root, walked in C (pm_flatview_root):
         # keys[i] names the view of spaces[i] (its root's id, None for the
@@ -392,9 +393,7 @@ class MemorySystem(Uncopyable):
             # views when no reader can hold them (swap_views' `release`:
             # after every publish, see csrc/ext/commit.c), in one C call.
             # Views a reader may still hold stay in `_retired`: call_rcu.
-            _fastpath.swap_views(self, views, _publish,
-                                 tuple([(asp._pin, asp._cas, views[key])
-                                        for asp, key in zip(spaces, keys)]), True, True)
+            _fastpath.swap_views(self, views, spaces, keys, True, True)
             if self._retired:
                 self._retire()
             return
@@ -407,8 +406,7 @@ class MemorySystem(Uncopyable):
             pairs = [(asp, views[key]) for asp, key in zip(spaces, keys)]
             told = [(asp, asp._pin.view, new) for asp, new in pairs
                     if asp.listeners and asp._pin.view is not new]
-            _fastpath.swap_views(self, views, lib.pm_as_publish,
-                                 tuple([(asp._pin, asp._cas, new) for asp, new in pairs]), True)
+            _fastpath.swap_views(self, views, spaces, keys, True, False)
             if told:
                 errors: List[BaseException] = []
                 with self._telling():
@@ -418,7 +416,7 @@ class MemorySystem(Uncopyable):
                 raise_first(errors)
             self._retire()
             return
-        _fastpath.swap_views(self, views, lib.pm_as_publish, (), False)
+        _fastpath.swap_views(self, views, [], [], False, False)
         # Every space is switched whatever the listeners do: a listener that
         # raises is told the rest anyway, every other listener hears the
         # whole commit, and the first exception is raised once every space
@@ -443,7 +441,6 @@ _try_synchronize = lib.pm_rcu_try_synchronize
 # Made once: a subscripted generic evaluated at every transaction() costs
 # more than the rest of the call.
 _Transaction = ContextManager["MemorySystem"]
-_publish = lib.pm_as_publish
 
 
 def _release_views(views: Tuple[FlatView, ...]) -> None:
@@ -507,6 +504,8 @@ class AddressSpace(AccessMixin, Uncopyable):
             ((out, partial(lib.pm_as_release, system._stats)),))
         check(status, f"creating address space {name!r}")
         self._pin = _Pin(self._cas)
+        # For the commit's publishes in C (_fastpath.swap_views).
+        self._cas_address = int(ffi.cast("uintptr_t", self._cas))
         self._bind_bulk()
 
     @property

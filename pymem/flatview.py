@@ -117,7 +117,7 @@ def _function_address(name: str) -> int:
 _fastpath.set_commit_api(
     tuple(_function_address(name) for name in (
         "pm_flatview_root", "pm_region_user", "pm_render_dispatch", "pm_ranges_free",
-        "pm_dispatch_release", "pm_rcu_try_synchronize")),
+        "pm_dispatch_release", "pm_rcu_try_synchronize", "pm_as_publish")),
     MAX_ALIAS_VISITS, ffi.cast, ffi.gc, ffi.typeof("pm_range *"), ffi.typeof("pm_dispatch *"),
     lib.pm_ranges_free, TREE_LOCK)
 _render_view = _fastpath.render_view
@@ -273,8 +273,8 @@ class FlatView(Uncopyable):
         OutOfMemoryError: C cannot allocate the ranges or the table.
     """
 
-    __slots__ = ("root", "_dispatch", "_handle", "_array", "_regions", "_ranges", "_refs",
-                 "_reclaim", "_stats", "_page_bits", "__weakref__")
+    __slots__ = ("root", "_dispatch", "_handle", "_address", "_array", "_regions", "_ranges",
+                 "_refs", "_reclaim", "_stats", "_page_bits", "__weakref__")
 
     def __init__(self, root: Optional[MemoryRegion], page_bits: int,
                  reclaim: Callable[["FlatView"], None], stats: Any = None,
@@ -297,6 +297,7 @@ class FlatView(Uncopyable):
             self._array, self._regions = None, []
             self._dispatch = Dispatch.build([], page_bits, stats=stats)
             handle = self._dispatch.handle
+            address = int(ffi.cast(_UINTPTR, handle))
         else:
             rendered = None
             if destructor is not None and expected < RENDER_NOGIL_RANGES:
@@ -304,12 +305,16 @@ class FlatView(Uncopyable):
                 # when it failed, and the Python path renders again to say why.
                 rendered = _render_view(root, page_bits, stats_address, destructor)
             if rendered is None:
-                rendered = _render(root, page_bits, stats, expected, destructor)
-            self._array, self._regions, handle = rendered
+                array, regions, handle = _render(root, page_bits, stats, expected, destructor)
+                rendered = array, regions, handle, int(ffi.cast(_UINTPTR, handle))
+            self._array, self._regions, handle, address = rendered
         # The view's own hold on the C table, apart from the Dispatch object a
         # caller may close: address spaces publish this handle, and it goes
         # only in _release, a grace period after the last space left the view.
         self._handle: Any = handle
+        # Its address, for swap_views' publishes (kept after the release:
+        # swap_views checks `_handle` before it publishes).
+        self._address: int = address
         self._refs = 1
         self._reclaim = reclaim
         # Declared after `dispatch`: the C dispatch counts itself in these

@@ -21,10 +21,10 @@
  *
  * swap_views does everything that can fail before the first change: the
  * arguments are checked, the new counts made and the new retired list
- * built; a publish call that fails (it cannot, given checked arguments) has
- * the publishes made before it undone before the error propagates.  Old
- * values (the replaced registry, pins' old views) are released only after
- * the last change, so a finalizer they trigger sees the whole commit.
+ * built; the changes themselves (pointer stores through the core's
+ * pm_as_publish, slot stores) cannot fail.  Old values (the replaced
+ * registry, pins' old views) are released only after the last change, so
+ * a finalizer they trigger sees the whole commit.
  *
  * The core is reached through function pointers (set_commit_api), as the
  * other builtins reach it: one copy of the core in the process.
@@ -38,6 +38,7 @@ typedef pm_status (*render_dispatch_fn)(const pm_region *, uint32_t, unsigned, p
 typedef void (*ranges_free_fn)(pm_range *);
 typedef void (*dispatch_release_fn)(pm_stats *, pm_dispatch *);
 typedef int (*try_synchronize_fn)(void);
+typedef pm_dispatch *(*publish_fn)(pm_as *, pm_dispatch *);
 
 /* What set_commit_api gave. */
 static struct {
@@ -47,6 +48,7 @@ static struct {
     ranges_free_fn ranges_free;
     dispatch_release_fn dispatch_release;
     try_synchronize_fn try_synchronize;
+    publish_fn publish;
     uint32_t max_alias_visits;
     PyObject *cast, *gc;                  /* ffi.cast, ffi.gc */
     PyObject *range_type, *dispatch_type; /* `pm_range *`, `pm_dispatch *` */
@@ -55,11 +57,11 @@ static struct {
 } api;
 
 static PyObject *str_views, *str_retired, *str_pending, *str_view, *str_refs, *str_handle,
-                *str_root, *str_id, *str_dispatch;
+                *str_root, *str_id, *str_dispatch, *str_pin, *str_cas_address, *str_address;
 
 /*
  * set_commit_api((flatview_root, region_user, render_dispatch, ranges_free,
- * dispatch_release, try_synchronize), max_alias_visits, cast, gc,
+ * dispatch_release, try_synchronize, as_publish), max_alias_visits, cast, gc,
  * range_type, dispatch_type, ranges_free, tree_lock): the core's functions
  * (their addresses), cffi's cast and gc with the two pointer types the
  * views own, the ranges' destructor and TREE_LOCK.  Called once, at import
@@ -69,18 +71,18 @@ PyObject *fp_set_commit_api(PyObject *module, PyObject *args)
 {
     PyObject *functions, *cast, *gc, *range_type, *dispatch_type, *ranges_free, *lock;
     unsigned long max_visits;
-    unsigned long long f[6];
+    unsigned long long f[7];
     (void)module;
     if (!PyArg_ParseTuple(args, "O!kOOOOOO:set_commit_api", &PyTuple_Type, &functions,
                           &max_visits, &cast, &gc, &range_type, &dispatch_type, &ranges_free,
                           &lock)) {
         return NULL;
     }
-    if (PyTuple_GET_SIZE(functions) != 6) {
-        PyErr_SetString(PyExc_TypeError, "set_commit_api: six function addresses");
+    if (PyTuple_GET_SIZE(functions) != 7) {
+        PyErr_SetString(PyExc_TypeError, "set_commit_api: seven function addresses");
         return NULL;
     }
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         f[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(functions, i));
         if (PyErr_Occurred()) {
             return NULL;
@@ -102,6 +104,7 @@ PyObject *fp_set_commit_api(PyObject *module, PyObject *args)
     api.ranges_free = (ranges_free_fn)(uintptr_t)f[3];
     api.dispatch_release = (dispatch_release_fn)(uintptr_t)f[4];
     api.try_synchronize = (try_synchronize_fn)(uintptr_t)f[5];
+    api.publish = (publish_fn)(uintptr_t)f[6];
     api.max_alias_visits = (uint32_t)max_visits;
     Py_XSETREF(api.cast, Py_NewRef(cast));
     Py_XSETREF(api.gc, Py_NewRef(gc));
@@ -196,7 +199,7 @@ static PyObject *owned(PyObject *type, void *pointer, PyObject *destructor)
 
 /*
  * render_view(root, page_bits, stats_address, destructor) -> (ranges,
- * regions, dispatch) or None: what pymem/flatview.py's _render answers for
+ * regions, dispatch, dispatch's address) or None: what pymem/flatview.py's _render answers for
  * a render with a dispatch, in one C call: under TREE_LOCK, the core's
  * pm_render_dispatch (the one that keeps the GIL) of the region `root`;
  * the ranges (a cffi `pm_range *`, None when there are none, freed by
@@ -269,7 +272,9 @@ PyObject *fp_render_view(PyObject *module, PyObject *const *args, Py_ssize_t nar
         PyObject *user = ranges[i].user ? (PyObject *)ranges[i].user : Py_None;
         PyList_SET_ITEM(regions, (Py_ssize_t)i, Py_NewRef(user));
     }
-    result = PyTuple_Pack(3, array, regions, handle);
+    PyObject *address = PyLong_FromVoidPtr(built);
+    result = address ? PyTuple_Pack(4, array, regions, handle, address) : NULL;
+    Py_XDECREF(address);
 unlock:
     Py_XDECREF(array);
     Py_XDECREF(handle);
@@ -338,31 +343,31 @@ static int in_values(PyObject *dict, PyObject *view)
 }
 
 /*
- * swap_views(system, views, publish, spaces, done[, release]): `views` becomes the system's
- * registry (`_views`): views of the old registry that are not in it lose
- * the registry's reference (a new view is born holding it).  `spaces` is a
- * tuple of (pin, handle of the space, view): each pin whose `view` is
- * another view is pointed at it, `publish(handle, view._handle)` (the cffi
- * lib.pm_as_publish) called, and the counts moved (the new view +1, the old
- * -1).  Views reaching 0 are appended to the system's `_retired`; with
- * `done`, `_update_pending` is set False.  With `release`, the views in
- * `_retired` are then released (FlatView._release: their `_dispatch` and
- * `_handle` dropped, which frees their tables) and the list emptied, if
- * pm_rcu_try_synchronize says no reader can still hold them; otherwise
- * they stay listed, for MemorySystem._retire to hand to call_rcu.
- * Returns None.
+ * swap_views(system, views, spaces, keys, done, release): `views` becomes the
+ * system's registry (`_views`): views of the old registry that are not in
+ * it lose the registry's reference (a new view is born holding it).
+ * `spaces` is a list of address spaces and `keys` the key in `views` of
+ * each one's new view: a space whose pin (`_pin`) holds another view is
+ * pointed at the new one, the view's table published to C
+ * (pm_as_publish(space._cas_address, view._address)), and the counts moved
+ * (the new view +1, the old -1).  Views reaching 0 are appended to the
+ * system's `_retired`; with `done`, `_update_pending` is set False.  With
+ * `release`, the views in `_retired` are then released (FlatView._release:
+ * their `_dispatch` and `_handle` dropped, which frees their tables) and
+ * the list emptied, if pm_rcu_try_synchronize says no reader can still
+ * hold them; otherwise they stay listed, for MemorySystem._retire to hand
+ * to call_rcu.  Returns None.
  */
 PyObject *fp_swap_views(PyObject *module, PyObject *args)
 {
-    PyObject *system, *views, *publish, *spaces;
-    int done_pending, release = 0;
+    PyObject *system, *views, *spaces, *keys;
+    int done_pending, release;
     (void)module;
-    if (!PyArg_ParseTuple(args, "OO!OO!p|p:swap_views", &system, &PyDict_Type, &views, &publish,
-                          &PyTuple_Type, &spaces, &done_pending, &release)) {
+    if (!PyArg_ParseTuple(args, "OO!O!O!pp:swap_views", &system, &PyDict_Type, &views,
+                          &PyList_Type, &spaces, &PyList_Type, &keys, &done_pending, &release)) {
         return NULL;
     }
-    if (!PyCFunction_Check(publish)) {
-        PyErr_SetString(PyExc_TypeError, "swap_views: publish must be a builtin");
+    if (!api_ready("swap_views")) {
         return NULL;
     }
     if (!fp_plain_attribute(system, str_views) || !fp_plain_attribute(system, str_retired)
@@ -371,12 +376,21 @@ PyObject *fp_swap_views(PyObject *module, PyObject *args)
                         "_update_pending must be plain attributes");
         return NULL;
     }
-    Py_ssize_t nspaces = PyTuple_GET_SIZE(spaces), i;
+    Py_ssize_t nspaces = PyList_GET_SIZE(spaces), i;
+    if (PyList_GET_SIZE(keys) != nspaces) {
+        PyErr_SetString(PyExc_ValueError, "swap_views: one key per space");
+        return NULL;
+    }
     changes c = { NULL, 0, 0 };
     PyObject *old_views = NULL, *retired = NULL, *new_retired = NULL;
-    PyObject **olds = NULL, **handles = NULL;
-    Py_ssize_t *published = NULL;
-    Py_ssize_t npublished = 0;
+    /* Per space: its pin and old view (owned), its new view (borrowed from
+     * `views`), and what to publish (NULL handle: nothing). */
+    typedef struct {
+        PyObject *pin, *old, *new;
+        pm_as *as;
+        pm_dispatch *table;
+    } space_swap;
+    space_swap *sw = NULL;
     PyObject *result = NULL;
 
     old_views = PyObject_GenericGetAttr(system, str_views);
@@ -388,10 +402,8 @@ PyObject *fp_swap_views(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "swap_views: _views must be a dict, _retired a list");
         goto done;
     }
-    olds = PyMem_Calloc((size_t)nspaces + 1, sizeof(*olds));
-    handles = PyMem_Calloc((size_t)nspaces + 1, sizeof(*handles));
-    published = PyMem_Calloc((size_t)nspaces + 1, sizeof(*published));
-    if (!olds || !handles || !published) {
+    sw = PyMem_Calloc((size_t)nspaces + 1, sizeof(*sw));
+    if (!sw) {
         PyErr_NoMemory();
         goto done;
     }
@@ -405,29 +417,49 @@ PyObject *fp_swap_views(PyObject *module, PyObject *args)
     }
     /* The spaces' references, and what each publishes. */
     for (i = 0; i < nspaces; i++) {
-        PyObject *entry = PyTuple_GET_ITEM(spaces, i);
-        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3
-            || !fp_plain_attribute(PyTuple_GET_ITEM(entry, 0), str_view)) {
-            PyErr_SetString(PyExc_TypeError, "swap_views: spaces are (pin, handle, view)");
+        PyObject *space = PyList_GET_ITEM(spaces, i);
+        sw[i].new = PyDict_GetItemWithError(views, PyList_GET_ITEM(keys, i));
+        if (!sw[i].new) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_KeyError, "swap_views: a space's key is not in views");
+            }
             goto done;
         }
-        PyObject *pin = PyTuple_GET_ITEM(entry, 0), *new = PyTuple_GET_ITEM(entry, 2);
-        olds[i] = PyObject_GenericGetAttr(pin, str_view);
-        if (!olds[i]) {
+        sw[i].pin = PyObject_GetAttr(space, str_pin);
+        if (!sw[i].pin) {
             goto done;
         }
-        if (olds[i] == new) {
+        if (!fp_plain_attribute(sw[i].pin, str_view)) {
+            PyErr_SetString(PyExc_TypeError, "swap_views: a pin's view must be a plain attribute");
+            goto done;
+        }
+        sw[i].old = PyObject_GenericGetAttr(sw[i].pin, str_view);
+        if (!sw[i].old) {
+            goto done;
+        }
+        if (sw[i].old == sw[i].new) {
             continue;
         }
-        handles[i] = PyObject_GetAttr(new, str_handle);
-        if (!handles[i]) {
+        PyObject *cas = PyObject_GetAttr(space, str_cas_address);
+        PyObject *handle = cas ? PyObject_GetAttr(sw[i].new, str_handle) : NULL;
+        PyObject *address = handle ? PyObject_GetAttr(sw[i].new, str_address) : NULL;
+        if (address) {
+            sw[i].as = PyLong_AsVoidPtr(cas);
+            sw[i].table = PyLong_AsVoidPtr(address);
+        }
+        int released = handle == Py_None;
+        Py_XDECREF(cas);
+        Py_XDECREF(handle);
+        Py_XDECREF(address);
+        if (!address || PyErr_Occurred()) {
             goto done;
         }
-        if (handles[i] == Py_None) {
+        if (released || !sw[i].as || !sw[i].table) {
             PyErr_SetString(PyExc_ValueError, "swap_views: a view to publish was released");
             goto done;
         }
-        if (change_ref(&c, new, 1) < 0 || (olds[i] != Py_None && change_ref(&c, olds[i], -1) < 0)) {
+        if (change_ref(&c, sw[i].new, 1) < 0
+            || (sw[i].old != Py_None && change_ref(&c, sw[i].old, -1) < 0)) {
             goto done;
         }
     }
@@ -456,38 +488,13 @@ PyObject *fp_swap_views(PyObject *module, PyObject *args)
             goto done;
         }
     }
-    /* C first: a publish that fails has the earlier ones undone. */
+    /* From here on nothing fails: C's publishes (a pointer store each),
+     * then slots and plain attributes.  C readers see each space switch
+     * as they would one by one. */
     for (i = 0; i < nspaces; i++) {
-        if (!handles[i]) {
-            continue;
-        }
-        PyObject *entry = PyTuple_GET_ITEM(spaces, i);
-        PyObject *r = PyObject_CallFunctionObjArgs(publish, PyTuple_GET_ITEM(entry, 1),
-                                                   handles[i], NULL);
-        if (!r) {
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            while (npublished--) {
-                Py_ssize_t j = published[npublished];
-                PyObject *back = PyObject_GetAttr(olds[j], str_handle);
-                PyObject *u = back ? PyObject_CallFunctionObjArgs(
-                    publish, PyTuple_GET_ITEM(PyTuple_GET_ITEM(spaces, j), 1), back, NULL) : NULL;
-                Py_XDECREF(u);
-                Py_XDECREF(back);
-                PyErr_Clear();
-            }
-            PyErr_Restore(type, value, tb);
-            goto done;
-        }
-        Py_DECREF(r);
-        published[npublished++] = i;
-    }
-    /* From here on nothing fails: slots and plain attributes are set. */
-    for (i = 0; i < nspaces; i++) {
-        if (handles[i]) {
-            PyObject *entry = PyTuple_GET_ITEM(spaces, i);
-            (void)PyObject_GenericSetAttr(PyTuple_GET_ITEM(entry, 0), str_view,
-                                          PyTuple_GET_ITEM(entry, 2));
+        if (sw[i].table) {
+            (void)api.publish(sw[i].as, sw[i].table);
+            (void)PyObject_GenericSetAttr(sw[i].pin, str_view, sw[i].new);
         }
     }
     for (i = 0; i < c.n; i++) {
@@ -537,13 +544,11 @@ done:
         Py_XDECREF(c.items[i].refs);
     }
     PyMem_Free(c.items);
-    for (i = 0; olds && i < nspaces; i++) {
-        Py_XDECREF(olds[i]);
-        Py_XDECREF(handles[i]);
+    for (i = 0; sw && i < nspaces; i++) {
+        Py_XDECREF(sw[i].pin);
+        Py_XDECREF(sw[i].old);
     }
-    PyMem_Free(olds);
-    PyMem_Free(handles);
-    PyMem_Free(published);
+    PyMem_Free(sw);
     Py_XDECREF(new_retired);
     Py_XDECREF(retired);
     Py_XDECREF(old_views);
@@ -561,6 +566,10 @@ int fp_commit_init(void)
     str_root = PyUnicode_InternFromString("root");
     str_id = PyUnicode_InternFromString("_id");
     str_dispatch = PyUnicode_InternFromString("_dispatch");
+    str_pin = PyUnicode_InternFromString("_pin");
+    str_cas_address = PyUnicode_InternFromString("_cas_address");
+    str_address = PyUnicode_InternFromString("_address");
     return str_views && str_retired && str_pending && str_view && str_refs && str_handle
-           && str_root && str_id && str_dispatch ? 0 : -1;
+           && str_root && str_id && str_dispatch && str_pin && str_cas_address && str_address
+           ? 0 : -1;
 }

@@ -65,7 +65,7 @@ static PyMethodDef module_methods[] = {
       "mapping(owner, memory, start, length, region, offset, is_write, attrs, addr, space) "
       "-> memoryview: a view unmap takes (see mapping.c)" },
     { "swap_views", fp_swap_views, METH_VARARGS,
-      "swap_views(system, views, publish, spaces, done[, release]): a commit's registry swap, "
+      "swap_views(system, views, spaces, keys, done, release): a commit's registry swap, "
       "publishes and reference counts in one C call (see commit.c)" },
     { "set_commit_api", fp_set_commit_api, METH_VARARGS,
       "set_commit_api(functions, max_alias_visits, cast, gc, range_type, dispatch_type, "
