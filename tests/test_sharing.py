@@ -40,6 +40,21 @@ def test_both_spaces_publish_the_shared_dispatch_to_c():
         assert lib.pm_as_publish(asp._cas, handle) == handle
 
 
+def test_a_commit_publishes_each_spaces_new_table_to_c():
+    # The no-listener commit publishes in C (swap_views, through the core's
+    # pm_as_publish): C's pointer is each space's new view's table.
+    system, root = machine()
+    memory = system.address_space(root, "memory")
+    cpu = system.address_space(root, "cpu-memory-0")
+    window = system.address_space(MemoryRegion.alias("low", root, 0x1000, 0x1000), "dma")
+    before = {asp: asp.flatview for asp in (memory, cpu, window)}
+    root.add_subregion(0x200000, MemoryRegion.ram("more", 0x1000))
+    for asp in (memory, cpu, window):
+        assert asp.flatview is not before[asp]
+        handle = asp.flatview._handle
+        assert lib.pm_as_publish(asp._cas, handle) == handle
+
+
 def test_whole_alias_of_a_root_shares_the_roots_view():
     system, root = machine()
     memory = system.address_space(root, "memory")
