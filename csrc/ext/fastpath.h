@@ -106,9 +106,9 @@ typedef struct {
     PyObject *dev_read, *dev_write;
     PyObject *dev_ref;       /* a weak reference to that region */
     PyObject *spare_result;  /* load_attrs: its last answer, for reuse (memtx.c) */
-    /* mapping.c's cache: the last mapped region's memory */
+    /* mapping.c's cache: the last mapped region's memory, exported */
     uint32_t map_region;     /* its id; UINT32_MAX: none */
-    PyObject *map_memory;
+    PyObject *map_memory;    /* a mapping.c Export of it */
 } Bound;
 
 /* A Bound cleared by the garbage collector (its cycle was unreachable) can
@@ -289,6 +289,7 @@ FP_INTERNAL PyObject *fp_call_owned(PyObject *module, PyObject *args);
 /* regionobj.c */
 FP_INTERNAL int fp_region_init(PyObject *module);
 FP_INTERNAL pm_region *fp_region_node(PyObject *obj);
+FP_INTERNAL PyObject *fp_region_dirty_log(PyObject *obj);
 
 /* hostmem.c */
 FP_INTERNAL int fp_hostmem_init(PyObject *module);

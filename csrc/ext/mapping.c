@@ -19,14 +19,61 @@
  * leaves the mapping for a retry), then hands the rest of a write, where
  * there is any (a bounce buffer to write out, dirty pages of a logged
  * region, taps), to its Python fallback, and releases the view.
+ *
+ * What a map+unmap pair costs beyond CPython's memoryview (a managed buffer
+ * and a view, two GC objects, made and freed): a Mapping, its references,
+ * one section lookup.  The region's memory is exported once per builtin (an
+ * Export, shared by its mappings) rather than once per map; the view is
+ * released through memoryview.release's C function, not a method call; and
+ * a region's `_dirty_log` is read from its C field.
  */
 #include "fastpath.h"
 
+/* One export of some memory's bytes (PyBUF_WRITABLE), held by the mappings
+ * made of it and by the map builtin's cache: released when the last goes.
+ * Not GC-tracked: it references only the exporter, which cannot reach it. */
 typedef struct {
     PyObject_HEAD
-    Py_buffer memory;    /* an export of the bytes (a region's buffer, a bounce
+    Py_buffer memory;
+} Export;
+
+static void export_dealloc(Export *self)
+{
+    if (self->memory.obj) {
+        PyBuffer_Release(&self->memory);
+    }
+    PyObject_Free(self);
+}
+
+static PyTypeObject ExportType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymem._fastpath.MappingExport",
+    .tp_basicsize = sizeof(Export),
+    .tp_dealloc = (destructor)export_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "An export of memory that mapped views are windows of (csrc/ext/mapping.c).",
+};
+
+/* An Export of `memory`'s bytes; NULL with an error set (not writable). */
+static PyObject *export_of(PyObject *memory)
+{
+    Export *e = PyObject_New(Export, &ExportType);
+    if (!e) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(memory, &e->memory, PyBUF_WRITABLE) < 0) {
+        e->memory.obj = NULL;
+        Py_DECREF(e);
+        return NULL;
+    }
+    return (PyObject *)e;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *export;    /* the Export of the bytes (a region's buffer, a bounce
                             buffer), held while the mapping lives */
-    char *buf;           /* the mapped window: memory.buf + start */
+    char *buf;           /* the mapped window: in export's memory, from start */
     Py_ssize_t len;
     PyObject *owner;     /* the pin of the space map() was called on */
     PyObject *region;    /* the MemoryRegion, or None: a bounce buffer */
@@ -40,7 +87,9 @@ typedef struct {
     PyObject *view;      /* borrowed: the view map() answered */
 } Mapping;
 
-static PyObject *str_dirty_log, *str_buffer, *memoryview_release;
+static PyObject *str_dirty_log, *str_buffer;
+/* memoryview.release's C function (METH_NOARGS), found once. */
+static PyCFunction memoryview_release;
 
 static int mapping_traverse(Mapping *self, visitproc visit, void *arg)
 {
@@ -66,9 +115,7 @@ static void mapping_dealloc(Mapping *self)
 {
     PyObject_GC_UnTrack(self);
     mapping_clear(self);
-    if (self->memory.obj) {
-        PyBuffer_Release(&self->memory);
-    }
+    Py_XDECREF(self->export);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -109,18 +156,26 @@ static PyTypeObject MappingType = {
 };
 
 /*
- * A view of `length` bytes of `memory` from `start`, as a new Mapping's.
- * References are taken; `attrs` and `space` may be NULL (None).  NULL with
- * an error set (`memory` not writable, the window outside it).
+ * A view of `length` bytes of `export` (an Export) from `start`, as a new
+ * Mapping's.  References are taken; `attrs` and `space` may be NULL (None).
+ * NULL with an error set (the window outside the memory).
  */
-static PyObject *new_view(PyObject *owner, PyObject *memory, Py_ssize_t start,
+static PyObject *new_view(PyObject *owner, PyObject *export, Py_ssize_t start,
                           Py_ssize_t length, PyObject *region, uint64_t offset, int is_write,
                           PyObject *attrs, uint64_t addr, PyObject *space, int by_python)
 {
+    Py_buffer *memory = &((Export *)export)->memory;
+    if (start < 0 || length < 0 || start > memory->len || length > memory->len - start) {
+        PyErr_SetString(PyExc_ValueError, "mapping: the window is outside the memory");
+        return NULL;
+    }
     Mapping *m = PyObject_GC_New(Mapping, &MappingType);
     if (!m) {
         return NULL;
     }
+    m->export = Py_NewRef(export);
+    m->buf = (char *)memory->buf + start;
+    m->len = length;
     m->owner = Py_NewRef(owner);
     m->region = Py_NewRef(region);
     m->attrs = Py_NewRef(attrs ? attrs : Py_None);
@@ -130,20 +185,7 @@ static PyObject *new_view(PyObject *owner, PyObject *memory, Py_ssize_t start,
     m->is_write = is_write;
     m->mapped = 1;
     m->by_python = by_python;
-    m->view = NULL;
-    m->memory.obj = NULL;
     PyObject_GC_Track(m);
-    if (PyObject_GetBuffer(memory, &m->memory, PyBUF_WRITABLE) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (start < 0 || length < 0 || start > m->memory.len || length > m->memory.len - start) {
-        PyErr_SetString(PyExc_ValueError, "mapping: the window is outside the memory");
-        Py_DECREF(m);
-        return NULL;
-    }
-    m->buf = (char *)m->memory.buf + start;
-    m->len = length;
     PyObject *view = PyMemoryView_FromObject((PyObject *)m);
     m->view = view;
     Py_DECREF(m);   /* the view's buffer holds it */
@@ -163,8 +205,14 @@ PyObject *fp_mapping(PyObject *module, PyObject *args)
                           &region, &offset, &is_write, &attrs, &addr, &space)) {
         return NULL;
     }
-    return new_view(owner, memory, start, length, region, offset, is_write, attrs, addr,
-                    space, 1);
+    PyObject *export = export_of(memory);
+    if (!export) {
+        return NULL;
+    }
+    PyObject *view = new_view(owner, export, start, length, region, offset, is_write, attrs,
+                              addr, space, 1);
+    Py_DECREF(export);
+    return view;
 }
 
 /* The section flags a map reads: for writing, RAM that is neither read-only
@@ -180,12 +228,15 @@ static int map_direct(uint32_t flags, int is_write)
     return (flags & (PM_SECTION_RAM | PM_SECTION_ROMD)) && !(flags & PM_SECTION_IOMMU);
 }
 
-/* The region's memory (its `_buffer`), remembered by region id: a region's
- * memory is fixed when it is made, and ids are never reused.  New ref. */
+/* The region's memory (its `_buffer`) as an Export, remembered by region
+ * id: a region's memory is fixed when it is made, and ids are never reused.
+ * New ref. */
 static PyObject *region_memory(Bound *self, PyObject *region, uint32_t id)
 {
     if (self->map_region != id || !self->map_memory) {
-        PyObject *memory = PyObject_GetAttr(region, str_buffer);
+        PyObject *buffer = PyObject_GetAttr(region, str_buffer);
+        PyObject *memory = buffer ? export_of(buffer) : NULL;
+        Py_XDECREF(buffer);
         if (!memory) {
             return NULL;
         }
@@ -283,7 +334,12 @@ static int write_needs_python(Bound *self, Mapping *m)
     if (m->by_python || m->region == Py_None || (self->taps && self->taps->memory_taps)) {
         return 1;
     }
-    PyObject *log = PyObject_GetAttr(m->region, str_dirty_log);
+    /* A MemoryRegion's field, read in place; getattr for anything else. */
+    PyObject *log = fp_region_dirty_log(m->region);
+    if (log) {
+        return PyObject_IsTrue(log);
+    }
+    log = PyObject_GetAttr(m->region, str_dirty_log);
     if (!log) {
         return -1;
     }
@@ -330,7 +386,7 @@ PyObject *fp_call_unmap(PyObject *self_, PyObject *const *args, Py_ssize_t nargs
         Py_XDECREF(r);
     }
     if (rest == 0 || r) {
-        r = PyObject_CallOneArg(memoryview_release, view);
+        r = memoryview_release(view, NULL);
     }
     Py_DECREF(m);
     return r;
@@ -340,9 +396,17 @@ int fp_mapping_init(void)
 {
     str_dirty_log = PyUnicode_InternFromString("_dirty_log");
     str_buffer = PyUnicode_InternFromString("_buffer");
-    memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");
-    if (!str_dirty_log || !str_buffer || !memoryview_release) {
+    if (!str_dirty_log || !str_buffer) {
         return -1;
     }
-    return PyType_Ready(&MappingType);
+    for (PyMethodDef *d = PyMemoryView_Type.tp_methods; d && d->ml_name; d++) {
+        if (strcmp(d->ml_name, "release") == 0 && d->ml_flags == METH_NOARGS) {
+            memoryview_release = d->ml_meth;
+        }
+    }
+    if (!memoryview_release) {
+        PyErr_SetString(PyExc_RuntimeError, "pymem._fastpath: memoryview.release not found");
+        return -1;
+    }
+    return PyType_Ready(&ExportType) < 0 ? -1 : PyType_Ready(&MappingType);
 }

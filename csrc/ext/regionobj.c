@@ -766,6 +766,13 @@ pm_region *fp_region_node(PyObject *obj)
     return PyObject_TypeCheck(obj, &RegionType) ? ((Region *)obj)->node : NULL;
 }
 
+/* The region's `_dirty_log` field (borrowed) when `obj` is a Region whose
+ * field is set; NULL otherwise, no error set (the caller asks getattr). */
+PyObject *fp_region_dirty_log(PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, &RegionType) ? ((Region *)obj)->dirty_log : NULL;
+}
+
 int fp_region_init(PyObject *module)
 {
     if (PyType_Ready(&RegionType) < 0 || PyModule_AddFunctions(module, regionobj_functions) < 0) {
