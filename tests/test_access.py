@@ -383,6 +383,42 @@ def test_builtin_mmio_load_masks_what_the_callback_answers_as_the_python_path_do
         asp.ldl_le(0)
 
 
+def test_builtin_mmio_load_answers_a_plain_int_whatever_int_the_callback_gave():
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 7
+    values = [True, Level.HIGH, 0x1234]
+    ops = MemoryRegionOps(lambda offset, size: values.pop(0), print)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, ops)))
+    answers = [asp.ldl_le(0), asp.ldl_le(0), asp.ldl_le(0)]
+    assert answers == [1, 7, 0x1234]
+    assert [type(a) for a in answers] == [int, int, int]
+
+
+def test_a_device_callback_that_keeps_its_offset_ints_sees_each_as_it_was_passed():
+    # The builtin reuses the offset int of its last device call only when
+    # nobody else holds it: kept ones (a list, a nested access's frame) stay.
+    kept, seen = [], []
+
+    def read(offset, size):
+        seen.append(offset + 0)          # its value when passed
+        if len(seen) % 2:
+            kept.append(offset)          # every other one is kept
+        if offset == 0x4000_0008:        # a nested access on the same builtin
+            ld(0x3000)
+            assert offset == 0x4000_0008
+        return 0
+
+    ops = MemoryRegionOps(read, print)
+    _, _, asp = machine((0, MemoryRegion.io("dev", 0x8000_0000, ops)))
+    ld = asp.ldl_le
+    for addr in (0x1000, 0x2000, 0x4000_0008, 0x10, 0x7fff_fff0, 0x5000, 0x6000):
+        ld(addr)
+    assert seen == [0x1000, 0x2000, 0x4000_0008, 0x3000, 0x10, 0x7fff_fff0, 0x5000, 0x6000]
+    assert kept == seen[::2]
+
+
 def test_misaligned_or_rejected_builtin_mmio_accesses_follow_qemus_rules():
     dev = Device()
     _, _, asp = machine((0, MemoryRegion.io("dev", 0x100, dev.ops(valid_min=2))))

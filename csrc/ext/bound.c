@@ -19,6 +19,7 @@ static int bound_traverse(Bound *self, visitproc visit, void *arg)
     Py_VISIT(self->dev_ref);
     Py_VISIT(self->spare_result);
     Py_VISIT(self->map_memory);
+    Py_VISIT(self->dev_offset);
     return 0;
 }
 
@@ -30,6 +31,7 @@ static int bound_clear(Bound *self)
     Py_CLEAR(self->taps);
     Py_CLEAR(self->spare_result);
     Py_CLEAR(self->map_memory);
+    Py_CLEAR(self->dev_offset);
     fp_device_forget(self);
     return 0;
 }
@@ -161,6 +163,7 @@ PyObject *fp_bind(PyObject *module, PyObject *args)
     b->taps = taps != Py_None ? (TapSet *)Py_NewRef(taps) : NULL;
     b->dev_region = UINT32_MAX;
     b->dev_read = b->dev_write = b->dev_ref = b->spare_result = b->map_memory = NULL;
+    b->dev_offset = NULL;
     b->map_region = UINT32_MAX;
     b->dev_sizes = 0;
     b->dev_unaligned = b->dev_big = b->dev_hint = 0;

@@ -181,38 +181,57 @@ static void answer_error(Bound *self, uint64_t addr, PyObject *value)
     }
 }
 
-/* 1: handled (*result is the value, or NULL with the callback's error set);
- * 0: take the fallback. */
-int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
+/*
+ * The offset argument of a device call, as a Python int (new reference).
+ * An int is immutable, but one that nobody else holds cannot be seen to
+ * change: the builtin keeps the int it passed last and, when the callback
+ * did not keep it (the builtin holds the only reference), writes the next
+ * offset into its digits instead of freeing it and making another, as
+ * load_answer (memtx.c) reuses its tuple.  That is ~150 instructions, an
+ * allocation and a free, of an MMIO access.  Only offsets of two 30-bit
+ * digits (257 .. 2^60) on CPython 3.11's int layout (pyaddr.h): smaller
+ * ones are CPython's shared small ints, larger ones are made afresh.
+ */
+static PyObject *offset_int(Bound *self, uint64_t offset)
 {
-    uint64_t offset;
-    if (!self->device) {
-        return 0;
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    if (offset > 256 && offset < (UINT64_C(1) << 60)) {
+        PyObject *o = self->dev_offset;
+        if (!o || Py_REFCNT(o) != 1) {
+            o = (PyObject *)_PyLong_New(2);
+            if (!o) {
+                return NULL;
+            }
+            Py_XSETREF(self->dev_offset, o);
+        }
+        digit *d = ((PyLongObject *)o)->ob_digit;
+        d[0] = (digit)(offset & PyLong_MASK);
+        d[1] = (digit)(offset >> PyLong_SHIFT);
+        Py_SET_SIZE(o, d[1] ? 2 : 1);
+        return Py_NewRef(o);
     }
-    PyObject *region = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_ROMD
-                                     | PM_SECTION_IOMMU, &offset);
-    if (!region) {
-        return 0;
-    }
-    *result = NULL;
-    /* Ours for the call: a nested access may refill the cache. */
-    PyObject *read = Py_NewRef(self->dev_read);
-    int device_big = self->dev_big;
-    /* args[0] is free for a bound method's self (PY_VECTORCALL_ARGUMENTS_OFFSET). */
-    PyObject *args[3] = { NULL, PyLong_FromUnsignedLongLong(offset),
-                          PyLong_FromUnsignedLong(self->width) };
-    PyObject *got = args[1] && args[2]
-                    ? PyObject_Vectorcall(read, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                          NULL)
-                    : NULL;
-    Py_XDECREF(args[1]);
-    Py_XDECREF(args[2]);
-    Py_DECREF(read);
-    if (!got) {
-        Py_DECREF(region);
-        return 1;
-    }
+#endif
+    return PyLong_FromUnsignedLongLong(offset);
+}
+
+/* 1, 2, 4 and 8 as Python ints, made once: the size argument of every call. */
+static PyObject *width_ints[9];
+
+/*
+ * What a read callback answered, as the access's value: *v the value in the
+ * device's byte order (for the taps) and the answer the builtin returns (a
+ * new reference), or NULL with an error set.  The common answer, a plain
+ * non-negative int that fits and needs no byte swap, is returned as it is:
+ * no new int, no free of the old (the digits read in place, pyaddr.h).
+ */
+static PyObject *device_answer(Bound *self, uint64_t addr, PyObject *got, int device_big,
+                               uint64_t *v)
+{
     uint64_t mask = self->width == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * self->width)) - 1;
+    if (PyLong_CheckExact(got) && Py_SIZE(got) >= 0 && Py_SIZE(got) <= 2
+        && pm_address_arg(got, v) == 0 && *v <= mask && device_big == self->big_endian) {
+        return got;
+    }
     if (!PyLong_Check(got)) {
         /* What the Python path takes (mmio.callback_value): anything with
          * __index__; anything else is the device model's bug, reported as
@@ -222,23 +241,50 @@ int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
             PyErr_Clear();
             answer_error(self, addr, got);
             Py_DECREF(got);
-            Py_DECREF(region);
-            return 1;
+            return NULL;
         }
         Py_DECREF(got);
         got = index;
     }
-    uint64_t v = PyLong_AsUnsignedLongLongMask(got) & mask;
+    *v = PyLong_AsUnsignedLongLongMask(got) & mask;
     Py_DECREF(got);
-    if (PyErr_Occurred() || tap_device(self, addr, region, offset, v, 0, device_big) < 0) {
-        Py_DECREF(region);
-        return 1;
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(device_big != self->big_endian
+                                       ? swap_bytes(*v, self->width) : *v);
+}
+
+/* 1: handled (*result is the value, or NULL with the callback's error set);
+ * 0: take the fallback. */
+int fp_device_load(Bound *self, uint64_t addr, PyObject **result)
+{
+    uint64_t offset, v;
+    if (!self->device) {
+        return 0;
+    }
+    PyObject *region = direct_device(self, addr, PM_SECTION_RAM | PM_SECTION_ROMD
+                                     | PM_SECTION_IOMMU, &offset);
+    if (!region) {
+        return 0;
+    }
+    /* Ours for the call: a nested access may refill the cache. */
+    PyObject *read = Py_NewRef(self->dev_read);
+    int device_big = self->dev_big;
+    /* args[0] is free for a bound method's self (PY_VECTORCALL_ARGUMENTS_OFFSET). */
+    PyObject *args[3] = { NULL, offset_int(self, offset), width_ints[self->width] };
+    PyObject *got = args[1]
+                    ? PyObject_Vectorcall(read, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                          NULL)
+                    : NULL;
+    Py_XDECREF(args[1]);
+    Py_DECREF(read);
+    PyObject *answer = got ? device_answer(self, addr, got, device_big, &v) : NULL;
+    if (answer && tap_device(self, addr, region, offset, v, 0, device_big) < 0) {
+        Py_CLEAR(answer);
     }
     Py_DECREF(region);
-    if (device_big != self->big_endian) {
-        v = swap_bytes(v, self->width);
-    }
-    *result = PyLong_FromUnsignedLongLong(v);
+    *result = answer;
     return 1;
 }
 
@@ -260,16 +306,14 @@ int fp_device_store(Bound *self, uint64_t addr, uint64_t value, PyObject **resul
         value = swap_bytes(value, self->width);
     }
     PyObject *write = Py_NewRef(self->dev_write);
-    PyObject *args[4] = { NULL, PyLong_FromUnsignedLongLong(offset),
-                          PyLong_FromUnsignedLongLong(value),
-                          PyLong_FromUnsignedLong(self->width) };
-    PyObject *got = args[1] && args[2] && args[3]
+    PyObject *args[4] = { NULL, offset_int(self, offset), PyLong_FromUnsignedLongLong(value),
+                          width_ints[self->width] };
+    PyObject *got = args[1] && args[2]
                     ? PyObject_Vectorcall(write, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                           NULL)
                     : NULL;
-    for (int i = 1; i < 4; i++) {
-        Py_XDECREF(args[i]);
-    }
+    Py_XDECREF(args[1]);
+    Py_XDECREF(args[2]);
     Py_DECREF(write);
     if (got) {
         /* The callback's answer is ignored, as QEMU ignores a plain write's. */
@@ -286,5 +330,10 @@ int fp_device_init(void)
 {
     str_ops = PyUnicode_InternFromString("ops");
     str_direct = PyUnicode_InternFromString("direct");
+    for (unsigned w = 1; w <= 8; w *= 2) {
+        if (!(width_ints[w] = PyLong_FromLong((long)w))) {
+            return -1;
+        }
+    }
     return str_ops && str_direct ? 0 : -1;
 }

@@ -105,6 +105,7 @@ typedef struct {
     uint64_t dev_generation; /* ops_generation when remembered */
     PyObject *dev_read, *dev_write;
     PyObject *dev_ref;       /* a weak reference to that region */
+    PyObject *dev_offset;    /* the offset int of the last device call (device.c) */
     PyObject *spare_result;  /* load_attrs: its last answer, for reuse (memtx.c) */
     /* mapping.c's cache: the last mapped region's memory, exported */
     uint32_t map_region;     /* its id; UINT32_MAX: none */

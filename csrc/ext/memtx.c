@@ -19,6 +19,7 @@ static load_fn fixed_loads[9][2];      /* [size][big], sizes 1, 2, 4 */
 static load64_fn fixed_load64[2];      /* [big] */
 static store_fn fixed_stores[9][2];    /* [size][big], sizes 1, 2, 4, 8 */
 static PyObject *ok_result;            /* MemTxResult.OK */
+static int ok_is_gc;                   /* it is a GC object (an enum member is) */
 /* 1, 2, 4, 8 as Python ints: CPython's small ints are shared objects, so a
  * size given as a literal is recognised by identity before any conversion. */
 static PyObject *size_ints[4];
@@ -62,6 +63,7 @@ PyObject *fp_set_memtx(PyObject *module, PyObject *args)
         }
     }
     Py_XSETREF(ok_result, Py_NewRef(ok));
+    ok_is_gc = PyObject_IS_GC(ok);
     Py_RETURN_NONE;
 }
 
@@ -134,8 +136,9 @@ static PyObject *load_answer(Bound *self, PyObject *value)
         Py_INCREF(t);
         PyTuple_SET_ITEM(t, 0, value);
         Py_DECREF(old);
-        /* The collector may have untracked it (ints only); OK is an object. */
-        if (!PyObject_GC_IsTracked(t)) {
+        /* The collector untracks a tuple only when none of its items can be
+         * tracked: never while OK is a GC object; else it may have. */
+        if (!ok_is_gc && !PyObject_GC_IsTracked(t)) {
             PyObject_GC_Track(t);
         }
         return t;
