@@ -332,11 +332,12 @@ class AccessMixin(TapsMixin, MapMixin):
             # reading zeros.  The whole stretch at once gives the same bytes
             # and the same OR-ed result, in one step instead of one Python
             # round trip per 4 bytes (a tap still sees every piece).
-            # The stretch ends where the next flat range begins: C's section
+            # QEMU re-translates only where each piece starts, so the last
+            # piece that starts in the hole runs on into whatever follows
+            # (reading zeros there; a write there is dropped).  C's section
             # length here is that of QEMU's unassigned section, which spans
-            # the whole space (QEMU never runs past: it re-translates after
-            # each piece of at most 4 bytes).
-            n = min(rest, section_len, self._hole_left(addr))
+            # the whole space.
+            n = _unassigned_stretch(addr, min(rest, section_len), self._hole_left(addr))
             if not is_write:
                 view[:n] = bytes(n)
             return n, DECODE_ERROR
@@ -558,6 +559,26 @@ def _bus_error(space: Any, result: MemTxResult, addr: int, size: int, is_write: 
     from ..buserror import bus_error
 
     return bus_error(space, result, addr, size, is_write, _iommu_translate, whole)
+
+
+def _unassigned_stretch(addr: int, rest: int, hole: int) -> int:
+    """How many of `rest` bytes at `addr` QEMU answers as unassigned space
+    when the hole there is `hole` bytes long: its pieces (`mmio.access_size`
+    with no ops: at most 4 bytes, aligned to their size) up to and with the
+    first one that reaches the hole's end, which may run past it.  O(1):
+    the whole 4-byte pieces inside the hole are counted, not walked.
+
+    Raises nothing.
+    """
+    if hole >= rest:
+        return rest
+    end, stop, pos = addr + hole, addr + rest, addr
+    while pos < end:
+        if not pos & 3 and end - pos > 4:
+            pos += (end - pos - 1) & ~3         # whole pieces, all inside the hole
+            continue
+        pos += mmio.access_size(None, stop - pos, pos)
+    return pos - addr
 
 
 def _name(region: Optional[MemoryRegion]) -> str:
