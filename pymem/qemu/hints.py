@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..errors import DumpParseError
 from ..region import MAX_ALIAS_VISITS
+from ..region.loops import MAX_LOOP_WALK
 from .flat import FlatViewText, _looks_like_iommu, parse_flat, view_dispatch_lines
 from .mtree import _address_spaces, _alias_targets, _Node, _parse, _unify, _walk
 
@@ -188,8 +189,17 @@ def _visible(tree: _Tree, top: _Node, children: Callable[[_Node], List[_Node]],
     # Entries: ("node", node, base, lo, hi, aliases); ("leave", node, base,
     # lo, hi, aliases); ("alias", id, count) puts an alias's visit count back.
     stack: List[Any] = [("node", top, 0, 0, _SPAN, ())]
+    walked = 0
     while stack:
         item = stack.pop()
+        walked += 1
+        if walked > MAX_LOOP_WALK:
+            # Aliases on a loop mapping it again and again: the paths multiply
+            # (load_mtree refuses the same tree when it adds the alias).
+            raise DumpParseError(f"rendering {top.name!r} walks more than {MAX_LOOP_WALK} "
+                                 f"regions: aliases on one loop map it again and again "
+                                 f"within their windows, and the render paths multiply",
+                                 top.lineno)
         if item[0] == "alias":
             visits[item[1]] = item[2]
             continue

@@ -71,6 +71,14 @@ def _loop_mates(region: MemoryRegion) -> List[MemoryRegion]:
     return [mr for mr in forward if mr.id in seen]
 
 
+# The most regions `runaway_loop` walks from one start.  Several aliases on
+# one loop, each mapping the loop again a little further on within its window,
+# multiply the render paths (k aliases, up to MAX_ALIAS_VISITS trips each:
+# k^16 paths), which a render (QEMU's too) would walk for hours: such a
+# tree is refused.  Real loops (Arm SSE's container) walk a few thousand.
+MAX_LOOP_WALK = 1 << 18
+
+
 def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
                  ) -> Optional[List[MemoryRegion]]:
     """Walk what rendering `start` (at `base`, clipped to [lo, hi)) walks, as
@@ -80,13 +88,22 @@ def runaway_loop(start: MemoryRegion, base: int, lo: int, hi: int
 
     `base` and [lo, hi) are bytes of the address space the walk renders into.
 
-    Raises nothing.
+    Raises:
+        TopologyError: the walk passes MAX_LOOP_WALK regions (alias loops
+            whose render paths multiply); the message names `start`.
     """
     path: List[MemoryRegion] = []
     visits: Dict[int, int] = {}
     stack: List[Tuple[MemoryRegion, int, int, int, int]] = [(start, base, lo, hi, 0)]
+    walked = 0
     while stack:
         mr, base, lo, hi, depth = stack.pop()
+        walked += 1
+        if walked > MAX_LOOP_WALK:
+            raise TopologyError(
+                f"rendering from {start.name!r} walks more than {MAX_LOOP_WALK} regions: "
+                f"aliases on one loop map it again and again within their windows, and "
+                f"the render paths multiply")
         while len(path) > depth:
             gone = path.pop()
             if gone._alias is not None:
@@ -137,7 +154,11 @@ def _check_loops(mates: List[MemoryRegion], where: str, edited: MemoryRegion) ->
     for mr in mates:
         if mr._alias is None:
             continue
-        loop = runaway_loop(mr, 0, mr.addr, mr.addr + mr.size)
+        try:
+            loop = runaway_loop(mr, 0, mr.addr, mr.addr + mr.size)
+        except TopologyError as exc:
+            raise TopologyError(f"{where} would make a render that never ends in "
+                                f"practice: {exc}") from None
         if loop is not None:
             raise TopologyError(
                 f"{where} would make a cycle that rendering never leaves: "
